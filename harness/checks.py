@@ -1,0 +1,179 @@
+"""Instrumented assertions: declared in plain Python, evaluated and accumulated in-graph.
+
+A check turns an observed tensor into a value, compares it with its bound and
+accumulates over the run: evaluations, failures, non-finite evaluations, the
+first failing step, the worst value and its signed margin (negative = violated).
+
+NaN and Inf never pass. A naive ``assert loss < 1.0`` is False for NaN only by
+luck of the comparison, and ``-inf < 1.0`` is True; here an evaluation passes
+only when every element is finite *and* satisfies the comparison. A vector
+observation is judged by its worst element. Comparison happens in float64
+against the declared bound, so margins are exact whatever the compute dtype.
+
+    from harness import checks
+    checks.below("loss_below", "post_loss", 1.0)        # loss < 1.0 after each step
+    checks.within("output", "activations", 0.01, 0.99)  # output_min >= .01, output_max <= .99
+    checks.near("mean_near_zero", "mean", 0.0, tol=0.1, when="final")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Observe = str | Callable[[Mapping[str, Any]], Any]
+When = Literal["step", "final"]
+# (n_evaluated, n_failed, n_nonfinite, first_failure_step, worst_value, worst_margin)
+CheckState = tuple[Any, Any, Any, Any, Any, Any]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One assertion: ``value <op> bound`` where op is <, <=, > or >=.
+
+    observe: a key of the observation dict a step returns, or a function of it.
+    transform: optional function applied to the observed tensor (e.g. abs(x - t)).
+    when: "step" evaluates after every training step, "final" once after training.
+    """
+
+    name: str
+    observe: Observe
+    bound: float
+    op: Literal["<", "<=", ">", ">="]
+    when: When = "step"
+    transform: Callable[[Any], Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ValueError(f"check name {self.name!r} must be a non-empty string")
+        if self.op not in ("<", "<=", ">", ">="):
+            raise ValueError(f"check {self.name}: op {self.op!r} is not one of < <= > >=")
+        if self.when not in ("step", "final"):
+            raise ValueError(f"check {self.name}: when={self.when!r} is not 'step' or 'final'")
+
+    # ------------------------------------------------------------------ in-graph
+
+    def initial_state(self) -> CheckState:
+        import tensorflow as tf
+
+        z = tf.constant(0, tf.int64)
+        return (z, z, z, tf.constant(-1, tf.int64), tf.constant(float("nan"), tf.float64),
+                tf.constant(float("inf"), tf.float64))
+
+    def observe_in(self, obs: Mapping[str, Any]) -> Any:
+        if callable(self.observe):
+            return self.observe(obs)
+        if self.observe not in obs:
+            raise KeyError(f"check {self.name}: observation {self.observe!r} not returned "
+                           f"(returned: {', '.join(sorted(obs))})")
+        return obs[self.observe]
+
+    def update(self, state: CheckState, obs: Mapping[str, Any], step: Any) -> CheckState:
+        """One evaluation folded into the state. Pure TF; safe inside tf.function."""
+        import tensorflow as tf
+
+        raw = tf.convert_to_tensor(self.observe_in(obs))
+        raw_finite = tf.reduce_all(tf.math.is_finite(raw)) if raw.dtype.is_floating else tf.constant(True)
+        measured = raw if self.transform is None else tf.convert_to_tensor(self.transform(raw))
+        x = tf.reshape(tf.cast(measured, tf.float64), [-1])
+        bound = tf.constant(self.bound, tf.float64)
+        cmp = {"<": tf.less, "<=": tf.less_equal, ">": tf.greater, ">=": tf.greater_equal}[self.op]
+        finite = tf.math.is_finite(x)
+        ok = tf.logical_and(raw_finite, tf.reduce_all(tf.logical_and(finite, cmp(x, bound))))
+        margins = bound - x if self.op in ("<", "<=") else x - bound
+        margins = tf.where(finite, margins, tf.constant(float("-inf"), tf.float64))
+        i = tf.argmin(margins)
+        margin, value = margins[i], x[i]
+        if raw.dtype.is_floating:  # a non-finite input is the worst case even if the measure hid it
+            margin = tf.where(raw_finite, margin, tf.constant(float("-inf"), tf.float64))
+        n_eval, n_fail, n_nonfinite, first, worst_value, worst_margin = state
+        failed = tf.logical_not(ok)
+        nonfinite = tf.logical_not(tf.logical_and(raw_finite, tf.reduce_all(finite)))
+        step = tf.cast(step, tf.int64)
+        worse = margin < worst_margin
+        return (
+            n_eval + 1,
+            n_fail + tf.cast(failed, tf.int64),
+            n_nonfinite + tf.cast(nonfinite, tf.int64),
+            tf.where(tf.logical_and(failed, first < 0), step, first),
+            tf.where(worse, value, worst_value),
+            tf.where(worse, margin, worst_margin),
+        )
+
+
+# ---------------------------------------------------------------------- the small API
+
+
+def below(name: str, observe: Observe, bound: float, *, inclusive: bool = False, when: When = "step") -> Check:
+    """Passes while value < bound (<= with inclusive=True)."""
+    return Check(name, observe, float(bound), "<=" if inclusive else "<", when)
+
+
+def above(name: str, observe: Observe, bound: float, *, inclusive: bool = False, when: When = "step") -> Check:
+    """Passes while value > bound (>= with inclusive=True)."""
+    return Check(name, observe, float(bound), ">=" if inclusive else ">", when)
+
+
+def within(name: str, observe: Observe, lo: float, hi: float, *, when: When = "step") -> tuple[Check, Check]:
+    """lo <= value <= hi, as two checks ``{name}_min`` and ``{name}_max``."""
+    if not lo <= hi:
+        raise ValueError(f"check {name}: lo={lo} > hi={hi}")
+    return (above(f"{name}_min", observe, lo, inclusive=True, when=when),
+            below(f"{name}_max", observe, hi, inclusive=True, when=when))
+
+
+def near(name: str, observe: Observe, target: float, tol: float, *, when: When = "step") -> Check:
+    """|value - target| < tol."""
+    if not tol > 0:
+        raise ValueError(f"check {name}: tol={tol} must be > 0")
+
+    def distance(x: Any) -> Any:
+        import tensorflow as tf
+
+        return tf.abs(tf.cast(x, tf.float64) - target)
+
+    return Check(name, observe, float(tol), "<", when, transform=distance)
+
+
+def finite(name: str, observe: Observe, *, when: When = "step") -> Check:
+    """Every element finite. The value is the number of non-finite elements."""
+
+    def count(x: Any) -> Any:
+        import tensorflow as tf
+
+        return tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(x)), tf.float64))
+
+    return Check(name, observe, 0.0, "<=", when, transform=count)
+
+
+def equal_shape(name: str, a: Observe, b: Observe, *, when: When = "step") -> Check:
+    """Two observations have the same shape. The value is 0 (equal) or 1 (different)."""
+
+    def pick(obs: Mapping[str, Any], o: Observe) -> Any:
+        return o(obs) if callable(o) else obs[o]
+
+    def mismatch(obs: Mapping[str, Any]) -> Any:
+        import tensorflow as tf
+
+        sa, sb = tf.shape(pick(obs, a), out_type=tf.int64), tf.shape(pick(obs, b), out_type=tf.int64)
+        same_rank = tf.equal(tf.size(sa), tf.size(sb))
+        same = tf.cond(same_rank, lambda: tf.reduce_all(tf.equal(sa, tf.reshape(sb, tf.shape(sa)))),
+                       lambda: tf.constant(False))
+        return tf.cast(tf.logical_not(same), tf.float64)
+
+    return Check(name, mismatch, 0.0, "<=", when)
+
+
+def state_to_values(state: CheckState) -> dict[str, Any]:
+    """Accumulated state (eager tensors or numpy) -> plain Python values."""
+    n_eval, n_fail, n_nonfinite, first, worst_value, worst_margin = (s.numpy() if hasattr(s, "numpy") else s
+                                                                    for s in state)
+    return {
+        "n_evaluated": int(n_eval),
+        "n_failed": int(n_fail),
+        "n_nonfinite": int(n_nonfinite),
+        "first_failure_step": int(first) if first >= 0 else None,
+        "worst_value": float(worst_value),
+        "worst_margin": float(worst_margin),
+    }

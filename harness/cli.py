@@ -1,0 +1,154 @@
+"""``python -m harness sweep=NAME [overrides]``: compose the config with Hydra, validate, run.
+
+The DictConfig stops here: it is resolved to a plain dict and validated into a
+typed SweepConfig before anything starts. Exit codes:
+
+    0  every run completed (whatever its checks found: failures are results)
+    1  some runs did not complete (error, crashed, timeout); their rows are stored
+    2  bad command line or configuration; nothing was started or written
+    3  Ray could not be started or joined, or its actors could not start
+  130  interrupted (Ctrl-C); finished runs are stored, rerun to resume
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_CLUSTER, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+USAGE = """usage: python -m harness sweep=NAME [KEY=VALUE ...] [--cfg] [--config-dir DIR]
+
+Runs every run of a sweep on Ray and stores one Parquet part file per run under
+<store.root>/<sweep.name>/. Runs already stored are skipped (rerun to resume).
+
+  sweep=NAME                   a file of conf/sweep/ (or of --config-dir DIR/sweep/)
+  sweep.precision=[fp16,bf16]  set an axis (scenario, data_size, batch_size,
+                               precision, seed, clip_value, steps or epochs)
+  scenarios.loss_bound.bound=0.5   set a scenario parameter
+  ray.address=auto             join a running cluster (default: embedded local Ray)
+  store.root=/data/results     where results go (default: results)
+  --cfg                        print the composed config and exit
+  --config-dir DIR             also look for sweep/ and scenario/ configs in DIR
+
+exit codes: 0 all runs completed, 1 some runs errored/crashed/timed out,
+            2 bad input (nothing written), 3 Ray unavailable, 130 interrupted
+"""
+
+
+class UsageError(ValueError):
+    pass
+
+
+def _split(argv: list[str]) -> tuple[list[str], bool, str | None]:
+    overrides, show_cfg, config_dir = [], False, None
+    it = iter(argv)
+    for a in it:
+        if a == "--cfg":
+            show_cfg = True
+        elif a == "--config-dir" or a.startswith("--config-dir="):
+            config_dir = a.split("=", 1)[1] if "=" in a else next(it, None)
+            if not config_dir or not Path(config_dir).is_dir():
+                raise UsageError(f"--config-dir: {config_dir!r} is not a directory")
+        elif a.startswith("-"):
+            raise UsageError(f"{a}: unknown option (see python -m harness --help)")
+        elif "=" not in a:
+            raise UsageError(f"{a}: not KEY=VALUE (e.g. sweep=smoke)")
+        else:
+            overrides.append(a)
+    return overrides, show_cfg, config_dir
+
+
+def _hydra_message(exc: Exception) -> str:
+    """One line naming the key and the value from a Hydra/OmegaConf composition error."""
+    from hydra.errors import MissingConfigException
+
+    from harness.config import AXES
+
+    text = str(exc)
+    if isinstance(exc, MissingConfigException):
+        options = ", ".join(getattr(exc, "options", None) or [])
+        m = re.search(r"Could not find '([^/']+)/([^']+)'", text)
+        if m:
+            return f"{m.group(1)}: unknown {m.group(1)} {m.group(2)!r} (available: {options})"
+        m = re.search(r"You must specify '([^']+)'", text)
+        if m:
+            return f"{m.group(1)}: none selected; choose one with {m.group(1)}=NAME (available: {options})"
+    m = re.search(r"Could not override '([^']+)'", text) or re.search(r"Could not append to config\. An item is "
+                                                                       r"already at '([^']+)'", text)
+    if m:
+        key = m.group(1)
+        leaf = key.rsplit(".", 1)[-1]
+        if "." not in key and leaf in AXES:
+            return f"{key}: not a top-level key; axes are set as sweep.{leaf}=[...] (e.g. sweep.{leaf}=[VALUE])"
+        return f"{key}: unknown config key (keys live under sweep., scenarios., ray. and store.)"
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    return first
+
+
+def compose_config(overrides: list[str], config_dir: str | None = None) -> dict[str, Any]:
+    """Hydra compose of conf/ (plus ``config_dir``) with ``overrides``, as a resolved plain dict."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    if config_dir:
+        overrides = [*overrides, f"hydra.searchpath=[file://{Path(config_dir).resolve()}]"]
+    with initialize_config_module(config_module="harness.conf", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE, end="")
+        return EXIT_OK
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from harness.config import ConfigError, sweep_config_from_dict
+    from harness.scenarios.base import ScenarioError
+    from harness.store import StoreError
+
+    try:
+        overrides, show_cfg, config_dir = _split(argv)
+        resolved = compose_config(overrides, config_dir)
+        if show_cfg:
+            import yaml
+
+            print(yaml.safe_dump(resolved, sort_keys=False), end="")
+            return EXIT_OK
+        cfg = sweep_config_from_dict(resolved)
+        from harness.runner import preflight
+
+        specs = preflight(cfg)
+    except UsageError as exc:
+        return _fail(str(exc))
+    except (HydraException, OmegaConfBaseException) as exc:
+        return _fail(_hydra_message(exc))
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except ScenarioError as exc:
+        return _fail(f"scenario: {exc}")
+    except StoreError as exc:
+        return _fail(f"store.root: {exc}")
+
+    from harness.dispatch import DispatchError
+    from harness.runner import run_sweep
+
+    try:
+        outcome = run_sweep(cfg, resolved=resolved, specs=specs)
+    except DispatchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CLUSTER
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished runs are stored; rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_INCOMPLETE if outcome.incomplete else EXIT_OK

@@ -1,0 +1,286 @@
+"""Typed configuration for a sweep, built from the plain dict Hydra composes.
+
+The untyped config stops at the CLI: ``sweep_config_from_dict`` validates every
+key and turns it into frozen dataclasses. Errors are ``ConfigError`` whose
+message is one line naming the key and the bad value. No I/O, no TF, no Ray.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")
+AXES: tuple[str, ...] = (
+    "scenario",
+    "data_size",
+    "batch_size",
+    "precision",
+    "seed",
+    "clip_value",
+    "steps",
+    "epochs",
+)
+
+
+class ConfigError(ValueError):
+    """A bad configuration value: ``key: message`` on one line."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    """A named workload: the import path of its class and its parameters."""
+
+    name: str
+    target: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    # scenario parameters swept as extra axes: name -> values
+    param_axes: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Axes:
+    scenario: tuple[str, ...]
+    data_size: tuple[int, ...]
+    batch_size: tuple[int, ...]
+    precision: tuple[str, ...]
+    seed: tuple[int, ...]
+    clip_value: tuple[float | None, ...]
+    steps: tuple[int, ...] | None  # exactly one of steps / epochs is set
+    epochs: tuple[float, ...] | None
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    address: str | None = None  # None: start an embedded local Ray
+    num_actors: int | None = None  # None: as many as the cluster's CPUs allow
+    num_cpus_per_actor: float = 1.0
+    num_gpus_per_actor: float = 0.0
+    include_dashboard: bool = False
+    log_to_driver: bool = False
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    name: str
+    axes: Axes
+    scenarios: Mapping[str, ScenarioConfig]
+    exclude: tuple[Mapping[str, tuple[Any, ...]], ...] = ()
+    timeout_s: float = 600.0
+    retries: int = 1
+    ray: RayConfig = RayConfig()
+    results_root: str = "results"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _as_list(key: str, value: Any) -> list[Any]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        value = [value]
+    values = list(value)
+    if not values:
+        raise ConfigError(key, "empty axis; give at least one value")
+    if len(set(map(repr, values))) != len(values):
+        raise ConfigError(key, f"{values!r} has repeated values")
+    return values
+
+
+def _positive_ints(key: str, value: Any) -> tuple[int, ...]:
+    out = []
+    for v in _as_list(key, value):
+        if _is_number(v) and not _is_int(v) and float(v).is_integer():
+            v = int(v)  # 1e6 in YAML is a float; a whole one is fine
+        if not _is_int(v) or v <= 0:
+            raise ConfigError(key, f"{v!r} is not a positive integer")
+        out.append(int(v))
+    return tuple(out)
+
+
+def _positive_numbers(key: str, value: Any) -> tuple[float, ...]:
+    out = []
+    for v in _as_list(key, value):
+        if not _is_number(v) or not math.isfinite(v) or v <= 0:
+            raise ConfigError(key, f"{v!r} is not a positive number")
+        out.append(float(v))
+    return tuple(out)
+
+
+def _known(key: str, mapping: Mapping[str, Any], allowed: Sequence[str]) -> None:
+    for k in mapping:
+        if k not in allowed:
+            raise ConfigError(f"{key}.{k}" if key else k, f"unknown key (allowed: {', '.join(allowed)})")
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _scenarios(raw: Any) -> dict[str, ScenarioConfig]:
+    if not isinstance(raw, Mapping) or not raw:
+        raise ConfigError("scenarios", "no scenario is configured")
+    out = {}
+    for name, body in raw.items():
+        key = f"scenarios.{name}"
+        if not isinstance(body, Mapping):
+            raise ConfigError(key, f"{body!r} is not a mapping with a _target_")
+        target = body.get("_target_")
+        if not isinstance(target, str) or "." not in target:
+            raise ConfigError(f"{key}._target_", f"{target!r} is not an import path like pkg.module.Class")
+        params = {k: v for k, v in body.items() if k not in ("_target_", "_axes_")}
+        axes_raw = body.get("_axes_") or {}
+        if not isinstance(axes_raw, Mapping):
+            raise ConfigError(f"{key}._axes_", f"{axes_raw!r} is not a mapping of parameter -> values")
+        param_axes = {}
+        for p, values in axes_raw.items():
+            if p not in params:
+                raise ConfigError(f"{key}._axes_.{p}", f"not a parameter of {name} (parameters: {', '.join(params)})")
+            param_axes[p] = tuple(_as_list(f"{key}._axes_.{p}", values))
+        out[name] = ScenarioConfig(name=name, target=target, params=params, param_axes=param_axes)
+    return out
+
+
+def _axes(raw: Mapping[str, Any], scenarios: Mapping[str, ScenarioConfig]) -> Axes:
+    def get(axis: str) -> Any:
+        if axis not in raw or raw[axis] is None:
+            raise ConfigError(f"sweep.{axis}", "missing axis")
+        return raw[axis]
+
+    names = _as_list("sweep.scenario", get("scenario"))
+    for n in names:
+        if not isinstance(n, str) or n not in scenarios:
+            raise ConfigError("sweep.scenario", f"unknown scenario {n!r} (known: {', '.join(sorted(scenarios))})")
+    precisions = _as_list("sweep.precision", get("precision"))
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise ConfigError("sweep.precision", f"unknown precision {p!r} (known: {', '.join(PRECISIONS)})")
+    seeds = []
+    for s in _as_list("sweep.seed", get("seed")):
+        if not _is_int(s) or s < 0:
+            raise ConfigError("sweep.seed", f"{s!r} is not a non-negative integer")
+        seeds.append(int(s))
+    clips: list[float | None] = []
+    for c in _as_list("sweep.clip_value", raw.get("clip_value", [None])):
+        if c is None or (isinstance(c, str) and c.lower() in ("null", "none")):
+            clips.append(None)
+        elif not _is_number(c) or not math.isfinite(c) or c <= 0:
+            raise ConfigError("sweep.clip_value", f"{c!r} is not a positive number or null")
+        else:
+            clips.append(float(c))
+    steps = raw.get("steps")
+    epochs = raw.get("epochs")
+    if (steps is None) == (epochs is None):
+        raise ConfigError("sweep.steps", "set exactly one of sweep.steps or sweep.epochs (the other null)")
+    return Axes(
+        scenario=tuple(names),
+        data_size=_positive_ints("sweep.data_size", get("data_size")),
+        batch_size=_positive_ints("sweep.batch_size", get("batch_size")),
+        precision=tuple(precisions),
+        seed=tuple(seeds),
+        clip_value=tuple(clips),
+        steps=_positive_ints("sweep.steps", steps) if steps is not None else None,
+        epochs=_positive_numbers("sweep.epochs", epochs) if epochs is not None else None,
+    )
+
+
+def _exclude(raw: Any, axes: Axes) -> tuple[Mapping[str, tuple[Any, ...]], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, Sequence) or isinstance(raw, str):
+        raise ConfigError("sweep.exclude", f"{raw!r} is not a list of rules")
+    rules = []
+    for i, rule in enumerate(raw):
+        key = f"sweep.exclude[{i}]"
+        if not isinstance(rule, Mapping) or not rule:
+            raise ConfigError(key, f"{rule!r} is not a mapping of axis -> value(s)")
+        _known(key, rule, [a for a in AXES if getattr(axes, a) is not None])
+        rules.append({k: tuple(_as_list(f"{key}.{k}", v)) for k, v in rule.items()})
+    return tuple(rules)
+
+
+def _ray(raw: Any) -> RayConfig:
+    raw = dict(raw or {})
+    allowed = list(RayConfig.__dataclass_fields__)
+    _known("ray", raw, allowed)
+    address = raw.get("address")
+    if address is not None and (not isinstance(address, str) or not address.strip()):
+        raise ConfigError("ray.address", f"{address!r} is not an address (use auto, host:port or ray://host:port)")
+    if isinstance(address, str) and address not in ("auto", "local"):
+        hostport = address.split("://", 1)[-1]
+        host, _, port = hostport.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError("ray.address", f"{address!r} is not auto, host:port or ray://host:port")
+    if address == "local":
+        address = None
+    n = raw.get("num_actors")
+    if n is not None and (not _is_int(n) or n <= 0):
+        raise ConfigError("ray.num_actors", f"{n!r} is not a positive integer or null")
+    cpus = raw.get("num_cpus_per_actor", 1)
+    if not _is_number(cpus) or cpus <= 0:
+        raise ConfigError("ray.num_cpus_per_actor", f"{cpus!r} is not a positive number")
+    gpus = raw.get("num_gpus_per_actor", 0)
+    if not _is_number(gpus) or gpus < 0:
+        raise ConfigError("ray.num_gpus_per_actor", f"{gpus!r} is not a non-negative number")
+    for flag in ("include_dashboard", "log_to_driver"):
+        if not isinstance(raw.get(flag, False), bool):
+            raise ConfigError(f"ray.{flag}", f"{raw[flag]!r} is not true or false")
+    return RayConfig(
+        address=address,
+        num_actors=n,
+        num_cpus_per_actor=float(cpus),
+        num_gpus_per_actor=float(gpus),
+        include_dashboard=raw.get("include_dashboard", False),
+        log_to_driver=raw.get("log_to_driver", False),
+    )
+
+
+SWEEP_KEYS = (*AXES, "name", "exclude", "timeout_s", "retries")
+
+
+def sweep_config_from_dict(cfg: Mapping[str, Any]) -> SweepConfig:
+    """Validate the composed config (a plain, resolved dict) into a SweepConfig."""
+    _known("", cfg, ["sweep", "scenarios", "ray", "store"])
+    sweep = cfg.get("sweep")
+    if not isinstance(sweep, Mapping):
+        raise ConfigError("sweep", "no sweep selected (use sweep=NAME, e.g. sweep=smoke)")
+    _known("sweep", sweep, SWEEP_KEYS)
+    name = sweep.get("name")
+    if not isinstance(name, str) or not name or "/" in name or name.startswith((".", "_")):
+        raise ConfigError("sweep.name", f"{name!r} is not a plain directory name")
+    scenarios = _scenarios(cfg.get("scenarios"))
+    axes = _axes(sweep, scenarios)
+    timeout = sweep.get("timeout_s", 600)
+    if not _is_number(timeout) or timeout <= 0:
+        raise ConfigError("sweep.timeout_s", f"{timeout!r} is not a positive number of seconds")
+    retries = sweep.get("retries", 1)
+    if not _is_int(retries) or retries < 0:
+        raise ConfigError("sweep.retries", f"{retries!r} is not a non-negative integer")
+    store = cfg.get("store") or {}
+    _known("store", store, ["root"])
+    root = store.get("root", "results")
+    if not isinstance(root, str) or not root:
+        raise ConfigError("store.root", f"{root!r} is not a directory path")
+    return SweepConfig(
+        name=name,
+        axes=axes,
+        scenarios=scenarios,
+        exclude=_exclude(sweep.get("exclude"), axes),
+        timeout_s=float(timeout),
+        retries=int(retries),
+        ray=_ray(cfg.get("ray")),
+        results_root=root,
+    )

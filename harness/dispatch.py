@@ -1,0 +1,215 @@
+"""Ray dispatch: a pool of long-lived actors, RunSpec in, RunResult out, as runs finish.
+
+The only module that imports ray. Each actor imports TensorFlow once and runs one
+run at a time, so a per-run timeout is exact: a run past its limit has its actor
+killed and replaced and is recorded as status=timeout. An actor process that dies
+mid-run has its run retried on a fresh actor up to ``retries`` times, then recorded
+as status=crashed. A run that raises is recorded by the engine as status=error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from harness.config import RayConfig
+from harness.grid import RunSpec
+from harness.records import RunResult, Status
+
+log = logging.getLogger(__name__)
+POLL_S = 0.25
+MAX_ACTOR_START_FAILURES = 3
+
+
+class DispatchError(RuntimeError):
+    """The cluster cannot run the sweep (cannot connect, actors cannot start)."""
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    address: str
+    embedded: bool
+    num_actors: int
+    cpus: float
+    gpus: float
+
+
+class _Worker:
+    """Lives in a Ray actor process: TF is imported once, then runs arrive one by one."""
+
+    def __init__(self, num_threads: int) -> None:
+        from harness.engine import init_worker
+
+        self.tf_version = init_worker(num_threads)
+
+    def ready(self) -> str:
+        from harness.engine.run import worker_name
+
+        return worker_name()
+
+    def run(self, spec: RunSpec) -> RunResult:
+        from harness.engine import execute
+
+        return execute(spec)
+
+
+def connect(cfg: RayConfig) -> tuple[Any, bool, bool]:
+    """ray.init: an embedded local instance when address is None, else join ``address``.
+
+    Returns (ray, embedded, owned): owned is False when Ray was already initialised
+    by the caller (then the caller also shuts it down)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    kwargs: dict[str, Any] = {
+        "include_dashboard": cfg.include_dashboard,
+        "log_to_driver": cfg.log_to_driver,
+        "logging_level": logging.WARNING,
+        "configure_logging": True,
+    }
+    if ray.is_initialized():
+        return ray, False, False
+    try:
+        if cfg.address is None:
+            ray.init(**kwargs)
+            return ray, True, True
+        kwargs.pop("include_dashboard")
+        ray.init(address=cfg.address, **kwargs)
+        return ray, False, True
+    except Exception as exc:
+        raise DispatchError(f"ray.address={cfg.address or 'local'}: cannot start or join Ray: "
+                            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+
+
+def _num_actors(ray: Any, cfg: RayConfig, n_runs: int) -> tuple[int, float, float]:
+    res = ray.cluster_resources()
+    cpus, gpus = float(res.get("CPU", 0)), float(res.get("GPU", 0))
+    if cfg.num_actors is not None:
+        n = cfg.num_actors
+    else:
+        n = int(cpus // cfg.num_cpus_per_actor)
+        if cfg.num_gpus_per_actor > 0:
+            n = min(n, int(gpus // cfg.num_gpus_per_actor))
+    if n < 1:
+        raise DispatchError(f"the cluster ({cpus:g} CPU, {gpus:g} GPU) cannot fit one actor of "
+                            f"ray.num_cpus_per_actor={cfg.num_cpus_per_actor:g}, "
+                            f"ray.num_gpus_per_actor={cfg.num_gpus_per_actor:g}")
+    return max(1, min(n, n_runs)), cpus, gpus
+
+
+def _failed(spec: RunSpec, status: Status, error: str, worker: str, started: float) -> RunResult:
+    return RunResult(run_id=spec.run_id, status=status, error=error, worker=worker,
+                     wall_s=time.monotonic() - started)
+
+
+class ActorPool:
+    """Runs specs on a fixed number of actors, yielding (spec, result) as each finishes."""
+
+    def __init__(self, ray: Any, cfg: RayConfig, num_actors: int, *, timeout_s: float, retries: int) -> None:
+        self.ray = ray
+        self.cfg = cfg
+        self.num_actors = num_actors
+        self.timeout_s = timeout_s
+        self.retries = retries
+        threads = max(1, int(round(cfg.num_cpus_per_actor)))
+        self._cls = ray.remote(num_cpus=cfg.num_cpus_per_actor, num_gpus=cfg.num_gpus_per_actor,
+                               max_restarts=0, max_task_retries=0)(_Worker)
+        self._threads = threads
+        self._start_failures = 0
+
+    def _spawn(self) -> tuple[Any, Any]:
+        actor = self._cls.remote(self._threads)
+        return actor, actor.ready.remote()
+
+    def run(self, specs: Sequence[RunSpec], on_start: Callable[[RunSpec], None] | None = None
+            ) -> Iterator[tuple[RunSpec, RunResult]]:
+        ray = self.ray
+        exc = ray.exceptions
+        pending: deque[RunSpec] = deque(specs)
+        attempts: Counter[str] = Counter()
+        starting: dict[Any, Any] = {}  # ready ref -> actor
+        idle: list[tuple[Any, str]] = []  # (actor, worker name)
+        running: dict[Any, tuple[Any, str, RunSpec, float]] = {}  # run ref -> (actor, name, spec, t0)
+        for _ in range(self.num_actors):
+            actor, ref = self._spawn()
+            starting[ref] = actor
+        try:
+            while pending or running:
+                while idle and pending:
+                    actor, name = idle.pop()
+                    spec = pending.popleft()
+                    attempts[spec.run_id] += 1
+                    if on_start:
+                        on_start(spec)
+                    running[actor.run.remote(spec)] = (actor, name, spec, time.monotonic())
+                if not starting and not running and not idle:
+                    raise DispatchError("no actor is alive to run the remaining runs")
+                ready, _ = ray.wait([*starting, *running], num_returns=1, timeout=POLL_S)
+                for ref in ready:
+                    if ref in starting:
+                        actor = starting.pop(ref)
+                        try:
+                            idle.append((actor, ray.get(ref)))
+                        except exc.RayError as err:
+                            self._start_failures += 1
+                            if self._start_failures > MAX_ACTOR_START_FAILURES:
+                                raise DispatchError(f"actors fail to start: {str(err).splitlines()[-1]}") from err
+                            new, new_ref = self._spawn()
+                            starting[new_ref] = new
+                        continue
+                    actor, name, spec, t0 = running.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except (exc.RayActorError, exc.WorkerCrashedError, exc.ObjectLostError) as err:
+                        new, new_ref = self._spawn()
+                        starting[new_ref] = new
+                        if attempts[spec.run_id] <= self.retries:
+                            log.warning("worker %s died during run %s; retrying", name, spec.run_id)
+                            pending.appendleft(spec)
+                            continue
+                        result = _failed(spec, Status.CRASHED, f"{type(err).__name__}: worker process died "
+                                         f"({attempts[spec.run_id]} attempt(s))", name, t0)
+                    except exc.RayTaskError as err:
+                        idle.append((actor, name))
+                        result = _failed(spec, Status.ERROR, str(err).strip().splitlines()[-1], name, t0)
+                    else:
+                        idle.append((actor, name))
+                    yield spec, result
+                now = time.monotonic()
+                for ref, (actor, name, spec, t0) in list(running.items()):
+                    if now - t0 > self.timeout_s:
+                        running.pop(ref)
+                        ray.kill(actor, no_restart=True)
+                        new, new_ref = self._spawn()
+                        starting[new_ref] = new
+                        yield spec, _failed(spec, Status.TIMEOUT, f"TimeoutError: run exceeded "
+                                            f"sweep.timeout_s={self.timeout_s:g}", name, t0)
+        finally:
+            for actor in [a for a, _ in idle] + [a for a, *_ in running.values()] + list(starting.values()):
+                try:
+                    ray.kill(actor, no_restart=True)
+                except Exception:
+                    pass
+
+
+def dispatch(specs: Sequence[RunSpec], cfg: RayConfig, *, timeout_s: float, retries: int,
+             on_ready: Callable[[ClusterInfo], None] | None = None,
+             on_start: Callable[[RunSpec], None] | None = None) -> Iterator[tuple[RunSpec, RunResult]]:
+    """Connect to Ray, run ``specs`` on an actor pool, yield (spec, result) as runs finish,
+    and disconnect at the end (also on error or Ctrl-C); an embedded Ray stops with it."""
+    ray, embedded, owned = connect(cfg)
+    try:
+        n, cpus, gpus = _num_actors(ray, cfg, len(specs))
+        address = ray.get_runtime_context().gcs_address
+        if on_ready:
+            on_ready(ClusterInfo(address=address, embedded=embedded, num_actors=n, cpus=cpus, gpus=gpus))
+        pool = ActorPool(ray, cfg, n, timeout_s=timeout_s, retries=retries)
+        yield from pool.run(specs, on_start=on_start)
+    finally:
+        if owned:
+            ray.shutdown()

@@ -1,0 +1,102 @@
+"""One run, start to finish, inside a worker: RunSpec in, RunResult out. Never raises."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+import traceback
+from typing import Any
+
+from harness.checks import state_to_values
+from harness.grid import RunSpec
+from harness.records import CheckResult, RunResult, Status
+from harness.scenarios.base import declared_checks, instantiate
+
+_worker_threads: int | None = None
+
+
+def init_worker(num_threads: int | None = None) -> str:
+    """Once per worker process: TF import, threads, determinism. Returns the TF version."""
+    from harness.engine.runtime import init_tensorflow
+
+    global _worker_threads
+    _worker_threads = num_threads
+    init_tensorflow(num_threads)
+    import tensorflow as tf
+
+    return tf.__version__
+
+
+def worker_name() -> str:
+    from harness.engine.runtime import device_name
+
+    return f"{socket.gethostname()}:{os.getpid()}:{device_name()}"
+
+
+def _float(x: Any) -> float | None:
+    x = float(x)
+    return None if math.isinf(x) and x > 0 else x
+
+
+def execute(spec: RunSpec) -> RunResult:
+    """Build the scenario, train in one compiled call, evaluate its checks. Exceptions
+    become a RunResult with status=error and the exception's type and message."""
+    t0 = time.perf_counter()
+    tf_version = init_worker(_worker_threads)
+    declared: tuple[tuple[str, float], ...] = ()
+    try:
+        import tensorflow as tf
+
+        from harness.engine.context import RunContext
+        from harness.engine.loop import evaluate_final, train
+        from harness.engine.runtime import seed_everything
+
+        scenario = instantiate(spec.target, spec.params)
+        checks = declared_checks(scenario)
+        declared = tuple((c.name, c.bound) for c in checks)
+        tf.keras.backend.clear_session()
+        seed_everything(spec.seed)
+        ctx = RunContext(spec)
+        data = scenario.build(ctx)
+        if not isinstance(data, (tuple, list)) or not data:
+            raise TypeError(f"{type(scenario).__name__}.build() must return a non-empty tuple of tensors, "
+                            f"got {type(data).__name__}")
+        out = train(scenario, data, checks, steps=spec.steps, batch_size=spec.batch_size, seed=spec.seed)
+        states = dict(out.states)
+        states.update(evaluate_final(scenario, checks, spec.steps))
+        results = tuple(CheckResult(check=c.name, bound=c.bound, **state_to_values(states[c.name])) for c in checks)
+        n = out.numerics
+        extras = {"grad_norm_max": float(n["grad_norm_max"]), "clip_active_steps": int(n["clip_active_steps"])}
+        if callable(getattr(scenario, "extras", None)):
+            extras.update(scenario.extras())
+        return RunResult(
+            run_id=spec.run_id,
+            status=Status.OK,
+            checks=results,
+            check_names=declared,
+            wall_s=time.perf_counter() - t0,
+            train_s=out.train_s,
+            worker=worker_name(),
+            tf_version=tf_version,
+            steps=spec.steps,
+            compute_dtype=ctx.compute_dtype,
+            final_loss=float(n["final_loss"]),
+            nonfinite_values=int(n["nonfinite_values"]),
+            loss_scale_min=_float(n["loss_scale_min"]),
+            skipped_steps=int(n["skipped_steps"]),
+            extras=extras,
+        )
+    except Exception as exc:  # one bad run never stops the sweep: it becomes a record
+        last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+        where = f" (at {os.path.basename(last[0].filename)}:{last[0].lineno})" if last else ""
+        return RunResult(
+            run_id=spec.run_id,
+            status=Status.ERROR,
+            check_names=declared,
+            error=f"{type(exc).__name__}: {exc}{where}",
+            wall_s=time.perf_counter() - t0,
+            worker=worker_name(),
+            tf_version=tf_version,
+        )

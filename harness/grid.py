@@ -1,0 +1,130 @@
+"""Grid expansion: SweepConfig -> [RunSpec]. Pure and deterministic.
+
+A run's id hashes everything that defines it (scenario and its parameters, every
+axis value, and the engine's RUN_ID_VERSION), so the same run has the same id in
+every sweep and on every machine: resume is "skip the ids already stored".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from harness.config import ConfigError, SweepConfig
+
+# Bump when a change to the engine makes old results incomparable with new ones.
+RUN_ID_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: a point of the grid. Plain data, cheap to send to a worker."""
+
+    sweep: str
+    scenario: str
+    target: str
+    params: Mapping[str, Any]
+    data_size: int
+    batch_size: int
+    steps: int
+    epochs: float | None
+    seed: int
+    precision: str
+    clip_value: float | None
+    run_id: str = field(default="", compare=False)
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that defines the run (the sweep's name does not)."""
+        return {
+            "v": RUN_ID_VERSION,
+            "scenario": self.scenario,
+            "target": self.target,
+            "params": dict(self.params),
+            "data_size": self.data_size,
+            "batch_size": self.batch_size,
+            "steps": self.steps,
+            "epochs": self.epochs,
+            "seed": self.seed,
+            "precision": self.precision,
+            "clip_value": self.clip_value,
+        }
+
+
+def make_run_id(spec: RunSpec) -> str:
+    blob = json.dumps(spec.identity(), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def steps_for(data_size: int, batch_size: int, epochs: float) -> int:
+    """Steps of an epochs schedule: epochs x data_size / batch_size, at least one."""
+    return max(1, math.ceil(epochs * data_size / batch_size))
+
+
+def _excluded(point: Mapping[str, Any], rules: tuple[Mapping[str, tuple[Any, ...]], ...]) -> bool:
+    return any(all(point.get(k) in values for k, values in rule.items()) for rule in rules)
+
+
+def expand(cfg: SweepConfig) -> list[RunSpec]:
+    """All runs of a sweep, in a stable order, minus those an exclude rule matches.
+
+    Raises ConfigError for a run that cannot exist (batch_size > data_size) and
+    for a grid that is empty after exclusion.
+    """
+    a = cfg.axes
+    schedule = ("steps", a.steps) if a.steps is not None else ("epochs", a.epochs)
+    runs: list[RunSpec] = []
+    seen: set[str] = set()
+    for scenario in a.scenario:
+        sc = cfg.scenarios[scenario]
+        pnames = sorted(sc.param_axes)
+        for pvalues in itertools.product(*(sc.param_axes[p] for p in pnames)):
+            params = {**sc.params, **dict(zip(pnames, pvalues))}
+            for data_size, batch_size, precision, seed, clip, length in itertools.product(
+                a.data_size, a.batch_size, a.precision, a.seed, a.clip_value, schedule[1]
+            ):
+                point = {
+                    "scenario": scenario,
+                    "data_size": data_size,
+                    "batch_size": batch_size,
+                    "precision": precision,
+                    "seed": seed,
+                    "clip_value": clip,
+                    schedule[0]: length,
+                }
+                if _excluded(point, cfg.exclude):
+                    continue
+                if batch_size > data_size:
+                    raise ConfigError(
+                        "sweep.batch_size",
+                        f"{batch_size} > data_size {data_size}; exclude the pair with "
+                        f"sweep.exclude=[{{data_size:{data_size},batch_size:{batch_size}}}]",
+                    )
+                epochs = float(length) if schedule[0] == "epochs" else None
+                steps = steps_for(data_size, batch_size, epochs) if epochs is not None else int(length)
+                spec = RunSpec(
+                    sweep=cfg.name,
+                    scenario=scenario,
+                    target=sc.target,
+                    params=params,
+                    data_size=data_size,
+                    batch_size=batch_size,
+                    steps=steps,
+                    epochs=epochs,
+                    seed=seed,
+                    precision=precision,
+                    clip_value=clip,
+                )
+                run_id = make_run_id(spec)
+                if run_id in seen:
+                    continue
+                seen.add(run_id)
+                runs.append(replace(spec, run_id=run_id))
+    if not runs:
+        raise ConfigError("sweep.exclude", "every run of the grid is excluded")
+    return runs
+

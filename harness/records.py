@@ -1,0 +1,185 @@
+"""What a run produces: RunResult/CheckResult, the run status, and the Arrow schema.
+
+The schema is declared once here and versioned (SCHEMA_VERSION). One row per
+(run, check); a run that did not complete still yields rows (status set, check
+values null) so that failures are never filtered out. Scenario-specific run-level
+values travel in ``RunResult.extras`` and become extra columns.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1"
+
+
+class Status(str, enum.Enum):
+    """How a run ended. Only ``ok`` runs have check values."""
+
+    OK = "ok"
+    ERROR = "error"  # the run raised
+    CRASHED = "crashed"  # the worker process died (after retries)
+    TIMEOUT = "timeout"  # the run exceeded the per-run time limit
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One instrumented assertion, accumulated over a whole run."""
+
+    check: str
+    bound: float
+    n_evaluated: int
+    n_failed: int
+    n_nonfinite: int
+    first_failure_step: int | None
+    worst_value: float
+    worst_margin: float
+
+    @property
+    def passed(self) -> bool:
+        return self.n_failed == 0
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Everything one run reports back to the driver (plain data, picklable)."""
+
+    run_id: str
+    status: Status
+    checks: tuple[CheckResult, ...] = ()
+    check_names: tuple[tuple[str, float], ...] = ()  # (name, bound) declared even if the run failed
+    error: str | None = None
+    wall_s: float = math.nan
+    train_s: float = math.nan
+    worker: str = ""
+    tf_version: str = ""
+    steps: int | None = None  # resolved number of training steps
+    compute_dtype: str | None = None
+    final_loss: float | None = None
+    nonfinite_values: int | None = None
+    loss_scale_min: float | None = None
+    skipped_steps: int | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+# Columns every part file has, in order. Scenario extras follow them.
+CORE_SCHEMA = pa.schema(
+    [
+        ("sweep", pa.string()),
+        ("run_id", pa.string()),
+        ("scenario", pa.string()),
+        ("data_size", pa.int64()),
+        ("batch_size", pa.int64()),
+        ("steps", pa.int64()),
+        ("epochs", pa.float64()),
+        ("schedule", pa.string()),
+        ("seed", pa.int64()),
+        ("precision", pa.string()),
+        ("clip_value", pa.float64()),
+        ("params", pa.string()),
+        ("check", pa.string()),
+        ("bound", pa.float64()),
+        ("n_evaluated", pa.int64()),
+        ("n_failed", pa.int64()),
+        ("n_nonfinite", pa.int64()),
+        ("first_failure_step", pa.int64()),
+        ("worst_value", pa.float64()),
+        ("worst_margin", pa.float64()),
+        ("passed", pa.bool_()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("wall_s", pa.float64()),
+        ("train_s", pa.float64()),
+        ("worker", pa.string()),
+        ("compute_dtype", pa.string()),
+        ("final_loss", pa.float64()),
+        ("nonfinite_values", pa.int64()),
+        ("loss_scale_min", pa.float64()),
+        ("skipped_steps", pa.int64()),
+        ("schema_version", pa.string()),
+        ("harness_version", pa.string()),
+        ("tf_version", pa.string()),
+    ]
+)
+CORE_COLUMNS: tuple[str, ...] = tuple(CORE_SCHEMA.names)
+
+
+def _extra_type(value: Any) -> pa.DataType:
+    if value is None or isinstance(value, float):
+        return pa.float64()
+    if isinstance(value, bool):
+        return pa.bool_()
+    if isinstance(value, int):
+        return pa.int64()
+    return pa.string()
+
+
+def result_rows(spec: Any, result: RunResult, harness_version: str) -> pa.Table:
+    """Tidy rows for one run: one per declared check (at least one row per run).
+
+    ``spec`` is the run's RunSpec (duck-typed to keep this module free of grid imports).
+    """
+    by_name = {c.check: c for c in result.checks}
+    declared = list(result.check_names) or [(c.check, c.bound) for c in result.checks]
+    if not declared:  # a run that failed before declaring its checks still leaves a row
+        declared = [("", math.nan)]
+    run_level = {
+        "sweep": spec.sweep,
+        "run_id": spec.run_id,
+        "scenario": spec.scenario,
+        "data_size": spec.data_size,
+        "batch_size": spec.batch_size,
+        "steps": result.steps if result.steps is not None else spec.steps,
+        "epochs": spec.epochs,
+        "schedule": "epochs" if spec.epochs is not None else "steps",
+        "seed": spec.seed,
+        "precision": spec.precision,
+        "clip_value": spec.clip_value,
+        "params": json.dumps(dict(spec.params), sort_keys=True),
+        "status": result.status.value,
+        "error": result.error,
+        "wall_s": result.wall_s,
+        "train_s": result.train_s,
+        "worker": result.worker,
+        "compute_dtype": result.compute_dtype,
+        "final_loss": result.final_loss,
+        "nonfinite_values": result.nonfinite_values,
+        "loss_scale_min": result.loss_scale_min,
+        "skipped_steps": result.skipped_steps,
+        "schema_version": SCHEMA_VERSION,
+        "harness_version": harness_version,
+        "tf_version": result.tf_version,
+    }
+    rows = []
+    for name, bound in declared:
+        c = by_name.get(name)
+        ok = result.status is Status.OK and c is not None
+        row = dict(run_level)
+        row.update(
+            check=name,
+            bound=bound,
+            n_evaluated=c.n_evaluated if ok else None,
+            n_failed=c.n_failed if ok else None,
+            n_nonfinite=c.n_nonfinite if ok else None,
+            first_failure_step=c.first_failure_step if ok else None,
+            worst_value=c.worst_value if ok else None,
+            worst_margin=c.worst_margin if ok else None,
+            passed=c.passed if ok else None,
+        )
+        rows.append(row)
+    columns = {name: [r[name] for r in rows] for name in CORE_COLUMNS}
+    table = pa.table(columns, schema=CORE_SCHEMA)
+    for key in sorted(result.extras):
+        if key in CORE_COLUMNS:
+            raise ValueError(f"scenario extra column {key!r} clashes with a core column")
+        value = result.extras[key]
+        table = table.append_column(
+            pa.field(key, _extra_type(value)), pa.array([value] * len(rows), type=_extra_type(value))
+        )
+    return table

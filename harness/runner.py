@@ -1,0 +1,88 @@
+"""One sweep end to end: grid -> skip stored runs -> dispatch on Ray -> one part file per run.
+
+Used by the CLI and usable from Python: ``run_sweep(sweep_config_from_dict(...))``.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from harness import __version__
+from harness.config import SweepConfig
+from harness.dispatch import ClusterInfo, dispatch
+from harness.grid import RunSpec, expand
+from harness.progress import SweepProgress, print_summary
+from harness.records import Status, result_rows
+from harness.scenarios.base import load_class
+from harness.store import check_writable, load_results, stored_run_ids, sweep_dir, write_part, write_text
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    path: str
+    total: int
+    skipped: int
+    completed: int  # runs of this invocation with status ok
+    incomplete: int  # runs of this invocation that errored, crashed or timed out
+
+
+def preflight(cfg: SweepConfig) -> list[RunSpec]:
+    """Everything that can be checked before Ray starts and before anything is written:
+    the grid, the results directory, the scenario classes. Raises on the first problem."""
+    specs = expand(cfg)
+    check_writable(sweep_dir(cfg.results_root, cfg.name))
+    for name in cfg.axes.scenario:
+        load_class(cfg.scenarios[name].target)
+    return specs
+
+
+def _sweep_yaml(cfg: SweepConfig, resolved: dict[str, Any] | None, total: int) -> str:
+    import pyarrow
+
+    doc = {
+        "sweep": cfg.name,
+        "runs": total,
+        "config": resolved if resolved is not None else asdict(cfg),
+        "versions": {"harness": __version__, "python": platform.python_version(), "pyarrow": pyarrow.__version__},
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
+
+
+def run_sweep(cfg: SweepConfig, *, resolved: dict[str, Any] | None = None, console: Console | None = None,
+              specs: list[RunSpec] | None = None) -> SweepOutcome:
+    """Run every run of ``cfg`` not already stored; write each as it finishes."""
+    console = console or Console()
+    specs = specs if specs is not None else preflight(cfg)
+    directory = sweep_dir(cfg.results_root, cfg.name)
+    done = stored_run_ids(directory)
+    todo = [s for s in specs if s.run_id not in done]
+    skipped = len(specs) - len(todo)
+    t0 = time.monotonic()
+    console.print(f"sweep [bold]{cfg.name}[/]: {len(specs)} runs, {skipped} already stored, {len(todo)} to run "
+                  f"-> {directory}", highlight=False)
+    write_text(directory / "_sweep.yaml", _sweep_yaml(cfg, resolved, len(specs)))
+    completed = incomplete = 0
+    if todo:
+        def ready(info: ClusterInfo) -> None:
+            where = "embedded local Ray" if info.embedded else f"Ray at {info.address}"
+            console.print(f"{where}: {info.cpus:g} CPU, {info.gpus:g} GPU, {info.num_actors} actors", highlight=False)
+
+        with SweepProgress(console, total=len(todo), skipped=skipped) as progress:
+            for spec, result in dispatch(todo, cfg.ray, timeout_s=cfg.timeout_s, retries=cfg.retries,
+                                         on_ready=ready):
+                write_part(directory, spec.run_id, result_rows(spec, result, __version__))
+                progress.finished(spec, result)
+                completed += result.status is Status.OK
+                incomplete += result.status is not Status.OK
+    df = load_results(directory)
+    df = df[df["run_id"].isin({s.run_id for s in specs})]
+    print_summary(console, df, str(directory), time.monotonic() - t0, len(todo), skipped)
+    return SweepOutcome(str(directory), len(specs), skipped, completed, incomplete)
+

@@ -1,0 +1,91 @@
+"""The protocol every scenario implements, built-in or a user's own.
+
+A scenario is a class whose constructor takes its parameters (the keys of its
+config next to ``_target_``) and which implements:
+
+    checks()              -> the assertions, declared with harness.checks (no TF needed)
+    build(ctx)            -> the data, a tuple of tensors whose first dimension is
+                             ctx.data_size; also creates the model and optimizer
+    train_step(batch, step) -> a dict of observations (tensors); runs inside the
+                             compiled loop; must include "loss" (a float scalar)
+
+and optionally:
+
+    evaluate()            -> observations for checks declared with when="final",
+                             computed once after training (also compiled)
+    extras()              -> run-level result columns {name: float|int|bool|str}
+
+Import tensorflow inside the methods, not at module level: the driver imports
+scenario modules to validate them and must stay free of TensorFlow.
+``ctx`` (harness.engine.context.RunContext) carries the run's axes, its dtype
+policy and the precision-aware ``ctx.optimizer(...)`` and ``ctx.minimize(...)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from harness.checks import Check
+
+REQUIRED = ("checks", "build", "train_step")
+OPTIONAL = ("evaluate", "extras")
+
+
+@runtime_checkable
+class Scenario(Protocol):
+    def checks(self) -> Sequence[Check]: ...
+
+    def build(self, ctx: Any) -> tuple[Any, ...]: ...
+
+    def train_step(self, batch: tuple[Any, ...], step: Any) -> Mapping[str, Any]: ...
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be loaded or does not follow the protocol."""
+
+
+def load_class(target: str) -> type:
+    """Import ``pkg.module.Class`` and check it has the protocol's methods."""
+    module_name, _, attr = target.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any import failure of a user's module is a config error
+        raise ScenarioError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from exc
+    cls = getattr(module, attr, None)
+    if cls is None:
+        raise ScenarioError(f"{module_name!r} has no attribute {attr!r}")
+    missing = [m for m in REQUIRED if not callable(getattr(cls, m, None))]
+    if missing:
+        raise ScenarioError(f"{target} lacks method(s) {', '.join(missing)} of the scenario protocol")
+    return cls
+
+
+def instantiate(target: str, params: Mapping[str, Any]) -> Any:
+    cls = load_class(target)
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise ScenarioError(f"{target}({', '.join(params)}): {exc}") from exc
+
+
+def declared_checks(scenario: Any) -> list[Check]:
+    """The scenario's checks, validated: Check instances with unique names."""
+    try:
+        raw = scenario.checks()
+    except Exception as exc:
+        raise ScenarioError(f"{type(scenario).__name__}.checks() raised {type(exc).__name__}: {exc}") from exc
+    flat: list[Any] = []
+    for c in raw or ():
+        flat.extend(c if isinstance(c, (tuple, list)) else [c])
+    if not flat:
+        raise ScenarioError(f"{type(scenario).__name__}.checks() declared no check")
+    bad = [c for c in flat if not isinstance(c, Check)]
+    if bad:
+        raise ScenarioError(f"{type(scenario).__name__}.checks() returned {bad[0]!r}, not a harness.checks.Check")
+    names = [c.name for c in flat]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ScenarioError(f"{type(scenario).__name__}.checks() repeats check name(s) {', '.join(dupes)}")
+    return flat
