@@ -7,8 +7,13 @@ first failing step, the worst value and its signed margin (negative = violated).
 NaN and Inf never pass. A naive ``assert loss < 1.0`` is False for NaN only by
 luck of the comparison, and ``-inf < 1.0`` is True; here an evaluation passes
 only when every element is finite *and* satisfies the comparison. A vector
-observation is judged by its worst element. Comparison happens in float64
-against the declared bound, so margins are exact whatever the compute dtype.
+observation is judged by its worst element.
+
+Comparison semantics (``compare=``): "native" (default) compares the way TF
+does when a tensor meets a Python float: the bound is rounded to the value's
+dtype first (in fp16, 0.99 becomes 0.990234375). "exact" compares in float64
+against the bound as declared. Margins are float64 differences to the bound as
+the comparison saw it, so ``margin < 0`` (or ``<= 0`` for strict ops) is a failure.
 
     from harness import checks
     checks.below("loss_below", "post_loss", 1.0)        # loss < 1.0 after each step
@@ -43,6 +48,7 @@ class Check:
     op: Literal["<", "<=", ">", ">="]
     when: When = "step"
     transform: Callable[[Any], Any] | None = None
+    compare: Literal["native", "exact"] = "native"
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -51,6 +57,8 @@ class Check:
             raise ValueError(f"check {self.name}: op {self.op!r} is not one of < <= > >=")
         if self.when not in ("step", "final"):
             raise ValueError(f"check {self.name}: when={self.when!r} is not 'step' or 'final'")
+        if self.compare not in ("native", "exact"):
+            raise ValueError(f"check {self.name}: compare={self.compare!r} is not 'native' or 'exact'")
 
     # ------------------------------------------------------------------ in-graph
 
@@ -76,8 +84,10 @@ class Check:
         raw = tf.convert_to_tensor(self.observe_in(obs))
         raw_finite = tf.reduce_all(tf.math.is_finite(raw)) if raw.dtype.is_floating else tf.constant(True)
         measured = raw if self.transform is None else tf.convert_to_tensor(self.transform(raw))
-        x = tf.reshape(tf.cast(measured, tf.float64), [-1])
         bound = tf.constant(self.bound, tf.float64)
+        if self.compare == "native" and measured.dtype.is_floating:
+            bound = tf.cast(tf.cast(bound, measured.dtype), tf.float64)  # what `tensor < 0.99` compares with
+        x = tf.reshape(tf.cast(measured, tf.float64), [-1])
         cmp = {"<": tf.less, "<=": tf.less_equal, ">": tf.greater, ">=": tf.greater_equal}[self.op]
         finite = tf.math.is_finite(x)
         ok = tf.logical_and(raw_finite, tf.reduce_all(tf.logical_and(finite, cmp(x, bound))))
@@ -105,35 +115,45 @@ class Check:
 # ---------------------------------------------------------------------- the small API
 
 
-def below(name: str, observe: Observe, bound: float, *, inclusive: bool = False, when: When = "step") -> Check:
+Compare = Literal["native", "exact"]
+
+
+def below(name: str, observe: Observe, bound: float, *, inclusive: bool = False, when: When = "step",
+          compare: Compare = "native") -> Check:
     """Passes while value < bound (<= with inclusive=True)."""
-    return Check(name, observe, float(bound), "<=" if inclusive else "<", when)
+    return Check(name, observe, float(bound), "<=" if inclusive else "<", when, compare=compare)
 
 
-def above(name: str, observe: Observe, bound: float, *, inclusive: bool = False, when: When = "step") -> Check:
+def above(name: str, observe: Observe, bound: float, *, inclusive: bool = False, when: When = "step",
+          compare: Compare = "native") -> Check:
     """Passes while value > bound (>= with inclusive=True)."""
-    return Check(name, observe, float(bound), ">=" if inclusive else ">", when)
+    return Check(name, observe, float(bound), ">=" if inclusive else ">", when, compare=compare)
 
 
-def within(name: str, observe: Observe, lo: float, hi: float, *, when: When = "step") -> tuple[Check, Check]:
+def within(name: str, observe: Observe, lo: float, hi: float, *, when: When = "step",
+           compare: Compare = "native") -> tuple[Check, Check]:
     """lo <= value <= hi, as two checks ``{name}_min`` and ``{name}_max``."""
     if not lo <= hi:
         raise ValueError(f"check {name}: lo={lo} > hi={hi}")
-    return (above(f"{name}_min", observe, lo, inclusive=True, when=when),
-            below(f"{name}_max", observe, hi, inclusive=True, when=when))
+    return (above(f"{name}_min", observe, lo, inclusive=True, when=when, compare=compare),
+            below(f"{name}_max", observe, hi, inclusive=True, when=when, compare=compare))
 
 
-def near(name: str, observe: Observe, target: float, tol: float, *, when: When = "step") -> Check:
-    """|value - target| < tol."""
+def near(name: str, observe: Observe, target: float, tol: float, *, when: When = "step",
+         compare: Compare = "native") -> Check:
+    """|value - target| < tol. The distance is computed in the value's dtype ("native", as
+    ``tf.abs(x - target) < tol`` would) or in float64 ("exact")."""
     if not tol > 0:
         raise ValueError(f"check {name}: tol={tol} must be > 0")
 
     def distance(x: Any) -> Any:
         import tensorflow as tf
 
-        return tf.abs(tf.cast(x, tf.float64) - target)
+        if compare == "exact" or not x.dtype.is_floating:
+            x = tf.cast(x, tf.float64)
+        return tf.abs(x - tf.cast(target, x.dtype))
 
-    return Check(name, observe, float(tol), "<", when, transform=distance)
+    return Check(name, observe, float(tol), "<", when, transform=distance, compare=compare)
 
 
 def finite(name: str, observe: Observe, *, when: When = "step") -> Check:

@@ -61,21 +61,28 @@ def _split(argv: list[str]) -> tuple[list[str], bool, str | None]:
     return overrides, show_cfg, config_dir
 
 
-def _hydra_message(exc: Exception) -> str:
-    """One line naming the key and the value from a Hydra/OmegaConf composition error."""
-    from hydra.errors import MissingConfigException
+def _options(group: str, config_dir: str | None) -> str:
+    import importlib.resources
 
+    names = {p.name[:-5] for p in (importlib.resources.files("harness.conf") / group).iterdir()
+             if p.name.endswith(".yaml")}
+    if config_dir and (Path(config_dir) / group).is_dir():
+        names |= {p.stem for p in (Path(config_dir) / group).glob("*.yaml")}
+    return ", ".join(sorted(names))
+
+
+def _hydra_message(exc: Exception, config_dir: str | None = None) -> str:
+    """One line naming the key and the value from a Hydra/OmegaConf composition error."""
     from harness.config import AXES
 
     text = str(exc)
-    if isinstance(exc, MissingConfigException):
-        options = ", ".join(getattr(exc, "options", None) or [])
-        m = re.search(r"Could not find '([^/']+)/([^']+)'", text)
-        if m:
-            return f"{m.group(1)}: unknown {m.group(1)} {m.group(2)!r} (available: {options})"
-        m = re.search(r"You must specify '([^']+)'", text)
-        if m:
-            return f"{m.group(1)}: none selected; choose one with {m.group(1)}=NAME (available: {options})"
+    m = re.search(r"Could not find '([^/']+)/([^']+)'", text)
+    if m:
+        return f"{m.group(1)}: unknown {m.group(1)} {m.group(2)!r} (available: {_options(m.group(1), config_dir)})"
+    m = re.search(r"You must specify '([^']+)'", text)
+    if m:
+        return (f"{m.group(1)}: none selected; choose one with {m.group(1)}=NAME "
+                f"(available: {_options(m.group(1), config_dir)})")
     m = re.search(r"Could not override '([^']+)'", text) or re.search(r"Could not append to config\. An item is "
                                                                        r"already at '([^']+)'", text)
     if m:
@@ -117,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     from harness.scenarios.base import ScenarioError
     from harness.store import StoreError
 
+    config_dir = None
     try:
         overrides, show_cfg, config_dir = _split(argv)
         resolved = compose_config(overrides, config_dir)
@@ -132,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         return _fail(str(exc))
     except (HydraException, OmegaConfBaseException) as exc:
-        return _fail(_hydra_message(exc))
+        return _fail(_hydra_message(exc, config_dir))
     except ConfigError as exc:
         return _fail(str(exc))
     except ScenarioError as exc:

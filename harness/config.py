@@ -75,6 +75,7 @@ class SweepConfig:
     exclude: tuple[Mapping[str, tuple[Any, ...]], ...] = ()
     timeout_s: float = 600.0
     retries: int = 1
+    rerun: str = "none"  # which stored runs to compute again: none, incomplete (status != ok) or all
     ray: RayConfig = RayConfig()
     results_root: str = "results"
 
@@ -248,7 +249,8 @@ def _ray(raw: Any) -> RayConfig:
     )
 
 
-SWEEP_KEYS = (*AXES, "name", "exclude", "timeout_s", "retries")
+SWEEP_KEYS = (*AXES, "name", "exclude", "timeout_s", "retries", "rerun")
+RERUN = ("none", "incomplete", "all")
 
 
 def sweep_config_from_dict(cfg: Mapping[str, Any]) -> SweepConfig:
@@ -269,6 +271,9 @@ def sweep_config_from_dict(cfg: Mapping[str, Any]) -> SweepConfig:
     retries = sweep.get("retries", 1)
     if not _is_int(retries) or retries < 0:
         raise ConfigError("sweep.retries", f"{retries!r} is not a non-negative integer")
+    rerun = sweep.get("rerun", "none")
+    if rerun not in RERUN:
+        raise ConfigError("sweep.rerun", f"{rerun!r} is not one of {', '.join(RERUN)}")
     store = cfg.get("store") or {}
     _known("store", store, ["root"])
     root = store.get("root", "results")
@@ -281,6 +286,7 @@ def sweep_config_from_dict(cfg: Mapping[str, Any]) -> SweepConfig:
         exclude=_exclude(sweep.get("exclude"), axes),
         timeout_s=float(timeout),
         retries=int(retries),
+        rerun=rerun,
         ray=_ray(cfg.get("ray")),
         results_root=root,
     )

@@ -19,8 +19,9 @@ from harness.dispatch import ClusterInfo, dispatch
 from harness.grid import RunSpec, expand
 from harness.progress import SweepProgress, print_summary
 from harness.records import Status, result_rows
-from harness.scenarios.base import load_class
-from harness.store import check_writable, load_results, stored_run_ids, sweep_dir, write_part, write_text
+from harness.scenarios.base import declared_checks, instantiate
+from harness.store import (check_writable, load_results, remove_stale_temporaries, stored_run_ids, sweep_dir,
+                           write_part, write_text)
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,12 @@ def preflight(cfg: SweepConfig) -> list[RunSpec]:
     the grid, the results directory, the scenario classes. Raises on the first problem."""
     specs = expand(cfg)
     check_writable(sweep_dir(cfg.results_root, cfg.name))
-    for name in cfg.axes.scenario:
-        load_class(cfg.scenarios[name].target)
+    seen = set()
+    for spec in specs:  # every distinct (scenario, params): construct it and read its checks, no TF
+        key = (spec.target, repr(sorted(spec.params.items())))
+        if key not in seen:
+            seen.add(key)
+            declared_checks(instantiate(spec.target, spec.params))
     return specs
 
 
@@ -61,7 +66,8 @@ def run_sweep(cfg: SweepConfig, *, resolved: dict[str, Any] | None = None, conso
     console = console or Console()
     specs = specs if specs is not None else preflight(cfg)
     directory = sweep_dir(cfg.results_root, cfg.name)
-    done = stored_run_ids(directory)
+    remove_stale_temporaries(directory)
+    done = set() if cfg.rerun == "all" else stored_run_ids(directory, complete_only=cfg.rerun == "incomplete")
     todo = [s for s in specs if s.run_id not in done]
     skipped = len(specs) - len(todo)
     t0 = time.monotonic()

@@ -1,7 +1,7 @@
 """Parquet results: one part file per finished run, atomic writes, resume index, load_results.
 
 ``results/<sweep>/<run_id>.parquet`` is written under a hidden temporary name
-(``.<run_id>.<pid>.<rand>.tmp``) in the same directory, flushed and fsync'd, then
+(``.<run_id>.parquet.pid<pid>.<rand>.tmp``) in the same directory, flushed and fsync'd, then
 renamed into place with os.replace, so readers (pyarrow.dataset, pandas,
 load_results) never see a partial file: dataset discovery ignores names starting
 with "." or "_". ``_sweep.yaml`` holds the resolved sweep config and versions.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import tempfile
 import warnings
@@ -54,10 +55,20 @@ def check_writable(directory: Path) -> None:
         raise StoreError(f"{probe} is not writable")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_MODE = 0o666 & ~_umask()
+
+
 def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.", suffix=".tmp",
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.pid{os.getpid()}.{secrets.token_hex(4)}.", suffix=".tmp",
                                dir=path.parent)
     try:
+        os.fchmod(fd, _MODE)  # mkstemp makes 0600; results are ordinary files
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -92,6 +103,34 @@ def write_text(path: Path, text: str) -> None:
     _atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete temporary files left by writers that died (a driver killed mid-write).
+    Files of live processes (another sweep writing here now) are left alone."""
+    removed = []
+    if not directory.is_dir():
+        return removed
+    for p in directory.glob(".*.tmp"):
+        m = re.search(r"\.pid(\d+)\.", p.name)  # .<file name>.pid<pid>.<token>.<random>.tmp
+        pid = int(m.group(1)) if m else None
+        if pid is None or not _alive(pid):
+            try:
+                p.unlink()
+                removed.append(p)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def part_files(directory: Path) -> list[Path]:
     """Finished part files, in name order (temporary and metadata files excluded)."""
     if not directory.is_dir():
@@ -108,15 +147,23 @@ def _readable(path: Path) -> bool:
         return False
 
 
-def stored_run_ids(directory: Path) -> set[str]:
+def stored_run_ids(directory: Path, *, complete_only: bool = False) -> set[str]:
     """run_ids already stored. A part file whose footer is unreadable does not count
-    (its run is recomputed and the file replaced)."""
+    (its run is recomputed and the file replaced). With complete_only, runs stored
+    with a status other than ok (error, crashed, timeout) do not count either."""
     ids = set()
     for p in part_files(directory):
-        if _readable(p):
-            ids.add(p.name[: -len(PART_SUFFIX)])
-        else:
+        if not _readable(p):
             log.warning("unreadable part file %s: its run will be recomputed", p)
+            continue
+        if complete_only:
+            try:
+                status = pq.read_table(p, columns=["status"]).column("status").to_pylist()
+            except Exception:
+                continue
+            if any(s != "ok" for s in status):
+                continue
+        ids.add(p.name[: -len(PART_SUFFIX)])
     return ids
 
 

@@ -61,9 +61,9 @@ def _numerics_update(n: dict[str, Any], obs: Mapping[str, Any]) -> dict[str, Any
     return out
 
 
-def train(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *, steps: int, batch_size: int,
-          seed: int) -> LoopOutput:
-    """Run ``steps`` training steps in one compiled call, evaluating the step checks in-graph."""
+def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *, batch_size: int, seed: int) -> Any:
+    """Trace the training loop: a concrete function of the number of steps returning
+    (check states, numerics). Tracing happens here, outside any timing."""
     import tensorflow as tf
 
     step_checks = [c for c in checks if c.when == "step"]
@@ -91,7 +91,16 @@ def train(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *, steps:
         )
         return states, numerics
 
-    concrete = loop.get_concrete_function(tf.TensorSpec([], tf.int64))  # trace outside the timing
+    return loop.get_concrete_function(tf.TensorSpec([], tf.int64))
+
+
+def train(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *, steps: int, batch_size: int,
+          seed: int) -> LoopOutput:
+    """Run ``steps`` training steps in one compiled call, evaluating the step checks in-graph."""
+    import tensorflow as tf
+
+    step_checks = [c for c in checks if c.when == "step"]
+    concrete = compile_loop(scenario, data, checks, batch_size=batch_size, seed=seed)
     t0 = time.perf_counter()
     states, numerics = concrete(tf.constant(steps, tf.int64))
     numerics = {k: v.numpy() for k, v in numerics.items()}

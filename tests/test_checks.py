@@ -1,0 +1,106 @@
+"""In-graph checks: margins, worst values, first failure, and NaN/Inf never passing."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from harness import checks
+from harness.checks import state_to_values
+
+
+def fold(check: checks.Check, values: list) -> dict:
+    import tensorflow as tf
+
+    state = check.initial_state()
+    for step, v in enumerate(values):
+        state = check.update(state, {"x": tf.constant(v, tf.float32)}, step)
+    return state_to_values(state)
+
+
+def test_below_counts_failures_margin_and_first_step(tf_worker: None) -> None:
+    r = fold(checks.below("loss", "x", 1.0), [0.5, 1.5, 0.9, 3.0])
+    assert r["n_evaluated"] == 4 and r["n_failed"] == 2 and r["n_nonfinite"] == 0
+    assert r["first_failure_step"] == 1
+    assert r["worst_value"] == 3.0 and r["worst_margin"] == -2.0
+
+
+def test_strict_and_inclusive_at_the_bound(tf_worker: None) -> None:
+    assert fold(checks.below("b", "x", 1.0), [1.0])["n_failed"] == 1
+    assert fold(checks.below("b", "x", 1.0, inclusive=True), [1.0])["n_failed"] == 0
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_nonfinite_never_passes_below(tf_worker: None, bad: float) -> None:
+    # A naive `assert loss < 1.0` raises for NaN only by accident and *passes* for -inf.
+    r = fold(checks.below("loss", "x", 1.0), [0.1, bad, 0.2])
+    assert r["n_failed"] == 1 and r["n_nonfinite"] == 1 and r["first_failure_step"] == 1
+    assert r["worst_margin"] == -math.inf
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_nonfinite_never_passes_above_or_near(tf_worker: None, bad: float) -> None:
+    assert fold(checks.above("a", "x", 0.0), [bad])["n_failed"] == 1
+    assert fold(checks.near("n", "x", 0.0, tol=0.1), [bad])["n_failed"] == 1
+
+
+def test_vector_observation_is_judged_by_its_worst_element(tf_worker: None) -> None:
+    lo, hi = checks.within("out", "x", 0.01, 0.99)
+    values = [[0.5, 0.2, 0.995], [0.5, 0.005, 0.3]]
+    rlo, rhi = fold(lo, values), fold(hi, values)
+    assert (lo.name, hi.name) == ("out_min", "out_max")
+    assert rhi["n_failed"] == 1 and rhi["first_failure_step"] == 0
+    assert rhi["worst_value"] == pytest.approx(0.995, rel=1e-6)
+    assert rlo["n_failed"] == 1 and rlo["first_failure_step"] == 1
+    assert rlo["worst_margin"] == pytest.approx(0.005 - 0.01, rel=1e-4)
+
+
+def test_nan_element_in_vector_fails_even_if_others_pass(tf_worker: None) -> None:
+    r = fold(checks.below("v", "x", 1.0), [[0.1, math.nan, 0.2]])
+    assert r["n_failed"] == 1 and r["n_nonfinite"] == 1 and math.isnan(r["worst_value"])
+
+
+def test_near_finite_and_equal_shape(tf_worker: None) -> None:
+    import tensorflow as tf
+
+    assert fold(checks.near("m", "x", 0.0, tol=0.1), [0.05, -0.2])["n_failed"] == 1
+    r = fold(checks.finite("f", "x"), [[1.0, 2.0], [1.0, math.inf]])
+    assert r["n_failed"] == 1 and r["worst_value"] == 1.0
+    c = checks.equal_shape("s", "a", "b")
+    same = c.update(c.initial_state(), {"a": tf.zeros([4, 1]), "b": tf.zeros([4, 1])}, 0)
+    diff = c.update(same, {"a": tf.zeros([4, 1, 1]), "b": tf.zeros([4, 1])}, 1)
+    r = state_to_values(diff)
+    assert r["n_evaluated"] == 2 and r["n_failed"] == 1 and r["first_failure_step"] == 1
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_native_compares_like_tf_exact_compares_in_float64(tf_worker: None, dtype: str) -> None:
+    # fp16(0.99) rounds *up* to 0.990234375 (float32: 0.99000000954): a value clipped to 0.99 is
+    # above 0.99 in float64 but equal to the bound as TF's `x <= 0.99` sees it in that dtype.
+    import tensorflow as tf
+
+    x = tf.constant(0.99, dtype)
+    as_stored = float(tf.cast(x, tf.float64).numpy())
+    native = checks.below("b", "x", 0.99, inclusive=True)
+    exact = checks.below("b", "x", 0.99, inclusive=True, compare="exact")
+    sn = state_to_values(native.update(native.initial_state(), {"x": x}, 0))
+    se = state_to_values(exact.update(exact.initial_state(), {"x": x}, 0))
+    assert bool((x <= 0.99).numpy()) is True  # what the user's TF assertion does
+    assert sn["n_failed"] == 0 and sn["worst_margin"] == 0.0
+    assert (se["n_failed"] == 1) is (as_stored > 0.99)
+    assert se["worst_margin"] == 0.99 - as_stored
+
+
+def test_fp16_rounding_of_0_99_is_upward() -> None:
+    assert float(np.float16(0.99)) == 0.990234375
+
+
+def test_bad_declarations_raise() -> None:
+    with pytest.raises(ValueError):
+        checks.within("w", "x", 1.0, 0.0)
+    with pytest.raises(ValueError):
+        checks.near("n", "x", 0.0, tol=0.0)
+    with pytest.raises(ValueError):
+        checks.Check("", "x", 1.0, "<")

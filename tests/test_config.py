@@ -1,0 +1,102 @@
+"""Config composition (Hydra compose API) and validation: every bad input is one line, exit 2, nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from harness.cli import EXIT_USAGE, compose_config, main
+from harness.config import ConfigError, sweep_config_from_dict
+from harness.grid import expand
+
+SWEEPS = sorted(p.stem for p in (ROOT / "conf" / "sweep").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("sweep", SWEEPS)
+def test_every_shipped_sweep_composes_and_expands(sweep: str) -> None:
+    cfg = sweep_config_from_dict(compose_config([f"sweep={sweep}"]))
+    runs = expand(cfg)
+    assert cfg.name == sweep
+    assert runs and len({r.run_id for r in runs}) == len(runs)
+    assert all(r.batch_size <= r.data_size for r in runs)
+
+
+def test_overrides_reach_the_typed_config() -> None:
+    cfg = sweep_config_from_dict(compose_config([
+        "sweep=smoke", "sweep.precision=[bf16]", "sweep.data_size=[500]", "sweep.clip_value=[null,2]",
+        "scenarios.loss_bound.bound=0.25", "ray.num_actors=3", "store.root=/tmp/x"]))
+    assert cfg.axes.precision == ("bf16",)
+    assert cfg.axes.data_size == (500,)
+    assert cfg.axes.clip_value == (None, 2.0)
+    assert cfg.scenarios["loss_bound"].params["bound"] == 0.25
+    assert cfg.ray.num_actors == 3 and cfg.results_root == "/tmp/x"
+
+
+BAD = [
+    (["sweep=nope"], "sweep: unknown sweep 'nope'"),
+    ([], "sweep: none selected"),
+    (["sweep=smoke", "scenario=nope"], "scenario: not a top-level key"),
+    (["sweep=smoke", "sweep.scenario=[nope]"], "sweep.scenario: unknown scenario 'nope'"),
+    (["sweep=smoke", "sweep.precision=[fp8]"], "sweep.precision: unknown precision 'fp8'"),
+    (["sweep=smoke", "sweep.data_size=[0]"], "sweep.data_size: 0 is not a positive integer"),
+    (["sweep=smoke", "sweep.data_size=[-5]"], "sweep.data_size: -5 is not a positive integer"),
+    (["sweep=smoke", "sweep.data_size=[10.5]"], "sweep.data_size: 10.5 is not a positive integer"),
+    (["sweep=smoke", "sweep.batch_size=[abc]"], "sweep.batch_size: 'abc' is not a positive integer"),
+    (["sweep=smoke", "sweep.data_size=[10]"], "sweep.batch_size: 32 > data_size 10"),
+    (["sweep=smoke", "sweep.seed=[]"], "sweep.seed: empty axis"),
+    (["sweep=smoke", "sweep.clip_value=[big]"], "sweep.clip_value: 'big' is not a positive number or null"),
+    (["sweep=smoke", "sweep.clip_value=[-1]"], "sweep.clip_value: -1 is not a positive number or null"),
+    (["sweep=smoke", "sweep.steps=[0]"], "sweep.steps: 0 is not a positive integer"),
+    (["sweep=smoke", "sweep.epochs=[1]"], "sweep.steps: set exactly one of"),
+    (["sweep=smoke", "sweep.seed=[1,1]"], "sweep.seed: [1, 1] has repeated values"),
+    (["sweep=smoke", "sweep.nope=1"], "sweep.nope: unknown config key"),
+    (["sweep=smoke", "precision=[fp16]"], "precision: not a top-level key; axes are set as sweep.precision"),
+    (["sweep=smoke", "sweep.exclude=[{data_size:1000,colour:red}]"], "sweep.exclude[0].colour: unknown key"),
+    (["sweep=smoke", "sweep.exclude=[{data_size:[1000,100000]}]"], "sweep.exclude: every run of the grid is excluded"),
+    (["sweep=smoke", "ray.address=nowhere"], "ray.address: 'nowhere' is not auto, host:port"),
+    (["sweep=smoke", "ray.num_actors=0"], "ray.num_actors: 0 is not a positive integer"),
+    (["sweep=smoke", "sweep.timeout_s=-1"], "sweep.timeout_s: -1 is not a positive number"),
+    (["sweep=smoke", "scenarios.loss_bound._target_=no.such.Module"], "scenario: cannot import 'no.such'"),
+    (["sweep=smoke", "scenarios.loss_bound.colour=red"], "scenarios.loss_bound.colour: unknown config key"),
+    (["sweep=smoke", "+scenarios.loss_bound.colour=red"], "unexpected keyword argument 'colour'"),
+    (["sweep=smoke", "sweep.name=../x"], "sweep.name: '../x' is not a plain directory name"),
+    (["sweep=smoke", "--fast"], "--fast: unknown option"),
+    (["sweep=smoke", "smoke"], "smoke: not KEY=VALUE"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD, ids=[" ".join(a) or "no-args" for a, _ in BAD])
+def test_bad_input_is_one_line_exit_2_nothing_written(args: list[str], message: str, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = main([*args, f"store.root={tmp_path / 'res'}"] if args and "=" in args[0] else args)
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert err.count("\n") == 1, err
+    assert message in err, err
+    assert list(tmp_path.iterdir()) == []  # no results, no outputs/ directory, nothing
+
+
+def test_unwritable_results_root_fails_before_anything_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code = main(["sweep=smoke", f"store.root={blocker}/sub"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and "store.root:" in err and "not a directory" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_config_error_names_key() -> None:
+    with pytest.raises(ConfigError) as info:
+        sweep_config_from_dict({"sweep": {"name": "x"}, "scenarios": {}})
+    assert str(info.value).startswith("scenarios:")
+
+
+def test_help_and_cfg(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    assert "usage: python -m harness sweep=NAME" in capsys.readouterr().out
+    assert main(["sweep=smoke", "--cfg"]) == 0
+    assert "name: smoke" in capsys.readouterr().out

@@ -1,0 +1,78 @@
+"""End to end through the real CLI: embedded local Ray, 2 actors, real TensorFlow, Parquet."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, TESTS, run_cli
+
+from harness import load_results
+from harness.store import part_files
+
+
+def test_smoke_sweep_then_resume_skips_everything(tmp_path: Path) -> None:
+    first = run_cli(["sweep=smoke", f"store.root={tmp_path}"], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    out = tmp_path / "smoke"
+    df = load_results(out)
+    assert len(part_files(out)) == 16 and len(df) == 16 and df["run_id"].is_unique
+    assert (df["status"] == "ok").all() and df["n_evaluated"].eq(100).all()
+    assert df["worker"].str.split(":").str[1].nunique() >= 2  # at least two actor processes did runs
+    assert {"fp32", "fp16"} == set(df["precision"]) and df["clip_value"].isna().sum() == 8
+    assert (out / "_sweep.yaml").exists()
+    assert "Failure rate per check by axis" in first.stdout and "embedded local Ray" in first.stdout
+    again = run_cli(["sweep=smoke", f"store.root={tmp_path}"], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "16 already stored, 0 to run" in again.stdout and "embedded local Ray" not in again.stdout
+    assert load_results(out).equals(df)
+
+
+def test_faults_become_records_and_never_stop_the_sweep(tmp_path: Path) -> None:
+    r = run_cli(["--config-dir", str(TESTS / "conf"), "sweep=faults", f"store.root={tmp_path}"], cwd=tmp_path,
+                env={"PYTHONPATH": str(TESTS)})
+    assert r.returncode == 1, r.stderr  # some runs did not complete
+    df = load_results(tmp_path / "faults").set_index(["scenario", "seed"])
+    assert len(df) == 8
+    assert (df.xs(0, level="seed")["status"] == "ok").all()
+    assert df.loc[("loss_bound", 1), "status"] == "ok"
+    assert df.loc[("f_raise", 1), "status"] == "error"
+    assert "ValueError: injected failure for seed 1" in df.loc[("f_raise", 1), "error"]
+    assert df.loc[("f_crash", 1), "status"] == "crashed" and "2 attempt(s)" in df.loc[("f_crash", 1), "error"]
+    assert df.loc[("f_hang", 1), "status"] == "timeout"
+    failed = df[df["status"] != "ok"]
+    assert failed["passed"].isna().all() and failed["n_evaluated"].isna().all()
+    assert (failed["check"] != "").sum() >= 1  # the error run still names its declared check
+
+
+def test_driver_killed_with_sigkill_then_rerun_completes_once(tmp_path: Path) -> None:
+    out = tmp_path / "smoke"
+    args = [sys.executable, "-m", "harness", "sweep=smoke", "sweep.steps=[4000]", f"store.root={tmp_path}"]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 240
+    while len(part_files(out)) < 4 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the sweep finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stored = len(part_files(out))
+    assert 4 <= stored < 16
+    r = run_cli(["sweep=smoke", "sweep.steps=[4000]", f"store.root={tmp_path}"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"{stored} already stored, {16 - stored} to run" in r.stdout
+    df = load_results(out)
+    assert len(df) == 16 and df["run_id"].is_unique and (df["status"] == "ok").all()
+    assert not list(out.glob(".*"))  # no temporary left behind, not even hidden ones
+
+
+@pytest.mark.slow
+def test_seed_article_loss_bound_slice(tmp_path: Path) -> None:
+    r = run_cli(["sweep=seed_article", "sweep.seed=[0]", "sweep.clip_value=[null]", f"store.root={tmp_path}"],
+                cwd=tmp_path, timeout=3600)
+    assert r.returncode == 0, r.stderr
