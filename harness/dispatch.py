@@ -74,6 +74,8 @@ def connect(cfg: RayConfig) -> tuple[Any, bool, bool]:
     }
     if ray.is_initialized():
         return ray, False, False
+    # Token authentication stays on; its notice on every embedded start is noise for this tool.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
         if cfg.address is None:
             ray.init(**kwargs)
