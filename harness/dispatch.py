@@ -64,6 +64,10 @@ def connect(cfg: RayConfig) -> tuple[Any, bool, bool]:
     Returns (ray, embedded, owned): owned is False when Ray was already initialised
     by the caller (then the caller also shuts it down)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if cfg.address is None:
+        # Single-machine mode: Ray then uses 127.0.0.1 as the node address and binds every
+        # server (GCS, raylet, workers, agents) to loopback. Read when ray is first imported.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     kwargs: dict[str, Any] = {
