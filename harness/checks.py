@@ -23,7 +23,7 @@ the comparison saw it, so ``margin < 0`` (or ``<= 0`` for strict ops) is a failu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -61,13 +61,16 @@ class Check:
             raise ValueError(f"check {self.name}: compare={self.compare!r} is not 'native' or 'exact'")
 
     # ------------------------------------------------------------------ in-graph
+    #
+    # Per step, a check only reduces its observation to one value (its worst element) and,
+    # when that value alone cannot tell, a flag "every raw element was finite". The loop
+    # appends both to TensorArrays; ``summarize`` turns the whole series into the run's
+    # counts, first failure and worst margin at once, vectorised, after the loop.
 
-    def initial_state(self) -> CheckState:
-        import tensorflow as tf
-
-        z = tf.constant(0, tf.int64)
-        return (z, z, z, tf.constant(-1, tf.int64), tf.constant(float("nan"), tf.float64),
-                tf.constant(float("inf"), tf.float64))
+    @property
+    def upper(self) -> bool:
+        """True for < and <= (the bound is a ceiling)."""
+        return self.op in ("<", "<=")
 
     def observe_in(self, obs: Mapping[str, Any]) -> Any:
         if callable(self.observe):
@@ -77,39 +80,53 @@ class Check:
                            f"(returned: {', '.join(sorted(obs))})")
         return obs[self.observe]
 
-    def update(self, state: CheckState, obs: Mapping[str, Any], step: Any) -> CheckState:
-        """One evaluation folded into the state. Pure TF; safe inside tf.function."""
+    def step_value(self, obs: Mapping[str, Any]) -> Any:
+        """The step's worst element as a float64 scalar; NaN when any raw element was not
+        finite (so the evaluation fails even if a transform, e.g. a count, hid it).
+        The measured dtype, needed for native comparison, is ``self.value_dtype(obs)``."""
         import tensorflow as tf
 
         raw = tf.convert_to_tensor(self.observe_in(obs))
-        raw_finite = tf.reduce_all(tf.math.is_finite(raw)) if raw.dtype.is_floating else tf.constant(True)
         measured = raw if self.transform is None else tf.convert_to_tensor(self.transform(raw))
-        bound = tf.constant(self.bound, tf.float64)
-        if self.compare == "native" and measured.dtype.is_floating:
-            bound = tf.cast(tf.cast(bound, measured.dtype), tf.float64)  # what `tensor < 0.99` compares with
-        x = tf.reshape(tf.cast(measured, tf.float64), [-1])
-        cmp = {"<": tf.less, "<=": tf.less_equal, ">": tf.greater, ">=": tf.greater_equal}[self.op]
+        if measured.shape.rank == 0:
+            value = measured
+        else:
+            value = tf.reduce_max(measured) if self.upper else tf.reduce_min(measured)
+            if measured.dtype.is_floating:
+                value = tf.where(tf.reduce_all(tf.math.is_finite(measured)), value,
+                                 tf.constant(float("nan"), measured.dtype))
+        value = tf.cast(value, tf.float64)
+        if self.transform is not None and raw.dtype.is_floating:
+            value = tf.where(tf.reduce_all(tf.math.is_finite(raw)), value, tf.constant(float("nan"), tf.float64))
+        return value, measured.dtype
+
+    def summarize(self, values: Any, steps: Any, dtype: Any) -> CheckState:
+        """Counts, first failing step, worst value and margin of a series of float64 step
+        values measured in ``dtype`` (the bound is rounded to it for native comparison)."""
+        import tensorflow as tf
+
+        x = tf.reshape(tf.cast(values, tf.float64), [-1])
         finite = tf.math.is_finite(x)
-        ok = tf.logical_and(raw_finite, tf.reduce_all(tf.logical_and(finite, cmp(x, bound))))
-        margins = bound - x if self.op in ("<", "<=") else x - bound
-        margins = tf.where(finite, margins, tf.constant(float("-inf"), tf.float64))
-        i = tf.argmin(margins)
-        margin, value = margins[i], x[i]
-        if raw.dtype.is_floating:  # a non-finite input is the worst case even if the measure hid it
-            margin = tf.where(raw_finite, margin, tf.constant(float("-inf"), tf.float64))
-        n_eval, n_fail, n_nonfinite, first, worst_value, worst_margin = state
-        failed = tf.logical_not(ok)
-        nonfinite = tf.logical_not(tf.logical_and(raw_finite, tf.reduce_all(finite)))
-        step = tf.cast(step, tf.int64)
-        worse = margin < worst_margin
-        return (
-            n_eval + 1,
-            n_fail + tf.cast(failed, tf.int64),
-            n_nonfinite + tf.cast(nonfinite, tf.int64),
-            tf.where(tf.logical_and(failed, first < 0), step, first),
-            tf.where(worse, value, worst_value),
-            tf.where(worse, margin, worst_margin),
-        )
+        bound = tf.constant(self.bound, tf.float64)
+        if self.compare == "native" and tf.as_dtype(dtype).is_floating:
+            bound = tf.cast(tf.cast(bound, dtype), tf.float64)  # what `tensor < 0.99` compares with
+        cmp = {"<": tf.less, "<=": tf.less_equal, ">": tf.greater, ">=": tf.greater_equal}[self.op]
+        failed = tf.logical_not(tf.logical_and(finite, cmp(x, bound)))
+        margins = tf.where(finite, bound - x if self.upper else x - bound, tf.constant(float("-inf"), tf.float64))
+        first = tf.where(tf.reduce_any(failed),
+                         tf.gather(tf.reshape(tf.cast(steps, tf.int64), [-1]), tf.argmax(tf.cast(failed, tf.int32))),
+                         tf.constant(-1, tf.int64))
+        i = tf.argmin(tf.concat([margins, [float("inf")]], 0))  # an empty series keeps the sentinel
+        return (tf.size(x, out_type=tf.int64), tf.reduce_sum(tf.cast(failed, tf.int64)),
+                tf.reduce_sum(tf.cast(tf.logical_not(finite), tf.int64)), first,
+                tf.concat([x, [float("nan")]], 0)[i], tf.concat([margins, [float("inf")]], 0)[i])
+
+    def evaluate(self, observations: Sequence[Mapping[str, Any]]) -> CheckState:
+        """Eager convenience: summarize a list of observation dicts (steps 0, 1, ...)."""
+        import tensorflow as tf
+
+        pairs = [self.step_value(o) for o in observations]
+        return self.summarize(tf.stack([v for v, _ in pairs]), tf.range(len(pairs), dtype=tf.int64), pairs[0][1])
 
 
 # ---------------------------------------------------------------------- the small API

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -43,19 +44,24 @@ class _Worker:
     """Lives in a Ray actor process: TF is imported once, then runs arrive one by one."""
 
     def __init__(self, num_threads: int) -> None:
+        import ray
+
         from harness.engine import init_worker
-
-        self.tf_version = init_worker(num_threads)
-
-    def ready(self) -> str:
         from harness.engine.run import worker_name
 
-        return worker_name()
+        self.tf_version = init_worker(num_threads)
+        # host:pid:device, plus the Ray node: on one machine several nodes share a host name
+        self.name = f"{worker_name()}:node={ray.get_runtime_context().get_node_id()[:8]}"
+
+    def ready(self) -> str:
+        return self.name
 
     def run(self, spec: RunSpec) -> RunResult:
+        from dataclasses import replace
+
         from harness.engine import execute
 
-        return execute(spec)
+        return replace(execute(spec), worker=self.name)
 
 
 def connect(cfg: RayConfig) -> tuple[Any, bool, bool]:
@@ -80,16 +86,48 @@ def connect(cfg: RayConfig) -> tuple[Any, bool, bool]:
         return ray, False, False
     # Token authentication stays on; its notice on every embedded start is noise for this tool.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    if cfg.address is not None:
+        _check_reachable(cfg.address)
     try:
         if cfg.address is None:
-            ray.init(**kwargs)
+            # "local" always starts a new instance; a bare ray.init() would join any cluster
+            # that `ray start` left running on this machine (or RAY_ADDRESS).
+            ray.init(address="local", **kwargs)
             return ray, True, True
         kwargs.pop("include_dashboard")
         ray.init(address=cfg.address, **kwargs)
         return ray, False, True
     except Exception as exc:
+        hint = ""
+        if cfg.address is not None and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+            hint = (" (a cluster started with `ray start` uses token authentication by default: set "
+                    "RAY_AUTH_MODE=token; the token is read from RAY_AUTH_TOKEN or ~/.ray/auth_token)")
         raise DispatchError(f"ray.address={cfg.address or 'local'}: cannot start or join Ray: "
-                            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{hint}") from exc
+
+
+def _check_reachable(address: str) -> None:
+    """Fail at once, in one line, when nothing listens at the address Ray would use:
+    ray.init retries an unreachable address for minutes. Ray replaces 127.0.0.1 and
+    localhost by this machine's primary address (unless it runs in single-machine mode),
+    so the address checked is Ray's own resolution of ``address`` (also of ``auto``)."""
+    if "://" in address:  # ray:// (Ray Client): resolved and checked by Ray itself
+        return
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        target = canonicalize_bootstrap_address(address) or ""
+    except Exception:  # a private helper; if it moves, check the address as given
+        target = "" if address == "auto" else address
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return  # auto with no running cluster recorded: ray.init says so at once
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        via = f" (Ray resolves {address} to {target})" if target != address else ""
+        raise DispatchError(f"ray.address={address}: no Ray cluster answers at {target}{via}: "
+                            f"{exc.strerror or type(exc).__name__}") from exc
 
 
 def _num_actors(ray: Any, cfg: RayConfig, n_runs: int) -> tuple[int, float, float]:

@@ -24,72 +24,75 @@ class LoopOutput:
     train_s: float
 
 
-def _numerics_init() -> dict[str, Any]:
+NUMERIC_FIELDS = ("loss", "grads_finite", "skipped", "loss_scale", "grad_norm", "clip_active")
+
+
+def _step_numerics(obs: Mapping[str, Any]) -> Any:
+    """The training numerics of one step (see RunContext.minimize) as one float32 vector."""
     import tensorflow as tf
 
-    return {
-        "final_loss": tf.constant(float("nan"), tf.float32),
-        "nonfinite_values": tf.constant(0, tf.int64),
-        "skipped_steps": tf.constant(0, tf.int64),
-        "loss_scale_min": tf.constant(float("inf"), tf.float32),
-        "grad_norm_max": tf.constant(0.0, tf.float32),
-        "clip_active_steps": tf.constant(0, tf.int64),
-    }
+    defaults = {"grads_finite": True, "skipped": False, "loss_scale": float("nan"), "grad_norm": float("nan"),
+                "clip_active": False}
+    return tf.stack([tf.cast(obs[k] if k in obs else defaults[k], tf.float32) for k in NUMERIC_FIELDS])
 
 
-def _numerics_update(n: dict[str, Any], obs: Mapping[str, Any]) -> dict[str, Any]:
-    """Fold the training numerics of one step (see RunContext.minimize) into the run's."""
+def _summarize_numerics(rows: Any) -> dict[str, Any]:
+    """Run-level numerics from the [steps, 6] matrix of step numerics."""
     import tensorflow as tf
 
-    loss = tf.cast(obs["loss"], tf.float32)
-    skipped = tf.cast(obs.get("skipped", False), tf.bool)
-    grads_finite = tf.cast(obs.get("grads_finite", True), tf.bool)
+    loss, grads_finite, skipped, scale, gnorm, clip = tf.unstack(tf.reshape(rows, [-1, len(NUMERIC_FIELDS)]), axis=1)
+    skipped_b = skipped > 0
     # a non-finite loss, or non-finite gradients that were applied (not skipped by loss scaling)
     bad = tf.logical_or(tf.logical_not(tf.math.is_finite(loss)),
-                        tf.logical_and(tf.logical_not(grads_finite), tf.logical_not(skipped)))
-    out = dict(n)
-    out["final_loss"] = loss
-    out["nonfinite_values"] = n["nonfinite_values"] + tf.cast(bad, tf.int64)
-    out["skipped_steps"] = n["skipped_steps"] + tf.cast(skipped, tf.int64)
-    if "loss_scale" in obs:
-        out["loss_scale_min"] = tf.minimum(n["loss_scale_min"], tf.cast(obs["loss_scale"], tf.float32))
-    if "grad_norm" in obs:
-        g = tf.cast(obs["grad_norm"], tf.float32)
-        out["grad_norm_max"] = tf.where(tf.math.is_finite(g), tf.maximum(n["grad_norm_max"], g), n["grad_norm_max"])
-    if "clip_active" in obs:
-        out["clip_active_steps"] = n["clip_active_steps"] + tf.cast(obs["clip_active"], tf.int64)
-    return out
+                        tf.logical_and(tf.logical_not(grads_finite > 0), tf.logical_not(skipped_b)))
+    inf = tf.constant(float("inf"), tf.float32)
+    return {
+        "final_loss": tf.concat([[float("nan")], loss], 0)[-1],
+        "nonfinite_values": tf.reduce_sum(tf.cast(bad, tf.int64)),
+        "skipped_steps": tf.reduce_sum(tf.cast(skipped_b, tf.int64)),
+        "loss_scale_min": tf.reduce_min(tf.concat([[inf], tf.where(tf.math.is_nan(scale), inf, scale)], 0)),
+        "grad_norm_max": tf.reduce_max(tf.concat([[0.0], tf.where(tf.math.is_finite(gnorm), gnorm, 0.0)], 0)),
+        "clip_active_steps": tf.reduce_sum(tf.cast(clip > 0, tf.int64)),
+    }
 
 
 def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *, batch_size: int, seed: int) -> Any:
     """Trace the training loop: a concrete function of the number of steps returning
-    (check states, numerics). Tracing happens here, outside any timing."""
+    (check states, numerics). Tracing happens here, outside any timing.
+
+    Per step, each check appends one float64 (its worst element) to a TensorArray and the
+    training numerics append one row; both are summarised after the loop, in the graph."""
     import tensorflow as tf
 
     step_checks = [c for c in checks if c.when == "step"]
     data = tuple(tf.convert_to_tensor(t) for t in data)
     n_rows = tf.shape(data[0], out_type=tf.int64)[0]
+    dtypes: dict[str, Any] = {}  # measured dtype of each check, learnt while the body is traced
 
-    def body(step: Any, states: tuple, numerics: dict) -> tuple:
+    def body(step: Any, values: tuple, numerics: Any) -> tuple:
         idx = tf.random.stateless_uniform([batch_size], seed=tf.stack([tf.cast(seed, tf.int64), SAMPLING_STREAM + step]),
                                           minval=0, maxval=n_rows, dtype=tf.int64)
         batch = tuple(tf.gather(t, idx) for t in data)
         obs = scenario.train_step(batch, step)
-        if "loss" not in obs:
-            raise KeyError(f"{type(scenario).__name__}.train_step must return a 'loss' observation "
-                           f"(returned: {', '.join(sorted(obs))})")
-        states = tuple(c.update(s, obs, step) for c, s in zip(step_checks, states))
-        return step + 1, states, _numerics_update(numerics, obs)
+        if not isinstance(obs, Mapping) or "loss" not in obs:
+            raise TypeError(f"{type(scenario).__name__}.train_step must return a dict with a 'loss' observation, "
+                            f"got {sorted(obs) if isinstance(obs, Mapping) else type(obs).__name__}")
+        out = []
+        for c, ta in zip(step_checks, values):
+            v, dtypes[c.name] = c.step_value(obs)
+            out.append(ta.write(tf.cast(step, tf.int32), v))
+        return step + 1, tuple(out), numerics.write(tf.cast(step, tf.int32), _step_numerics(obs))
 
     @tf.function
     def loop(n_steps: Any) -> tuple:
-        states = tuple(c.initial_state() for c in step_checks)
-        _, states, numerics = tf.while_loop(
-            lambda step, *_: step < n_steps, body,
-            (tf.constant(0, tf.int64), states, _numerics_init()),
-            parallel_iterations=1,
-        )
-        return states, numerics
+        size = tf.cast(n_steps, tf.int32)
+        values = tuple(tf.TensorArray(tf.float64, size=size, element_shape=[]) for _ in step_checks)
+        numerics = tf.TensorArray(tf.float32, size=size, element_shape=[len(NUMERIC_FIELDS)])
+        _, values, numerics = tf.while_loop(lambda step, *_: step < n_steps, body,
+                                            (tf.constant(0, tf.int64), values, numerics), parallel_iterations=1)
+        steps = tf.range(n_steps, dtype=tf.int64)
+        states = tuple(c.summarize(ta.stack(), steps, dtypes[c.name]) for c, ta in zip(step_checks, values))
+        return states, _summarize_numerics(numerics.stack())
 
     return loop.get_concrete_function(tf.TensorSpec([], tf.int64))
 
@@ -121,6 +124,12 @@ def evaluate_final(scenario: Any, checks: Sequence[Check], step: int) -> dict[st
     @tf.function
     def run() -> tuple:
         obs = scenario.evaluate()
-        return tuple(c.update(c.initial_state(), obs, tf.constant(step, tf.int64)) for c in final)
+        if not isinstance(obs, Mapping):
+            raise TypeError(f"{type(scenario).__name__}.evaluate() must return a dict, got {type(obs).__name__}")
+        out = []
+        for c in final:
+            v, dtype = c.step_value(obs)
+            out.append(c.summarize(tf.reshape(v, [1]), tf.constant([step], tf.int64), dtype))
+        return tuple(out)
 
     return {c.name: s for c, s in zip(final, run())}

@@ -1,0 +1,343 @@
+#!/usr/bin/env python
+"""Benchmarks: the harness against the naive ways of doing the same work, side by side.
+
+    python scripts/bench.py                 # all seven figures, table + results/bench/<stamp>.json
+    python scripts/bench.py --only 1 2      # some of them
+    python scripts/bench.py --readme        # also rewrite the table in README.md
+
+Every figure is a ratio measured in this one invocation against its baseline
+(medians over repeats, baseline and harness interleaved), never a stored number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@dataclass
+class Figure:
+    key: str
+    name: str
+    measured: float
+    unit: str
+    target: str
+    met: bool
+    detail: str
+
+
+def median_interleaved(fns: list[Callable[[], float]], repeats: int) -> list[float]:
+    """Run each fn ``repeats`` times, interleaved (a b a b ...), return the median of each."""
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            samples[i].append(fn())
+    return [statistics.median(s) for s in samples]
+
+
+# ------------------------------------------------------------------ 1 + 2 + 3a: loops in-process
+
+def _spec(**kw: Any) -> Any:
+    from dataclasses import replace
+
+    from harness.grid import RunSpec, make_run_id
+
+    base: dict[str, Any] = dict(sweep="bench", scenario="loss_bound", target="harness.scenarios.loss_bound.LossBound",
+                                params={"bound": 1.0}, data_size=100_000, batch_size=32, steps=1000, epochs=None,
+                                seed=0, precision="fp32", clip_value=10.0)
+    base.update(kw)
+    s = RunSpec(**base)
+    return replace(s, run_id=make_run_id(s))
+
+
+def _compiled(data_size: int, steps: int, with_checks: bool = True) -> Callable[[], float]:
+    """Seconds per step of the harness's compiled loop (traced once, timed per call)."""
+    import tensorflow as tf
+
+    from harness.engine.context import RunContext
+    from harness.engine.loop import compile_loop
+    from harness.engine.runtime import seed_everything
+    from harness.scenarios.loss_bound import LossBound
+
+    seed_everything(0)
+    spec = _spec(data_size=data_size, steps=steps)
+    scenario = LossBound()
+    data = scenario.build(RunContext(spec))
+    if with_checks:
+        checks, sc = scenario.checks(), scenario
+    else:  # same loop, same forward pass of the assertion, no checks folded in
+        class NoChecks:
+            def train_step(self, batch: Any, step: Any) -> Any:
+                out = scenario.train_step(batch, step)
+                out["loss"] = out["loss"] + 0.0 * tf.stop_gradient(out.pop("post_loss"))
+                return out
+        checks, sc = [], NoChecks()
+    fn = compile_loop(sc, data, checks, batch_size=32, seed=0)
+    fn(tf.constant(5, tf.int64))  # warm
+
+    def run() -> float:
+        t0 = time.perf_counter()
+        _, numerics = fn(tf.constant(steps, tf.int64))
+        numerics["final_loss"].numpy()
+        return (time.perf_counter() - t0) / steps
+    return run
+
+
+def _seed_loop(data_size: int, steps: int) -> Callable[[], float]:
+    """Seconds per step of the seed document's loop as written: eager, a full shuffle of
+    the index every step, a host sync (.numpy()) per step for the assertion."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    optimizer = keras.optimizers.Adam(learning_rate=0.01)
+    x_train = tf.random.normal(shape=(data_size, 1))
+    y_train = x_train * 2 + tf.random.normal(shape=(data_size, 1), stddev=0.1)
+
+    def custom_loss(y_true: Any, y_pred: Any) -> Any:
+        return tf.reduce_mean(tf.square(y_true - y_pred))
+
+    def training_step(x: Any, y: Any, clip_value: float) -> None:
+        with tf.GradientTape() as tape:
+            loss = custom_loss(y, model(x))
+        gradients = tape.gradient(loss, model.trainable_variables)
+        clipped = [tf.clip_by_value(g, -clip_value, clip_value) for g in gradients]
+        optimizer.apply_gradients(zip(clipped, model.trainable_variables))
+
+    def run() -> float:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            indices = tf.random.shuffle(tf.range(x_train.shape[0]))[:32]
+            x_batch, y_batch = tf.gather(x_train, indices), tf.gather(y_train, indices)
+            training_step(x_batch, y_batch, 10.0)
+            current_loss = custom_loss(y_batch, model(x_batch)).numpy()
+            _ = current_loss < 1.0
+        return (time.perf_counter() - t0) / steps
+    run()  # warm
+    return run
+
+
+def fig_seed_loop(repeats: int) -> Figure:
+    seed, harness = median_interleaved([_seed_loop(100_000, 200), _compiled(100_000, 4000)], repeats)
+    ratio = seed / harness
+    return Figure("1", "per-step speed vs the seed's loop (1e5 rows)", ratio, "x faster", ">= 200x", ratio >= 200,
+                  f"seed loop {seed * 1e3:.2f} ms/step, harness {harness * 1e6:.0f} us/step")
+
+
+def fig_overhead(repeats: int) -> Figure:
+    with_checks, without = median_interleaved([_compiled(100_000, 4000, True), _compiled(100_000, 4000, False)],
+                                              repeats)
+    over = with_checks / without - 1
+    return Figure("2", "instrumentation overhead (checks vs none)", over * 100, "% slower", "<= 10%", over <= 0.10,
+                  f"with checks {with_checks * 1e6:.0f} us/step, without {without * 1e6:.0f} us/step")
+
+
+def fig_flat(repeats: int) -> Figure:
+    small, large = median_interleaved([_compiled(1_000, 4000), _compiled(10_000_000, 4000)], repeats)
+    ratio = large / small
+    return Figure("3a", "time per step, 1e7 rows vs 1e3 rows", ratio, "ratio", "<= 1.2", ratio <= 1.2,
+                  f"1e3: {small * 1e6:.0f} us/step, 1e7: {large * 1e6:.0f} us/step")
+
+
+# ------------------------------------------------------------------ 3b: actor memory (subprocesses)
+
+MEM_PROBE = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, {root!r})
+    from dataclasses import replace
+    from harness.engine import init_worker, execute
+    from harness.grid import RunSpec, make_run_id
+
+    def status(field):
+        for line in open("/proc/self/status"):
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+
+    def run(n):
+        s = RunSpec(sweep="b", scenario="loss_bound", target="harness.scenarios.loss_bound.LossBound",
+                    params={{}}, data_size=n, batch_size=32, steps=500, epochs=None, seed=0, precision="fp32",
+                    clip_value=None)
+        r = execute(replace(s, run_id=make_run_id(s)))
+        assert r.status.value == "ok", r.error
+
+    init_worker(1)
+    run(1000)  # an actor after its first run: TF, Keras and the tracing machinery are loaded
+    open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
+    base = status("VmRSS")
+    run(int(sys.argv[1]))
+    print(json.dumps({{"base": base, "peak": status("VmHWM")}}))
+""")
+
+
+def fig_memory() -> Figure:
+    n = 10_000_000
+    out = subprocess.run([sys.executable, "-c", MEM_PROBE.format(root=str(ROOT)), str(n)], capture_output=True,
+                         text=True, check=True)
+    m = json.loads(out.stdout.strip().splitlines()[-1])
+    tf_baseline, peak = m["base"], m["peak"]
+    data_bytes = n * 2 * 4  # x and y, float32
+    ratio = (peak - tf_baseline) / data_bytes
+    return Figure("3b", "actor peak memory at 1e7 rows, above TF's baseline", ratio, "x data size", "<= 3x",
+                  ratio <= 3, f"actor RSS after a first run (TF baseline) {tf_baseline / 2**20:.0f} MiB, peak during "
+                  f"the 1e7-row run {peak / 2**20:.0f} MiB, data {data_bytes / 2**20:.0f} MiB")
+
+
+# ------------------------------------------------------------------ 4 + 5 + 6: sweeps
+
+SWEEP48 = ["sweep=smoke", "sweep.name=bench48", "sweep.data_size=[1000,100000]", "sweep.batch_size=[32]",
+           "sweep.precision=[fp32,fp16,bf16]", "sweep.seed=[0,1,2,3]", "sweep.clip_value=[null,1.0]"]
+
+
+def _cli(args: list[str], cwd: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, check=True, capture_output=True, text=True)
+    return time.perf_counter() - t0
+
+
+PER_PROCESS = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    from harness.engine import init_worker, execute
+    from harness.grid import RunSpec
+    from harness.records import result_rows
+    from harness.store import write_part
+    from pathlib import Path
+    import json
+    init_worker(2)
+    spec = RunSpec(**json.loads(sys.argv[1]))
+    write_part(Path(sys.argv[2]), spec.run_id, result_rows(spec, execute(spec), "bench"))
+""")
+
+
+def fig_sweeps(steps: int, per_process_runs: int) -> list[Figure]:
+    from dataclasses import asdict as dc_asdict
+
+    from harness import load_results
+    from harness.cli import compose_config
+    from harness.config import sweep_config_from_dict
+    from harness.grid import expand
+
+    args = [*SWEEP48, f"sweep.steps=[{steps}]"]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        wall = _cli([*args, f"store.root={root}"], root)
+        df = load_results(root / "bench48").drop_duplicates("run_id")
+        actors = df["worker"].nunique()
+        lower = df["train_s"].sum() / actors
+        resume = _cli([*args, f"store.root={root}"], root)
+        specs = expand(sweep_config_from_dict(compose_config([*args, f"store.root={root}"])))
+        chosen = specs[:per_process_runs]
+        out = root / "per_process"
+        t0 = time.perf_counter()
+        for s in chosen:  # one new Python process per run, one at a time, as Hydra's basic launcher does
+            subprocess.run([sys.executable, "-c", PER_PROCESS.format(root=str(ROOT)),
+                            json.dumps({**dc_asdict(s), "params": dict(s.params)}), str(out)], check=True,
+                           capture_output=True)
+        per_proc = (time.perf_counter() - t0) / len(chosen) * len(specs)
+    eff = wall / lower
+    vs = per_proc / wall
+    note = "" if per_process_runs >= len(specs) else f" (timed {per_process_runs} of {len(specs)} runs, scaled)"
+    return [
+        Figure("4", f"48-run sweep wall vs sum(train_s)/actors ({steps} steps/run)", eff, "ratio", "<= 1.3",
+               eff <= 1.3, f"wall {wall:.1f}s (Ray start included), {actors} actors, lower bound {lower:.1f}s"),
+        Figure("5", "vs one new process per run (basic launcher)", vs, "x faster", ">= 3x", vs >= 3,
+               f"process per run {per_proc:.1f}s{note}, harness {wall:.1f}s"),
+        Figure("6", "resume of the finished sweep vs the original", resume / wall * 100, "% of original", "<= 5%",
+               resume / wall <= 0.05, f"rerun {resume:.2f}s, original {wall:.1f}s"),
+    ]
+
+
+# ------------------------------------------------------------------ 7: report on 1e6 rows
+
+def fig_report(rows: int) -> Figure:
+    from harness.analysis.synthetic import write_synthetic_results
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_synthetic_results(Path(tmp) / "big", rows=rows)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "harness.report", str(path), "--out", str(Path(tmp) / "rep")],
+                       check=True, capture_output=True)
+        took = time.perf_counter() - t0
+    return Figure("7", f"report on a {rows:,}-row results frame", took, "s", "<= 30 s", took <= 30,
+                  "python -m harness.report, process start included")
+
+
+# ------------------------------------------------------------------ main
+
+def table(figs: list[Figure]) -> str:
+    lines = ["| # | figure | measured | target | met | detail |", "|---|---|---|---|---|---|"]
+    for f in figs:
+        lines.append(f"| {f.key} | {f.name} | {f.measured:.3g} {f.unit} | {f.target} | {'yes' if f.met else 'no'} "
+                     f"| {f.detail} |")
+    return "\n".join(lines)
+
+
+def update_readme(md: str, command: str) -> None:
+    path = ROOT / "README.md"
+    text = path.read_text()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    if start not in text or end not in text:
+        raise SystemExit("README.md has no <!-- bench:start --> / <!-- bench:end --> markers")
+    block = f"{start}\nProduced by `{command}` on {time.strftime('%Y-%m-%d')} ({os.cpu_count()} CPUs):\n\n{md}\n{end}"
+    path.write_text(text[: text.index(start)] + block + text[text.index(end) + len(end):])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="*", default=[], help="figure numbers to run (1 2 3 4 5 6 7)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=5000, help="steps per run of the 48-run sweep")
+    ap.add_argument("--per-process-runs", type=int, default=48, help="how many of the 48 runs to time as processes")
+    ap.add_argument("--report-rows", type=int, default=1_000_000)
+    ap.add_argument("--out", default=str(ROOT / "results" / "bench"))
+    ap.add_argument("--readme", action="store_true", help="rewrite the table between the README's bench markers")
+    a = ap.parse_args()
+    want = set(a.only) or {"1", "2", "3", "4", "5", "6", "7"}
+    t0 = time.perf_counter()
+    figs: list[Figure] = []
+    if want & {"1", "2", "3"}:
+        from harness.engine import init_worker
+
+        init_worker(1)  # as in an actor with one CPU
+    if "1" in want:
+        figs.append(fig_seed_loop(a.repeats))
+    if "2" in want:
+        figs.append(fig_overhead(a.repeats))
+    if "3" in want:
+        figs += [fig_flat(a.repeats), fig_memory()]
+    if want & {"4", "5", "6"}:
+        figs += [f for f in fig_sweeps(a.steps, a.per_process_runs) if f.key in want]
+    if "7" in want:
+        figs.append(fig_report(a.report_rows))
+    md = table(figs)
+    print(md)
+    print(f"\nbench took {time.perf_counter() - t0:.0f}s")
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    (out / f"bench-{stamp}.json").write_text(json.dumps({"figures": [asdict(f) for f in figs], "argv": sys.argv[1:],
+                                                         "cpus": os.cpu_count()}, indent=2))
+    if a.readme:
+        update_readme(md, "python scripts/bench.py " + " ".join(sys.argv[1:]).replace("--readme", "").strip())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
