@@ -1,0 +1,61 @@
+"""The README's own-scenario example, run exactly as written there (so the docs cannot drift)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from harness.cli import EXIT_USAGE, compose_config, main
+from harness.config import sweep_config_from_dict
+from harness.engine import execute
+from harness.grid import expand
+from harness.records import Status
+
+
+def readme_files() -> dict[str, str]:
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"<!-- example:(\S+) -->\n```\w*\n(.*?)```", text, flags=re.S)
+    return {name: body for name, body in blocks}
+
+
+@pytest.fixture()
+def example_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    files = readme_files()
+    assert {"my_scenarios.py", "my_conf/sweep/sine.yaml"} <= set(files)
+    for name, body in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+    sys.modules.pop("my_scenarios", None)
+
+
+def test_readme_example_composes_and_runs(example_dir: Path, tf_worker: None) -> None:
+    cfg = sweep_config_from_dict(compose_config(["sweep=sine"], str(example_dir / "my_conf")))
+    specs = expand(cfg)
+    assert len(specs) == 8 and {s.scenario for s in specs} == {"sine_fit"}
+    result = execute(specs[0])
+    assert result.status is Status.OK, result.error
+    assert [c.check for c in result.checks] == ["loss_below", "weights_finite"]
+    assert result.checks[0].n_evaluated == 300 and result.checks[1].n_evaluated == 1
+    assert result.checks[1].passed and result.final_loss is not None
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    ("plugins.faulty.NoTrainStep", "lacks method(s) train_step"),
+    ("plugins.nowhere.Thing", "cannot import 'plugins.nowhere'"),
+    ("plugins.faulty.Missing", "has no attribute 'Missing'"),
+])
+def test_bad_plugins_fail_before_the_sweep(target: str, message: str, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["sweep=smoke", f"+scenarios.bad._target_={target}", "sweep.scenario=[bad]",
+                 f"store.root={tmp_path}"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and err.count("\n") == 1 and message in err, err
+    assert list(tmp_path.iterdir()) == []
+
