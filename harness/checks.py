@@ -194,10 +194,10 @@ def equal_shape(name: str, a: Observe, b: Observe, *, when: When = "step") -> Ch
         import tensorflow as tf
 
         sa, sb = tf.shape(pick(obs, a), out_type=tf.int64), tf.shape(pick(obs, b), out_type=tf.int64)
-        same_rank = tf.equal(tf.size(sa), tf.size(sb))
-        same = tf.cond(same_rank, lambda: tf.reduce_all(tf.equal(sa, tf.reshape(sb, tf.shape(sa)))),
-                       lambda: tf.constant(False))
-        return tf.cast(tf.logical_not(same), tf.float64)
+        n = tf.maximum(tf.size(sa), tf.size(sb))  # pad the shorter shape with -1: ranks may differ
+        pa = tf.pad(sa, [[0, n - tf.size(sa)]], constant_values=-1)
+        pb = tf.pad(sb, [[0, n - tf.size(sb)]], constant_values=-1)
+        return tf.cast(tf.reduce_any(tf.not_equal(pa, pb)), tf.float64)
 
     return Check(name, mismatch, 0.0, "<=", when)
 

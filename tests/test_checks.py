@@ -100,3 +100,18 @@ def test_bad_declarations_raise() -> None:
         checks.near("n", "x", 0.0, tol=0.0)
     with pytest.raises(ValueError):
         checks.Check("", "x", 1.0, "<")
+
+
+def test_equal_shape_across_ranks_in_graph(tf_worker: None) -> None:
+    # the train_inference shape mismatch: (n, 1, 1) against (n, 1), traced in a tf.function
+    import tensorflow as tf
+
+    c = checks.equal_shape("s", "pred", "labels", when="final")
+
+    @tf.function
+    def value(pred: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        return c.step_value({"pred": pred, "labels": labels})[0]
+
+    assert float(value(tf.zeros([4, 1, 1]), tf.zeros([4, 1]))) == 1.0
+    assert float(value(tf.zeros([4, 1]), tf.zeros([4, 1]))) == 0.0
+    assert float(value(tf.zeros([4, 2]), tf.zeros([4, 1]))) == 1.0

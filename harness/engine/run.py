@@ -50,7 +50,7 @@ def execute(spec: RunSpec) -> RunResult:
         import tensorflow as tf
 
         from harness.engine.context import RunContext
-        from harness.engine.loop import evaluate_final, train
+        from harness.engine.loop import LoopOutput, evaluate_final, train
         from harness.engine.runtime import seed_everything
 
         scenario = instantiate(spec.target, spec.params)
@@ -63,12 +63,20 @@ def execute(spec: RunSpec) -> RunResult:
         if not isinstance(data, (tuple, list)) or not data:
             raise TypeError(f"{type(scenario).__name__}.build() must return a non-empty tuple of tensors, "
                             f"got {type(data).__name__}")
-        out = train(scenario, data, checks, steps=spec.steps, batch_size=spec.batch_size, seed=spec.seed)
+        # A scenario with ``trains = False`` (e.g. normalization) is evaluated once: no loop
+        # runs, steps is recorded as 0 and the training numerics are null.
+        trains = bool(getattr(scenario, "trains", True))
+        if not trains and any(c.when == "step" for c in checks):
+            raise TypeError(f"{type(scenario).__name__} does not train (trains=False) but declares step checks")
+        steps = spec.steps if trains else 0
+        out = (train(scenario, data, checks, steps=steps, batch_size=spec.batch_size, seed=spec.seed)
+               if trains else LoopOutput({}, {}, 0.0))
         states = dict(out.states)
-        states.update(evaluate_final(scenario, checks, spec.steps))
+        states.update(evaluate_final(scenario, checks, steps))
         results = tuple(CheckResult(check=c.name, bound=c.bound, **state_to_values(states[c.name])) for c in checks)
         n = out.numerics
-        extras = {"grad_norm_max": float(n["grad_norm_max"]), "clip_active_steps": int(n["clip_active_steps"])}
+        extras = ({"grad_norm_max": float(n["grad_norm_max"]), "clip_active_steps": int(n["clip_active_steps"])}
+                  if trains else {})
         if callable(getattr(scenario, "extras", None)):
             extras.update(scenario.extras())
         return RunResult(
@@ -80,12 +88,12 @@ def execute(spec: RunSpec) -> RunResult:
             train_s=out.train_s,
             worker=worker_name(),
             tf_version=tf_version,
-            steps=spec.steps,
+            steps=steps,
             compute_dtype=ctx.compute_dtype,
-            final_loss=float(n["final_loss"]),
-            nonfinite_values=int(n["nonfinite_values"]),
-            loss_scale_min=_float(n["loss_scale_min"]),
-            skipped_steps=int(n["skipped_steps"]),
+            final_loss=float(n["final_loss"]) if trains else None,
+            nonfinite_values=int(n["nonfinite_values"]) if trains else None,
+            loss_scale_min=_float(n["loss_scale_min"]) if trains else None,
+            skipped_steps=int(n["skipped_steps"]) if trains else None,
             extras=extras,
         )
     except Exception as exc:  # one bad run never stops the sweep: it becomes a record

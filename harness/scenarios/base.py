@@ -14,6 +14,10 @@ and optionally:
     evaluate()            -> observations for checks declared with when="final",
                              computed once after training (also compiled)
     extras()              -> run-level result columns {name: float|int|bool|str}
+    trains = False        -> a class attribute for a scenario that does not train
+                             (e.g. a preprocessing check): no loop runs, steps is
+                             recorded as 0, every check must be when="final" and
+                             train_step may be omitted
 
 Import tensorflow inside the methods, not at module level: the driver imports
 scenario modules to validate them and must stay free of TensorFlow.
@@ -56,7 +60,8 @@ def load_class(target: str) -> type:
     cls = getattr(module, attr, None)
     if cls is None:
         raise ScenarioError(f"{module_name!r} has no attribute {attr!r}")
-    missing = [m for m in REQUIRED if not callable(getattr(cls, m, None))]
+    required = REQUIRED if getattr(cls, "trains", True) else tuple(m for m in REQUIRED if m != "train_step")
+    missing = [m for m in required if not callable(getattr(cls, m, None))]
     if missing:
         raise ScenarioError(f"{target} lacks method(s) {', '.join(missing)} of the scenario protocol")
     return cls
