@@ -1,0 +1,32 @@
+"""Analysis of sweep results: failure rates, the evaluation-count decomposition, trends
+over data size, tolerance calibration and factor attribution (pandas, scipy, statsmodels).
+
+    import harness
+    from harness import analysis as A
+    df = harness.load_results("results/smoke")
+    A.failure_rates(df, by=["check", "precision", "data_size"])   # runs, failed, rate, 95% Wilson CI
+    A.trend(df)                      # does the rate rise with data size? (logistic on log10 size)
+    A.explain_rise(df)               # ... and is that only more evaluations per run?
+    A.calibrate_tolerance(df)        # bound for a 1% run-level false-alarm rate, held-out checked
+    A.attribute_factors(df)          # which axis moves the rate most
+
+Every function takes the tidy frame (one row per (run, check)) and returns a new frame.
+Runs that errored, crashed or timed out are counted apart (``incomplete``) or listed by
+``incomplete_runs``; nothing is dropped silently. No TensorFlow or Ray import here.
+"""
+
+from __future__ import annotations
+
+from harness.analysis.attribution import attribute_factors
+from harness.analysis.decomposition import decompose, explain_rise
+from harness.analysis.frame import AXES, CONFIG_AXES, check_directions, completed, factor_axes, incomplete_runs
+from harness.analysis.rates import failure_rates, wilson_interval
+from harness.analysis.tail import TailFit, pot_quantile
+from harness.analysis.tolerance import calibrate_tolerance, split_seeds
+from harness.analysis.trend import trend
+
+__all__ = [
+    "AXES", "CONFIG_AXES", "TailFit", "attribute_factors", "calibrate_tolerance", "check_directions", "completed",
+    "decompose", "explain_rise", "factor_axes", "failure_rates", "incomplete_runs", "pot_quantile", "split_seeds",
+    "trend", "wilson_interval",
+]

@@ -1,0 +1,172 @@
+"""Shared vocabulary of the analysis layer: axes, completed rows, incomplete runs,
+check directions and the score a tolerance is set on.
+
+Every function takes the tidy results frame (one row per (run, check), see
+``harness.records.CORE_SCHEMA``) and never filters silently: rows of runs that did not
+complete are either counted apart (``incomplete``) or listed (``incomplete_runs``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+# Run-level axes of a sweep, in display order. ``seed`` is the replicate axis.
+AXES: tuple[str, ...] = ("scenario", "data_size", "batch_size", "steps", "epochs", "schedule", "seed",
+                         "precision", "clip_value", "params")
+# The axes that define a configuration (everything but the seed).
+CONFIG_AXES: tuple[str, ...] = tuple(a for a in AXES if a != "seed")
+REQUIRED: tuple[str, ...] = ("run_id", "check", "status", "passed", "bound", "n_evaluated", "n_failed",
+                             "n_nonfinite", "worst_value", "worst_margin")
+
+
+def require(df: pd.DataFrame, columns: Iterable[str]) -> None:
+    """Raise a KeyError naming every missing column."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise KeyError(f"results frame lacks column(s): {', '.join(missing)}")
+
+
+def ok_mask(df: pd.DataFrame) -> pd.Series:
+    """Rows of runs that completed (status ``ok``): the only rows with check values."""
+    return df["status"].eq("ok").fillna(False).astype(bool)
+
+
+def failed_mask(df: pd.DataFrame) -> pd.Series:
+    """Rows of completed runs whose check failed at least once (``passed`` is False)."""
+    passed = df["passed"]
+    if passed.dtype == bool:
+        failed = ~passed.to_numpy()
+    elif isinstance(passed.dtype, pd.BooleanDtype):
+        failed = ~passed.to_numpy(dtype=bool, na_value=True)
+    else:  # object (True/False/None) or nullable boolean: compare, never cast (fast on 1e6 rows)
+        failed = passed.to_numpy(dtype=object) == False  # noqa: E712 - elementwise on an object array
+    return ok_mask(df) & failed
+
+
+def nonfinite_mask(df: pd.DataFrame) -> pd.Series:
+    """Rows of completed runs in which the check saw a NaN or Inf."""
+    return ok_mask(df) & (df["n_nonfinite"].fillna(0).to_numpy() > 0)
+
+
+def completed(df: pd.DataFrame) -> pd.DataFrame:
+    """Only the rows of completed runs (status ``ok``)."""
+    return df[ok_mask(df)]
+
+
+def present(df: pd.DataFrame, columns: Iterable[str]) -> list[str]:
+    """The columns of ``columns`` that ``df`` has, in order."""
+    return [c for c in columns if c in df.columns]
+
+
+def varying(df: pd.DataFrame, columns: Iterable[str]) -> list[str]:
+    """The columns of ``columns`` (present in ``df``) that take more than one value (null counts as a value)."""
+    return [c for c in present(df, columns) if df[c].nunique(dropna=False) > 1]
+
+
+def derived_steps(df: pd.DataFrame) -> bool:
+    """True when ``steps`` is determined by data size, batch size and epochs (an epochs
+    schedule), so it is not an axis of its own."""
+    if "steps" not in df.columns or "epochs" not in df.columns or df.empty or df["epochs"].isna().all():
+        return False
+    keys = present(df, ("data_size", "batch_size", "epochs"))
+    return bool(df.groupby(keys, dropna=False)["steps"].nunique(dropna=False).max() <= 1)
+
+
+def factor_axes(df: pd.DataFrame) -> list[str]:
+    """Axes that vary across configurations (seed and derived steps excluded)."""
+    axes = varying(df, CONFIG_AXES)
+    if "steps" in axes and derived_steps(df):
+        axes.remove("steps")
+    if "schedule" in axes:  # schedule is implied by steps/epochs
+        axes.remove("schedule")
+    return axes
+
+
+def group_keys(by: Sequence[str] | str | None) -> list[str]:
+    if by is None:
+        return []
+    return [by] if isinstance(by, str) else list(by)
+
+
+def groupby(df: pd.DataFrame, by: Sequence[str]) -> pd.core.groupby.DataFrameGroupBy:
+    """Group on ``by`` keeping null keys (e.g. clip_value = none), sorted, only observed keys."""
+    return df.groupby(list(by), dropna=False, sort=True, observed=True)
+
+
+def incomplete_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run that did not complete (status error, crashed or timeout):
+    run_id, status, error, the axes, and the checks it declared."""
+    require(df, ("run_id", "status"))
+    bad = df[~ok_mask(df)]
+    cols = ["run_id", "status", *present(bad, ("error",)), *present(bad, AXES)]
+    cols += present(bad, ("wall_s", "worker"))
+    runs = bad.drop_duplicates("run_id")[cols].reset_index(drop=True)
+    if "check" in bad.columns and not bad.empty:
+        names = bad.groupby("run_id", sort=False)["check"].agg(lambda s: ", ".join(x for x in s if x))
+        runs["checks"] = runs["run_id"].map(names).fillna("")
+    else:
+        runs["checks"] = pd.Series(dtype="str")
+    return runs
+
+
+def check_directions(df: pd.DataFrame) -> pd.Series:
+    """Comparison direction of each check, inferred from rows with finite values:
+    ``"below"`` when worst_margin = bound - worst_value (an upper bound), ``"above"`` when
+    worst_margin = worst_value - bound (a lower bound), ``None`` when no row tells."""
+    require(df, ("check", "bound", "worst_value", "worst_margin"))
+    v = df["worst_value"].to_numpy(float, na_value=np.nan)
+    m = df["worst_margin"].to_numpy(float, na_value=np.nan)
+    b = df["bound"].to_numpy(float, na_value=np.nan)
+    fin = np.isfinite(v) & np.isfinite(m) & np.isfinite(b)
+    tol = 1e-9 * np.maximum(1.0, np.abs(v) + np.abs(b))
+    below = fin & (np.abs(m - (b - v)) <= tol)
+    above = fin & (np.abs(m - (v - b)) <= tol)
+    votes = pd.DataFrame({"check": df["check"].to_numpy(), "below": below & ~above, "above": above & ~below})
+    counts = votes.groupby("check", sort=True)[["below", "above"]].sum()
+    values = ["below" if b > a else "above" if a > b else None
+              for b, a in zip(counts["below"].to_numpy(), counts["above"].to_numpy())]
+    return pd.Series(values, index=counts.index, dtype=object, name="direction")
+
+
+def scores(df: pd.DataFrame, directions: pd.Series | None = None) -> np.ndarray:
+    """A direction-free "badness" of each row's worst value: worst_value for upper-bound
+    checks, -worst_value for lower-bound checks, +inf when the run saw a NaN/Inf; NaN when
+    the run did not complete or evaluated nothing, or (finite values) the direction is unknown."""
+    directions = check_directions(df) if directions is None else directions
+    sign = df["check"].map({k: (1.0 if d == "below" else -1.0 if d == "above" else np.nan)
+                            for k, d in directions.items()}).to_numpy(float, na_value=np.nan)
+    v = df["worst_value"].to_numpy(float, na_value=np.nan)
+    m = df["worst_margin"].to_numpy(float, na_value=np.nan)
+    s = sign * v
+    s[m == -np.inf] = np.inf  # a NaN/Inf was seen: worse than any bound, whatever the direction
+    ok = ok_mask(df).to_numpy() & (df["n_evaluated"].fillna(0).to_numpy() > 0)
+    s[~ok] = np.nan
+    return s
+
+
+def label(value: object) -> str:
+    """A display string for an axis value (null clip_value reads ``none``)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "none"
+    if isinstance(value, (float, np.floating)):
+        return f"{int(value):,}" if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    return str(value)
+
+
+def pct(x: float | None) -> str:
+    """A rate as a percentage with as many digits as it needs (0.021%, 4.7%, 43%); "–" for NaN."""
+    if x is None or not np.isfinite(x):
+        return "–"
+    if x == 0 or x >= 0.1:
+        return f"{x:.0%}"
+    return f"{x:.1%}" if x >= 0.01 else f"{100 * x:.2g}%"
+
+
+def pformat(p: float) -> str:
+    """A p-value for prose: "p=0.0072", floored at "p<1e-16"."""
+    return "p=–" if not np.isfinite(p) else "p<1e-16" if p < 1e-16 else f"p={p:.2g}"

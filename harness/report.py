@@ -1,0 +1,217 @@
+"""The HTML report of a sweep: ``python -m harness.report RESULTS_DIR [--out DIR]``.
+
+Writes ``DIR/index.html`` (default ``RESULTS_DIR/report``) with PNG figures and the
+full tables as CSV under ``DIR/tables/``, and prints the headline table (per check x
+precision x data size: runs, failed, rate, 95% interval) to the terminal.
+Exit codes: 0 written, 2 bad input (missing directory or no finished runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import html
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from harness import analysis as A
+from harness.analysis import sections as S
+from harness.analysis.frame import label, ok_mask
+from harness.analysis.html import page, paragraph, section
+from harness.analysis.tail import Gof
+
+HEADLINE_BY = ("check", "precision", "data_size")
+TERMINAL_ROWS = 40
+
+
+@dataclass
+class Report:
+    """What ``build_report`` computed and where it wrote it."""
+
+    out: Path
+    headline: pd.DataFrame
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    figures: dict[str, Path] = field(default_factory=dict)
+
+
+def prepare(df: pd.DataFrame) -> pd.DataFrame:
+    """The frame the report analyses: with several scenarios, checks are named
+    ``scenario/check`` so that equal check names of different workloads stay apart."""
+    if "scenario" in df.columns and df["scenario"].nunique() > 1:
+        df = df.assign(check=df["scenario"].astype(str) + "/" + df["check"].astype(str))
+    return df
+
+
+def headline(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Per check x precision x data size: runs, failed, rate, 95% Wilson interval, NaN/Inf
+    runs and runs that did not complete."""
+    return A.failure_rates(df, by=list(HEADLINE_BY), level="run", alpha=alpha)
+
+
+def print_headline(console: Console, head: pd.DataFrame, out: Path | None = None) -> None:
+    """The headline table on the terminal (rich)."""
+    t = Table(title="Run-level failure rate (completed runs)")
+    incomplete = bool(head["incomplete"].sum())
+    columns = [("check", "left"), ("precision", "left"), ("data size", "right"), ("runs", "right"),
+               ("failed", "right"), ("rate", "right"), ("95% CI", "right")]
+    for col, just in columns + ([("did not complete", "right")] if incomplete else []):
+        t.add_column(col, justify=just, no_wrap=col in ("check", "95% CI"))  # type: ignore[arg-type]
+    for r in head.head(TERMINAL_ROWS).itertuples():
+        ci = "–" if not np.isfinite(r.ci_low) else f"{S.pct(r.ci_low)}–{S.pct(r.ci_high)}"
+        check = r.check if isinstance(r.check, str) and r.check else "(none declared)"
+        cells = [check, label(r.precision), label(r.data_size), f"{r.n:,}", f"{r.failed:,}", S.pct(r.rate), ci]
+        t.add_row(*cells, *([str(r.incomplete)] if incomplete else []))
+    console.print(t)
+    if len(head) > TERMINAL_ROWS:
+        console.print(f"... {len(head) - TERMINAL_ROWS} more rows in the report", highlight=False)
+    if out is not None:
+        console.print(f"report: {out / 'index.html'}", highlight=False)
+
+
+def _planned_runs(results: Path) -> int | None:
+    meta = results / "_sweep.yaml"
+    try:
+        import yaml
+
+        value = yaml.safe_load(meta.read_text()).get("runs")
+        return int(value) if value is not None else None
+    except Exception:  # no or unreadable metadata: the header just omits the plan
+        return None
+
+
+def _sorted(values: np.ndarray) -> list:
+    try:
+        return sorted(values)
+    except TypeError:  # mixed types
+        return sorted(values, key=str)
+
+
+def _summary(df: pd.DataFrame, planned: int | None) -> str:
+    runs = df.drop_duplicates("run_id")
+    status = runs["status"].value_counts()
+    done = int(status.get("ok", 0))
+    stored = f"{len(runs)} of {planned} planned runs stored" if planned else f"{len(runs)} runs stored"
+    bad = ", ".join(f"{v} {k}" for k, v in status.items() if k != "ok") or "none"
+    checks = ", ".join(sorted(c for c in df["check"].dropna().unique() if c)) or "none"
+    axes = [f"{a} ({', '.join(label(v) for v in _sorted(df[a].dropna().unique())[:8])}"
+            f"{', none' if df[a].isna().any() else ''})" for a in A.factor_axes(df)]
+    items = [stored + (" &mdash; the sweep may still be running or was cut short" if planned and len(runs) < planned
+                       else ""), f"{done} completed; did not complete: {bad}", f"checks: {html.escape(checks)}",
+             "axes that vary: " + html.escape("; ".join(axes) or "none (a single configuration)"),
+             f"seeds: {df['seed'].nunique()}"]
+    return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+
+
+def _findings(trend: pd.DataFrame, rise: pd.DataFrame, attr: pd.DataFrame, tol: pd.DataFrame) -> str:
+    items = [f"<b>{html.escape(r.check)}</b> ({html.escape(label(r.precision))}): {html.escape(r.verdict)}"
+             for r in trend.itertuples()]
+    items += [f"<b>{html.escape(r.check)}</b> ({html.escape(label(r.precision))}), more evaluations per run? "
+              f"{html.escape(r.verdict)}" for r in rise.itertuples()
+              if str(r.verdict).startswith(("explained", "not explained", "rises"))]
+    items += [f"<b>{html.escape(r.check)}</b>: <i>{html.escape(r.axis)}</i> {html.escape(r.verdict)}"
+              for r in attr[attr["rank"] == 1].itertuples()]
+    if len(tol):
+        made = tol["recommended_from"] != "none"
+        verdicts = tol.loc[made, "verdict"].astype(str)
+        held = int(verdicts.str.startswith("holds").sum())
+        failed = int(verdicts.str.startswith("does not hold").sum())
+        unchecked = int(made.sum()) - held - failed
+        items.append(f"tolerance: {int(made.sum())} of {len(tol)} configurations get a recommended bound; on the "
+                     f"held-out seeds {held} hold, {failed} do not" + (f", {unchecked} could not be checked"
+                                                                     if unchecked else ""))
+    return "<ul>" + "".join(f"<li>{i}</li>" for i in items[:30]) + "</ul>" if items else ""
+
+
+def build_report(df: pd.DataFrame, out: Path, *, title: str = "sweep", target: float = 0.01,
+                 holdout: float = 0.3, gof: Gof = "ks", planned_runs: int | None = None,
+                 alpha: float = 0.05) -> Report:
+    """Analyse ``df`` (one row per (run, check)) and write the report into ``out``."""
+    from harness.analysis import plots
+
+    df = prepare(df)
+    out = Path(out)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    n_ok = int(ok_mask(df).sum())
+    head = headline(df, alpha)
+    rep = Report(out, head)
+    sections = [section("Summary", _summary(df, planned_runs))]
+    if n_ok == 0:
+        sections.append(section("Analysis", paragraph("No run completed, so there is nothing to analyse: "
+                                                       "every stored run errored, crashed or timed out "
+                                                       "(listed below).")))
+        tr = rise = attr = tol = pd.DataFrame(columns=["check", "precision", "verdict", "axis", "rank"])
+    else:
+        tr = A.trend(df, by=["check", "precision"], alpha=alpha)
+        rise = A.explain_rise(df, by=["check", "precision"], alpha=alpha)
+        dec = A.decompose(df, by=list(HEADLINE_BY), alpha=alpha)
+        tol = A.calibrate_tolerance(df, by=list(HEADLINE_BY), target=target, holdout=holdout, gof=gof, alpha=alpha)
+        attr = A.attribute_factors(df, alpha=alpha)
+        rep.tables.update(trend=tr, explain_rise=rise, decomposition=dec, tolerance=tol, attribution=attr)
+        rep.figures["rates"] = plots.plot_rates(head[head["n"] > 0], out / "rates.png")
+        rep.figures["decomposition"] = plots.plot_decomposition(dec[dec["runs"] > 0], out / "decomposition.png")
+        rep.figures["margins"] = plots.plot_margins(df, out / "margins.png")
+        if (attr["axis"].astype(str) != "").any():
+            rep.figures["attribution"] = plots.plot_attribution(attr, out / "attribution.png")
+        sections.insert(1, section("Key findings", _findings(tr, rise, attr, tol)))
+        sections += [S.rates(head, alpha), S.trend(tr), S.decomposition(rise, dec), S.margins(df),
+                     S.tolerance(tol, target, gof), S.attribution(attr, "attribution" in rep.figures)]
+    bad = A.incomplete_runs(df)
+    rep.tables["incomplete_runs"] = bad
+    sections.append(S.incomplete(bad, df["run_id"].nunique()))
+    rep.tables["headline"] = head
+    for name, frame in rep.tables.items():
+        frame.to_csv(out / "tables" / f"{name}.csv", index=False)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    (out / "index.html").write_text(page(f"harness report: {title}", f"generated {stamp}", sections))
+    return rep
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.report",
+                                     description="Analyse a sweep's results and write an HTML report.")
+    parser.add_argument("results", help="results directory of a sweep (e.g. results/smoke)")
+    parser.add_argument("--out", help="output directory (default: RESULTS/report)")
+    parser.add_argument("--target", type=float, default=0.01, help="run-level false-alarm target (default 0.01)")
+    parser.add_argument("--holdout", type=float, default=0.3, help="fraction of seeds held out (default 0.3)")
+    parser.add_argument("--gof", choices=("ks", "ad"), default="ks",
+                        help="GPD goodness of fit: ks (fast) or ad (Anderson-Darling, Monte Carlo; slower)")
+    args = parser.parse_args(argv)
+    if not 0 < args.target < 1:
+        parser.error(f"--target must be in (0, 1), not {args.target}")
+    if not 0 <= args.holdout < 1:
+        parser.error(f"--holdout must be in [0, 1), not {args.holdout}")
+    console = Console()
+    if not console.is_terminal:  # a log or a pipe: do not squeeze the table into 80 columns
+        console = Console(width=120)
+    results = Path(args.results)
+    if not results.is_dir():
+        print(f"error: {results} is not a results directory", file=sys.stderr)
+        return 2
+    from harness.store import load_results
+
+    try:
+        df = load_results(results)
+    except Exception as exc:  # unreadable directory
+        print(f"error: cannot read results in {results}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    if df.empty:
+        print(f"error: no finished runs in {results} (no readable part files)", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else results / "report"
+    sweeps = sorted(df["sweep"].dropna().unique()) if "sweep" in df.columns else []
+    title = ", ".join(sweeps) or results.name
+    rep = build_report(df, out, title=title, target=args.target, holdout=args.holdout, gof=args.gof,
+                       planned_runs=_planned_runs(results))
+    print_headline(console, rep.headline, rep.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""The report: `python -m harness.report` on synthetic sweeps, exit codes, degenerate inputs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.analysis.synthetic import synthetic_results, write_results
+from harness.report import build_report, headline, main
+
+SECTIONS = ("Summary", "Key findings", "Failure rate by data size", "Does the failure rate rise with data size?",
+            "More data, more evaluations?", "Worst margins against the bound", "Tolerance calibration",
+            "Which axis moves the failure rate most?", "Runs that did not complete")
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _sweep(**kw: object):
+    base = dict(checks={"loss_below": ("below", 1.0), "out_min": ("above", 0.0)}, data_sizes=(100, 1000, 10_000),
+                precisions=("fp32", "fp16"), seeds=range(8), steps=None, epochs=1, error_rate=0.1, seed=4,
+                eval_rate=lambda d: np.where(d["precision"] == "fp16", 2e-3, 2e-4))
+    base.update(kw)
+    return synthetic_results(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A results directory with two scenarios (so checks are named scenario/check) and
+    some errored runs."""
+    root = tmp_path_factory.mktemp("results") / "synthetic"
+    a = _sweep()
+    b = _sweep(seed=5).assign(scenario="other", run_id=lambda d: d["run_id"] + "o")
+    df = pd.concat([a, b], ignore_index=True)
+    assert (df["status"] == "error").any()
+    write_results(df, str(root), parts=4)
+    return root
+
+
+def test_cli_writes_every_section_with_figures_and_tables(written: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]):
+    out = tmp_path / "elsewhere"
+    assert main([str(written), "--out", str(out), "--target", "0.05"]) == 0
+    page = (out / "index.html").read_text()
+    for title in SECTIONS:
+        assert f">{title}</h2>" in page
+    for name in ("rates", "decomposition", "margins", "attribution"):
+        png = out / f"{name}.png"
+        assert png.read_bytes()[:8] == PNG and png.stat().st_size > 5000
+        assert f"src='{name}.png'" in page
+    for table in ("headline", "trend", "explain_rise", "decomposition", "tolerance", "attribution", "incomplete_runs"):
+        assert (out / "tables" / f"{table}.csv").is_file()
+    assert "RuntimeError: synthetic" in page  # the errored runs are listed
+    assert "at or under 5.0%" in page  # --target reached the tolerance section
+    assert "synthetic/loss_below" in page and "other/loss_below" in page  # scenarios kept apart
+    terminal = capsys.readouterr().out
+    assert "Run-level failure rate" in terminal and "synthetic/out_min" in terminal
+    assert str(out / "index.html") in terminal
+
+
+def test_headline_is_per_check_precision_and_data_size():
+    head = headline(_sweep())
+    assert list(head.columns[:3]) == ["check", "precision", "data_size"]
+    assert len(head) == 2 * 2 * 3 and head["incomplete"].sum() > 0
+    assert {"n", "failed", "rate", "ci_low", "ci_high"} <= set(head.columns)
+
+
+def test_bad_input_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    assert main([str(tmp_path / "missing")]) == 2
+    assert main([str(tmp_path)]) == 2  # exists, but holds no part file
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("error: ") for line in err)
+    assert "no finished runs" in err[1]
+
+
+def test_module_entry_point_exit_code(tmp_path: Path):
+    proc = subprocess.run([sys.executable, "-m", "harness.report", str(tmp_path / "nope")], capture_output=True,
+                          text=True, check=False)
+    assert proc.returncode == 2 and "is not a results directory" in proc.stderr
+
+
+def test_every_run_errored_writes_the_default_out_dir(tmp_path: Path):
+    write_results(_sweep(error_rate=1.0), str(tmp_path / "sw"))
+    assert main([str(tmp_path / "sw")]) == 0
+    page = (tmp_path / "sw" / "report" / "index.html").read_text()
+    assert "No run completed" in page and ">Runs that did not complete</h2>" in page
+    assert "48 of 48 stored runs did not complete" in page
+
+
+def test_checks_that_never_fail_always_fail_or_only_see_nan(tmp_path: Path):
+    never = _sweep(checks={"never": ("below", 1.0)}, eval_rate=0.0, error_rate=0.0)
+    always = _sweep(checks={"always": ("below", 1.0)}, eval_rate=0.9, error_rate=0.0)
+    nan = _sweep(checks={"nan": ("above", 0.0)}, nonfinite_rate=1.0, error_rate=0.0)
+    df = pd.concat([never, always.assign(run_id=always["run_id"] + "a"), nan.assign(run_id=nan["run_id"] + "n")])
+    rep = build_report(df, tmp_path)
+    page = (tmp_path / "index.html").read_text()
+    assert all(f">{t}</h2>" in page for t in SECTIONS)
+    verdicts = rep.tables["trend"].groupby("check")["verdict"].first()
+    assert verdicts["never"].startswith("never fails") and verdicts["always"].startswith("fails in every run")
+    assert "saw NaN/Inf: no bound keeps false alarms" in page
+    assert "fails in every run: nothing to attribute" in page
+
+
+def test_a_single_data_size_and_seed_are_said_in_words(tmp_path: Path):
+    build_report(_sweep(data_sizes=(1000,), seeds=[0], error_rate=0.0), tmp_path)
+    page = (tmp_path / "index.html").read_text()
+    assert "Only one data size in these results" in page and "not validated: a single seed" in page
+    assert all(f">{t}</h2>" in page for t in SECTIONS)
+
+
+def test_analysis_and_report_import_neither_tensorflow_nor_ray():
+    code = ("import sys, harness.analysis, harness.report; "
+            "bad = [m for m in ('tensorflow', 'ray', 'keras') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
