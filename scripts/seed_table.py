@@ -1,0 +1,86 @@
+#!/usr/bin/env python
+"""The README's "What the seed sweep shows" table, computed from stored results.
+
+    python scripts/seed_table.py results/seed_article            # print the markdown
+    python scripts/seed_table.py results/seed_article --readme   # and rewrite it in README.md
+
+Rows: scenario x check x precision (and the scenario parameter axes of the sweep);
+columns: data size; cells: run-level failure rate with failed/completed runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness import load_results  # noqa: E402
+from harness.analysis import failure_rates  # noqa: E402
+
+START, END = "<!-- seed-table:start -->", "<!-- seed-table:end -->"
+
+
+def swept_params(df: pd.DataFrame) -> pd.DataFrame:
+    """Scenario parameters that vary within a scenario, as a compact 'variant' column."""
+    params = df["params"].map(json.loads)
+    variant = pd.Series("", index=df.index)
+    for scenario, idx in df.groupby("scenario").groups.items():
+        p = pd.DataFrame(list(params.loc[idx]), index=idx)
+        varying = [c for c in p.columns if p[c].astype(str).nunique() > 1]
+        if varying:
+            variant.loc[idx] = p[varying].astype(str).apply(
+                lambda r: ", ".join(f"{k}={v}" for k, v in zip(varying, r)), axis=1)
+    return df.assign(variant=variant)
+
+
+def table(df: pd.DataFrame) -> str:
+    df = swept_params(df)
+    rates = failure_rates(df, by=["scenario", "variant", "check", "precision", "data_size"])
+    sizes = sorted(rates["data_size"].unique())
+    lines = ["| scenario | variant | check | precision | " + " | ".join(f"{s:,}" for s in sizes) + " |",
+             "|---|---|---|---|" + "---|" * len(sizes)]
+    for (scenario, variant, check, precision), g in rates.groupby(["scenario", "variant", "check", "precision"],
+                                                                   sort=True):
+        cells = []
+        by_size = g.set_index("data_size")
+        for s in sizes:
+            if s not in by_size.index or by_size.loc[s, "n"] == 0:
+                cells.append("–")
+            else:
+                r = by_size.loc[s]
+                cells.append(f"{r['rate']:.0%} ({int(r['failed'])}/{int(r['n'])})")
+        lines.append(f"| {scenario} | {variant} | {check} | {precision} | " + " | ".join(cells) + " |")
+    runs = df.drop_duplicates("run_id")
+    status = runs["status"].value_counts().to_dict()
+    wall = runs["wall_s"].sum()
+    note = (f"\n{len(runs)} runs ({', '.join(f'{k} {v}' for k, v in sorted(status.items()))}); "
+            f"sum of run wall times {wall / 60:.0f} min.")
+    return "\n".join(lines) + "\n" + note
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("results")
+    ap.add_argument("--readme", action="store_true")
+    a = ap.parse_args()
+    md = table(load_results(a.results))
+    print(md)
+    if a.readme:
+        path = ROOT / "README.md"
+        text = path.read_text()
+        block = (f"{START}\nProduced by `python scripts/seed_table.py {a.results} --readme` on "
+                 f"{time.strftime('%Y-%m-%d')}; cells are run-level failure rates (failed/completed runs).\n\n"
+                 f"{md}\n{END}")
+        path.write_text(text[: text.index(START)] + block + text[text.index(END) + len(END):])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
