@@ -78,3 +78,14 @@ def test_a_step_touches_batch_size_rows_not_data_size(tf_worker: None) -> None:
     assert len(from_data) >= 2, "no gather from the data found: the loop changed shape"
     assert all(op.outputs[0].shape[0] == 8 for op in from_data)
     assert tf.executing_eagerly()
+
+
+@pytest.mark.parametrize(("what", "message"), [
+    ("loss", "'loss' observation must be a float scalar"),
+    ("rows", "rows first, got first dimensions [1000, 999]"),
+    ("data", "must return a non-empty tuple of tensors"),
+    ("dict", "must return a dict with a 'loss' observation"),
+])
+def test_wrong_return_forms_are_clear_errors(tf_worker: None, what: str, message: str) -> None:
+    r = execute(make_spec(scenario="bad", target="plugins.faulty.BadShapes", params={"what": what}))
+    assert r.status is Status.ERROR and message in r.error, r.error

@@ -31,6 +31,9 @@ def _step_numerics(obs: Mapping[str, Any]) -> Any:
     """The training numerics of one step (see RunContext.minimize) as one float32 vector."""
     import tensorflow as tf
 
+    loss = tf.convert_to_tensor(obs["loss"])
+    if loss.shape.rank != 0 or not loss.dtype.is_floating:
+        raise TypeError(f"the 'loss' observation must be a float scalar, got {loss.dtype.name} of shape {loss.shape}")
     defaults = {"grads_finite": True, "skipped": False, "loss_scale": float("nan"), "grad_norm": float("nan"),
                 "clip_active": False}
     return tf.stack([tf.cast(obs[k] if k in obs else defaults[k], tf.float32) for k in NUMERIC_FIELDS])

@@ -63,6 +63,10 @@ def execute(spec: RunSpec) -> RunResult:
         if not isinstance(data, (tuple, list)) or not data:
             raise TypeError(f"{type(scenario).__name__}.build() must return a non-empty tuple of tensors, "
                             f"got {type(data).__name__}")
+        rows = [t.shape[0] if getattr(t, "shape", None) is not None and len(t.shape) else None for t in data]
+        if any(r != spec.data_size for r in rows):
+            raise TypeError(f"{type(scenario).__name__}.build() must return tensors with data_size="
+                            f"{spec.data_size} rows first, got first dimensions {rows}")
         # A scenario with ``trains = False`` (e.g. normalization) is evaluated once: no loop
         # runs, steps is recorded as 0 and the training numerics are null.
         trains = bool(getattr(scenario, "trains", True))

@@ -41,3 +41,28 @@ class NoTrainStep:
 
     def build(self, ctx: Any) -> tuple[Any, ...]:
         return ()
+
+
+class BadShapes(LossBound):
+    """A plugin whose outputs have the wrong form: ``what`` picks which."""
+
+    def __init__(self, what: str = "loss", **kw: Any) -> None:
+        super().__init__(**kw)
+        self.what = what
+
+    def build(self, ctx: Any) -> tuple[Any, ...]:
+        x, y = super().build(ctx)
+        if self.what == "rows":
+            return x, y[:-1]
+        if self.what == "data":
+            return x  # not a tuple
+        return x, y
+
+    def train_step(self, batch: tuple[Any, ...], step: Any) -> Any:
+        out = super().train_step(batch, step)
+        if self.what == "loss":
+            x, _ = batch
+            out["loss"] = out["loss"] * x[:, 0]  # a vector, not a scalar
+        if self.what == "dict":
+            return [out["loss"]]
+        return out
