@@ -114,6 +114,10 @@ def _fail(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["replay"]:  # python -m harness replay results/<sweep> run_id=ID
+        from harness.replay import main as replay
+
+        return replay(argv[1:])
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE, end="")
         return EXIT_OK

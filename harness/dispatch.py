@@ -99,9 +99,11 @@ def connect(cfg: RayConfig) -> tuple[Any, bool, bool]:
         return ray, False, True
     except Exception as exc:
         hint = ""
-        if cfg.address is not None and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
-            hint = (" (a cluster started with `ray start` uses token authentication by default: set "
-                    "RAY_AUTH_MODE=token; the token is read from RAY_AUTH_TOKEN or ~/.ray/auth_token)")
+        if cfg.address not in (None, "auto") and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+            # Ray enables token auth by itself only for auto; a cluster started with `ray start`
+            # (Ray 2.5x+) needs it whenever a token exists, and the failure names no cause
+            hint = (" (if the cluster uses token authentication, set RAY_AUTH_MODE=token; the token "
+                    "is read from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)")
         raise DispatchError(f"ray.address={cfg.address or 'local'}: cannot start or join Ray: "
                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{hint}") from exc
 

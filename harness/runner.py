@@ -73,10 +73,13 @@ def run_sweep(cfg: SweepConfig, *, resolved: dict[str, Any] | None = None, conso
     t0 = time.monotonic()
     console.print(f"sweep [bold]{cfg.name}[/]: {len(specs)} runs, {skipped} already stored, {len(todo)} to run "
                   f"-> {directory}", highlight=False)
-    write_text(directory / "_sweep.yaml", _sweep_yaml(cfg, resolved, len(specs)))
     completed = incomplete = 0
-    if todo:
+    if not todo:
+        write_text(directory / "_sweep.yaml", _sweep_yaml(cfg, resolved, len(specs)))
+    else:
         def ready(info: ClusterInfo) -> None:
+            # written once Ray is up: a sweep that cannot start or join Ray writes nothing
+            write_text(directory / "_sweep.yaml", _sweep_yaml(cfg, resolved, len(specs)))
             where = "embedded local Ray" if info.embedded else f"Ray at {info.address}"
             console.print(f"{where}: {info.cpus:g} CPU, {info.gpus:g} GPU, {info.num_actors} actors", highlight=False)
 

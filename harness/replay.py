@@ -1,0 +1,221 @@
+"""``python -m harness replay results/<sweep> run_id=ID [threads=N] [target=pkg.Class]``
+
+Reruns one stored run in this process (no Ray) and compares every check's stored
+n_evaluated, n_failed, n_nonfinite, first_failure_step, worst_value and worst_margin with
+the replayed ones, exactly: floats bit for bit (NaN equals NaN, -0.0 differs from 0.0).
+Exit codes: 0 every value matches, 1 some value differs (or the run now ends differently),
+2 bad path, run_id or stored data (one line, nothing run).
+
+Where the run comes from. The stored rows are the source: they are written once with the
+run and never rewritten, and hold every axis and the scenario's parameters (``params``,
+JSON). What the rows lack is the scenario's class, taken from ``_sweep.yaml``
+(``scenarios.<name>._target_``) or given as ``target=``. ``_sweep.yaml`` alone is not
+trusted: every invocation of a sweep rewrites it, so it describes the last grid, not
+necessarily this run's. The rebuilt spec is accepted only if it hashes to the stored
+run_id (which hashes scenario, class, parameters, every axis and the engine's
+RUN_ID_VERSION): a replay either runs exactly the stored run or refuses with exit 2.
+TensorFlow's thread pools follow the stored ``ray.num_cpus_per_actor`` unless ``threads=``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+FIELDS = ("n_evaluated", "n_failed", "n_nonfinite", "first_failure_step", "worst_value", "worst_margin")
+EXIT_MATCH, EXIT_MISMATCH, EXIT_BAD = 0, 1, 2
+USAGE = "usage: python -m harness replay RESULTS_DIR run_id=ID [threads=N] [target=pkg.module.Class]\n"
+
+
+class ReplayError(ValueError):
+    """Bad path, run id or stored data: one line, exit 2."""
+
+
+def same(a: Any, b: Any) -> bool:
+    """Exact equality of stored and replayed values: None only equals None, floats compare
+    bit for bit (NaN == NaN, -0.0 != 0.0), ints by value."""
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, float) or isinstance(b, float):
+        a, b = float(a), float(b)
+        return (math.isnan(a) and math.isnan(b)) or a.hex() == b.hex()
+    return bool(a == b)
+
+
+def _args(argv: list[str]) -> tuple[Path, dict[str, str]]:
+    paths = [a for a in argv if "=" not in a]
+    opts = dict(a.split("=", 1) for a in argv if "=" in a)
+    unknown = sorted(set(opts) - {"run_id", "threads", "target"})
+    if len(paths) != 1:
+        raise ReplayError(f"give one results directory (got {len(paths)}: {' '.join(paths)})")
+    if unknown:
+        raise ReplayError(f"{unknown[0]}: unknown option (run_id=, threads=, target=)")
+    if not opts.get("run_id"):
+        raise ReplayError("run_id: missing; give run_id=ID (the run_id column, or a unique prefix of it)")
+    if "threads" in opts and not (opts["threads"].isdigit() and int(opts["threads"]) > 0):
+        raise ReplayError(f"threads: {opts['threads']!r} is not a positive integer")
+    return Path(paths[0]), opts
+
+
+def find_part(directory: Path, run_id: str) -> Path:
+    from harness.store import part_files
+
+    if not directory.is_dir():
+        raise ReplayError(f"{directory}: not a directory")
+    parts = part_files(directory)
+    if not parts:
+        raise ReplayError(f"{directory}: no stored runs (expected results/<sweep>/<run_id>.parquet)")
+    hits = [p for p in parts if p.stem == run_id] or [p for p in parts if p.stem.startswith(run_id)]
+    if not hits:
+        raise ReplayError(f"run_id={run_id}: no such run in {directory} ({len(parts)} runs stored)")
+    if len(hits) > 1:
+        names = ", ".join(p.stem for p in hits[:4])
+        raise ReplayError(f"run_id={run_id}: ambiguous prefix ({len(hits)} runs: {names}, ...)")
+    return hits[0]
+
+
+def read_rows(part: Path) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_table(part).to_pylist()
+    except Exception as exc:
+        raise ReplayError(f"{part}: unreadable part file: {type(exc).__name__}: {exc}") from exc
+    if not rows or len({r["run_id"] for r in rows}) != 1:
+        raise ReplayError(f"{part}: expected the rows of one run")
+    return rows
+
+
+def _sweep_doc(directory: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        doc = yaml.safe_load((directory / "_sweep.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def rebuild_spec(row: dict[str, Any], doc: dict[str, Any], target: str | None = None) -> Any:
+    """The RunSpec of a stored row, verified against its run_id (ReplayError if it cannot be)."""
+    from harness.grid import RunSpec, make_run_id, steps_for
+
+    config = doc.get("config") or {}
+    scenarios = config.get("scenarios") or {}
+    sc = scenarios.get(row["scenario"]) or {}
+    target = target or sc.get("_target_") or sc.get("target")
+    if not target:
+        raise ReplayError(f"scenario {row['scenario']!r}: its class is not in _sweep.yaml; "
+                          "give target=pkg.module.Class")
+    try:
+        params = json.loads(row["params"] or "{}")
+    except ValueError as exc:
+        raise ReplayError(f"params: not JSON: {exc}") from exc
+    epochs = row["epochs"]
+    steps = [steps_for(row["data_size"], row["batch_size"], epochs)] if epochs is not None else [row["steps"]]
+    axes = config.get("sweep") or config.get("axes") or {}  # composed config, or asdict(SweepConfig)
+    sweep_steps = axes.get("steps") or []
+    sweep_steps = sweep_steps if isinstance(sweep_steps, (list, tuple)) else [sweep_steps]
+    steps += [s for s in sweep_steps if isinstance(s, int) and s not in steps]
+    for n in steps:  # a scenario that does not train stores steps=0; its spec had the sweep's steps
+        spec = RunSpec(sweep=row["sweep"], scenario=row["scenario"], target=target, params=params,
+                       data_size=row["data_size"], batch_size=row["batch_size"], steps=int(n), epochs=epochs,
+                       seed=row["seed"], precision=row["precision"], clip_value=row["clip_value"])
+        if make_run_id(spec) == row["run_id"]:
+            return replace(spec, run_id=row["run_id"])
+    raise ReplayError(f"run_id={row['run_id']}: the stored row with target {target} does not hash to its run_id "
+                      f"(scenario class or engine version changed?); nothing was run")
+
+
+def _threads(doc: dict[str, Any], opts: dict[str, str]) -> int:
+    if "threads" in opts:
+        return int(opts["threads"])
+    cpus = ((doc.get("config") or {}).get("ray") or {}).get("num_cpus_per_actor", 1)
+    try:
+        return max(1, int(round(float(cpus))))
+    except (TypeError, ValueError):
+        return 1
+
+
+def compare(rows: list[dict[str, Any]], result: Any) -> list[tuple[str, str, Any, Any, bool]]:
+    """(check, field, stored, replayed, equal) for every stored check and field, plus the
+    status and any check the replay declares that is not stored."""
+    out: list[tuple[str, str, Any, Any, bool]] = []
+    stored_status = rows[0]["status"]
+    if stored_status != result.status.value:
+        out.append(("", "status", stored_status, result.status.value, False))
+    if result.error and stored_status == "ok":
+        out.append(("", "error", rows[0]["error"], result.error, False))
+    replayed = {c.check: c for c in result.checks}
+    for row in rows:
+        c = replayed.get(row["check"])
+        for f in FIELDS:
+            value = getattr(c, f) if c is not None else None
+            out.append((row["check"], f, row[f], value, same(row[f], value)))
+    for name in sorted(set(replayed) - {r["check"] for r in rows}):
+        out.append((name, "declared", None, "new check", False))
+    return out
+
+
+def _fmt(v: Any) -> str:
+    return "null" if v is None else repr(v)
+
+
+def replay(directory: Path, opts: dict[str, str]) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    part = find_part(directory, opts["run_id"])
+    rows = read_rows(part)
+    doc = _sweep_doc(directory)
+    spec = rebuild_spec(rows[0], doc, opts.get("target"))
+    threads = _threads(doc, opts)
+    console = Console()
+    if not console.is_terminal:  # keep the values whole in logs and pipes
+        console = Console(width=max(console.width, 110))
+    console.print(f"replay {spec.run_id}: {spec.scenario} ({spec.target}) data_size={spec.data_size} "
+                  f"batch_size={spec.batch_size} steps={spec.steps} seed={spec.seed} precision={spec.precision} "
+                  f"clip_value={spec.clip_value}; stored by {rows[0]['worker']}; here with {threads} thread(s)",
+                  highlight=False)
+    if rows[0]["status"] in ("crashed", "timeout"):
+        console.print(f"note: this run was stored as {rows[0]['status']}; replaying it in-process may crash or "
+                      "hang this process", style="yellow", highlight=False)
+    from harness.engine import execute, init_worker
+
+    init_worker(threads)
+    t0 = time.perf_counter()
+    result = execute(spec)
+    diffs = compare(rows, result)
+    table = Table(title=f"stored vs replayed ({time.perf_counter() - t0:.1f}s)")
+    for col in ("check", "value", "stored", "replayed", ""):
+        table.add_column(col, justify="right" if col in ("stored", "replayed") else "left")
+    for check, field, a, b, ok in diffs:
+        table.add_row(check, field, _fmt(a), _fmt(b), "[green]=[/]" if ok else "[red bold]DIFFERS[/]")
+    console.print(table)
+    bad = [d for d in diffs if not d[4]]
+    if bad:
+        console.print(f"[red bold]mismatch[/]: {len(bad)} of {len(diffs)} values differ "
+                      f"({', '.join(sorted({f'{c}.{f}' if c else f for c, f, *_ in bad}))})", highlight=False)
+        return EXIT_MISMATCH
+    console.print(f"[green bold]match[/]: all {len(diffs)} values of {len(rows)} check(s) are identical",
+                  highlight=False)
+    return EXIT_MATCH
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or any(a in ("-h", "--help") for a in argv):
+        print(USAGE + (__doc__ or "").split("\n\n", 1)[1], end="")
+        return EXIT_MATCH if argv else EXIT_BAD
+    try:
+        directory, opts = _args(argv)
+        return replay(directory, opts)
+    except ReplayError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD
+

@@ -1,0 +1,112 @@
+"""``python -m harness replay``: rerun one stored run in-process and compare exactly."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import run_cli
+
+from harness import load_results
+from harness.replay import ReplayError, main, rebuild_spec, same
+
+SWEEP = ["sweep=smoke", "sweep.name=rp", "sweep.data_size=[1000]", "sweep.seed=[0]", "sweep.clip_value=[null]",
+         "sweep.precision=[fp32,fp16]", "sweep.steps=[50]", "ray.num_actors=1"]
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two runs stored by a real sweep (embedded Ray, one actor)."""
+    root = tmp_path_factory.mktemp("replay")
+    r = run_cli([*SWEEP, f"store.root={root}"], cwd=root)
+    assert r.returncode == 0, r.stderr
+    return root / "rp"
+
+
+def _run_id(directory: Path, precision: str) -> str:
+    df = load_results(directory)
+    return str(df.loc[df["precision"] == precision, "run_id"].iloc[0])
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_replay_of_a_stored_run_matches_exactly(stored: Path, precision: str) -> None:
+    run_id = _run_id(stored, precision)
+    r = run_cli(["replay", str(stored), f"run_id={run_id[:8]}"], cwd=stored)  # a unique prefix will do
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"replay {run_id}" in r.stdout and f"precision={precision}" in r.stdout
+    assert "match: all 6 values of 1 check(s) are identical" in r.stdout
+    assert "DIFFERS" not in r.stdout
+
+
+def test_replay_of_a_tampered_value_is_a_mismatch(stored: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "rp"
+    shutil.copytree(stored, copy)
+    run_id = _run_id(copy, "fp32")
+    part = copy / f"{run_id}.parquet"
+    table = pq.read_table(part)
+    i = table.column_names.index("worst_value")
+    worst = table.column("worst_value").to_pylist()
+    tampered = [float(np.nextafter(v, np.inf)) for v in worst]  # one ulp: only an exact comparison sees it
+    pq.write_table(table.set_column(i, table.schema.field(i), pa.array(tampered, pa.float64())), part)
+    r = run_cli(["replay", str(copy), f"run_id={run_id}"], cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "mismatch: 1 of 6 values differ (loss_below.worst_value)" in r.stdout
+    assert repr(tampered[0]) in r.stdout and repr(worst[0]) in r.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["nowhere", "run_id=abc"], "error: nowhere: not a directory"),
+    (["{dir}"], "error: run_id: missing"),
+    (["{dir}", "run_id=ffffffffffffffff"], "error: run_id=ffffffffffffffff: no such run in"),
+    (["{dir}", "run_id="], "error: run_id: missing"),
+    (["{dir}", "run_id=abc", "colour=red"], "error: colour: unknown option"),
+    (["{dir}", "run_id=abc", "threads=0"], "error: threads: '0' is not a positive integer"),
+    (["{dir}", "{dir}", "run_id=abc"], "error: give one results directory (got 2"),
+    (["{empty}", "run_id=abc"], "no stored runs"),
+])
+def test_bad_path_or_run_id_is_one_line_exit_2(stored: Path, tmp_path: Path, args: list[str], message: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    code = main([a.format(dir=stored, empty=tmp_path) for a in args])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_replay_through_the_cli_entry_point(stored: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main as cli_main
+
+    assert cli_main(["replay", str(stored), "run_id=nope"]) == 2
+    assert "run_id=nope: no such run" in capsys.readouterr().err
+
+
+def test_exact_comparison() -> None:
+    nan = float("nan")
+    assert same(nan, nan) and same(None, None) and same(3, 3) and same(-math.inf, -math.inf)
+    assert not same(0.0, -0.0) and not same(1.0, float(np.nextafter(1.0, 2.0))) and not same(None, 0)
+    assert not same(nan, None) and not same(1, 2)
+
+
+def _row(stored: Path) -> dict[str, Any]:
+    return pq.read_table(stored / f"{_run_id(stored, 'fp32')}.parquet").to_pylist()[0]
+
+
+def test_rebuilt_spec_hashes_to_the_stored_run_id_or_is_refused(stored: Path) -> None:
+    import yaml
+
+    row = _row(stored)
+    doc = yaml.safe_load((stored / "_sweep.yaml").read_text())
+    spec = rebuild_spec(row, doc)
+    assert spec.run_id == row["run_id"] and spec.params == json.loads(row["params"])
+    with pytest.raises(ReplayError, match="does not hash to its run_id"):
+        rebuild_spec(row, doc, target="plugins.faulty.Faulty")  # another class: not the stored run
+    with pytest.raises(ReplayError, match="does not hash to its run_id"):
+        rebuild_spec({**row, "seed": row["seed"] + 1}, doc)
+    with pytest.raises(ReplayError, match="give target="):
+        rebuild_spec(row, {})  # no _sweep.yaml: the class must be given
+    assert rebuild_spec(row, {}, target=spec.target).run_id == row["run_id"]
