@@ -20,6 +20,7 @@ from typing import Any
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_CLUSTER, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 USAGE = """usage: python -m harness sweep=NAME [KEY=VALUE ...] [--cfg] [--config-dir DIR]
+       python -m harness replay RESULTS_DIR run_id=ID [target=pkg.module.Class] [threads=N]
 
 Runs every run of a sweep on Ray and stores one Parquet part file per run under
 <store.root>/<sweep.name>/. Runs already stored are skipped (rerun to resume).
