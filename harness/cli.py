@@ -153,11 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as exc:
         return _fail(f"store.root: {exc}")
 
-    from harness.dispatch import DispatchError
+    from harness.dispatch import DispatchError, TrialError
     from harness.runner import run_sweep
 
     try:
         outcome = run_sweep(cfg, resolved=resolved, specs=specs)
+    except TrialError as exc:
+        return _fail(f"scenario {exc}")
     except DispatchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CLUSTER

@@ -31,6 +31,13 @@ class DispatchError(RuntimeError):
     """The cluster cannot run the sweep (cannot connect, actors cannot start)."""
 
 
+class TrialError(ValueError):
+    """A scenario's trial run failed: the scenario does not work, so the sweep does not start."""
+
+    def __init__(self, scenario: str, error: str) -> None:
+        super().__init__(f"{scenario}: a 2-step trial run failed before the sweep started: {error}")
+
+
 @dataclass(frozen=True)
 class ClusterInfo:
     address: str
@@ -172,8 +179,21 @@ class ActorPool:
         actor = self._cls.remote(self._threads)
         return actor, actor.ready.remote()
 
-    def run(self, specs: Sequence[RunSpec], on_start: Callable[[RunSpec], None] | None = None
+    def _trial(self, actor: Any, trials: Sequence[RunSpec]) -> None:
+        """Run each trial spec on ``actor``; the first that does not complete raises TrialError."""
+        for spec in trials:
+            try:
+                result = self.ray.get(actor.run.remote(spec), timeout=self.timeout_s)
+            except Exception as exc:
+                raise TrialError(spec.scenario, f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1]}") from exc
+            if result.status is not Status.OK:
+                raise TrialError(spec.scenario, result.error or result.status.value)
+
+    def run(self, specs: Sequence[RunSpec], on_start: Callable[[RunSpec], None] | None = None,
+            trials: Sequence[RunSpec] = (), on_verified: Callable[[], None] | None = None
             ) -> Iterator[tuple[RunSpec, RunResult]]:
+        """Yield (spec, result) as runs finish. ``trials`` run first, on the first actor to be
+        ready, before any spec is dispatched; ``on_verified`` is called once they passed."""
         ray = self.ray
         exc = ray.exceptions
         pending: deque[RunSpec] = deque(specs)
@@ -181,12 +201,18 @@ class ActorPool:
         starting: dict[Any, Any] = {}  # ready ref -> actor
         idle: list[tuple[Any, str]] = []  # (actor, worker name)
         running: dict[Any, tuple[Any, str, RunSpec, float]] = {}  # run ref -> (actor, name, spec, t0)
+        verified = False
         for _ in range(self.num_actors):
             actor, ref = self._spawn()
             starting[ref] = actor
         try:
             while pending or running:
-                while idle and pending:
+                if not verified and idle:
+                    self._trial(idle[0][0], trials)
+                    verified = True
+                    if on_verified:
+                        on_verified()
+                while verified and idle and pending:
                     actor, name = idle.pop()
                     spec = pending.popleft()
                     attempts[spec.run_id] += 1
@@ -245,17 +271,18 @@ class ActorPool:
 
 def dispatch(specs: Sequence[RunSpec], cfg: RayConfig, *, timeout_s: float, retries: int,
              on_ready: Callable[[ClusterInfo], None] | None = None,
-             on_start: Callable[[RunSpec], None] | None = None) -> Iterator[tuple[RunSpec, RunResult]]:
+             on_start: Callable[[RunSpec], None] | None = None,
+             trials: Sequence[RunSpec] = ()) -> Iterator[tuple[RunSpec, RunResult]]:
     """Connect to Ray, run ``specs`` on an actor pool, yield (spec, result) as runs finish,
     and disconnect at the end (also on error or Ctrl-C); an embedded Ray stops with it."""
     ray, embedded, owned = connect(cfg)
     try:
         n, cpus, gpus = _num_actors(ray, cfg, len(specs))
         address = ray.get_runtime_context().gcs_address
-        if on_ready:
-            on_ready(ClusterInfo(address=address, embedded=embedded, num_actors=n, cpus=cpus, gpus=gpus))
+        info = ClusterInfo(address=address, embedded=embedded, num_actors=n, cpus=cpus, gpus=gpus)
         pool = ActorPool(ray, cfg, n, timeout_s=timeout_s, retries=retries)
-        yield from pool.run(specs, on_start=on_start)
+        yield from pool.run(specs, on_start=on_start, trials=trials,
+                            on_verified=(lambda: on_ready(info)) if on_ready else None)
     finally:
         if owned:
             ray.shutdown()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import yaml
@@ -45,6 +45,18 @@ def preflight(cfg: SweepConfig) -> list[RunSpec]:
             seen.add(key)
             declared_checks(instantiate(spec.target, spec.params))
     return specs
+
+
+def trial_specs(specs: list[RunSpec]) -> list[RunSpec]:
+    """For each scenario not built into the harness, a 2-step run of its smallest configuration:
+    it runs before the sweep so that a broken plugin stops the sweep with one clear error."""
+    smallest: dict[str, RunSpec] = {}
+    for s in specs:
+        if s.target.startswith("harness."):
+            continue
+        if s.target not in smallest or s.data_size < smallest[s.target].data_size:
+            smallest[s.target] = s
+    return [replace(s, steps=min(s.steps, 2), run_id=f"trial-{s.run_id}") for s in smallest.values()]
 
 
 def _sweep_yaml(cfg: SweepConfig, resolved: dict[str, Any] | None, total: int) -> str:
@@ -85,7 +97,7 @@ def run_sweep(cfg: SweepConfig, *, resolved: dict[str, Any] | None = None, conso
 
         with SweepProgress(console, total=len(todo), skipped=skipped) as progress:
             for spec, result in dispatch(todo, cfg.ray, timeout_s=cfg.timeout_s, retries=cfg.retries,
-                                         on_ready=ready):
+                                         on_ready=ready, trials=trial_specs(todo)):
                 write_part(directory, spec.run_id, result_rows(spec, result, __version__))
                 progress.finished(spec, result)
                 completed += result.status is Status.OK

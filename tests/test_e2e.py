@@ -71,6 +71,16 @@ def test_driver_killed_with_sigkill_then_rerun_completes_once(tmp_path: Path) ->
     assert not list(out.glob(".*"))  # no temporary left behind, not even hidden ones
 
 
+def test_a_broken_plugin_stops_the_sweep_before_any_run(tmp_path: Path) -> None:
+    r = run_cli(["sweep=smoke", "+scenarios.bad._target_=plugins.faulty.BadShapes", "+scenarios.bad.what=loss",
+                 "sweep.scenario=[bad]", f"store.root={tmp_path}"], cwd=tmp_path, env={"PYTHONPATH": str(TESTS)})
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "scenario bad: a 2-step trial run failed" in lines[0], r.stderr
+    assert "'loss' observation must be a float scalar" in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.slow
 def test_seed_article_loss_bound_slice(tmp_path: Path) -> None:
     r = run_cli(["sweep=seed_article", "sweep.seed=[0]", "sweep.clip_value=[null]", f"store.root={tmp_path}"],

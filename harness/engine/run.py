@@ -40,6 +40,16 @@ def _float(x: Any) -> float | None:
     return None if math.isinf(x) and x > 0 else x
 
 
+def _message(exc: BaseException) -> str:
+    """The exception's message on one line. Errors raised while TF traces a function read
+    "in user code: <traceback> ... Error: <message>": keep the message."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if len(lines) > 1 and lines[0].startswith("in user code"):
+        last = lines[-1]
+        return last.split(": ", 1)[1] if last.startswith(f"{type(exc).__name__}: ") else last
+    return " ".join(lines)
+
+
 def execute(spec: RunSpec) -> RunResult:
     """Build the scenario, train in one compiled call, evaluate its checks. Exceptions
     become a RunResult with status=error and the exception's type and message."""
@@ -107,7 +117,7 @@ def execute(spec: RunSpec) -> RunResult:
             run_id=spec.run_id,
             status=Status.ERROR,
             check_names=declared,
-            error=f"{type(exc).__name__}: {exc}{where}",
+            error=f"{type(exc).__name__}: {_message(exc)}{where}",
             wall_s=time.perf_counter() - t0,
             worker=worker_name(),
             tf_version=tf_version,
