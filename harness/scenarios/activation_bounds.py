@@ -50,8 +50,6 @@ class ActivationBounds:
         self.input_scale = float(input_scale)
         self.weight_scale = float(weight_scale)
         self.activation_float32 = bool(activation_float32)
-        if compare not in ("native", "exact"):
-            raise ValueError(f"compare={compare!r} is not 'native' or 'exact'")
         self.compare = cast(Compare, compare)
         self.chunk = int(chunk)
 

@@ -44,8 +44,6 @@ class Normalization:
         self.low = float(low)
         self.high = float(high)
         self.accumulate_float32 = bool(accumulate_float32)
-        if compare not in ("native", "exact"):
-            raise ValueError(f"compare={compare!r} is not 'native' or 'exact'")
         self.compare = cast(Compare, compare)
 
     def checks(self) -> Sequence[Check]:
