@@ -76,8 +76,9 @@ def test_scenario_modules_do_not_import_tensorflow() -> None:
     ("train_inference", {"modes": ["none", "typo"]}), ("train_inference", {"modes": []}),
 ])
 def test_bad_parameters_are_rejected(name: str, params: dict[str, Any]) -> None:
-    with pytest.raises(Exception, match="must|not|give"):
-        instantiate(BUILTIN[name], {**conf_params(name), **params})
+    # as the driver's preflight does before anything runs: construct, then declare the checks
+    with pytest.raises(ValueError, match="must|not|give"):
+        declared_checks(instantiate(BUILTIN[name], {**conf_params(name), **params}))
 
 
 def test_sweep_config_knows_the_scenarios() -> None:
