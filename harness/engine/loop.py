@@ -24,6 +24,12 @@ class LoopOutput:
     train_s: float
 
 
+def _autograph(scenario: Any) -> bool:
+    """AutoGraph converts Python control flow on tensors; it also costs tracing time on every
+    run. A scenario whose code has no such control flow may set ``autograph = False``."""
+    return bool(getattr(scenario, "autograph", True))
+
+
 NUMERIC_FIELDS = ("loss", "grads_finite", "skipped", "loss_scale", "grad_norm", "clip_active")
 
 
@@ -86,7 +92,7 @@ def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *,
             out.append(ta.write(tf.cast(step, tf.int32), v))
         return step + 1, tuple(out), numerics.write(tf.cast(step, tf.int32), _step_numerics(obs))
 
-    @tf.function
+    @tf.function(autograph=_autograph(scenario))
     def loop(n_steps: Any) -> tuple:
         size = tf.cast(n_steps, tf.int32)
         values = tuple(tf.TensorArray(tf.float64, size=size, element_shape=[]) for _ in step_checks)
@@ -124,7 +130,7 @@ def evaluate_final(scenario: Any, checks: Sequence[Check], step: int) -> dict[st
     if not callable(getattr(scenario, "evaluate", None)):
         raise TypeError(f"{type(scenario).__name__} declares final checks but has no evaluate()")
 
-    @tf.function
+    @tf.function(autograph=_autograph(scenario))
     def run() -> tuple:
         obs = scenario.evaluate()
         if not isinstance(obs, Mapping):

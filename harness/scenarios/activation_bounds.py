@@ -33,6 +33,7 @@ from harness.checks import Check, Compare
 
 
 class ActivationBounds:
+    autograph = False  # no Python control flow on tensors: skip AutoGraph's conversion (faster tracing)
     trains = False
 
     def __init__(self, threshold: float = 0.01, expected_min: float | None = None,

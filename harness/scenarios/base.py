@@ -18,6 +18,9 @@ and optionally:
                              (e.g. a preprocessing check): no loop runs, steps is
                              recorded as 0, every check must be when="final" and
                              train_step may be omitted
+    autograph = False     -> a class attribute for code with no Python control flow on
+                             tensors: TF then skips AutoGraph's source conversion, which
+                             makes every run's tracing faster (default True, TF's default)
 
 Import tensorflow inside the methods, not at module level: the driver imports
 scenario modules to validate them and must stay free of TensorFlow.

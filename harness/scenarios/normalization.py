@@ -31,6 +31,7 @@ from harness.checks import Check, Compare
 
 
 class Normalization:
+    autograph = False  # no Python control flow on tensors: skip AutoGraph's conversion (faster tracing)
     trains = False
 
     def __init__(self, tol: float = 0.1, features: int = 5, low: float = -10.0, high: float = 10.0,
