@@ -33,6 +33,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 @dataclass
 class Figure:
+    """One measured figure; ``measured`` and ``met`` may arrive as numpy scalars."""
+
     key: str
     name: str
     measured: float
@@ -347,8 +349,8 @@ def main() -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    (out / f"bench-{stamp}.json").write_text(json.dumps({"figures": [asdict(f) for f in figs], "argv": sys.argv[1:],
-                                                         "cpus": os.cpu_count()}, indent=2))
+    doc = {"figures": [asdict(f) for f in figs], "argv": sys.argv[1:], "cpus": os.cpu_count()}
+    (out / f"bench-{stamp}.json").write_text(json.dumps(doc, indent=2, default=lambda o: o.item()))
     if a.readme:
         update_readme(md, "python scripts/bench.py " + " ".join(sys.argv[1:]).replace("--readme", "").strip())
     return 0
