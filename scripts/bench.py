@@ -352,7 +352,7 @@ def main() -> int:
     doc = {"figures": [asdict(f) for f in figs], "argv": sys.argv[1:], "cpus": os.cpu_count()}
     (out / f"bench-{stamp}.json").write_text(json.dumps(doc, indent=2, default=lambda o: o.item()))
     if a.readme:
-        update_readme(md, "python scripts/bench.py " + " ".join(sys.argv[1:]).replace("--readme", "").strip())
+        update_readme(md, " ".join(["python scripts/bench.py", *(a for a in sys.argv[1:] if a != "--readme")]))
     return 0
 
 
