@@ -75,25 +75,18 @@ class SweepProgress:
 
 
 def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """Run-level failure rate of each check by each axis that varies (completed runs only)."""
-    ok = df[df["status"] == "ok"]
-    rows = []
-    for axis in AXIS_COLUMNS:
-        if axis not in ok or ok[axis].nunique(dropna=False) < 2:
-            continue
-        g = ok.groupby(["check", axis], dropna=False)["passed"]
-        for (check, value), passed in g:
-            n = int(passed.size)
-            failed = int((~passed.astype(bool)).sum())
-            rows.append({"check": check, "axis": axis, "value": value, "runs": n, "failed": failed,
-                         "rate": failed / n if n else float("nan")})
-    if not rows:  # a single configuration: one line per check
-        for check, passed in ok.groupby("check")["passed"]:
-            n = int(passed.size)
-            failed = int((~passed.astype(bool)).sum())
-            rows.append({"check": check, "axis": "all", "value": "", "runs": n, "failed": failed,
-                         "rate": failed / n if n else float("nan")})
-    return pd.DataFrame(rows, columns=["check", "axis", "value", "runs", "failed", "rate"])
+    """Run-level failure rate of each check by each axis that varies (completed runs only);
+    one line per check ("all") when no axis varies."""
+    ok = df[df["status"] == "ok"].assign(all="", failed=lambda d: ~d["passed"].astype(bool))
+    axes = [a for a in AXIS_COLUMNS if a in ok and ok[a].nunique(dropna=False) > 1] or ["all"]
+    parts = []
+    for axis in axes:
+        g = ok.groupby(["check", axis], dropna=False)["failed"].agg(runs="size", failed="sum").reset_index()
+        parts.append(g.rename(columns={axis: "value"}).assign(axis=axis))
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["check", "axis", "value", "runs",
+                                                                                  "failed"])
+    out["rate"] = out["failed"] / out["runs"]
+    return out[["check", "axis", "value", "runs", "failed", "rate"]]
 
 
 def print_summary(console: Console, df: pd.DataFrame, path: str, elapsed_s: float, new_runs: int,
