@@ -160,6 +160,42 @@ def _failed(spec: RunSpec, status: Status, error: str, worker: str, started: flo
                      wall_s=time.monotonic() - started)
 
 
+class RunQueue:
+    """Pending runs grouped by structure (RunSpec.structure). An actor that becomes idle is
+    given another run of the structure it ran last, so that its worker reuses the traced
+    loop (harness.engine.reuse); failing that, a run of the first structure no other actor
+    is on; failing that, the first pending run."""
+
+    def __init__(self, specs: Sequence[RunSpec]) -> None:
+        self._groups: dict[Any, deque[RunSpec]] = {}
+        for s in specs:
+            self._groups.setdefault(s.structure(), deque()).append(s)
+
+    def __len__(self) -> int:
+        return sum(len(g) for g in self._groups.values())
+
+    def __bool__(self) -> bool:
+        return bool(self._groups)
+
+    def push_front(self, spec: RunSpec) -> None:
+        """Put back a run to retry: it goes first in its structure's group."""
+        key = spec.structure()
+        if key not in self._groups:
+            self._groups = {key: deque(), **self._groups}
+        self._groups[key].appendleft(spec)
+
+    def pop(self, last: Any = None, taken: Sequence[Any] = ()) -> RunSpec:
+        """The next run for an actor whose last run had structure ``last``, while other
+        actors are on the structures ``taken``."""
+        key = last if last in self._groups else next((k for k in self._groups if k not in taken),
+                                                     next(iter(self._groups)))
+        group = self._groups[key]
+        spec = group.popleft()
+        if not group:
+            del self._groups[key]
+        return spec
+
+
 class ActorPool:
     """Runs specs on a fixed number of actors, yielding (spec, result) as each finishes."""
 
@@ -196,11 +232,12 @@ class ActorPool:
         ready, before any spec is dispatched; ``on_verified`` is called once they passed."""
         ray = self.ray
         exc = ray.exceptions
-        pending: deque[RunSpec] = deque(specs)
+        pending = RunQueue(specs)
         attempts: Counter[str] = Counter()
         starting: dict[Any, Any] = {}  # ready ref -> actor
         idle: list[tuple[Any, str]] = []  # (actor, worker name)
         running: dict[Any, tuple[Any, str, RunSpec, float]] = {}  # run ref -> (actor, name, spec, t0)
+        last: dict[str, Any] = {}  # worker name -> structure of its last run
         verified = False
         for _ in range(self.num_actors):
             actor, ref = self._spawn()
@@ -214,7 +251,8 @@ class ActorPool:
                         on_verified()
                 while verified and idle and pending:
                     actor, name = idle.pop()
-                    spec = pending.popleft()
+                    spec = pending.pop(last.get(name), [last.get(n) for _, n, *_ in running.values()])
+                    last[name] = spec.structure()
                     attempts[spec.run_id] += 1
                     if on_start:
                         on_start(spec)
@@ -242,7 +280,7 @@ class ActorPool:
                         starting[new_ref] = new
                         if attempts[spec.run_id] <= self.retries:
                             log.warning("worker %s died during run %s; retrying", name, spec.run_id)
-                            pending.appendleft(spec)
+                            pending.push_front(spec)
                             continue
                         result = _failed(spec, Status.CRASHED, f"{type(err).__name__}: worker process died "
                                          f"({attempts[spec.run_id]} attempt(s))", name, t0)

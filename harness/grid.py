@@ -54,6 +54,12 @@ class RunSpec:
             "clip_value": self.clip_value,
         }
 
+    def structure(self) -> tuple[Any, ...]:
+        """What the traced training loop of a run depends on besides its data and seed: runs
+        with equal structures can share one trace (see harness.engine.reuse)."""
+        params = json.dumps(dict(self.params), sort_keys=True, default=str)
+        return (self.target, params, self.precision, self.clip_value, self.batch_size)
+
 
 def make_run_id(spec: RunSpec) -> str:
     blob = json.dumps(spec.identity(), sort_keys=True, separators=(",", ":"), default=str)

@@ -53,3 +53,23 @@ def test_embedded_ray_listens_on_loopback_only() -> None:
     assert info["new"], "Ray opened no listening socket?"
     exposed = [x for x in info["new"] if not x[2]]
     assert not exposed, f"listening beyond loopback: {exposed}"
+
+
+def test_run_queue_keeps_an_actor_on_the_structure_it_traced() -> None:
+    from conftest import make_spec
+
+    from harness.dispatch import RunQueue
+
+    # seed varies fastest in the grid, so structures interleave in the sweep's order
+    specs = [make_spec(seed=s, precision=p) for p in ("fp32", "fp16", "bf16") for s in range(3)]
+    specs = specs[::3] + specs[1::3] + specs[2::3]
+    q = RunQueue(specs)
+    a = q.pop()
+    b = q.pop(None, [a.structure()])  # a second actor starts on another structure
+    assert a.precision == "fp32" and b.precision == "fp16"
+    assert [q.pop(a.structure(), [b.structure()]).precision for _ in range(2)] == ["fp32", "fp32"]
+    q.push_front(b)  # a retried run goes first in its group
+    assert q.pop(b.structure()) is b
+    # fp32 is exhausted: the actor moves to the structure nobody is on, then takes any
+    assert q.pop(a.structure(), [b.structure()]).precision == "bf16"
+    assert len(q) == 4 and {s.precision for s in [q.pop() for _ in range(4)]} == {"fp16", "bf16"} and not q

@@ -69,11 +69,12 @@ def test_a_step_touches_batch_size_rows_not_data_size(tf_worker: None) -> None:
     spec = make_spec(data_size=50_000, batch_size=8)
     scenario = LossBound()
     data = scenario.build(RunContext(spec))
-    fn = compile_loop(scenario, data, scenario.checks(), batch_size=8, seed=0)
+    fn = compile_loop(scenario, data, scenario.checks(), batch_size=8).fn
     graphs = [fn.graph, *(f.graph for f in fn.graph._functions.values() if hasattr(f, "graph"))]
     ops = [op for g in graphs for op in g.get_operations()]
-    from_data = [op for op in ops if op.type == "GatherV2" and op.inputs[0].shape.rank
-                 and op.inputs[0].shape[0] == 50_000]
+    # the data are arguments of the traced loop, of any number of rows
+    from_data = [op for op in ops if op.type == "GatherV2" and op.inputs[0].shape.rank == 2
+                 and op.inputs[0].shape[0] is None]
     assert not [op for op in ops if "Shuffle" in op.type]
     assert len(from_data) >= 2, "no gather from the data found: the loop changed shape"
     assert all(op.outputs[0].shape[0] == 8 for op in from_data)
@@ -89,3 +90,38 @@ def test_a_step_touches_batch_size_rows_not_data_size(tf_worker: None) -> None:
 def test_wrong_return_forms_are_clear_errors(tf_worker: None, what: str, message: str) -> None:
     r = execute(make_spec(scenario="bad", target="plugins.faulty.BadShapes", params={"what": what}))
     assert r.status is Status.ERROR and message in r.error, r.error
+
+
+REUSE_CASES = [
+    dict(precision="fp16", clip_value=1.0, steps=80),
+    dict(precision="bf16", steps=40),
+    dict(scenario="train_inference", target="harness.scenarios.train_inference.TrainInference", params={},
+         steps=30, precision="fp16"),
+]
+
+
+@pytest.mark.parametrize("case", REUSE_CASES, ids=["loss_bound-fp16-clip", "loss_bound-bf16", "train_inference"])
+def test_a_reused_trace_gives_the_results_of_a_fresh_trace(tf_worker: None, case: dict) -> None:
+    from harness.engine import reuse
+
+    reuse.clear()
+    first = execute(make_spec(seed=0, **case))
+    later = [make_spec(seed=1, **case), make_spec(seed=2, data_size=777, **case)]
+    reused = [execute(s) for s in later]
+    assert reuse.cached_structures() == 1  # one trace served all three runs
+    for spec, r in zip(later, reused):
+        reuse.clear()
+        fresh = execute(spec)  # traced for this run alone, as replay does
+        assert r.status is fresh.status is Status.OK, (r.error, fresh.error)
+        assert r.checks == fresh.checks and r.final_loss == fresh.final_loss and r.extras == fresh.extras
+        assert r.checks != first.checks  # the reused loop ran on this run's data and seed
+
+
+def test_reuse_is_not_inherited_and_a_broken_promise_is_an_error(tf_worker: None) -> None:
+    from harness.engine import reuse
+
+    reuse.clear()
+    r = execute(make_spec(scenario="faulty", target="plugins.faulty.Faulty", params={"on_seeds": [9]}))
+    assert r.status is Status.OK and reuse.cached_structures() == 0  # Faulty subclasses LossBound
+    r = execute(make_spec(scenario="captures", target="plugins.faulty.CapturesTensor"))
+    assert r.status is Status.ERROR and "sets reuse_trace = True, but its compiled loop captures 1 tensor" in r.error

@@ -65,8 +65,28 @@ def _summarize_numerics(rows: Any) -> dict[str, Any]:
     }
 
 
-def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *, batch_size: int, seed: int) -> Any:
-    """Trace the training loop: a concrete function of the number of steps returning
+class CompiledLoop:
+    """A traced training loop: ``run(data, steps=, seed=)`` runs ``steps`` steps in one call.
+
+    The data tensors and the seed are arguments of the traced function (the data with any
+    number of rows), so one trace can serve every run of the same structure."""
+
+    def __init__(self, fn: Any, step_checks: Sequence[Check]) -> None:
+        self.fn = fn
+        self.step_checks = list(step_checks)
+
+    def run(self, data: Sequence[Any], *, steps: int, seed: int) -> LoopOutput:
+        import tensorflow as tf
+
+        t0 = time.perf_counter()
+        states, numerics = self.fn(tf.constant(steps, tf.int64), tf.constant(seed, tf.int64), *data)
+        numerics = {k: v.numpy() for k, v in numerics.items()}
+        train_s = time.perf_counter() - t0
+        return LoopOutput({c.name: s for c, s in zip(self.step_checks, states)}, numerics, train_s)
+
+
+def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *, batch_size: int) -> CompiledLoop:
+    """Trace the training loop, a function of (number of steps, seed, *data) returning
     (check states, numerics). Tracing happens here, outside any timing.
 
     Per step, each check appends one float64 (its worst element) to a TensorArray and the
@@ -75,25 +95,26 @@ def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *,
 
     step_checks = [c for c in checks if c.when == "step"]
     data = tuple(tf.convert_to_tensor(t) for t in data)
-    n_rows = tf.shape(data[0], out_type=tf.int64)[0]
     dtypes: dict[str, Any] = {}  # measured dtype of each check, learnt while the body is traced
 
-    def body(step: Any, values: tuple, numerics: Any) -> tuple:
-        idx = tf.random.stateless_uniform([batch_size], seed=tf.stack([tf.cast(seed, tf.int64), SAMPLING_STREAM + step]),
-                                          minval=0, maxval=n_rows, dtype=tf.int64)
-        batch = tuple(tf.gather(t, idx) for t in data)
-        obs = scenario.train_step(batch, step)
-        if not isinstance(obs, Mapping) or "loss" not in obs:
-            raise TypeError(f"{type(scenario).__name__}.train_step must return a dict with a 'loss' observation, "
-                            f"got {sorted(obs) if isinstance(obs, Mapping) else type(obs).__name__}")
-        out = []
-        for c, ta in zip(step_checks, values):
-            v, dtypes[c.name] = c.step_value(obs)
-            out.append(ta.write(tf.cast(step, tf.int32), v))
-        return step + 1, tuple(out), numerics.write(tf.cast(step, tf.int32), _step_numerics(obs))
-
     @tf.function(autograph=_autograph(scenario))
-    def loop(n_steps: Any) -> tuple:
+    def loop(n_steps: Any, seed: Any, *data: Any) -> tuple:
+        n_rows = tf.shape(data[0], out_type=tf.int64)[0]
+
+        def body(step: Any, values: tuple, numerics: Any) -> tuple:
+            idx = tf.random.stateless_uniform([batch_size], seed=tf.stack([seed, SAMPLING_STREAM + step]),
+                                              minval=0, maxval=n_rows, dtype=tf.int64)
+            batch = tuple(tf.gather(t, idx) for t in data)
+            obs = scenario.train_step(batch, step)
+            if not isinstance(obs, Mapping) or "loss" not in obs:
+                raise TypeError(f"{type(scenario).__name__}.train_step must return a dict with a 'loss' "
+                                f"observation, got {sorted(obs) if isinstance(obs, Mapping) else type(obs).__name__}")
+            out = []
+            for c, ta in zip(step_checks, values):
+                v, dtypes[c.name] = c.step_value(obs)
+                out.append(ta.write(tf.cast(step, tf.int32), v))
+            return step + 1, tuple(out), numerics.write(tf.cast(step, tf.int32), _step_numerics(obs))
+
         size = tf.cast(n_steps, tf.int32)
         values = tuple(tf.TensorArray(tf.float64, size=size, element_shape=[]) for _ in step_checks)
         numerics = tf.TensorArray(tf.float32, size=size, element_shape=[len(NUMERIC_FIELDS)])
@@ -103,21 +124,15 @@ def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *,
         states = tuple(c.summarize(ta.stack(), steps, dtypes[c.name]) for c, ta in zip(step_checks, values))
         return states, _summarize_numerics(numerics.stack())
 
-    return loop.get_concrete_function(tf.TensorSpec([], tf.int64))
+    specs = [tf.TensorSpec([None, *t.shape[1:]], t.dtype) for t in data]
+    fn = loop.get_concrete_function(tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64), *specs)
+    return CompiledLoop(fn, step_checks)
 
 
 def train(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *, steps: int, batch_size: int,
           seed: int) -> LoopOutput:
-    """Run ``steps`` training steps in one compiled call, evaluating the step checks in-graph."""
-    import tensorflow as tf
-
-    step_checks = [c for c in checks if c.when == "step"]
-    concrete = compile_loop(scenario, data, checks, batch_size=batch_size, seed=seed)
-    t0 = time.perf_counter()
-    states, numerics = concrete(tf.constant(steps, tf.int64))
-    numerics = {k: v.numpy() for k, v in numerics.items()}
-    train_s = time.perf_counter() - t0
-    return LoopOutput({c.name: s for c, s in zip(step_checks, states)}, numerics, train_s)
+    """Trace the loop and run ``steps`` training steps in one compiled call."""
+    return compile_loop(scenario, data, checks, batch_size=batch_size).run(data, steps=steps, seed=seed)
 
 
 def evaluate_final(scenario: Any, checks: Sequence[Check], step: int) -> dict[str, CheckState]:

@@ -61,6 +61,7 @@ def execute(spec: RunSpec) -> RunResult:
 
         from harness.engine.context import RunContext
         from harness.engine.loop import LoopOutput, evaluate_final, train
+        from harness.engine.reuse import recording_variables, train_reusing
         from harness.engine.runtime import seed_everything
 
         scenario = instantiate(spec.target, spec.params)
@@ -69,7 +70,8 @@ def execute(spec: RunSpec) -> RunResult:
         tf.keras.backend.clear_session()
         seed_everything(spec.seed)
         ctx = RunContext(spec)
-        data = scenario.build(ctx)
+        with recording_variables() as variables:
+            data = scenario.build(ctx)
         if not isinstance(data, (tuple, list)) or not data:
             raise TypeError(f"{type(scenario).__name__}.build() must return a non-empty tuple of tensors, "
                             f"got {type(data).__name__}")
@@ -83,8 +85,14 @@ def execute(spec: RunSpec) -> RunResult:
         if not trains and any(c.when == "step" for c in checks):
             raise TypeError(f"{type(scenario).__name__} does not train (trains=False) but declares step checks")
         steps = spec.steps if trains else 0
-        out = (train(scenario, data, checks, steps=steps, batch_size=spec.batch_size, seed=spec.seed)
-               if trains else LoopOutput({}, {}, 0.0))
+        if not trains:
+            out = LoopOutput({}, {}, 0.0)
+        elif vars(type(scenario)).get("reuse_trace", False):  # a promise, so not inherited
+            key = (*spec.structure(), tuple((t.dtype.name, tuple(t.shape[1:])) for t in data))
+            out = train_reusing(key, scenario, variables, data, checks, steps=steps, batch_size=spec.batch_size,
+                                seed=spec.seed)
+        else:
+            out = train(scenario, data, checks, steps=steps, batch_size=spec.batch_size, seed=spec.seed)
         states = dict(out.states)
         states.update(evaluate_final(scenario, checks, steps))
         results = tuple(CheckResult(check=c.name, bound=c.bound, **state_to_values(states[c.name])) for c in checks)

@@ -66,3 +66,20 @@ class BadShapes(LossBound):
         if self.what == "dict":
             return [out["loss"]]
         return out
+
+
+class CapturesTensor(LossBound):
+    """Promises reuse_trace but its loop reads a per-run statistic held as a plain tensor."""
+
+    reuse_trace = True
+
+    def build(self, ctx: Any) -> tuple[Any, Any]:
+        import tensorflow as tf
+
+        x, y = super().build(ctx)
+        self.shift = tf.reduce_mean(y)
+        return x, y
+
+    def train_step(self, batch: tuple[Any, ...], step: Any) -> Any:
+        x, y = batch
+        return super().train_step((x, y - self.shift), step)

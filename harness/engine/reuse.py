@@ -1,0 +1,114 @@
+"""Reusing a traced training loop across the runs of a worker that share a structure.
+
+Tracing the loop and instantiating it in TF's runtime cost about 0.5 s per run, more
+than the whole training of a short run. A scenario with the class attribute
+``reuse_trace = True`` promises that its compiled code reads a run only through
+
+  * the tensors build() returns (the loop takes them as arguments),
+  * the tf.Variables build() creates (model, optimizer, seed generators, ...),
+  * the batch and the step,
+
+plus Python values fixed by its parameters, the precision, the clip value and the batch
+size (the structure, the cache key). Then each run still builds its scenario afresh
+(seeded model initialisation, data), and the first run of a structure traces the loop;
+a later run copies its freshly built variables into the traced run's variables, runs the
+traced loop on its own data and seed, and copies the trained values back, so evaluate()
+and extras() see them on the run's own scenario. The results are bit-identical to a
+run traced on its own (tested for the built-in scenarios).
+
+Violations that can be detected are errors: a loop that captures a tensor which is not
+one of those variables (e.g. a statistic computed in build()) raises ScenarioReuseError.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from harness.checks import Check
+from harness.engine.loop import CompiledLoop, LoopOutput, compile_loop
+
+CACHE_SIZE = 8  # structures kept per worker; an entry holds one model's variables
+
+
+class ScenarioReuseError(TypeError):
+    """A scenario declared reuse_trace = True but its compiled loop depends on something else."""
+
+
+@dataclass
+class _Entry:
+    loop: CompiledLoop
+    variables: list[Any]
+
+
+_cache: OrderedDict[Hashable, _Entry] = OrderedDict()
+
+
+def clear() -> None:
+    _cache.clear()
+
+
+def cached_structures() -> int:
+    return len(_cache)
+
+
+@contextmanager
+def recording_variables() -> Iterator[list[Any]]:
+    """Collect every tf.Variable created inside the block, in creation order."""
+    import tensorflow as tf
+
+    created: list[Any] = []
+
+    def creator(next_creator: Callable[..., Any], **kwargs: Any) -> Any:
+        v = next_creator(**kwargs)
+        created.append(v)
+        return v
+
+    with tf.variable_creator_scope(creator):
+        yield created
+
+
+def _signature(variables: Sequence[Any]) -> tuple:
+    return tuple((v.dtype.name, tuple(v.shape)) for v in variables)
+
+
+def _check_captures(scenario: Any, loop: CompiledLoop, variables: Sequence[Any]) -> None:
+    handles = {id(v.handle) for v in variables}
+    foreign = [t for t in loop.fn.captured_inputs if id(t) not in handles]
+    if foreign:
+        t = foreign[0]
+        raise ScenarioReuseError(
+            f"{type(scenario).__name__} sets reuse_trace = True, but its compiled loop captures "
+            f"{len(foreign)} tensor(s) that are not variables created in build() (e.g. {t.dtype.name} of shape "
+            f"{list(t.shape)}); keep per-run values in tf.Variables or in the data build() returns, "
+            f"or remove reuse_trace")
+
+
+def _copy(source: Sequence[Any], target: Sequence[Any]) -> None:
+    for s, t in zip(source, target):
+        t.assign(s)
+
+
+def train_reusing(key: Hashable, scenario: Any, variables: list[Any], data: Sequence[Any], checks: Sequence[Check],
+                  *, steps: int, batch_size: int, seed: int) -> LoopOutput:
+    """Train like loop.train, reusing the loop traced for an earlier run with ``key``.
+
+    ``variables``: the variables the scenario's build() created for this run, in creation
+    order (see recording_variables)."""
+    entry = _cache.get(key)
+    if entry is not None and _signature(entry.variables) == _signature(variables):
+        _cache.move_to_end(key)
+        _copy(variables, entry.variables)
+        out = entry.loop.run(data, steps=steps, seed=seed)
+        _copy(entry.variables, variables)
+        return out
+    loop = compile_loop(scenario, data, checks, batch_size=batch_size)
+    _check_captures(scenario, loop, variables)
+    _cache[key] = _Entry(loop, list(variables))
+    _cache.move_to_end(key)
+    while len(_cache) > CACHE_SIZE:
+        _cache.popitem(last=False)
+    return loop.run(data, steps=steps, seed=seed)
