@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -65,7 +66,7 @@ class SweepProgress:
         if result.status is not Status.OK:
             self.console.print(f"[yellow]{result.status.value}[/] run {spec.run_id} "
                                f"({spec.scenario} n={spec.data_size} {spec.precision} seed={spec.seed}): "
-                               f"{result.error}", highlight=False, soft_wrap=True)
+                               f"{escape(str(result.error))}", highlight=False, soft_wrap=True)
         if not self._live and (self.done % self._every == 0 or self.done == self.total):
             elapsed = time.monotonic() - self._t0
             eta = elapsed / self.done * (self.total - self.done)
@@ -98,7 +99,7 @@ def print_summary(console: Console, df: pd.DataFrame, path: str, elapsed_s: floa
     for r in summary_frame(df).itertuples():
         value = "none" if r.value is None or (isinstance(r.value, float) and pd.isna(r.value)) else f"{r.value:g}" \
             if isinstance(r.value, float) else str(r.value)
-        table.add_row(r.check, r.axis, value, str(r.runs), str(r.failed), f"{r.rate:.0%}")
+        table.add_row(escape(str(r.check)), r.axis, escape(value), str(r.runs), str(r.failed), f"{r.rate:.0%}")
     console.print(table)
     runs = df.drop_duplicates("run_id")
     status = runs["status"].value_counts().to_dict()

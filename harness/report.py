@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness import analysis as A
@@ -43,9 +44,16 @@ class Report:
 
 def prepare(df: pd.DataFrame) -> pd.DataFrame:
     """The frame the report analyses: with several scenarios, checks are named
-    ``scenario/check`` so that equal check names of different workloads stay apart."""
-    if "scenario" in df.columns and df["scenario"].nunique() > 1:
-        df = df.assign(check=df["scenario"].astype(str) + "/" + df["check"].astype(str))
+    ``scenario/check`` so that equal check names of different workloads stay apart, and
+    a scenario whose parameters are swept is split by them: ``scenario[key=value]/check``."""
+    df = A.with_variant(df)
+    if "scenario" not in df.columns:
+        return df
+    several = df["scenario"].nunique() > 1
+    split = df["variant"] != ""
+    if several or split.any():
+        prefix = df["scenario"].astype(str) + np.where(split, "[" + df["variant"].astype(str) + "]", "")
+        df = df.assign(check=prefix + "/" + df["check"].astype(str))
     return df
 
 
@@ -65,7 +73,7 @@ def print_headline(console: Console, head: pd.DataFrame, out: Path | None = None
         t.add_column(col, justify=just, no_wrap=col in ("check", "95% CI"))  # type: ignore[arg-type]
     for r in head.head(TERMINAL_ROWS).itertuples():
         ci = "–" if not np.isfinite(r.ci_low) else f"{S.pct(r.ci_low)}–{S.pct(r.ci_high)}"
-        check = r.check if isinstance(r.check, str) and r.check else "(none declared)"
+        check = escape(r.check) if isinstance(r.check, str) and r.check else "(none declared)"  # "[" is markup
         cells = [check, label(r.precision), label(r.data_size), f"{r.n:,}", f"{r.failed:,}", S.pct(r.rate), ci]
         t.add_row(*cells, *([str(r.incomplete)] if incomplete else []))
     console.print(t)
@@ -100,8 +108,14 @@ def _summary(df: pd.DataFrame, planned: int | None) -> str:
     stored = f"{len(runs)} of {planned} planned runs stored" if planned else f"{len(runs)} runs stored"
     bad = ", ".join(f"{v} {k}" for k, v in status.items() if k != "ok") or "none"
     checks = ", ".join(sorted(c for c in df["check"].dropna().unique() if c)) or "none"
-    axes = [f"{a} ({', '.join(label(v) for v in _sorted(df[a].dropna().unique())[:8])}"
-            f"{', none' if df[a].isna().any() else ''})" for a in A.factor_axes(df)]
+    def values(a: str) -> str:
+        vs = _sorted(df[a].dropna().unique())
+        if a == "variant":  # each value is itself a "k=v, k=v" list
+            return "; ".join(f"[{v}]" if v else "(not swept)" for v in vs[:8]) + ("; ..." if len(vs) > 8 else "")
+        return ", ".join(label(v) for v in vs[:8]) + (", ..." if len(vs) > 8 else "") + \
+            (", none" if df[a].isna().any() else "")
+
+    axes = [f"{a} ({values(a)})" for a in A.factor_axes(df)]
     items = [stored + (" &mdash; the sweep may still be running or was cut short" if planned and len(runs) < planned
                        else ""), f"{done} completed; did not complete: {bad}", f"checks: {html.escape(checks)}",
              "axes that vary: " + html.escape("; ".join(axes) or "none (a single configuration)"),

@@ -11,7 +11,6 @@ columns: data size; cells: run-level failure rate with failed/completed runs.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,26 +21,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness import load_results  # noqa: E402
-from harness.analysis import failure_rates  # noqa: E402
+from harness.analysis import failure_rates, with_variant  # noqa: E402
 
 START, END = "<!-- seed-table:start -->", "<!-- seed-table:end -->"
 
 
-def swept_params(df: pd.DataFrame) -> pd.DataFrame:
-    """Scenario parameters that vary within a scenario, as a compact 'variant' column."""
-    params = df["params"].map(json.loads)
-    variant = pd.Series("", index=df.index)
-    for scenario, idx in df.groupby("scenario").groups.items():
-        p = pd.DataFrame(list(params.loc[idx]), index=idx)
-        varying = [c for c in p.columns if p[c].astype(str).nunique() > 1]
-        if varying:
-            variant.loc[idx] = p[varying].astype(str).apply(
-                lambda r: ", ".join(f"{k}={v}" for k, v in zip(varying, r)), axis=1)
-    return df.assign(variant=variant)
-
-
 def table(df: pd.DataFrame) -> str:
-    df = swept_params(df)
+    df = with_variant(df)
     rates = failure_rates(df, by=["scenario", "variant", "check", "precision", "data_size"])
     sizes = sorted(rates["data_size"].unique())
     lines = ["| scenario | variant | check | precision | " + " | ".join(f"{s:,}" for s in sizes) + " |",

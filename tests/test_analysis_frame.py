@@ -48,3 +48,17 @@ def test_display_helpers():
     assert label(np.nan) == "none" and label(1_000_000) == "1,000,000" and label(1e6) == "1,000,000"
     assert label(0.5) == "0.5" and label("fp16") == "fp16"
     assert (pct(0.0), pct(0.0004), pct(0.047), pct(0.43), pct(np.nan)) == ("0%", "0.04%", "4.7%", "43%", "–")
+
+
+def test_variant_names_the_swept_parameters_of_each_scenario_and_stands_for_params():
+    from harness.analysis import with_variant
+
+    a = synthetic_results(data_sizes=(100,), seeds=range(2), steps=100)
+    swept = pd.concat([a.assign(params=f'{{"compare": "{c}", "scale": 1.0}}', run_id=a["run_id"] + c)
+                       for c in ("native", "exact")])
+    other = a.assign(scenario="other", params='{"k": 3}', run_id=a["run_id"] + "o")  # one setting: no variant
+    df = with_variant(pd.concat([swept, other], ignore_index=True))
+    assert set(df.loc[df["scenario"] != "other", "variant"]) == {"compare=native", "compare=exact"}
+    assert set(df.loc[df["scenario"] == "other", "variant"]) == {""}
+    assert "variant" in factor_axes(df) and "params" not in factor_axes(df)
+    assert factor_axes(df.drop(columns="variant")).count("params") == 1

@@ -116,3 +116,17 @@ def test_analysis_and_report_import_neither_tensorflow_nor_ray():
             "bad = [m for m in ('tensorflow', 'ray', 'keras') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_swept_scenario_parameter_splits_its_checks(tmp_path: Path):
+    from harness.report import prepare
+
+    a = _sweep(error_rate=0.0)
+    df = pd.concat([a.assign(params='{"compare": "native"}'),
+                    a.assign(params='{"compare": "exact"}', run_id=a["run_id"] + "x")], ignore_index=True)
+    checks = set(prepare(df)["check"])
+    assert checks == {f"synthetic[compare={c}]/{k}" for c in ("native", "exact") for k in ("loss_below", "out_min")}
+    rep = build_report(df, tmp_path / "rep")
+    assert set(rep.headline["check"]) == checks
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "variant (" in page and "{&quot;compare" not in page  # the summary names variants, not JSON

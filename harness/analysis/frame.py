@@ -75,9 +75,33 @@ def derived_steps(df: pd.DataFrame) -> bool:
     return bool(df.groupby(keys, dropna=False)["steps"].nunique(dropna=False).max() <= 1)
 
 
+def with_variant(df: pd.DataFrame) -> pd.DataFrame:
+    """Add a ``variant`` column: the scenario parameters that vary within each scenario
+    (``_axes_`` sweeps), as ``"key=value, key=value"``; empty where none vary. It reads
+    better than the ``params`` JSON, and a rate pooled over variants is rarely meant."""
+    import json
+
+    variant = pd.Series("", index=df.index, dtype=object)
+    if "params" not in df.columns or "scenario" not in df.columns:
+        return df.assign(variant=variant)
+    for _, idx in df.groupby("scenario", sort=False).groups.items():
+        distinct = df.loc[idx, "params"].astype(str)
+        if distinct.nunique() < 2:
+            continue
+        parsed = {text: json.loads(text) for text in distinct.unique()}
+        keys = sorted({k for p in parsed.values() for k in p})
+        vary = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in parsed.values()}) > 1]
+        names = {text: ", ".join(f"{k}={p.get(k)}" for k in vary) for text, p in parsed.items()}
+        variant.loc[idx] = distinct.map(names)
+    return df.assign(variant=variant)
+
+
 def factor_axes(df: pd.DataFrame) -> list[str]:
-    """Axes that vary across configurations (seed and derived steps excluded)."""
+    """Axes that vary across configurations (seed and derived steps excluded); with a
+    ``variant`` column (see with_variant), it stands for ``params``."""
     axes = varying(df, CONFIG_AXES)
+    if "params" in axes and "variant" in df.columns:
+        axes[axes.index("params")] = "variant"
     if "steps" in axes and derived_steps(df):
         axes.remove("steps")
     if "schedule" in axes:  # schedule is implied by steps/epochs
