@@ -187,8 +187,11 @@ class RunQueue:
     def pop(self, last: Any = None, taken: Sequence[Any] = ()) -> RunSpec:
         """The next run for an actor whose last run had structure ``last``, while other
         actors are on the structures ``taken``."""
-        key = last if last in self._groups else next((k for k in self._groups if k not in taken),
-                                                     next(iter(self._groups)))
+        if last in self._groups:
+            key = last
+        else:
+            key = next((k for k in self._groups if k not in taken), None)
+            key = next(iter(self._groups)) if key is None else key
         group = self._groups[key]
         spec = group.popleft()
         if not group:

@@ -60,7 +60,7 @@ def test_run_queue_keeps_an_actor_on_the_structure_it_traced() -> None:
 
     from harness.dispatch import RunQueue
 
-    # seed varies fastest in the grid, so structures interleave in the sweep's order
+    # structures interleave in the sweep's order
     specs = [make_spec(seed=s, precision=p) for p in ("fp32", "fp16", "bf16") for s in range(3)]
     specs = specs[::3] + specs[1::3] + specs[2::3]
     q = RunQueue(specs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 from conftest import make_spec
@@ -105,15 +106,17 @@ def test_a_reused_trace_gives_the_results_of_a_fresh_trace(tf_worker: None, case
     from harness.engine import reuse
 
     reuse.clear()
+    traced = reuse.traces()
     first = execute(make_spec(seed=0, **case))
     later = [make_spec(seed=1, **case), make_spec(seed=2, data_size=777, **case)]
     reused = [execute(s) for s in later]
-    assert reuse.cached_structures() == 1  # one trace served all three runs
+    assert reuse.traces() - traced == 1 and reuse.cached_structures() == 1  # one trace served all three runs
     for spec, r in zip(later, reused):
         reuse.clear()
         fresh = execute(spec)  # traced for this run alone, as replay does
         assert r.status is fresh.status is Status.OK, (r.error, fresh.error)
-        assert r.checks == fresh.checks and r.final_loss == fresh.final_loss and r.extras == fresh.extras
+        timing = {"wall_s": 0.0, "train_s": 0.0}
+        assert replace(r, **timing) == replace(fresh, **timing)  # every check value and numeric, exactly
         assert r.checks != first.checks  # the reused loop ran on this run's data and seed
 
 
@@ -125,3 +128,5 @@ def test_reuse_is_not_inherited_and_a_broken_promise_is_an_error(tf_worker: None
     assert r.status is Status.OK and reuse.cached_structures() == 0  # Faulty subclasses LossBound
     r = execute(make_spec(scenario="captures", target="plugins.faulty.CapturesTensor"))
     assert r.status is Status.ERROR and "sets reuse_trace = True, but its compiled loop captures 1 tensor" in r.error
+    r = execute(make_spec(scenario="noise", target="plugins.faulty.StatefulNoise"))
+    assert r.status is Status.ERROR and "uses stateful random ops (RandomStandardNormal)" in r.error, r.error

@@ -85,7 +85,7 @@ def with_variant(df: pd.DataFrame) -> pd.DataFrame:
     if "params" not in df.columns or "scenario" not in df.columns:
         return df.assign(variant=variant)
     for _, idx in df.groupby("scenario", sort=False).groups.items():
-        distinct = df.loc[idx, "params"].astype(str)
+        distinct = df.loc[idx, "params"].fillna("{}").astype(str)
         if distinct.nunique() < 2:
             continue
         parsed = {text: json.loads(text) for text in distinct.unique()}
@@ -101,7 +101,10 @@ def factor_axes(df: pd.DataFrame) -> list[str]:
     ``variant`` column (see with_variant), it stands for ``params``."""
     axes = varying(df, CONFIG_AXES)
     if "params" in axes and "variant" in df.columns:
-        axes[axes.index("params")] = "variant"
+        if df["variant"].nunique() > 1:
+            axes[axes.index("params")] = "variant"
+        else:  # params differ only between scenarios: the scenario axis says it
+            axes.remove("params")
     if "steps" in axes and derived_steps(df):
         axes.remove("steps")
     if "schedule" in axes:  # schedule is implied by steps/epochs

@@ -9,19 +9,24 @@ than the whole training of a short run. A scenario with the class attribute
   * the batch and the step,
 
 plus Python values fixed by its parameters, the precision, the clip value and the batch
-size (the structure, the cache key). Then each run still builds its scenario afresh
+size (the structure; the cache key adds the data's dtypes and trailing shapes). It uses
+no stateful TF random ops, does not read ctx.seed, ctx.steps or ctx.data_size inside
+train_step, and evaluate()/extras() do not read Python attributes that train_step sets
+while it is traced (a reused run never traces). Then each run still builds its scenario afresh
 (seeded model initialisation, data), and the first run of a structure traces the loop;
 a later run copies its freshly built variables into the traced run's variables, runs the
 traced loop on its own data and seed, and copies the trained values back, so evaluate()
 and extras() see them on the run's own scenario. The results are bit-identical to a
 run traced on its own (tested for the built-in scenarios).
 
-Violations that can be detected are errors: a loop that captures a tensor which is not
-one of those variables (e.g. a statistic computed in build()) raises ScenarioReuseError.
+Violations that can be detected are errors (ScenarioReuseError): a loop that captures a
+tensor which is not one of those variables (e.g. a statistic computed in build()), or
+that uses stateful random ops.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,6 +36,7 @@ from typing import Any
 from harness.checks import Check
 from harness.engine.loop import CompiledLoop, LoopOutput, compile_loop
 
+log = logging.getLogger(__name__)
 CACHE_SIZE = 8  # structures kept per worker; an entry holds one model's variables
 
 
@@ -45,6 +51,7 @@ class _Entry:
 
 
 _cache: OrderedDict[Hashable, _Entry] = OrderedDict()
+_traces = 0
 
 
 def clear() -> None:
@@ -53,6 +60,11 @@ def clear() -> None:
 
 def cached_structures() -> int:
     return len(_cache)
+
+
+def traces() -> int:
+    """How many loops this worker has traced through train_reusing."""
+    return _traces
 
 
 @contextmanager
@@ -72,10 +84,26 @@ def recording_variables() -> Iterator[list[Any]]:
 
 
 def _signature(variables: Sequence[Any]) -> tuple:
-    return tuple((v.dtype.name, tuple(v.shape)) for v in variables)
+    return tuple((v.name, v.dtype.name, str(v.shape)) for v in variables)
+
+
+def _stateful_random_ops(fn: Any) -> list[str]:
+    """Stateful random ops in the traced loop (its graph and the while body's): their seed
+    is fixed when traced and their state lives in the kernel, so a reused trace would
+    replay the first run's random stream."""
+    graphs = [fn.graph, *(f.graph for f in fn.graph._functions.values() if hasattr(f, "graph"))]
+    return sorted({op.type for g in graphs for op in g.get_operations()
+                   if op.op_def.is_stateful and ("Random" in op.type or op.type.startswith("Stateful")
+                                                 or op.type == "Multinomial")})
 
 
 def _check_captures(scenario: Any, loop: CompiledLoop, variables: Sequence[Any]) -> None:
+    stateful = _stateful_random_ops(loop.fn)
+    if stateful:
+        raise ScenarioReuseError(
+            f"{type(scenario).__name__} sets reuse_trace = True, but its compiled loop uses stateful random ops "
+            f"({', '.join(stateful)}); use stateless ops seeded from a variable (e.g. keras.random with a "
+            f"SeedGenerator, as Keras layers do) or remove reuse_trace")
     handles = {id(v.handle) for v in variables}
     foreign = [t for t in loop.fn.captured_inputs if id(t) not in handles]
     if foreign:
@@ -105,7 +133,12 @@ def train_reusing(key: Hashable, scenario: Any, variables: list[Any], data: Sequ
         out = entry.loop.run(data, steps=steps, seed=seed)
         _copy(entry.variables, variables)
         return out
+    global _traces
+    if entry is not None:
+        log.warning("%s: the variables built for this run differ from the traced run's (names, dtypes or shapes); "
+                    "tracing again", type(scenario).__name__)
     loop = compile_loop(scenario, data, checks, batch_size=batch_size)
+    _traces += 1
     _check_captures(scenario, loop, variables)
     _cache[key] = _Entry(loop, list(variables))
     _cache.move_to_end(key)

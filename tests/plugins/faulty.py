@@ -83,3 +83,15 @@ class CapturesTensor(LossBound):
     def train_step(self, batch: tuple[Any, ...], step: Any) -> Any:
         x, y = batch
         return super().train_step((x, y - self.shift), step)
+
+
+class StatefulNoise(LossBound):
+    """Promises reuse_trace but draws label noise with a stateful random op in train_step."""
+
+    reuse_trace = True
+
+    def train_step(self, batch: tuple[Any, ...], step: Any) -> Any:
+        import tensorflow as tf
+
+        x, y = batch
+        return super().train_step((x, y + tf.random.normal(tf.shape(y), stddev=0.01)), step)
