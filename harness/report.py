@@ -108,6 +108,7 @@ def _summary(df: pd.DataFrame, planned: int | None) -> str:
     stored = f"{len(runs)} of {planned} planned runs stored" if planned else f"{len(runs)} runs stored"
     bad = ", ".join(f"{v} {k}" for k, v in status.items() if k != "ok") or "none"
     checks = ", ".join(sorted(c for c in df["check"].dropna().unique() if c)) or "none"
+
     def values(a: str) -> str:
         vs = _sorted(df[a].dropna().unique())
         if a == "variant":  # each value is itself a "k=v, k=v" list

@@ -261,8 +261,8 @@ def fig_sweeps(steps: int, per_process_runs: int, want: set[str]) -> list[Figure
         if "5" in want:
             specs = expand(sweep_config_from_dict(compose_config([*args, f"store.root={root}"])))
             n = min(len(specs), max(1, per_process_runs))
-            chosen = sorted(random.Random(0).sample(range(len(specs)), n))  # a fixed random sample of the grid
-            chosen = [specs[i] for i in chosen]
+            picked = sorted(random.Random(0).sample(range(len(specs)), n))  # a fixed random sample, grid order
+            chosen = [specs[i] for i in picked]
             out = root / "per_process"
             t0 = time.perf_counter()
             for s in chosen:  # one new Python process per run, one at a time, as Hydra's basic launcher does

@@ -70,9 +70,7 @@ def test_a_step_touches_batch_size_rows_not_data_size(tf_worker: None) -> None:
     spec = make_spec(data_size=50_000, batch_size=8)
     scenario = LossBound()
     data = scenario.build(RunContext(spec))
-    fn = compile_loop(scenario, data, scenario.checks(), batch_size=8).fn
-    graphs = [fn.graph, *(f.graph for f in fn.graph._functions.values() if hasattr(f, "graph"))]
-    ops = [op for g in graphs for op in g.get_operations()]
+    ops = compile_loop(scenario, data, scenario.checks(), batch_size=8).operations()
     # the data are arguments of the traced loop, of any number of rows
     from_data = [op for op in ops if op.type == "GatherV2" and op.inputs[0].shape.rank == 2
                  and op.inputs[0].shape[0] is None]

@@ -84,6 +84,12 @@ class CompiledLoop:
         train_s = time.perf_counter() - t0
         return LoopOutput({c.name: s for c, s in zip(self.step_checks, states)}, numerics, train_s)
 
+    def operations(self) -> list[Any]:
+        """Every op of the traced loop: its graph's and those of its nested functions (the
+        while loop's body and condition)."""
+        graphs = [self.fn.graph, *(f.graph for f in self.fn.graph._functions.values() if hasattr(f, "graph"))]
+        return [op for g in graphs for op in g.get_operations()]
+
 
 def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *, batch_size: int) -> CompiledLoop:
     """Trace the training loop, a function of (number of steps, seed, *data) returning

@@ -87,18 +87,17 @@ def _signature(variables: Sequence[Any]) -> tuple:
     return tuple((v.name, v.dtype.name, str(v.shape)) for v in variables)
 
 
-def _stateful_random_ops(fn: Any) -> list[str]:
-    """Stateful random ops in the traced loop (its graph and the while body's): their seed
-    is fixed when traced and their state lives in the kernel, so a reused trace would
-    replay the first run's random stream."""
-    graphs = [fn.graph, *(f.graph for f in fn.graph._functions.values() if hasattr(f, "graph"))]
-    return sorted({op.type for g in graphs for op in g.get_operations()
+def _stateful_random_ops(loop: CompiledLoop) -> list[str]:
+    """Stateful random ops in the traced loop: their seed is fixed when traced and their
+    state lives in the kernel, so a reused trace would replay the first run's stream."""
+    return sorted({op.type for op in loop.operations()
                    if op.op_def.is_stateful and ("Random" in op.type or op.type.startswith("Stateful")
                                                  or op.type == "Multinomial")})
 
 
-def _check_captures(scenario: Any, loop: CompiledLoop, variables: Sequence[Any]) -> None:
-    stateful = _stateful_random_ops(loop.fn)
+def _check_promise(scenario: Any, loop: CompiledLoop, variables: Sequence[Any]) -> None:
+    """Raise ScenarioReuseError for what can be detected of a broken reuse_trace promise."""
+    stateful = _stateful_random_ops(loop)
     if stateful:
         raise ScenarioReuseError(
             f"{type(scenario).__name__} sets reuse_trace = True, but its compiled loop uses stateful random ops "
@@ -126,6 +125,7 @@ def train_reusing(key: Hashable, scenario: Any, variables: list[Any], data: Sequ
 
     ``variables``: the variables the scenario's build() created for this run, in creation
     order (see recording_variables)."""
+    global _traces
     entry = _cache.get(key)
     if entry is not None and _signature(entry.variables) == _signature(variables):
         _cache.move_to_end(key)
@@ -133,13 +133,12 @@ def train_reusing(key: Hashable, scenario: Any, variables: list[Any], data: Sequ
         out = entry.loop.run(data, steps=steps, seed=seed)
         _copy(entry.variables, variables)
         return out
-    global _traces
     if entry is not None:
         log.warning("%s: the variables built for this run differ from the traced run's (names, dtypes or shapes); "
                     "tracing again", type(scenario).__name__)
     loop = compile_loop(scenario, data, checks, batch_size=batch_size)
     _traces += 1
-    _check_captures(scenario, loop, variables)
+    _check_promise(scenario, loop, variables)
     _cache[key] = _Entry(loop, list(variables))
     _cache.move_to_end(key)
     while len(_cache) > CACHE_SIZE:

@@ -87,12 +87,14 @@ def execute(spec: RunSpec) -> RunResult:
         steps = spec.steps if trains else 0
         if not trains:
             out = LoopOutput({}, {}, 0.0)
-        elif vars(type(scenario)).get("reuse_trace", False):  # a promise, so not inherited
-            key = (*spec.structure(), tuple((t.dtype.name, tuple(t.shape[1:])) for t in data))
-            out = train_reusing(key, scenario, variables, data, checks, steps=steps, batch_size=spec.batch_size,
-                                seed=spec.seed)
         else:
-            out = train(scenario, data, checks, steps=steps, batch_size=spec.batch_size, seed=spec.seed)
+            data = tuple(tf.convert_to_tensor(t) for t in data)  # once, for the trace and the call alike
+            if vars(type(scenario)).get("reuse_trace", False):  # a promise, so not inherited
+                key = (*spec.structure(), tuple((t.dtype.name, tuple(t.shape[1:])) for t in data))
+                out = train_reusing(key, scenario, variables, data, checks, steps=steps,
+                                    batch_size=spec.batch_size, seed=spec.seed)
+            else:
+                out = train(scenario, data, checks, steps=steps, batch_size=spec.batch_size, seed=spec.seed)
         states = dict(out.states)
         states.update(evaluate_final(scenario, checks, steps))
         results = tuple(CheckResult(check=c.name, bound=c.bound, **state_to_values(states[c.name])) for c in checks)

@@ -20,6 +20,7 @@ from harness.checks import Check
 class LossBound:
     autograph = False  # no Python control flow on tensors: skip AutoGraph's conversion (faster tracing)
     reuse_trace = True  # the loop reads the run only through build()'s data and variables
+
     def __init__(self, bound: float = 1.0, learning_rate: float = 0.01, noise_std: float = 0.1,
                  slope: float = 2.0, loss_in_compute_dtype: bool = False) -> None:
         self.bound = float(bound)

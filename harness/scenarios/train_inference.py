@@ -45,6 +45,7 @@ MODES = ("none", "preprocessing", "dropout", "shape")
 class TrainInference:
     autograph = False  # no Python control flow on tensors: skip AutoGraph's conversion (faster tracing)
     reuse_trace = True  # the loop reads the run only through build()'s data and variables
+
     def __init__(self, modes: Sequence[str] = MODES, features: int = 5, hidden: int = 32, dropout: float = 0.5,
                  learning_rate: float = 0.01, noise_std: float = 0.1, feature_loc: float = 5.0,
                  feature_scale: float = 3.0, inference_size: int = 1000, reference_size: int = 10000,
