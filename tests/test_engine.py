@@ -128,3 +128,47 @@ def test_reuse_is_not_inherited_and_a_broken_promise_is_an_error(tf_worker: None
     assert r.status is Status.ERROR and "sets reuse_trace = True, but its compiled loop captures 1 tensor" in r.error
     r = execute(make_spec(scenario="noise", target="plugins.faulty.StatefulNoise"))
     assert r.status is Status.ERROR and "uses stateful random ops (RandomStandardNormal)" in r.error, r.error
+
+
+@pytest.mark.parametrize(("precision", "poison"), [("fp32", None), ("fp32", math.inf), ("fp32", math.nan),
+                                                   ("fp16", None), ("fp16", math.inf)])
+def test_minimize_numerics_match_a_per_tensor_reference(tf_worker: None, precision: str, poison: float | None) -> None:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from harness.engine.context import RunContext
+
+    ctx = RunContext(make_spec(precision=precision, clip_value=0.41))  # exceeded by one gradient element only
+    layer = keras.layers.Dense(2, dtype=ctx.policy)
+    layer.build((None, 2))
+    layer.set_weights([np.array([[1.0, -2.0], [3.0, 0.5]], "float32"), np.array([0.1, -0.2], "float32")])
+    ctx.optimizer(keras.optimizers.SGD, layer.trainable_variables, learning_rate=0.0)
+    x = tf.constant([[0.01, 0.02 if poison is None else poison]])  # small: no fp16 overflow at scale 2**15
+
+    def loss_fn() -> tf.Tensor:
+        return tf.reduce_sum(tf.square(tf.cast(layer(x), tf.float32)))
+
+    with tf.GradientTape() as tape:
+        loss = loss_fn()
+    grads = [g.numpy().astype("float64") for g in tape.gradient(loss, layer.trainable_variables)]
+    out = tf.function(lambda: ctx.minimize(loss_fn, layer.trainable_variables))()
+    finite = all(np.isfinite(g).all() for g in grads)
+    assert bool(out["grads_finite"]) == finite and bool(out["skipped"]) == (precision == "fp16" and not finite)
+    assert bool(out["clip_active"]) == any((np.abs(g) > 0.41).any() for g in grads)
+    if finite:
+        norm = math.sqrt(sum(float((g ** 2).sum()) for g in grads))
+        assert float(out["grad_norm"]) == pytest.approx(norm, rel=1e-2 if precision == "fp16" else 1e-6)
+
+
+def test_minimize_names_a_variable_the_loss_does_not_reach(tf_worker: None) -> None:
+    import keras
+    import tensorflow as tf
+
+    from harness.engine.context import RunContext
+
+    ctx = RunContext(make_spec())
+    used, unused = keras.Variable(1.0, name="used"), keras.Variable(2.0, name="unused")
+    ctx.optimizer(keras.optimizers.SGD, [used, unused])
+    with pytest.raises(ValueError, match="does not depend on variable.*unused"):
+        tf.function(lambda: ctx.minimize(lambda: used * 3.0, [used, unused]))()

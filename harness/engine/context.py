@@ -65,17 +65,24 @@ class RunContext:
             loss = tf.cast(loss_fn(), tf.float32)
             target = opt.scale_loss(loss) if scaling else loss
         grads = tape.gradient(target, variables)
+        unconnected = [v.name for v, g in zip(variables, grads) if g is None]
+        if unconnected:
+            raise ValueError(f"minimize: the loss does not depend on variable(s) {', '.join(unconnected)}")
         scale = tf.convert_to_tensor(opt.dynamic_scale if scaling else 1.0, tf.float32)
-        unscaled = [tf.cast(g, tf.float32) / scale for g in grads]
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in unscaled])
+        # The numerics are read off one flat float32 vector of all gradients: a handful of
+        # ops per step whatever the number of variables (each small op costs ~1 us on CPU).
+        flat = tf.concat([tf.reshape(tf.cast(tf.convert_to_tensor(g), tf.float32), [-1]) for g in grads], 0)
+        if scaling:
+            flat = flat / scale
+        finite = tf.math.is_finite(tf.reduce_sum(flat * 0.0))  # inf * 0 and nan * 0 are nan; finite * 0 is 0
         if self.clip_value is not None:
-            clip_active = tf.reduce_any([tf.reduce_any(tf.abs(g) > self.clip_value) for g in unscaled])
+            clip_active = tf.reduce_any(tf.abs(flat) > self.clip_value)
         else:
             clip_active = tf.constant(False)
         opt.apply(grads, variables)
         return {
             "loss": loss,
-            "grad_norm": tf.linalg.global_norm(unscaled),
+            "grad_norm": tf.sqrt(tf.reduce_sum(tf.square(flat))),
             "grads_finite": finite,
             "clip_active": clip_active,
             "loss_scale": scale,
