@@ -249,6 +249,8 @@ class ActorPool:
             while pending or running:
                 if not verified and idle:
                     self._trial(idle[0][0], trials)
+                    if trials:  # that actor has traced the last trial's structure
+                        last[idle[0][1]] = trials[-1].structure()
                     verified = True
                     if on_verified:
                         on_verified()

@@ -118,6 +118,23 @@ def test_a_reused_trace_gives_the_results_of_a_fresh_trace(tf_worker: None, case
         assert r.checks != first.checks  # the reused loop ran on this run's data and seed
 
 
+def test_the_trace_cache_evicts_the_least_recently_used_structure(tf_worker: None,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.engine import reuse
+
+    monkeypatch.setattr(reuse, "CACHE_SIZE", 2)
+    reuse.clear()
+    a, b, c = (dict(clip_value=v, steps=5) for v in (None, 1.0, 2.0))  # three structures
+    traced = reuse.traces()
+    for case in (a, b, a, c):  # c evicts b, the least recently used; a was used after b
+        assert execute(make_spec(**case)).status is Status.OK
+    assert reuse.traces() - traced == 3 and reuse.cached_structures() == 2
+    execute(make_spec(seed=1, **a))
+    assert reuse.traces() - traced == 3  # a was kept
+    execute(make_spec(seed=1, **b))
+    assert reuse.traces() - traced == 4  # b was evicted, so traced again
+
+
 def test_reuse_is_not_inherited_and_a_broken_promise_is_an_error(tf_worker: None) -> None:
     from harness.engine import reuse
 
