@@ -189,3 +189,27 @@ def test_minimize_names_a_variable_the_loss_does_not_reach(tf_worker: None) -> N
     ctx.optimizer(keras.optimizers.SGD, [used, unused])
     with pytest.raises(ValueError, match="does not depend on variable.*unused"):
         tf.function(lambda: ctx.minimize(lambda: used * 3.0, [used, unused]))()
+
+
+def test_minimize_reads_a_sparse_gradient_by_its_values(tf_worker: None) -> None:
+    import keras
+    import tensorflow as tf
+
+    from harness.engine.context import RunContext
+
+    ctx = RunContext(make_spec(clip_value=0.5))
+    emb = keras.layers.Embedding(1000, 4)
+    emb.build((None,))
+    ctx.optimizer(keras.optimizers.SGD, emb.trainable_variables, learning_rate=0.0)
+    idx = tf.constant([1, 1, 7])
+
+    def loss_fn() -> tf.Tensor:
+        return tf.reduce_sum(tf.square(emb(idx)))
+
+    with tf.GradientTape() as tape:
+        loss = loss_fn()
+    (grad,) = tape.gradient(loss, emb.trainable_variables)
+    assert isinstance(grad, tf.IndexedSlices)  # else this test tests nothing
+    out = tf.function(lambda: ctx.minimize(loss_fn, emb.trainable_variables))()
+    assert float(out["grad_norm"]) == pytest.approx(float(tf.linalg.global_norm([grad])), rel=1e-6)
+    assert bool(out["clip_active"]) == bool(tf.reduce_any(tf.abs(grad.values) > 0.5)) and bool(out["grads_finite"])

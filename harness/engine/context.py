@@ -71,7 +71,9 @@ class RunContext:
         scale = tf.convert_to_tensor(opt.dynamic_scale if scaling else 1.0, tf.float32)
         # The numerics are read off one flat float32 vector of all gradients: a handful of
         # ops per step whatever the number of variables (each small op costs ~1 us on CPU).
-        flat = tf.concat([tf.reshape(tf.cast(tf.convert_to_tensor(g), tf.float32), [-1]) for g in grads], 0)
+        # (of a sparse gradient, e.g. an embedding's, its values: as tf.linalg.global_norm does)
+        flat = tf.concat([tf.reshape(tf.cast(g.values if isinstance(g, tf.IndexedSlices) else g, tf.float32), [-1])
+                          for g in grads], 0)
         if scaling:
             flat = flat / scale
         finite = tf.math.is_finite(tf.reduce_sum(flat * 0.0))  # inf * 0 and nan * 0 are nan; finite * 0 is 0
