@@ -7,6 +7,7 @@
 
 Every figure is a ratio measured in this one invocation against its baseline
 (medians over repeats, baseline and harness interleaved), never a stored number.
+Figures 1, 2 and 3a are measured in --processes fresh processes each (see Pair).
 """
 
 from __future__ import annotations
@@ -52,6 +53,39 @@ def median_interleaved(fns: list[Callable[[], float]], repeats: int) -> list[flo
         for i, fn in enumerate(fns):
             samples[i].append(fn())
     return [statistics.median(s) for s in samples]
+
+
+@dataclass
+class Pair:
+    """A side-by-side timing measured in several fresh processes: each process times both
+    sides interleaved and keeps the medians; the figure is the median over processes of
+    their ratios. One process can sit in a slow or fast state for its whole life (where
+    its threads and memory landed; pyperf spawns many worker processes for this reason),
+    which no number of samples inside it averages out."""
+
+    a: float  # median over processes of side a's per-process median (seconds per step)
+    b: float
+    ratio: float  # median over processes of a/b
+    lo: float  # smallest and largest per-process ratio
+    hi: float
+    processes: int
+
+    def spread(self) -> str:
+        return f"median of {self.processes} processes, each ratio in [{self.lo:.3g}, {self.hi:.3g}]"
+
+
+def measure_pair(name: str, processes: int, repeats: int, steps: int) -> Pair:
+    """Time the pair ``name`` (see PAIRS) in ``processes`` fresh processes, one after another."""
+    a, b, ratios = [], [], []
+    for _ in range(processes):
+        out = subprocess.run([sys.executable, __file__, "--pair", name, "--repeats", str(repeats),
+                              "--sample-steps", str(steps)], check=True, capture_output=True, text=True)
+        ma, mb = json.loads(out.stdout.strip().splitlines()[-1])
+        a.append(ma)
+        b.append(mb)
+        ratios.append(ma / mb)
+    return Pair(statistics.median(a), statistics.median(b), statistics.median(ratios), min(ratios), max(ratios),
+                processes)
 
 
 # ------------------------------------------------------------------ 1 + 2 + 3a: loops in-process
@@ -134,26 +168,30 @@ def _seed_loop(data_size: int, steps: int) -> Callable[[], float]:
     return run
 
 
-def fig_seed_loop(repeats: int, steps: int) -> Figure:
-    seed, harness = median_interleaved([_seed_loop(100_000, 200), _compiled(100_000, steps)], repeats)
-    ratio = seed / harness
-    return Figure("1", "per-step speed vs the seed's loop (1e5 rows)", ratio, "x faster", ">= 200x", ratio >= 200,
-                  f"seed loop {seed * 1e3:.2f} ms/step, harness {harness * 1e6:.0f} us/step")
+PAIRS: dict[str, Callable[[int], list[Callable[[], float]]]] = {
+    "seed": lambda steps: [_seed_loop(100_000, 100), _compiled(100_000, steps)],
+    "checks": lambda steps: [_compiled(100_000, steps, True), _compiled(100_000, steps, False)],
+    "flat": lambda steps: [_compiled(10_000_000, steps), _compiled(1_000, steps)],
+}
 
 
-def fig_overhead(repeats: int, steps: int) -> Figure:
-    with_checks, without = median_interleaved([_compiled(100_000, steps, True), _compiled(100_000, steps, False)],
-                                              repeats)
-    over = with_checks / without - 1
+def fig_seed_loop(processes: int, repeats: int, steps: int) -> Figure:
+    p = measure_pair("seed", processes, repeats, steps)
+    return Figure("1", "per-step speed vs the seed's loop (1e5 rows)", p.ratio, "x faster", ">= 200x", p.ratio >= 200,
+                  f"seed loop {p.a * 1e3:.2f} ms/step, harness {p.b * 1e6:.0f} us/step; {p.spread()}")
+
+
+def fig_overhead(processes: int, repeats: int, steps: int) -> Figure:
+    p = measure_pair("checks", processes, repeats, steps)
+    over = p.ratio - 1
     return Figure("2", "instrumentation overhead (checks vs none)", over * 100, "% slower", "<= 10%", over <= 0.10,
-                  f"with checks {with_checks * 1e6:.0f} us/step, without {without * 1e6:.0f} us/step")
+                  f"with checks {p.a * 1e6:.0f} us/step, without {p.b * 1e6:.0f} us/step; {p.spread()}")
 
 
-def fig_flat(repeats: int, steps: int) -> Figure:
-    small, large = median_interleaved([_compiled(1_000, steps), _compiled(10_000_000, steps)], repeats)
-    ratio = large / small
-    return Figure("3a", "time per step, 1e7 rows vs 1e3 rows", ratio, "ratio", "<= 1.2", ratio <= 1.2,
-                  f"1e3: {small * 1e6:.0f} us/step, 1e7: {large * 1e6:.0f} us/step")
+def fig_flat(processes: int, repeats: int, steps: int) -> Figure:
+    p = measure_pair("flat", processes, repeats, steps)
+    return Figure("3a", "time per step, 1e7 rows vs 1e3 rows", p.ratio, "ratio", "<= 1.2", p.ratio <= 1.2,
+                  f"1e3: {p.b * 1e6:.0f} us/step, 1e7: {p.a * 1e6:.0f} us/step; {p.spread()}")
 
 
 # ------------------------------------------------------------------ 3b: actor memory (subprocesses)
@@ -331,8 +369,10 @@ def update_readme(md: str, command: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="*", default=[], help="figure numbers to run (1 2 3 4 5 6 7)")
-    ap.add_argument("--repeats", type=int, default=15,
-                    help="interleaved repeats of figures 1, 2, 3a (many short samples: robust to noisy neighbours)")
+    ap.add_argument("--processes", type=int, default=3,
+                    help="fresh processes in which figures 1, 2, 3a are each measured (median of their ratios)")
+    ap.add_argument("--repeats", type=int, default=9,
+                    help="interleaved samples of each side per process for figures 1, 2, 3a")
     ap.add_argument("--steps", type=int, default=25000, help="steps per run of the 48-run sweep")
     ap.add_argument("--sample-steps", type=int, default=5000, help="steps per timed sample of figures 1, 2, 3a")
     ap.add_argument("--per-process-runs", type=int, default=24,
@@ -340,20 +380,23 @@ def main() -> int:
     ap.add_argument("--report-rows", type=int, default=1_000_000)
     ap.add_argument("--out", default=str(ROOT / "results" / "bench"))
     ap.add_argument("--readme", action="store_true", help="rewrite the table between the README's bench markers")
+    ap.add_argument("--pair", choices=sorted(PAIRS), help=argparse.SUPPRESS)  # a child of measure_pair
     a = ap.parse_args()
-    want = set(a.only) or {"1", "2", "3", "4", "5", "6", "7"}
-    t0 = time.perf_counter()
-    figs: list[Figure] = []
-    if want & {"1", "2", "3"}:
+    if a.pair:
         from harness.engine import init_worker
 
         init_worker(1)  # as in an actor with one CPU
+        print(json.dumps(median_interleaved(PAIRS[a.pair](a.sample_steps), a.repeats)))
+        return 0
+    want = set(a.only) or {"1", "2", "3", "4", "5", "6", "7"}
+    t0 = time.perf_counter()
+    figs: list[Figure] = []
     if "1" in want:
-        figs.append(fig_seed_loop(a.repeats, a.sample_steps))
+        figs.append(fig_seed_loop(a.processes, a.repeats, a.sample_steps))
     if "2" in want:
-        figs.append(fig_overhead(a.repeats, a.sample_steps))
+        figs.append(fig_overhead(a.processes, a.repeats, a.sample_steps))
     if "3" in want:
-        figs += [fig_flat(a.repeats, a.sample_steps), fig_memory()]
+        figs += [fig_flat(a.processes, a.repeats, a.sample_steps), fig_memory()]
     if want & {"4", "5", "6"}:
         figs += [f for f in fig_sweeps(a.steps, a.per_process_runs, want) if f.key in want]
     if "7" in want:
