@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from conftest import make_spec
@@ -147,6 +148,15 @@ def test_reuse_is_not_inherited_and_a_broken_promise_is_an_error(tf_worker: None
     assert r.status is Status.ERROR and "uses stateful random ops (RandomStandardNormal)" in r.error, r.error
 
 
+def _minimize_beside_tape(ctx: Any, loss_fn: Any, variables: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+    """The gradients of ``loss_fn`` from a plain tape, and ctx.minimize's numerics (compiled)."""
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        loss = loss_fn()
+    return tape.gradient(loss, variables), tf.function(lambda: ctx.minimize(loss_fn, variables))()
+
+
 @pytest.mark.parametrize(("precision", "poison"), [("fp32", None), ("fp32", math.inf), ("fp32", math.nan),
                                                    ("fp16", None), ("fp16", math.inf)])
 def test_minimize_numerics_match_a_per_tensor_reference(tf_worker: None, precision: str, poison: float | None) -> None:
@@ -166,10 +176,8 @@ def test_minimize_numerics_match_a_per_tensor_reference(tf_worker: None, precisi
     def loss_fn() -> tf.Tensor:
         return tf.reduce_sum(tf.square(tf.cast(layer(x), tf.float32)))
 
-    with tf.GradientTape() as tape:
-        loss = loss_fn()
-    grads = [g.numpy().astype("float64") for g in tape.gradient(loss, layer.trainable_variables)]
-    out = tf.function(lambda: ctx.minimize(loss_fn, layer.trainable_variables))()
+    tape_grads, out = _minimize_beside_tape(ctx, loss_fn, layer.trainable_variables)
+    grads = [g.numpy().astype("float64") for g in tape_grads]
     finite = all(np.isfinite(g).all() for g in grads)
     assert bool(out["grads_finite"]) == finite and bool(out["skipped"]) == (precision == "fp16" and not finite)
     assert bool(out["clip_active"]) == any((np.abs(g) > 0.41).any() for g in grads)
@@ -206,10 +214,7 @@ def test_minimize_reads_a_sparse_gradient_by_its_values(tf_worker: None) -> None
     def loss_fn() -> tf.Tensor:
         return tf.reduce_sum(tf.square(emb(idx)))
 
-    with tf.GradientTape() as tape:
-        loss = loss_fn()
-    (grad,) = tape.gradient(loss, emb.trainable_variables)
+    (grad,), out = _minimize_beside_tape(ctx, loss_fn, emb.trainable_variables)
     assert isinstance(grad, tf.IndexedSlices)  # else this test tests nothing
-    out = tf.function(lambda: ctx.minimize(loss_fn, emb.trainable_variables))()
     assert float(out["grad_norm"]) == pytest.approx(float(tf.linalg.global_norm([grad])), rel=1e-6)
     assert bool(out["clip_active"]) == bool(tf.reduce_any(tf.abs(grad.values) > 0.5)) and bool(out["grads_finite"])
