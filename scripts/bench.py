@@ -58,34 +58,35 @@ def median_interleaved(fns: list[Callable[[], float]], repeats: int) -> list[flo
 @dataclass
 class Pair:
     """A side-by-side timing measured in several fresh processes: each process times both
-    sides interleaved and keeps the medians; the figure is the median over processes of
-    their ratios. One process can sit in a slow or fast state for its whole life (where
-    its threads and memory landed; pyperf spawns many worker processes for this reason),
+    sides interleaved and keeps the medians; the figure is the process with the median
+    ratio. One process can sit in a slow or fast state for its whole life (where its
+    threads and memory landed; pyperf spawns many worker processes for this reason),
     which no number of samples inside it averages out."""
 
-    a: float  # median over processes of side a's per-process median (seconds per step)
+    a: float  # that process's median seconds per step of side a
     b: float
-    ratio: float  # median over processes of a/b
     lo: float  # smallest and largest per-process ratio
     hi: float
     processes: int
 
+    @property
+    def ratio(self) -> float:
+        return self.a / self.b
+
     def spread(self) -> str:
-        return f"median of {self.processes} processes, each ratio in [{self.lo:.3g}, {self.hi:.3g}]"
+        return f"the median of {self.processes} processes, whose ratios span [{self.lo:.3g}, {self.hi:.3g}]"
 
 
 def measure_pair(name: str, processes: int, repeats: int, steps: int) -> Pair:
     """Time the pair ``name`` (see PAIRS) in ``processes`` fresh processes, one after another."""
-    a, b, ratios = [], [], []
+    medians = []
     for _ in range(processes):
         out = subprocess.run([sys.executable, __file__, "--pair", name, "--repeats", str(repeats),
                               "--sample-steps", str(steps)], check=True, capture_output=True, text=True)
-        ma, mb = json.loads(out.stdout.strip().splitlines()[-1])
-        a.append(ma)
-        b.append(mb)
-        ratios.append(ma / mb)
-    return Pair(statistics.median(a), statistics.median(b), statistics.median(ratios), min(ratios), max(ratios),
-                processes)
+        medians.append(tuple(json.loads(out.stdout.strip().splitlines()[-1])))
+    medians.sort(key=lambda m: m[0] / m[1])
+    (a, b), (lo_a, lo_b), (hi_a, hi_b) = medians[(len(medians) - 1) // 2], medians[0], medians[-1]
+    return Pair(a, b, lo_a / lo_b, hi_a / hi_b, processes)
 
 
 # ------------------------------------------------------------------ 1 + 2 + 3a: loops in-process
