@@ -23,14 +23,20 @@ the comparison saw it, so ``margin < 0`` (or ``<= 0`` for strict ops) is a failu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from harness.records import CheckMeaning
+
 Observe = str | Callable[[Mapping[str, Any]], Any]
 When = Literal["step", "final"]
-# (n_evaluated, n_failed, n_nonfinite, first_failure_step, worst_value, worst_margin)
-CheckState = tuple[Any, Any, Any, Any, Any, Any]
+# (n_evaluated, n_failed, n_nonfinite, first_failure_step, worst_value, worst_margin, bound_compared,
+#  value_dtype)
+CheckState = tuple[Any, Any, Any, Any, Any, Any, Any, Any]
+Op = Literal["<", "<=", ">", ">="]
+OPS: tuple[str, ...] = ("<", "<=", ">", ">=")
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ class Check:
     name: str
     observe: Observe
     bound: float
-    op: Literal["<", "<=", ">", ">="]
+    op: Op
     when: When = "step"
     transform: Callable[[Any], Any] | None = None
     compare: Literal["native", "exact"] = "native"
@@ -53,12 +59,18 @@ class Check:
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
             raise ValueError(f"check name {self.name!r} must be a non-empty string")
-        if self.op not in ("<", "<=", ">", ">="):
+        if self.op not in OPS:
             raise ValueError(f"check {self.name}: op {self.op!r} is not one of < <= > >=")
         if self.when not in ("step", "final"):
             raise ValueError(f"check {self.name}: when={self.when!r} is not 'step' or 'final'")
         if self.compare not in ("native", "exact"):
             raise ValueError(f"check {self.name}: compare={self.compare!r} is not 'native' or 'exact'")
+        if not isinstance(self.bound, (int, float)) or not math.isfinite(self.bound):
+            raise ValueError(f"check {self.name}: bound {self.bound!r} is not a finite number")
+
+    def meaning(self) -> CheckMeaning:
+        """What the check asserts, as recorded on every result row (the bound as declared)."""
+        return CheckMeaning(self.name, float(self.bound), self.op, self.compare, self.when)
 
     # ------------------------------------------------------------------ in-graph
     #
@@ -102,7 +114,8 @@ class Check:
 
     def summarize(self, values: Any, steps: Any, dtype: Any) -> CheckState:
         """Counts, first failing step, worst value and margin of a series of float64 step
-        values measured in ``dtype`` (the bound is rounded to it for native comparison)."""
+        values measured in ``dtype`` (the bound is rounded to it for native comparison),
+        then the bound as compared and the name of the measured dtype."""
         import tensorflow as tf
 
         x = tf.reshape(tf.cast(values, tf.float64), [-1])
@@ -119,7 +132,8 @@ class Check:
         i = tf.argmin(tf.concat([margins, [float("inf")]], 0))  # an empty series keeps the sentinel
         return (tf.size(x, out_type=tf.int64), tf.reduce_sum(tf.cast(failed, tf.int64)),
                 tf.reduce_sum(tf.cast(tf.logical_not(finite), tf.int64)), first,
-                tf.concat([x, [float("nan")]], 0)[i], tf.concat([margins, [float("inf")]], 0)[i])
+                tf.concat([x, [float("nan")]], 0)[i], tf.concat([margins, [float("inf")]], 0)[i],
+                bound, tf.constant(tf.as_dtype(dtype).name))
 
     def evaluate(self, observations: Sequence[Mapping[str, Any]]) -> CheckState:
         """Eager convenience: summarize a list of observation dicts (steps 0, 1, ...)."""
@@ -204,8 +218,8 @@ def equal_shape(name: str, a: Observe, b: Observe, *, when: When = "step") -> Ch
 
 def state_to_values(state: CheckState) -> dict[str, Any]:
     """Accumulated state (eager tensors or numpy) -> plain Python values."""
-    n_eval, n_fail, n_nonfinite, first, worst_value, worst_margin = (s.numpy() if hasattr(s, "numpy") else s
-                                                                    for s in state)
+    n_eval, n_fail, n_nonfinite, first, worst_value, worst_margin, bound_compared, dtype = (
+        s.numpy() if hasattr(s, "numpy") else s for s in state)
     return {
         "n_evaluated": int(n_eval),
         "n_failed": int(n_fail),
@@ -213,4 +227,6 @@ def state_to_values(state: CheckState) -> dict[str, Any]:
         "first_failure_step": int(first) if first >= 0 else None,
         "worst_value": float(worst_value),
         "worst_margin": float(worst_margin),
+        "bound_compared": float(bound_compared),
+        "value_dtype": dtype.decode() if isinstance(dtype, bytes) else str(dtype),
     }

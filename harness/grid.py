@@ -11,11 +11,12 @@ import hashlib
 import itertools
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness.config import ConfigError, SweepConfig
+from harness.scenarios.base import load_class, unused_axes
 
 # Bump when a change to the engine makes old results incomparable with new ones.
 RUN_ID_VERSION = "1"
@@ -30,13 +31,14 @@ class RunSpec:
     target: str
     params: Mapping[str, Any]
     data_size: int
-    batch_size: int
-    steps: int
+    batch_size: int | None  # None: the scenario does not use it (collapsed axis)
+    steps: int  # 0 for a scenario that does not train
     epochs: float | None
     seed: int
     precision: str
     clip_value: float | None
     run_id: str = field(default="", compare=False)
+    variant: str = field(default="", compare=False)  # the swept scenario parameters, "key=value, ..."
 
     def identity(self) -> dict[str, Any]:
         """Everything that defines the run (the sweep's name does not)."""
@@ -75,8 +77,17 @@ def _excluded(point: Mapping[str, Any], rules: tuple[Mapping[str, tuple[Any, ...
     return any(all(point.get(k) in values for k, values in rule.items()) for rule in rules)
 
 
+def variant_label(params: Mapping[str, Any], swept: Sequence[str]) -> str:
+    """The swept scenario parameters of a run, readable: ``"bound=0.5, tol=0.1"`` ("" if none)."""
+    return ", ".join(f"{k}={params[k]}" for k in sorted(swept))
+
+
 def expand(cfg: SweepConfig) -> list[RunSpec]:
     """All runs of a sweep, in a stable order, minus those an exclude rule matches.
+
+    Axes a scenario does not use (``harness.scenarios.base.unused_axes``: batch size, clip
+    value and steps of a scenario that does not train) collapse: one run per remaining point,
+    recorded with batch_size and clip_value null and steps 0, so no run is repeated.
 
     Raises ConfigError for a run that cannot exist (batch_size > data_size) and
     for a grid that is empty after exclusion.
@@ -87,11 +98,15 @@ def expand(cfg: SweepConfig) -> list[RunSpec]:
     seen: set[str] = set()
     for scenario in a.scenario:
         sc = cfg.scenarios[scenario]
+        unused = unused_axes(load_class(sc.target))
         pnames = sorted(sc.param_axes)
+        batch_sizes = (None,) if "batch_size" in unused else a.batch_size
+        clips = (None,) if "clip_value" in unused else a.clip_value
+        lengths = (None,) if "steps" in unused else schedule[1]
         for pvalues in itertools.product(*(sc.param_axes[p] for p in pnames)):
             params = {**sc.params, **dict(zip(pnames, pvalues))}
             for data_size, batch_size, precision, seed, clip, length in itertools.product(
-                a.data_size, a.batch_size, a.precision, a.seed, a.clip_value, schedule[1]
+                a.data_size, batch_sizes, a.precision, a.seed, clips, lengths
             ):
                 point = {
                     "scenario": scenario,
@@ -104,14 +119,19 @@ def expand(cfg: SweepConfig) -> list[RunSpec]:
                 }
                 if _excluded(point, cfg.exclude):
                     continue
-                if batch_size > data_size:
+                if batch_size is not None and batch_size > data_size:
                     raise ConfigError(
                         "sweep.batch_size",
                         f"{batch_size} > data_size {data_size}; exclude the pair with "
                         f"sweep.exclude=[{{data_size:{data_size},batch_size:{batch_size}}}]",
                     )
-                epochs = float(length) if schedule[0] == "epochs" else None
-                steps = steps_for(data_size, batch_size, epochs) if epochs is not None else int(length)
+                epochs = float(length) if schedule[0] == "epochs" and length is not None else None
+                if length is None:
+                    steps = 0
+                elif epochs is not None:
+                    steps = steps_for(data_size, batch_size or data_size, epochs)
+                else:
+                    steps = int(length)
                 spec = RunSpec(
                     sweep=cfg.name,
                     scenario=scenario,
@@ -129,7 +149,7 @@ def expand(cfg: SweepConfig) -> list[RunSpec]:
                 if run_id in seen:
                     continue
                 seen.add(run_id)
-                runs.append(replace(spec, run_id=run_id))
+                runs.append(replace(spec, run_id=run_id, variant=variant_label(params, pnames)))
     if not runs:
         raise ConfigError("sweep.exclude", "every run of the grid is excluded")
     return runs

@@ -16,7 +16,9 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+# 2: each check row records its op, compare mode, when, the bound as compared, the measured
+#    dtype and the run's scenario variant. Version 1 part files read with those columns null.
+SCHEMA_VERSION = "2"
 
 
 class Status(str, enum.Enum):
@@ -26,6 +28,24 @@ class Status(str, enum.Enum):
     ERROR = "error"  # the run raised
     CRASHED = "crashed"  # the worker process died (after retries)
     TIMEOUT = "timeout"  # the run exceeded the per-run time limit
+
+
+@dataclass(frozen=True)
+class CheckMeaning:
+    """What a check asserts, declared before the run: ``value <op> bound``, compared
+    "native" (bound rounded to the value's dtype) or "exact" (float64), judged after every
+    step or once at the end (``when``). Recorded even for runs that did not complete."""
+
+    check: str
+    bound: float
+    op: str
+    compare: str
+    when: str
+
+    @property
+    def upper(self) -> bool:
+        """True for < and <= (the bound is a ceiling)."""
+        return self.op in ("<", "<=")
 
 
 @dataclass(frozen=True)
@@ -40,6 +60,8 @@ class CheckResult:
     first_failure_step: int | None
     worst_value: float
     worst_margin: float
+    bound_compared: float | None = None  # the bound the comparison used (rounded to value_dtype if native)
+    value_dtype: str | None = None  # dtype of the measured value
 
     @property
     def passed(self) -> bool:
@@ -53,7 +75,7 @@ class RunResult:
     run_id: str
     status: Status
     checks: tuple[CheckResult, ...] = ()
-    check_names: tuple[tuple[str, float], ...] = ()  # (name, bound) declared even if the run failed
+    declared: tuple[CheckMeaning, ...] = ()  # the checks declared, known even if the run failed
     error: str | None = None
     wall_s: float = math.nan
     train_s: float = math.nan
@@ -83,8 +105,14 @@ CORE_SCHEMA = pa.schema(
         ("precision", pa.string()),
         ("clip_value", pa.float64()),
         ("params", pa.string()),
+        ("variant", pa.string()),
         ("check", pa.string()),
+        ("op", pa.string()),
+        ("compare", pa.string()),
+        ("when", pa.string()),
         ("bound", pa.float64()),
+        ("bound_compared", pa.float64()),
+        ("value_dtype", pa.string()),
         ("n_evaluated", pa.int64()),
         ("n_failed", pa.int64()),
         ("n_nonfinite", pa.int64()),
@@ -126,9 +154,9 @@ def result_rows(spec: Any, result: RunResult, harness_version: str) -> pa.Table:
     ``spec`` is the run's RunSpec (duck-typed to keep this module free of grid imports).
     """
     by_name = {c.check: c for c in result.checks}
-    declared = list(result.check_names) or [(c.check, c.bound) for c in result.checks]
+    declared: list[CheckMeaning | None] = list(result.declared)
     if not declared:  # a run that failed before declaring its checks still leaves a row
-        declared = [("", math.nan)]
+        declared = [None]
     run_level = {
         "sweep": spec.sweep,
         "run_id": spec.run_id,
@@ -142,6 +170,7 @@ def result_rows(spec: Any, result: RunResult, harness_version: str) -> pa.Table:
         "precision": spec.precision,
         "clip_value": spec.clip_value,
         "params": json.dumps(dict(spec.params), sort_keys=True),
+        "variant": getattr(spec, "variant", ""),
         "status": result.status.value,
         "error": result.error,
         "wall_s": result.wall_s,
@@ -157,13 +186,18 @@ def result_rows(spec: Any, result: RunResult, harness_version: str) -> pa.Table:
         "tf_version": result.tf_version,
     }
     rows = []
-    for name, bound in declared:
-        c = by_name.get(name)
+    for meaning in declared:
+        c = by_name.get(meaning.check) if meaning else None
         ok = result.status is Status.OK and c is not None
         row = dict(run_level)
         row.update(
-            check=name,
-            bound=bound,
+            check=meaning.check if meaning else "",
+            op=meaning.op if meaning else None,
+            compare=meaning.compare if meaning else None,
+            when=meaning.when if meaning else None,
+            bound=meaning.bound if meaning else math.nan,
+            bound_compared=c.bound_compared if ok else None,
+            value_dtype=c.value_dtype if ok else None,
             n_evaluated=c.n_evaluated if ok else None,
             n_failed=c.n_failed if ok else None,
             n_nonfinite=c.n_nonfinite if ok else None,

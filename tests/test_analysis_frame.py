@@ -5,24 +5,23 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness.analysis import check_directions, factor_axes, incomplete_runs
+from harness.analysis import directions, factor_axes, incomplete_runs
 from harness.analysis.frame import label, pct, scores
 from harness.analysis.synthetic import results_frame, synthetic_results
 
 
-def test_directions_are_inferred_from_the_sign_of_the_margin():
-    rows = [{"check": "low", "bound": 1.0, "worst_value": 0.7, "worst_margin": 0.3},
-            {"check": "high", "bound": 0.0, "worst_value": 0.2, "worst_margin": 0.2},
-            {"check": "high", "bound": 0.0, "worst_value": np.nan, "worst_margin": -np.inf, "seed": 1},
-            {"check": "blind", "bound": 1.0, "worst_value": np.nan, "worst_margin": -np.inf}]
-    d = check_directions(results_frame(rows))
-    assert d["low"] == "below" and d["high"] == "above" and d["blind"] is None
+def test_directions_are_read_from_the_recorded_op_never_inferred():
+    rows = [{"check": "low", "op": "<", "bound": 1.0, "worst_value": 0.7},
+            {"check": "high", "op": ">=", "bound": 0.0, "worst_value": 0.2},
+            {"check": "old", "op": None, "bound": 1.0, "worst_value": 0.7, "worst_margin": 0.3}]
+    d = directions(results_frame(rows))
+    assert d[0] == 1.0 and d[1] == -1.0 and np.isnan(d[2])  # a schema-1 row has no op: unknown, not guessed
 
 
 def test_scores_put_nan_runs_worst_and_flip_lower_bounds():
-    rows = [{"check": "high", "bound": 0.0, "worst_value": 0.2, "worst_margin": 0.2},
-            {"check": "high", "bound": 0.0, "worst_value": np.nan, "worst_margin": -np.inf, "n_failed": 1},
-            {"check": "high", "status": "error"}]
+    rows = [{"check": "high", "op": ">", "bound": 0.0, "worst_value": 0.2},
+            {"check": "high", "op": ">", "bound": 0.0, "worst_value": np.nan, "worst_margin": -np.inf, "n_failed": 1},
+            {"check": "high", "op": ">", "status": "error"}]
     s = scores(results_frame(rows))
     assert s[0] == -0.2 and s[1] == np.inf and np.isnan(s[2])
 
@@ -54,9 +53,9 @@ def test_variant_names_the_swept_parameters_of_each_scenario_and_stands_for_para
     from harness.analysis import with_variant
 
     a = synthetic_results(data_sizes=(100,), seeds=range(2), steps=100)
-    swept = pd.concat([a.assign(params=f'{{"compare": "{c}", "scale": 1.0}}', run_id=a["run_id"] + c)
+    swept = pd.concat([a.assign(params=f'{{"compare": "{c}", "scale": 1.0}}', run_id=a["run_id"] + c, variant=None)
                        for c in ("native", "exact")])
-    other = a.assign(scenario="other", params='{"k": 3}', run_id=a["run_id"] + "o")  # one setting: no variant
+    other = a.assign(scenario="other", params='{"k": 3}', run_id=a["run_id"] + "o", variant=None)  # schema 1 rows
     df = with_variant(pd.concat([swept, other], ignore_index=True))
     assert set(df.loc[df["scenario"] != "other", "variant"]) == {"compare=native", "compare=exact"}
     assert set(df.loc[df["scenario"] == "other", "variant"]) == {""}

@@ -20,7 +20,7 @@ def test_every_shipped_sweep_composes_and_expands(sweep: str) -> None:
     runs = expand(cfg)
     assert cfg.name == sweep
     assert runs and len({r.run_id for r in runs}) == len(runs)
-    assert all(r.batch_size <= r.data_size for r in runs)
+    assert all(r.batch_size is None or r.batch_size <= r.data_size for r in runs)
 
 
 def test_overrides_reach_the_typed_config() -> None:

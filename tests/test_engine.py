@@ -56,7 +56,7 @@ def test_nan_data_fails_every_evaluation(tf_worker: None) -> None:
 def test_a_run_that_raises_is_an_error_record(tf_worker: None) -> None:
     r = execute(make_spec(scenario="faulty", target="plugins.faulty.Faulty", params={"mode": "raise", "on_seeds": [0]}))
     assert r.status is Status.ERROR and "ValueError: injected failure for seed 0" in r.error
-    assert r.check_names == (("loss_below", 1.0),) and r.checks == ()
+    assert [(m.check, m.bound, m.op) for m in r.declared] == [("loss_below", 1.0, "<")] and r.checks == ()
 
 
 def test_a_step_touches_batch_size_rows_not_data_size(tf_worker: None) -> None:

@@ -10,14 +10,14 @@ import pyarrow.dataset as ds
 import pytest
 from conftest import make_spec
 
-from harness.records import CORE_COLUMNS, CheckResult, RunResult, Status, result_rows
+from harness.records import CORE_COLUMNS, CheckMeaning, CheckResult, RunResult, Status, result_rows
 from harness.store import (CorruptPartWarning, StoreError, check_writable, load_results, part_files,
                            stored_run_ids, write_part)
 
 
 def ok_result(spec, **extras) -> RunResult:
     c = CheckResult("loss_below", 1.0, 10, 2, 0, 3, 1.5, -0.5)
-    return RunResult(run_id=spec.run_id, status=Status.OK, checks=(c,), check_names=(("loss_below", 1.0),),
+    return RunResult(run_id=spec.run_id, status=Status.OK, checks=(c,), declared=(CheckMeaning("loss_below", 1.0, "<", "native", "step"),),
                      wall_s=1.0, train_s=0.5, worker="h:1:cpu", steps=spec.steps, compute_dtype="float32",
                      final_loss=0.1, nonfinite_values=0, loss_scale_min=None, skipped_steps=0, extras=extras)
 
@@ -33,7 +33,8 @@ def test_rows_follow_the_contract() -> None:
 
 def test_failed_run_keeps_its_rows_with_null_check_values() -> None:
     spec = make_spec()
-    r = RunResult(run_id=spec.run_id, status=Status.CRASHED, check_names=(("a", 1.0), ("b", 2.0)), error="died")
+    r = RunResult(run_id=spec.run_id, status=Status.CRASHED, declared=(CheckMeaning("a", 1.0, "<", "native", "step"),
+                                                                     CheckMeaning("b", 2.0, ">=", "exact", "final")), error="died")
     rows = result_rows(spec, r, "0").to_pylist()
     assert [x["check"] for x in rows] == ["a", "b"]
     assert all(x["passed"] is None and x["n_evaluated"] is None and x["status"] == "crashed" for x in rows)

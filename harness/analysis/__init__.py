@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from harness.analysis.attribution import attribute_factors
 from harness.analysis.decomposition import decompose, explain_rise
-from harness.analysis.frame import (AXES, CONFIG_AXES, check_directions, completed, factor_axes, incomplete_runs,
+from harness.analysis.frame import (AXES, CONFIG_AXES, completed, directions, factor_axes, incomplete_runs,
                                     with_variant)
 from harness.analysis.rates import failure_rates, wilson_interval
 from harness.analysis.tail import TailFit, pot_quantile
@@ -27,7 +27,7 @@ from harness.analysis.tolerance import calibrate_tolerance, split_seeds
 from harness.analysis.trend import trend
 
 __all__ = [
-    "AXES", "CONFIG_AXES", "TailFit", "attribute_factors", "calibrate_tolerance", "check_directions", "completed",
+    "AXES", "CONFIG_AXES", "TailFit", "attribute_factors", "calibrate_tolerance", "completed", "directions",
     "decompose", "explain_rise", "factor_axes", "failure_rates", "incomplete_runs", "pot_quantile", "split_seeds",
     "trend", "wilson_interval", "with_variant",
 ]

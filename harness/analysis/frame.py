@@ -1,5 +1,6 @@
 """Shared vocabulary of the analysis layer: axes, completed rows, incomplete runs,
-check directions and the score a tolerance is set on.
+check directions (read from the recorded op, never inferred) and the score a tolerance is
+set on.
 
 Every function takes the tidy results frame (one row per (run, check), see
 ``harness.records.CORE_SCHEMA``) and never filters silently: rows of runs that did not
@@ -18,7 +19,7 @@ AXES: tuple[str, ...] = ("scenario", "data_size", "batch_size", "steps", "epochs
                          "precision", "clip_value", "params")
 # The axes that define a configuration (everything but the seed).
 CONFIG_AXES: tuple[str, ...] = tuple(a for a in AXES if a != "seed")
-REQUIRED: tuple[str, ...] = ("run_id", "check", "status", "passed", "bound", "n_evaluated", "n_failed",
+REQUIRED: tuple[str, ...] = ("run_id", "check", "op", "status", "passed", "bound", "n_evaluated", "n_failed",
                              "n_nonfinite", "worst_value", "worst_margin")
 
 
@@ -76,24 +77,27 @@ def derived_steps(df: pd.DataFrame) -> bool:
 
 
 def with_variant(df: pd.DataFrame) -> pd.DataFrame:
-    """Add a ``variant`` column: the scenario parameters that vary within each scenario
-    (``_axes_`` sweeps), as ``"key=value, key=value"``; empty where none vary. It reads
-    better than the ``params`` JSON, and a rate pooled over variants is rarely meant."""
+    """Ensure a ``variant`` column: the scenario parameters swept within each scenario
+    (``_axes_``), as ``"key=value, key=value"``; empty where none are swept. Runs record it
+    (schema 2); for rows of older part files (variant null) it is read off the recorded
+    ``params`` JSON: the parameters that differ between runs of the same scenario."""
     import json
 
+    recorded = df["variant"] if "variant" in df.columns else pd.Series(None, index=df.index, dtype=object)
+    if recorded.notna().all():
+        return df if "variant" in df.columns else df.assign(variant=recorded)
     variant = pd.Series("", index=df.index, dtype=object)
-    if "params" not in df.columns or "scenario" not in df.columns:
-        return df.assign(variant=variant)
-    for _, idx in df.groupby("scenario", sort=False).groups.items():
-        distinct = df.loc[idx, "params"].fillna("{}").astype(str)
-        if distinct.nunique() < 2:
-            continue
-        parsed = {text: json.loads(text) for text in distinct.unique()}
-        keys = sorted({k for p in parsed.values() for k in p})
-        vary = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in parsed.values()}) > 1]
-        names = {text: ", ".join(f"{k}={p.get(k)}" for k in vary) for text, p in parsed.items()}
-        variant.loc[idx] = distinct.map(names)
-    return df.assign(variant=variant)
+    if "params" in df.columns and "scenario" in df.columns:
+        for _, idx in df.groupby("scenario", sort=False).groups.items():
+            distinct = df.loc[idx, "params"].fillna("{}").astype(str)
+            if distinct.nunique() < 2:
+                continue
+            parsed = {text: json.loads(text) for text in distinct.unique()}
+            keys = sorted({k for p in parsed.values() for k in p})
+            vary = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in parsed.values()}) > 1]
+            names = {text: ", ".join(f"{k}={p.get(k)}" for k in vary) for text, p in parsed.items()}
+            variant.loc[idx] = distinct.map(names)
+    return df.assign(variant=recorded.where(recorded.notna(), variant))
 
 
 def factor_axes(df: pd.DataFrame) -> list[str]:
@@ -139,35 +143,35 @@ def incomplete_runs(df: pd.DataFrame) -> pd.DataFrame:
     return runs
 
 
-def check_directions(df: pd.DataFrame) -> pd.Series:
-    """Comparison direction of each check, inferred from rows with finite values:
-    ``"below"`` when worst_margin = bound - worst_value (an upper bound), ``"above"`` when
-    worst_margin = worst_value - bound (a lower bound), ``None`` when no row tells."""
-    require(df, ("check", "bound", "worst_value", "worst_margin"))
-    v = df["worst_value"].to_numpy(float, na_value=np.nan)
-    m = df["worst_margin"].to_numpy(float, na_value=np.nan)
-    b = df["bound"].to_numpy(float, na_value=np.nan)
-    fin = np.isfinite(v) & np.isfinite(m) & np.isfinite(b)
-    tol = 1e-9 * np.maximum(1.0, np.abs(v) + np.abs(b))
-    below = fin & (np.abs(m - (b - v)) <= tol)
-    above = fin & (np.abs(m - (v - b)) <= tol)
-    votes = pd.DataFrame({"check": df["check"].to_numpy(), "below": below & ~above, "above": above & ~below})
-    counts = votes.groupby("check", sort=True)[["below", "above"]].sum()
-    values = ["below" if b > a else "above" if a > b else None
-              for b, a in zip(counts["below"].to_numpy(), counts["above"].to_numpy())]
-    return pd.Series(values, index=counts.index, dtype=object, name="direction")
+UPPER_OPS: tuple[str, ...] = ("<", "<=")
+LOWER_OPS: tuple[str, ...] = (">", ">=")
 
 
-def scores(df: pd.DataFrame, directions: pd.Series | None = None) -> np.ndarray:
+def directions(df: pd.DataFrame) -> np.ndarray:
+    """Per row, from the recorded op: +1.0 for an upper bound (< or <=), -1.0 for a lower
+    bound (> or >=), NaN where the op is not recorded (part files of schema version 1,
+    written before the op was stored: nothing is inferred for them)."""
+    require(df, ("op",))
+    op = df["op"].to_numpy(dtype=object)
+    out = np.full(len(df), np.nan)
+    out[np.isin(op, UPPER_OPS)] = 1.0
+    out[np.isin(op, LOWER_OPS)] = -1.0
+    return out
+
+
+def direction_word(op: object) -> str | None:
+    """"below" (the bound is a ceiling), "above" (a floor) or None (op not recorded)."""
+    return "below" if op in UPPER_OPS else "above" if op in LOWER_OPS else None
+
+
+def scores(df: pd.DataFrame) -> np.ndarray:
     """A direction-free "badness" of each row's worst value: worst_value for upper-bound
-    checks, -worst_value for lower-bound checks, +inf when the run saw a NaN/Inf; NaN when
-    the run did not complete or evaluated nothing, or (finite values) the direction is unknown."""
-    directions = check_directions(df) if directions is None else directions
-    sign = df["check"].map({k: (1.0 if d == "below" else -1.0 if d == "above" else np.nan)
-                            for k, d in directions.items()}).to_numpy(float, na_value=np.nan)
+    checks, -worst_value for lower-bound checks (the direction read from the recorded op),
+    +inf when the run saw a NaN/Inf; NaN when the run did not complete or evaluated nothing,
+    or the op is not recorded (schema 1) and the value is finite."""
     v = df["worst_value"].to_numpy(float, na_value=np.nan)
     m = df["worst_margin"].to_numpy(float, na_value=np.nan)
-    s = sign * v
+    s = directions(df) * v
     s[m == -np.inf] = np.inf  # a NaN/Inf was seen: worse than any bound, whatever the direction
     ok = ok_mask(df).to_numpy() & (df["n_evaluated"].fillna(0).to_numpy() > 0)
     s[~ok] = np.nan

@@ -82,7 +82,9 @@ def synthetic_results(*, checks: Mapping[str, tuple[str, float]] | None = None, 
         "sweep": sweep, "run_id": df["run_id"], "scenario": "synthetic", "data_size": df["data_size"],
         "batch_size": df["batch_size"], "steps": df["steps"], "epochs": np.nan if epochs is None else float(epochs),
         "schedule": "steps" if epochs is None else "epochs", "seed": df["seed"], "precision": df["precision"],
-        "clip_value": df["clip_value"], "params": json.dumps({}), "check": df["check"], "bound": bound,
+        "clip_value": df["clip_value"], "params": json.dumps({}), "variant": "", "check": df["check"],
+        "op": np.where(direction == "above", ">=", "<="), "compare": "exact", "when": "step", "bound": bound,
+        "bound_compared": bound, "value_dtype": "float64",
         "n_evaluated": pd.array(np.where(ok, n, 0), dtype="Int64"),
         "n_failed": pd.array(k, dtype="Int64"), "n_nonfinite": pd.array(bad.astype(int), dtype="Int64"),
         "first_failure_step": pd.array(np.where(k > 0, 0, -1), dtype="Int64"),
@@ -119,7 +121,8 @@ def results_frame(records: Iterable[Mapping[str, object]], **defaults: object) -
     n_failed and status unless given."""
     base: dict[str, object] = {"sweep": "hand", "scenario": "hand", "data_size": 1000, "batch_size": 32,
                                "steps": 100, "epochs": np.nan, "schedule": "steps", "seed": 0, "precision": "fp32",
-                               "clip_value": np.nan, "params": "{}", "check": "loss_below", "bound": 1.0,
+                               "clip_value": np.nan, "params": "{}", "variant": "", "check": "loss_below",
+                               "op": "<", "compare": "exact", "when": "step", "bound": 1.0,
                                "n_evaluated": 100, "n_failed": 0, "n_nonfinite": 0, "status": "ok"}
     base.update(defaults)
     rows = []
@@ -131,7 +134,10 @@ def results_frame(records: Iterable[Mapping[str, object]], **defaults: object) -
         if "worst_value" not in rec:
             row["worst_value"] = (row["bound"] + 0.1 if row["n_failed"] else row["bound"] - 0.1) if ok else np.nan
         if "worst_margin" not in rec:
-            row["worst_margin"] = row["bound"] - row["worst_value"] if ok else np.nan
+            up = row["op"] in ("<", "<=")
+            row["worst_margin"] = ((row["bound"] - row["worst_value"]) if up else (row["worst_value"] - row["bound"])
+                                   ) if ok else np.nan
+        row.setdefault("bound_compared", row["bound"])
         if not ok:
             for col in ("n_evaluated", "n_failed", "n_nonfinite", "worst_value", "worst_margin"):
                 row[col] = None

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from harness.analysis.frame import check_directions, failed_mask, group_keys, groupby, ok_mask, pct, require, scores
+from harness.analysis.frame import direction_word, failed_mask, group_keys, groupby, ok_mask, pct, require, scores
 from harness.analysis.rates import wilson_interval
 from harness.analysis.tail import Gof, pot_quantile
 
@@ -108,9 +108,9 @@ def calibrate_tolerance(df: pd.DataFrame, by: Sequence[str] | str = ("check", "p
     if not 0 < target < 1:
         raise ValueError(f"target must be in (0, 1), not {target}")
     require(df, ("seed", *keys))
-    directions = check_directions(df)
     ok = ok_mask(df).to_numpy()
-    s = scores(df, directions)
+    s = scores(df)
+    op = df["op"].to_numpy(dtype=object)
     calib_seeds, held_seeds = split_seeds(df.loc[ok, "seed"].dropna(), holdout)
     held = df["seed"].isin(held_seeds).to_numpy()
     failed = failed_mask(df).to_numpy()
@@ -123,7 +123,7 @@ def calibrate_tolerance(df: pd.DataFrame, by: Sequence[str] | str = ("check", "p
         if idx.size == 0:  # only runs that did not complete: incomplete_runs lists them
             continue
         row = dict(zip(keys, key))
-        direction = directions.get(row["check"])
+        direction = direction_word(op[idx[0]])
         bounds = np.unique(bound[idx][np.isfinite(bound[idx])])
         row.update(direction=direction, bound=bounds[0] if bounds.size == 1 else np.nan,
                    rate=float(failed[idx].mean()))

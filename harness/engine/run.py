@@ -11,7 +11,7 @@ from typing import Any
 
 from harness.checks import state_to_values
 from harness.grid import RunSpec
-from harness.records import CheckResult, RunResult, Status
+from harness.records import CheckMeaning, CheckResult, RunResult, Status
 from harness.scenarios.base import declared_checks, instantiate
 
 _worker_threads: int | None = None
@@ -55,7 +55,7 @@ def execute(spec: RunSpec) -> RunResult:
     become a RunResult with status=error and the exception's type and message."""
     t0 = time.perf_counter()
     tf_version = init_worker(_worker_threads)
-    declared: tuple[tuple[str, float], ...] = ()
+    declared: tuple[CheckMeaning, ...] = ()
     try:
         import tensorflow as tf
 
@@ -66,7 +66,7 @@ def execute(spec: RunSpec) -> RunResult:
 
         scenario = instantiate(spec.target, spec.params)
         checks = declared_checks(scenario)
-        declared = tuple((c.name, c.bound) for c in checks)
+        declared = tuple(c.meaning() for c in checks)
         tf.keras.backend.clear_session()
         seed_everything(spec.seed)
         ctx = RunContext(spec)
@@ -107,7 +107,7 @@ def execute(spec: RunSpec) -> RunResult:
             run_id=spec.run_id,
             status=Status.OK,
             checks=results,
-            check_names=declared,
+            declared=declared,
             wall_s=time.perf_counter() - t0,
             train_s=out.train_s,
             worker=worker_name(),
@@ -126,7 +126,7 @@ def execute(spec: RunSpec) -> RunResult:
         return RunResult(
             run_id=spec.run_id,
             status=Status.ERROR,
-            check_names=declared,
+            declared=declared,
             error=f"{type(exc).__name__}: {_message(exc)}{where}",
             wall_s=time.perf_counter() - t0,
             worker=worker_name(),

@@ -17,7 +17,11 @@ and optionally:
     trains = False        -> a class attribute for a scenario that does not train
                              (e.g. a preprocessing check): no loop runs, steps is
                              recorded as 0, every check must be when="final" and
-                             train_step may be omitted
+                             train_step may be omitted; the axes it cannot use
+                             (batch_size, clip_value, steps/epochs) collapse in the grid:
+                             one run per remaining point, those axes recorded as null
+    ignores_axes = (...)  -> a class attribute naming further axes the scenario does not
+                             read (any of batch_size, clip_value, steps); they collapse too
     autograph = False     -> a class attribute for code with no Python control flow on
                              tensors: TF then skips AutoGraph's source conversion, which
                              makes every run's tracing faster (default True, TF's default)
@@ -75,6 +79,21 @@ def load_class(target: str) -> type:
     if missing:
         raise ScenarioError(f"{target} lacks method(s) {', '.join(missing)} of the scenario protocol")
     return cls
+
+
+TRAINING_AXES: tuple[str, ...] = ("batch_size", "clip_value", "steps")
+
+
+def unused_axes(cls: type) -> frozenset[str]:
+    """Axes whose values cannot change a run of ``cls``: the training axes of a scenario that
+    does not train, plus those it declares in ``ignores_axes``. The grid collapses them (one run,
+    the axis recorded as null) so that identical runs are never counted as replicates."""
+    ignored = getattr(cls, "ignores_axes", ())
+    bad = [a for a in ignored if a not in TRAINING_AXES]
+    if bad:
+        raise ScenarioError(f"{cls.__name__}.ignores_axes names {bad[0]!r}; it may name only "
+                            f"{', '.join(TRAINING_AXES)}")
+    return frozenset(ignored) | (frozenset(TRAINING_AXES) if not getattr(cls, "trains", True) else frozenset())
 
 
 def instantiate(target: str, params: Mapping[str, Any]) -> Any:

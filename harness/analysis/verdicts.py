@@ -1,0 +1,58 @@
+"""The verdicts of the analysis layer, declared once.
+
+A verdict is data: analyses return one of these enums per row (a ``*_status`` column)
+beside a sentence for people, and code (the report's colours, the terminal summary)
+branches on the enum only, never on the wording. ``tone`` says how a reader should take
+it: "good", "bad" or "neutral" (nothing to conclude yet).
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Verdict(str, enum.Enum):
+    """Base: the value is a stable lower-case token, safe to store in a table."""
+
+    @property
+    def tone(self) -> str:
+        return _TONE.get(self, "neutral")
+
+
+class TrendVerdict(Verdict):
+    """Does the run-level failure rate change with data size?"""
+
+    RISES = "rises"
+    FALLS = "falls"
+    FLAT = "flat"  # tested: no evidence of a change
+    NEVER_FAILS = "never_fails"
+    ALWAYS_FAILS = "always_fails"
+    NOT_ENOUGH_DATA = "not_enough_data"  # one data size, or too few runs to test
+
+
+class BoundVerdict(Verdict):
+    """Is there a bound that keeps the run-level false-alarm rate at the target, with the
+    stated confidence?"""
+
+    GUARANTEED = "guaranteed"  # distribution-free guarantee from enough runs
+    NEEDS_RUNS = "needs_runs"  # too few runs for the guarantee: the row says how many more
+    NO_BOUND = "no_bound"  # runs that saw NaN/Inf alone exceed the target: no bound can hold
+    NO_DATA = "no_data"  # no completed run evaluated the check
+    UNKNOWN_OP = "unknown_op"  # results written before the op was recorded (schema 1)
+
+
+class ValidationVerdict(Verdict):
+    """The recommended bound applied to runs it was not computed from."""
+
+    HOLDS = "holds"  # the failure rate's upper confidence limit is at most the target
+    EXCEEDS = "exceeds"  # the lower confidence limit is above the target
+    INCONCLUSIVE = "inconclusive"  # too few validation runs to tell the target from a miss
+    NOT_VALIDATED = "not_validated"  # no validation runs
+
+
+_TONE: dict[Verdict, str] = {
+    TrendVerdict.RISES: "bad", TrendVerdict.ALWAYS_FAILS: "bad", TrendVerdict.FALLS: "good",
+    TrendVerdict.FLAT: "neutral", TrendVerdict.NEVER_FAILS: "good",
+    BoundVerdict.GUARANTEED: "good", BoundVerdict.NO_BOUND: "bad",
+    ValidationVerdict.HOLDS: "good", ValidationVerdict.EXCEEDS: "bad",
+}
