@@ -1,8 +1,11 @@
 """The HTML report of a sweep: ``python -m harness.report RESULTS_DIR [--out DIR]``.
 
-Writes ``DIR/index.html`` (default ``RESULTS_DIR/report``) with PNG figures and the
-full tables as CSV under ``DIR/tables/``, and prints the headline table (per check x
-precision x data size: runs, failed, rate, 95% interval) to the terminal.
+Writes ``DIR/index.html`` (default ``RESULTS_DIR_report``, beside the results and outside
+the Parquet dataset, so ``pandas.read_parquet(RESULTS_DIR)`` keeps working) with PNG
+figures and the full tables as CSV under ``DIR/tables/``, and prints the headline table
+(per check x precision x data size: runs, failed, rate, 95% interval) to the terminal.
+The report opens with the answer per check: the bound that would hold and its guarantee,
+or how many more runs it takes and the command that runs them.
 Exit codes: 0 written, 2 bad input (missing directory or no finished runs).
 """
 
@@ -27,6 +30,7 @@ from harness.analysis import sections as S
 from harness.analysis.frame import label, ok_mask
 from harness.analysis.html import page, paragraph, section
 from harness.analysis.tail import Gof
+from harness.analysis.verdicts import BoundVerdict, RiseVerdict
 
 HEADLINE_BY = ("check", "precision", "data_size")
 TERMINAL_ROWS = 40
@@ -83,15 +87,30 @@ def print_headline(console: Console, head: pd.DataFrame, out: Path | None = None
         console.print(f"report: {out / 'index.html'}", highlight=False)
 
 
-def _planned_runs(results: Path) -> int | None:
-    meta = results / "_sweep.yaml"
+def _sweep_meta(results: Path) -> dict:
+    """The sweep's ``_sweep.yaml`` (planned runs, the command that ran it), or {}."""
     try:
         import yaml
 
-        value = yaml.safe_load(meta.read_text()).get("runs")
-        return int(value) if value is not None else None
+        meta = yaml.safe_load((results / "_sweep.yaml").read_text())
+        return meta if isinstance(meta, dict) else {}
     except Exception:  # no or unreadable metadata: the header just omits the plan
-        return None
+        return {}
+
+
+def _planned_runs(results: Path) -> int | None:
+    value = _sweep_meta(results).get("runs")
+    return int(value) if isinstance(value, (int, float)) else None
+
+
+def more_runs_command(command: str | None, target: float, confidence: float) -> str:
+    """The command that adds the seeds a guarantee needs: the sweep's own command with
+    adaptive=bound at this target (harness.plan)."""
+    import shlex
+
+    base = [a for a in shlex.split(command or "") if not a.startswith("adaptive")] or \
+        ["python", "-m", "harness", "sweep=NAME"]
+    return shlex.join([*base, "adaptive=bound", f"adaptive.target={target:g}", f"adaptive.confidence={confidence:g}"])
 
 
 def _sorted(values: np.ndarray) -> list:
@@ -127,27 +146,41 @@ def _summary(df: pd.DataFrame, planned: int | None) -> str:
 def _findings(trend: pd.DataFrame, rise: pd.DataFrame, attr: pd.DataFrame, tol: pd.DataFrame) -> str:
     items = [f"<b>{html.escape(r.check)}</b> ({html.escape(label(r.precision))}): {html.escape(r.verdict)}"
              for r in trend.itertuples()]
+    told = {RiseVerdict.EXPLAINED.value, RiseVerdict.NOT_EXPLAINED.value, RiseVerdict.RATE_RISES.value,
+            RiseVerdict.LESS_THAN_COUNT.value}
     items += [f"<b>{html.escape(r.check)}</b> ({html.escape(label(r.precision))}), more evaluations per run? "
-              f"{html.escape(r.verdict)}" for r in rise.itertuples()
-              if str(r.verdict).startswith(("explained", "not explained", "rises"))]
+              f"{html.escape(r.verdict)}" for r in rise.itertuples() if getattr(r, "status", None) in told]
     items += [f"<b>{html.escape(r.check)}</b>: <i>{html.escape(r.axis)}</i> {html.escape(r.verdict)}"
               for r in attr[attr["rank"] == 1].itertuples()]
     if len(tol):
-        made = tol["recommended_from"] != "none"
-        verdicts = tol.loc[made, "verdict"].astype(str)
-        held = int(verdicts.str.startswith("holds").sum())
-        failed = int(verdicts.str.startswith("does not hold").sum())
-        unchecked = int(made.sum()) - held - failed
-        items.append(f"tolerance: {int(made.sum())} of {len(tol)} configurations get a recommended bound; on the "
-                     f"held-out seeds {held} hold, {failed} do not" + (f", {unchecked} could not be checked"
-                                                                     if unchecked else ""))
+        from harness.analysis.verdicts import BoundVerdict as B, ValidationVerdict as V
+
+        status, val = tol["bound_status"], tol["validation_status"]
+        more = tol.loc[status == B.NEEDS_RUNS.value, "runs_missing"]
+        n = {v: int((status == v.value).sum()) for v in B} | {v: int((val == v.value).sum()) for v in V}
+        item = (f"tolerance (false alarms <= {S.pct(tol.attrs['target'])} of runs at "
+                f"{tol.attrs['confidence']:.0%} confidence): {n[B.GUARANTEED]} of {len(tol)} configurations have a "
+                "guaranteed bound")
+        item += f"; {len(more)} need more runs (up to {int(more.max()):,} more)" if len(more) else ""
+        item += f"; {n[B.NO_BOUND]} have no bound (NaN/Inf runs)" if n[B.NO_BOUND] else ""
+        item += f"; {n[B.UNKNOWN_OP]} predate recorded ops (rerun)" if n[B.UNKNOWN_OP] else ""
+        if n[V.HOLDS] + n[V.EXCEEDS] + n[V.INCONCLUSIVE]:
+            item += (f"; validated on unseen runs: {n[V.HOLDS]} hold, {n[V.EXCEEDS]} exceed the target, "
+                     f"{n[V.INCONCLUSIVE]} inconclusive")
+        items.append(item)
     return "<ul>" + "".join(f"<li>{i}</li>" for i in items[:30]) + "</ul>" if items else ""
 
 
 def build_report(df: pd.DataFrame, out: Path, *, title: str = "sweep", target: float = 0.01,
-                 holdout: float = 0.3, gof: Gof = "ks", planned_runs: int | None = None,
-                 alpha: float = 0.05) -> Report:
-    """Analyse ``df`` (one row per (run, check)) and write the report into ``out``."""
+                 holdout: float = 0.0, fresh: pd.DataFrame | None = None, gof: Gof = "ks",
+                 planned_runs: int | None = None, command: str | None = None, alpha: float = 0.05) -> Report:
+    """Analyse ``df`` (one row per (run, check)) and write the report into ``out``.
+
+    The bound calibration guarantees its false-alarm rate at confidence 1 - alpha; it is
+    validated on the ``holdout`` fraction of seeds (default none: every run counts toward
+    the guarantee) and on ``fresh``, the results of a sweep on seeds it never saw.
+    ``command`` (the sweep's own, from _sweep.yaml) is extended into the command that adds
+    the runs a guarantee still needs."""
     from harness.analysis import plots
 
     df = prepare(df)
@@ -166,7 +199,8 @@ def build_report(df: pd.DataFrame, out: Path, *, title: str = "sweep", target: f
         tr = A.trend(df, by=["check", "precision"], alpha=alpha)
         rise = A.explain_rise(df, by=["check", "precision"], alpha=alpha)
         dec = A.decompose(df, by=list(HEADLINE_BY), alpha=alpha)
-        tol = A.calibrate_tolerance(df, by=list(HEADLINE_BY), target=target, holdout=holdout, gof=gof, alpha=alpha)
+        tol = A.calibrate_tolerance(df, by=list(HEADLINE_BY), target=target, confidence=1 - alpha, holdout=holdout,
+                                    fresh=None if fresh is None else prepare(fresh), gof=gof)
         attr = A.attribute_factors(df, alpha=alpha)
         rep.tables.update(trend=tr, explain_rise=rise, decomposition=dec, tolerance=tol, attribution=attr)
         rep.figures["rates"] = plots.plot_rates(head[head["n"] > 0], out / "rates.png")
@@ -174,9 +208,11 @@ def build_report(df: pd.DataFrame, out: Path, *, title: str = "sweep", target: f
         rep.figures["margins"] = plots.plot_margins(df, out / "margins.png")
         if (attr["axis"].astype(str) != "").any():
             rep.figures["attribution"] = plots.plot_attribution(attr, out / "attribution.png")
-        sections.insert(1, section("Key findings", _findings(tr, rise, attr, tol)))
-        sections += [S.rates(head, alpha), S.trend(tr), S.decomposition(rise, dec), S.margins(df),
-                     S.tolerance(tol, target, gof), S.attribution(attr, "attribution" in rep.figures)]
+        needs = tol["bound_status"].isin([BoundVerdict.NEEDS_RUNS.value, BoundVerdict.NO_BOUND.value]).any()
+        more = more_runs_command(command, target, 1 - alpha) if needs else ""
+        sections += [S.tolerance(tol, target, gof, more), section("Key findings", _findings(tr, rise, attr, tol)),
+                     S.rates(head, alpha), S.trend(tr), S.decomposition(rise, dec), S.margins(df),
+                     S.attribution(attr, "attribution" in rep.figures)]
     bad = A.incomplete_runs(df)
     rep.tables["incomplete_runs"] = bad
     sections.append(S.incomplete(bad, df["run_id"].nunique()))
@@ -192,9 +228,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.report",
                                      description="Analyse a sweep's results and write an HTML report.")
     parser.add_argument("results", help="results directory of a sweep (e.g. results/smoke)")
-    parser.add_argument("--out", help="output directory (default: RESULTS/report)")
+    parser.add_argument("--out", help="output directory (default: RESULTS_report, beside RESULTS)")
     parser.add_argument("--target", type=float, default=0.01, help="run-level false-alarm target (default 0.01)")
-    parser.add_argument("--holdout", type=float, default=0.3, help="fraction of seeds held out (default 0.3)")
+    parser.add_argument("--holdout", type=float, default=0.0,
+                        help="fraction of seeds held out from the bound to validate it (default 0: all runs count "
+                             "toward the guarantee; validate with --fresh instead)")
+    parser.add_argument("--fresh", metavar="DIR",
+                        help="results of the same sweep on seeds it never saw: the recommended bounds are "
+                             "validated on them")
     parser.add_argument("--gof", choices=("ks", "ad"), default="ks",
                         help="GPD goodness of fit: ks (fast) or ad (Anderson-Darling, Monte Carlo; slower)")
     args = parser.parse_args(argv)
@@ -219,11 +260,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if df.empty:
         print(f"error: no finished runs in {results} (no readable part files)", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else results / "report"
+    fresh = None
+    if args.fresh:
+        try:
+            fresh = load_results(args.fresh)
+        except Exception as exc:  # missing or unreadable
+            print(f"error: --fresh: cannot read results in {args.fresh}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 2
+    out = Path(args.out) if args.out else results.parent / f"{results.resolve().name}_report"
     sweeps = sorted(df["sweep"].dropna().unique()) if "sweep" in df.columns else []
     title = ", ".join(sweeps) or results.name
-    rep = build_report(df, out, title=title, target=args.target, holdout=args.holdout, gof=args.gof,
-                       planned_runs=_planned_runs(results))
+    rep = build_report(df, out, title=title, target=args.target, holdout=args.holdout, fresh=fresh, gof=args.gof,
+                       planned_runs=_planned_runs(results), command=_sweep_meta(results).get("command"))
     print_headline(console, rep.headline, rep.out)
     return 0
 

@@ -1,13 +1,15 @@
-"""failure_rates and wilson_interval on hand-made frames with known counts."""
+"""failure_rates, wilson_interval and cluster_interval: known counts, and coverage by simulation."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
+from scipy import stats
 
-from harness.analysis import failure_rates, wilson_interval
+from harness.analysis import cluster_interval, failure_rates, wilson_interval
 from harness.analysis.synthetic import results_frame
 
 # Wilson 95% interval of 3/10, from the closed form (z = 1.959964): 0.10779 .. 0.60322
@@ -52,8 +54,85 @@ def test_check_level_sums_evaluations():
     assert (out.loc["fp32", "n"], out.loc["fp32", "failed"]) == (1000, 3)
     assert (out.loc["fp16", "n"], out.loc["fp16", "failed"]) == (400, 20)
     assert out.loc["fp16", "incomplete"] == 2  # errored runs add no evaluations but are counted
+    assert (out["interval"] == "cluster").all() and out.attrs["interval"] == "cluster"
+    assert "clusters" in out.attrs["interval_method"]
+    naive = failure_rates(_frame(), by=["precision"], level="check", interval="naive").set_index("precision")
     lo, hi = wilson_interval(3, 1000)
-    assert out.loc["fp32", "ci_low"] == pytest.approx(lo[0])
+    assert naive.loc["fp32", "ci_low"] == pytest.approx(lo[0]) and naive.loc["fp32", "ci_high"] == pytest.approx(hi[0])
+    assert (naive["interval"] == "naive").all() and naive.attrs["interval"] == "naive"
+    assert "naive" in naive.attrs["interval_method"]
+    # fp16: every run fails 5 of its 100 evaluations, no between-run spread: the design effect is 1
+    assert out.loc["fp16", "design_effect"] == pytest.approx(1.0)
+    run_level = failure_rates(_frame(), by=["precision"])
+    assert (run_level["interval"] == "wilson").all() and run_level["design_effect"].isna().all()
+
+
+def test_cluster_interval_by_hand():
+    # 4 runs of 10 evaluations failing 0, 0, 1, 5 times: R = 6/40, residuals k - R n = -1.5, -1.5, -0.5, 3.5
+    k, n = np.array([0.0, 0.0, 1.0, 5.0]), np.full(4, 10.0)
+    lo, hi, deff = cluster_interval(k, n)
+    r = 6 / 40
+    var = 4 / 3 * (1.5**2 + 1.5**2 + 0.5**2 + 3.5**2) / 40**2
+    assert deff[0] == pytest.approx(var / (r * (1 - r) / 40))
+    n_eff = 40 / deff[0] * (stats.norm.ppf(0.975) / stats.t.ppf(0.975, 3)) ** 2
+    assert lo[0] == pytest.approx(stats.beta.ppf(0.025, r * n_eff, n_eff - r * n_eff + 1))
+    assert hi[0] == pytest.approx(stats.beta.ppf(0.975, r * n_eff + 1, n_eff - r * n_eff))
+    one = cluster_interval(np.array([3.0]), np.array([10.0]))  # one run: no between-run variance
+    assert all(math.isnan(v[0]) for v in one)
+
+
+def test_without_check_in_by_a_runs_checks_form_one_cluster():
+    rows = []
+    for run in range(6):  # both checks of a run fail together: the run, not the row, is the unit
+        k = 4 if run < 2 else 0
+        rows += [{"run_id": f"r{run}", "check": c, "n_failed": k, "n_evaluated": 10} for c in ("a", "b")]
+    df = results_frame(rows)
+    pooled = failure_rates(df, by=None, level="check").iloc[0]
+    k = np.array([8.0, 8.0, 0.0, 0.0, 0.0, 0.0])
+    lo, hi, deff = cluster_interval(k, np.full(6, 20.0))
+    assert (pooled.ci_low, pooled.ci_high, pooled.design_effect) == pytest.approx((lo[0], hi[0], deff[0]))
+
+
+def _clustered_sweep(rng: np.random.Generator, reps: int, runs: int, evals: int, a: float | None, b: float):
+    """``reps`` independent sweeps (column rep) of ``runs`` runs with ``evals`` evaluations each;
+    a run's per-evaluation failure probability is Beta(a, b) (constant b when a is None)."""
+    p = rng.beta(a, b, (reps, runs)) if a else np.full((reps, runs), b)
+    k = rng.binomial(evals, p).ravel()
+    return pd.DataFrame({"rep": np.repeat(np.arange(reps), runs), "run_id": np.arange(reps * runs).astype(str),
+                         "check": "c", "status": "ok", "passed": k == 0, "n_evaluated": evals, "n_failed": k,
+                         "n_nonfinite": 0})
+
+
+def _coverage(df: pd.DataFrame, truth: float, interval: str) -> tuple[float, np.ndarray]:
+    out = failure_rates(df, by=["rep"], level="check", interval=interval)
+    return float(((out.ci_low <= truth) & (truth <= out.ci_high)).mean()), (out.ci_high - out.ci_low).to_numpy()
+
+
+@pytest.mark.parametrize("a, b, runs, evals", [(0.5, 24.5, 30, 100), (0.2, 19.8, 60, 1000)])
+def test_clustered_interval_covers_the_mean_per_evaluation_rate(a, b, runs, evals):
+    """Per-run rates ~ Beta(a, b) (mean 0.02 / 0.01; intra-run correlation 0.04 / 0.05, design
+    effect ~4 / ~40): the clustered 95% interval covers the mean per-evaluation rate about 95%
+    of the time; the naive Wilson interval over evaluations undercovers badly."""
+    df = _clustered_sweep(np.random.default_rng(3), 400, runs, evals, a, b)
+    truth = a / (a + b)
+    covered, width = _coverage(df, truth, "cluster")
+    naive, naive_width = _coverage(df, truth, "naive")
+    assert covered >= 0.90
+    assert naive < 0.75
+    assert np.median(width / naive_width) > 1.8  # sqrt(design effect)
+
+
+def test_without_clustering_the_interval_stays_close_to_wilson():
+    df = _clustered_sweep(np.random.default_rng(4), 400, 30, 100, None, 0.02)
+    covered, width = _coverage(df, 0.02, "cluster")
+    _, naive_width = _coverage(df, 0.02, "naive")
+    assert covered >= 0.93
+    assert np.median(width / naive_width) < 1.2
+
+
+def test_unknown_interval_is_refused():
+    with pytest.raises(ValueError, match="interval"):
+        failure_rates(_frame(), level="check", interval="bootstrap")  # type: ignore[arg-type]
 
 
 def test_run_level_without_check_collapses_a_runs_checks():

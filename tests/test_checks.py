@@ -115,3 +115,25 @@ def test_equal_shape_across_ranks_in_graph(tf_worker: None) -> None:
     assert float(value(tf.zeros([4, 1, 1]), tf.zeros([4, 1]))) == 1.0
     assert float(value(tf.zeros([4, 1]), tf.zeros([4, 1]))) == 0.0
     assert float(value(tf.zeros([4, 2]), tf.zeros([4, 1]))) == 1.0
+
+
+@pytest.mark.parametrize("dtype, bound", [("float16", 0.1), ("bfloat16", 0.1), ("float32", 0.7), ("float64", 0.7)])
+def test_the_bound_as_compared_and_the_value_dtype_are_recorded(tf_worker: None, dtype: str, bound: float) -> None:
+    """A bound the dtype cannot represent is rounded for native comparison; the rounded value is
+    what the run records as bound_compared (exact keeps the declared bound), so no analysis has
+    to work it out again from margins."""
+    import tensorflow as tf
+
+    rounded = float(tf.cast(tf.constant(bound, tf.float64), dtype).numpy())
+    assert rounded != bound or dtype == "float64"
+    native = fold(checks.below("b", "x", bound), [bound / 2], dtype)
+    exact = fold(checks.above("a", "x", bound, compare="exact"), [bound * 2], dtype)
+    assert native["bound_compared"] == rounded and native["value_dtype"] == dtype
+    assert exact["bound_compared"] == bound and exact["value_dtype"] == dtype
+    assert checks.below("b", "x", bound).meaning().op == "<" and checks.above("a", "x", bound).meaning().op == ">"
+
+
+@pytest.mark.parametrize("bound", [float("nan"), float("inf"), "abc"])
+def test_a_bound_must_be_a_finite_number(bound: object) -> None:
+    with pytest.raises(ValueError, match="not a finite number"):
+        checks.Check("c", "x", bound, "<")  # type: ignore[arg-type]

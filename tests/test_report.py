@@ -13,9 +13,9 @@ import pytest
 from harness.analysis.synthetic import synthetic_results, write_results
 from harness.report import build_report, headline, main
 
-SECTIONS = ("Summary", "Key findings", "Failure rate by data size", "Does the failure rate rise with data size?",
-            "More data, more evaluations?", "Worst margins against the bound", "Tolerance calibration",
-            "Which axis moves the failure rate most?", "Runs that did not complete")
+SECTIONS = ("Summary", "What bound would hold", "Key findings", "Failure rate by data size",
+            "Does the failure rate rise with data size?", "More data, more evaluations?",
+            "Worst margins against the bound", "Which axis moves the failure rate most?", "Runs that did not complete")
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -82,10 +82,14 @@ def test_module_entry_point_exit_code(tmp_path: Path):
     assert proc.returncode == 2 and "is not a results directory" in proc.stderr
 
 
-def test_every_run_errored_writes_the_default_out_dir(tmp_path: Path):
+def test_every_run_errored_writes_the_default_out_dir_outside_the_dataset(tmp_path: Path):
+    import pyarrow.dataset as ds
+
     write_results(_sweep(error_rate=1.0), str(tmp_path / "sw"))
     assert main([str(tmp_path / "sw")]) == 0
-    page = (tmp_path / "sw" / "report" / "index.html").read_text()
+    page = (tmp_path / "sw_report" / "index.html").read_text()
+    assert not (tmp_path / "sw" / "report").exists()
+    assert len(pd.read_parquet(tmp_path / "sw")) == len(ds.dataset(tmp_path / "sw").to_table()) > 0
     assert "No run completed" in page and ">Runs that did not complete</h2>" in page
     assert "48 of 48 stored runs did not complete" in page
 
@@ -100,14 +104,15 @@ def test_checks_that_never_fail_always_fail_or_only_see_nan(tmp_path: Path):
     assert all(f">{t}</h2>" in page for t in SECTIONS)
     verdicts = rep.tables["trend"].groupby("check")["verdict"].first()
     assert verdicts["never"].startswith("never fails") and verdicts["always"].startswith("fails in every run")
-    assert "saw NaN/Inf: no bound keeps false alarms" in page
+    assert (rep.tables["tolerance"].set_index("check").loc["nan", "bound_status"] == "no_bound").all()
+    assert "runs saw NaN/Inf" in page
     assert "fails in every run: nothing to attribute" in page
 
 
 def test_a_single_data_size_and_seed_are_said_in_words(tmp_path: Path):
     build_report(_sweep(data_sizes=(1000,), seeds=[0], error_rate=0.0), tmp_path)
     page = (tmp_path / "index.html").read_text()
-    assert "Only one data size in these results" in page and "not validated: a single seed" in page
+    assert "Only one data size in these results" in page and "needs 298 more runs" in page
     assert all(f">{t}</h2>" in page for t in SECTIONS)
 
 
@@ -122,11 +127,32 @@ def test_a_swept_scenario_parameter_splits_its_checks(tmp_path: Path):
     from harness.report import prepare
 
     a = _sweep(error_rate=0.0)
-    df = pd.concat([a.assign(params='{"compare": "native"}'),
-                    a.assign(params='{"compare": "exact"}', run_id=a["run_id"] + "x")], ignore_index=True)
+    df = pd.concat([a.assign(params='{"compare": "native"}', variant="compare=native"),
+                    a.assign(params='{"compare": "exact"}', variant="compare=exact", run_id=a["run_id"] + "x")],
+                   ignore_index=True)
     checks = set(prepare(df)["check"])
     assert checks == {f"synthetic[compare={c}]/{k}" for c in ("native", "exact") for k in ("loss_below", "out_min")}
     rep = build_report(df, tmp_path / "rep")
     assert set(rep.headline["check"]) == checks
     page = (tmp_path / "rep" / "index.html").read_text()
     assert "variant (" in page and "{&quot;compare" not in page  # the summary names variants, not JSON
+
+
+def test_the_report_leads_with_the_bound_and_the_command_for_the_missing_runs(tmp_path: Path):
+    """Too few runs for a guarantee: no bound is recommended, the report says how many more runs
+    it takes and gives the sweep's own command with adaptive=bound; with enough runs the bound and
+    its guarantee lead the page, validated on a fresh sweep."""
+    small = _sweep(data_sizes=(1000,), precisions=("fp32",), seeds=range(40), error_rate=0.0, steps=50, epochs=None)
+    build_report(small, tmp_path / "small", command="python -m harness sweep=smoke store.root=r")
+    page = (tmp_path / "small" / "index.html").read_text()
+    assert page.index(">What bound would hold</h2>") < page.index(">Key findings</h2>")
+    assert "needs 259 more runs" in page
+    assert "python -m harness sweep=smoke store.root=r adaptive=bound adaptive.target=0.01" in page
+    big = _sweep(data_sizes=(1000,), precisions=("fp32",), seeds=range(320), error_rate=0.0, steps=50, epochs=None)
+    fresh = _sweep(data_sizes=(1000,), precisions=("fp32",), seeds=range(1000, 1400), error_rate=0.0, steps=50,
+                   epochs=None, seed=9)
+    rep = build_report(big, tmp_path / "big", fresh=fresh)
+    tol = rep.tables["tolerance"]
+    assert (tol["bound_status"] == "guaranteed").all() and (tol["validation_runs"] == 400).all()
+    page = (tmp_path / "big" / "index.html").read_text()
+    assert "with 95% confidence, from 320 runs" in page and "adaptive=bound" not in page

@@ -5,18 +5,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 from conftest import make_spec
 
-from harness.records import CORE_COLUMNS, CheckMeaning, CheckResult, RunResult, Status, result_rows
+from harness.records import CORE_COLUMNS, SCHEMA_VERSION, CheckMeaning, CheckResult, RunResult, Status, result_rows
 from harness.store import (CorruptPartWarning, StoreError, check_writable, load_results, part_files,
                            stored_run_ids, write_part)
 
 
 def ok_result(spec, **extras) -> RunResult:
-    c = CheckResult("loss_below", 1.0, 10, 2, 0, 3, 1.5, -0.5)
+    c = CheckResult("loss_below", 1.0, 10, 2, 0, 3, 1.5, -0.5, 1.0, "float32")
     return RunResult(run_id=spec.run_id, status=Status.OK, checks=(c,), declared=(CheckMeaning("loss_below", 1.0, "<", "native", "step"),),
                      wall_s=1.0, train_s=0.5, worker="h:1:cpu", steps=spec.steps, compute_dtype="float32",
                      final_loss=0.1, nonfinite_values=0, loss_scale_min=None, skipped_steps=0, extras=extras)
@@ -103,3 +105,22 @@ def test_a_file_in_the_way_is_refused(tmp_path: Path) -> None:
         check_writable(tmp_path / "f" / "sweep")
     check_writable(tmp_path / "new" / "deeper")  # creatable: fine, and nothing created
     assert not (tmp_path / "new").exists()
+
+
+def test_a_schema_1_part_file_reads_with_its_missing_meaning_marked_null(tmp_path: Path) -> None:
+    """Part files written before the op, compare mode, when, bound as compared and variant were
+    recorded read back with those columns null (never guessed) and schema_version "1"."""
+    spec = make_spec()
+    new = result_rows(spec, ok_result(spec), "0.1.0")
+    added = ("variant", "op", "compare", "when", "bound_compared", "value_dtype")
+    old = new.drop_columns(list(added))
+    old = old.set_column(old.schema.get_field_index("schema_version"), "schema_version",
+                         pa.array(["1"] * old.num_rows, pa.string()))
+    write_part(tmp_path, "old", old)
+    write_part(tmp_path, spec.run_id, new)
+    df = load_results(tmp_path).set_index("schema_version")
+    assert df.loc["1", list(added)].isna().all() and df.loc["1", "worst_value"] == 1.5
+    assert df.loc[SCHEMA_VERSION, "op"] == "<" and df.loc[SCHEMA_VERSION, "compare"] == "native"
+    from harness.analysis.frame import directions
+
+    assert np.isnan(directions(df.reset_index())).sum() == 1  # the old row's direction is unknown

@@ -60,16 +60,23 @@ def verdict_class(text: str) -> str:
     return "bad" if _BAD.match(text) else "good" if _GOOD.match(text) else ""
 
 
-def table(df: pd.DataFrame, columns: Sequence[Column], *, max_rows: int = 60, csv: str = "") -> str:
+def table(df: pd.DataFrame, columns: Sequence[Column], *, max_rows: int = 60, csv: str = "",
+          tone: Callable[[Any], str] | None = None, toned: Sequence[str] = ("verdict",)) -> str:
     """An HTML table of ``df`` with the given columns; past ``max_rows`` it says how many
-    rows are left out and where the full table is."""
+    rows are left out and where the full table is. Colour: with ``tone`` (row -> "good",
+    "bad" or "neutral", e.g. from a verdict enum's ``.tone``), the cells of the columns
+    headed ``toned`` take that class and nothing is read off the wording; without it,
+    each cell is classed by ``verdict_class`` of its text."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h, _, _ in columns)
     body = []
     for row in df.head(max_rows).itertuples(index=False):
         cells = []
-        for _, fn, align in columns:
+        row_tone = tone(row) if tone is not None else ""
+        for header, fn, align in columns:
             text = fn(row)
-            cls = " ".join(c for c in ("r" if align == "r" else "", verdict_class(text)) if c)
+            colour = verdict_class(text) if tone is None else row_tone if header in toned else ""
+            colour = colour if colour in ("good", "bad") else ""
+            cls = " ".join(c for c in ("r" if align == "r" else "", colour) if c)
             cells.append(f"<td class='{cls}'>{html.escape(text)}</td>" if cls else f"<td>{html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     more = ""

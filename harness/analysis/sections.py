@@ -10,6 +10,7 @@ import pandas as pd
 
 from harness.analysis.frame import label, ok_mask, pct, pformat
 from harness.analysis.html import figure, paragraph, section, table
+from harness.analysis.verdicts import RiseVerdict, TrendVerdict, Verdict
 
 
 def interval(lo: float, hi: float) -> str:
@@ -28,6 +29,30 @@ def count(x: float) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
 
 
+def _plain(r: object) -> str:
+    """No colour: a table without verdicts (nothing is read off the wording)."""
+    return "neutral"
+
+
+def _tone(kind: type[Verdict]):
+    """Row -> the tone of its ``status`` column, a value of ``kind`` ("neutral" when absent)."""
+    def tone(r: object) -> str:
+        try:
+            return kind(getattr(r, "status")).tone
+        except (AttributeError, ValueError):
+            return "neutral"
+    return tone
+
+
+def _ratio_ci(ratio: float, lo: float, hi: float) -> str:
+    """An odds/hazard ratio with its interval; ∞ for an unbounded end, "–" when there is none."""
+    def x(v: float) -> str:
+        return "∞" if v == np.inf else f"{v:.3g}"
+    if not (np.isfinite(lo) or np.isfinite(hi)) or np.isnan(ratio):
+        return "–"
+    return f"{x(ratio)} [{x(np.exp(lo))}, {x(np.exp(hi))}]"
+
+
 def _check(r: object) -> str:
     c = getattr(r, "check")
     return c if isinstance(c, str) and c else "(none declared)"
@@ -43,15 +68,19 @@ def rates(head: pd.DataFrame, alpha: float = 0.05) -> str:
             (f"{1 - alpha:.0%} CI", lambda r: interval(r.ci_low, r.ci_high), "r"),
             ("NaN/Inf", lambda r: str(r.nonfinite), "r"), ("did not complete", lambda r: str(r.incomplete), "r")]
     return section("Failure rate by data size", paragraph(text), figure("rates.png", "failure rate vs data size"),
-                   table(head, cols, max_rows=120, csv="tables/headline.csv"))
+                   table(head, cols, max_rows=120, csv="tables/headline.csv", tone=_plain))
 
 
 def trend(tr: pd.DataFrame) -> str:
     text = ("Per check and precision, a logistic regression of run failure on log10(data size): the odds ratio "
-            "is the factor by which the odds of a failing run change per 10x more data, with its 95% interval "
-            "and a likelihood-ratio p-value. When the rate jumps from 0 to 1 between sizes the logistic slope is "
-            "infinite and the p-value comes from the Cochran-Armitage trend test instead. The change column is "
-            "the rate at the largest size minus the rate at the smallest (Newcombe interval).")
+            "is the factor by which the odds of a failing run change per 10x more data, with its 95% "
+            "profile-likelihood interval and a likelihood-ratio p-value; two data sizes are enough. When the "
+            "data are separated (no failing run at a smaller size than a passing run, e.g. 0% failing at the "
+            "smallest size; checked from the counts) the logistic slope is unbounded: the odds ratio reads ∞ "
+            "with the finite end of its interval, and the p-value comes from the Cochran-Armitage trend test. "
+            "The change column is the rate at the largest size minus the rate at the smallest (Newcombe "
+            "interval). Red: the rate rises; green: it falls, or the check never fails; uncoloured: no evidence "
+            "of a trend, which says nothing about how often the check fails (the verdict gives the rates).")
     parts = [paragraph(text)]
     if len(tr) and (tr["sizes"] < 2).all():
         parts.append(paragraph("Only one data size in these results: no trend over data size can be estimated.",
@@ -59,14 +88,14 @@ def trend(tr: pd.DataFrame) -> str:
     cols = [("check", _check, "l"), ("precision", lambda r: label(r.precision), "l"),
             ("sizes", lambda r: f"{r.sizes:,}", "r"), ("runs", lambda r: f"{r.runs:,}", "r"),
             ("failed", lambda r: f"{r.failed:,}", "r"),
-            ("odds ratio / 10x [95% CI]", lambda r: "–" if not np.isfinite(r.odds_ratio) else
-             f"{r.odds_ratio:.3g} [{np.exp(r.ci_low):.3g}, {np.exp(r.ci_high):.3g}]", "r"),
+            ("odds ratio / 10x [95% CI]", lambda r: _ratio_ci(r.odds_ratio, r.ci_low, r.ci_high), "r"),
             ("p", lambda r: pval(r.p_value), "r"),
             ("change smallest→largest", lambda r: "–" if not np.isfinite(r.rate_diff) else
              f"{r.rate_diff:+.0%} [{interval(r.diff_ci_low, r.diff_ci_high)}]"
              if np.isfinite(r.diff_ci_low) else f"{r.rate_diff:+.0%}", "r"),
             ("verdict", lambda r: str(r.verdict), "l")]
-    return section("Does the failure rate rise with data size?", *parts, table(tr, cols, csv="tables/trend.csv"))
+    return section("Does the failure rate rise with data size?", *parts,
+                   table(tr, cols, csv="tables/trend.csv", tone=_tone(TrendVerdict)))
 
 
 def decomposition(rise: pd.DataFrame, dec: pd.DataFrame) -> str:
@@ -76,26 +105,27 @@ def decomposition(rise: pd.DataFrame, dec: pd.DataFrame) -> str:
             "fail with probability 1 - (1 - p)^n: the dashed lines. Observed far below that means failures "
             "cluster within runs. The test: a complementary log-log binomial model with offset log(evaluations "
             "per run); its slope over log10(data size) is the change in the per-evaluation hazard beyond the "
-            "count (hazard ratio 1 = the count explains everything).")
+            "count (hazard ratio 1 = the count explains everything). The per-evaluation interval treats runs as "
+            "clusters (evaluations of one run are not independent): cluster-robust variance, Korn-Graubard "
+            "interval.")
     cols = [("check", _check, "l"), ("precision", lambda r: label(r.precision), "l"),
             ("evaluations per run", lambda r: f"{count(r.evals_smallest)} → {count(r.evals_largest)}", "r"),
             ("rise p", lambda r: pval(r.total_p), "r"),
-            ("hazard ratio / 10x beyond count [95% CI]", lambda r: "–" if not np.isfinite(r.hazard_ratio_beyond)
-             else f"{r.hazard_ratio_beyond:.3g} [{np.exp(r.beyond_ci_low):.3g}, {np.exp(r.beyond_ci_high):.3g}]",
-             "r"),
+            ("hazard ratio / 10x beyond count [95% CI]",
+             lambda r: _ratio_ci(r.hazard_ratio_beyond, r.beyond_ci_low, r.beyond_ci_high), "r"),
             ("p", lambda r: pval(r.beyond_p), "r"), ("verdict", lambda r: str(r.verdict), "l")]
     dcols = [("check", _check, "l"), ("precision", lambda r: label(r.precision), "l"),
              ("data size", lambda r: label(r.data_size), "r"), ("runs", lambda r: f"{r.runs:,}", "r"),
              ("evaluations / run", lambda r: count(r.mean_evaluations), "r"),
-             ("per-evaluation rate [95% CI]",
+             ("per-evaluation rate [95% CI, runs as clusters]",
               lambda r: f"{pct(r.eval_rate)} [{interval(r.eval_ci_low, r.eval_ci_high)}]", "r"),
              ("run rate observed", lambda r: pct(r.run_rate), "r"),
              ("expected from per-evaluation", lambda r: pct(r.expected_run_rate), "r"),
              ("observed / expected", lambda r: num(r.observed_over_expected), "r")]
     return section("More data, more evaluations?", paragraph(text),
                    figure("decomposition.png", "observed vs expected run failure rate"),
-                   table(rise, cols, csv="tables/explain_rise.csv"),
-                   table(dec, dcols, max_rows=80, csv="tables/decomposition.csv"))
+                   table(rise, cols, csv="tables/explain_rise.csv", tone=_tone(RiseVerdict)),
+                   table(dec, dcols, max_rows=80, csv="tables/decomposition.csv", tone=_plain))
 
 
 def margins(df: pd.DataFrame) -> str:
@@ -107,30 +137,92 @@ def margins(df: pd.DataFrame) -> str:
     return section("Worst margins against the bound", paragraph(text), figure("margins.png", "worst margins"))
 
 
-def tolerance(tol: pd.DataFrame, target: float, gof: str) -> str:
-    calib, held = tol.attrs.get("calibration_seeds", []), tol.attrs.get("heldout_seeds", [])
-    test = ("a Kolmogorov-Smirnov test against the fitted GPD (conservative: its parameters come from the "
-            "same data)" if gof == "ks" else "an Anderson-Darling test with a Monte Carlo null that refits the GPD")
-    text = (f"For each check, precision and data size, the bound that keeps the run-level false-alarm rate at "
-            f"or under {pct(target)}, set on {_seeds(calib)} and tried on the held-out "
-            f"{_seeds(held) if held else 'seeds (none: a single seed)'}. Empirical: the "
-            f"{1 - target:.0%} quantile of the runs' worst values. Extreme value: peaks over threshold, a "
-            f"generalized Pareto fit to the top 20% of runs, checked with {test}. The fit is not attempted when fewer "
-            "than 15 runs lie above the threshold (\"tail too small\": about 75 calibration runs per row are "
-            "needed) and not used when the test rejects it; the empirical bound is recommended then. A recommended "
-            "bound holds when its held-out failure rate is at most the target, or above it only within noise "
-            "(the 95% interval still contains the target). The full reasons are in tables/tolerance.csv.")
-    cols = [("check", _check, "l"), ("precision", lambda r: label(r.precision), "l"),
-            ("data size", lambda r: label(r.data_size), "r"),
-            ("bound in use (run failure rate)", lambda r: f"{_cmp(r.direction)} {num(r.bound)} ({pct(r.rate)})", "r"),
-            ("runs calib / held-out", lambda r: f"{r.n_calib:,} / {r.n_heldout:,}", "r"),
-            ("empirical (held-out fail)", lambda r: _est(r.empirical_bound, r.empirical_heldout_rate), "r"),
-            ("extreme value (held-out fail)", lambda r: _est(r.evt_bound, r.evt_heldout_rate)
-             if np.isfinite(r.evt_bound) else _short(str(r.evt_note)), "l"),
-            ("recommended", lambda r: f"{_cmp(r.direction)} {num(r.recommended_bound)}"
+def tolerance(tol: pd.DataFrame, target: float, gof: str, more_command: str = "") -> str:
+    """The answer per check: the recommended bound and its guarantee, or what is missing
+    (with ``more_command``, the command that runs the missing seeds)."""
+    from harness.analysis.bounds import runs_needed
+    from harness.analysis.verdicts import BoundVerdict, ValidationVerdict
+
+    def tone(kind: type, column: str):  # row -> the enum's tone of its stored verdict value
+        def of(r: object) -> str:
+            try:
+                return kind(getattr(r, column)).tone
+            except (AttributeError, ValueError):
+                return "neutral"
+        return of
+
+    conf = float(tol.attrs.get("confidence", 0.95))
+    need = int(tol.attrs.get("runs_needed", runs_needed(target, conf)))
+    keys = [k for k in tol.attrs.get("by", ["check", "precision", "data_size"]) if k != "check" and k in tol]
+    held, fresh = tol.attrs.get("heldout_seeds", []), bool(tol.attrs.get("fresh", False))
+    per = "".join(f", {k.replace('_', ' ')}" for k in keys)
+    test = ("a Kolmogorov-Smirnov test (conservative: the parameters come from the same runs)" if gof == "ks"
+            else "an Anderson-Darling test with a Monte Carlo null that refits the GPD")
+    text = (f"Per check{per}: a bound that keeps the run-level false-alarm rate at or under {pct(target)} with "
+            f"{conf:.0%} confidence. Each completed run (seed) is one sample of the check's worst value. The "
+            "recommended bound is distribution-free (Wilks): the r-th largest worst value of n runs (smallest, "
+            f"for a lower bound), r chosen so that P(Binomial(n, {pct(target)}) >= r) >= {conf:.0%}. It needs at "
+            f"least {need:,} runs (then it is the worst of them); with fewer runs nothing is recommended and the "
+            "row says how many more runs it takes. For a strict check (< or >) it is the next value of the "
+            "value's dtype beyond that run; compared natively, a value of that dtype (rounded the safe way), so "
+            "the check's own rounding keeps the guarantee. A run that saw NaN/Inf fails whatever the bound. "
+            f"Last column: the bound in use and its run failure rate, exact limits each one-sided at {conf:.0%}.")
+    gpd = ("GPD extrapolation (a model, no guarantee): a generalized Pareto fit to the top 20% of runs, checked "
+           f"with {test}; shown is its {conf:.0%} upper confidence bound on the quantile (bootstrap-calibrated "
+           "profile likelihood; the lower end for a lower bound) and the point estimate. It shows where the bound "
+           "would land; it is never the recommendation. Full reasons: tables/tolerance.csv.")
+    counts = tol["bound_status"].value_counts()
+    n_of = {v: int(counts.get(v.value, 0)) for v in BoundVerdict}
+    more = tol.loc[tol["bound_status"] == BoundVerdict.NEEDS_RUNS.value, "runs_missing"]
+    summary = (f"{n_of[BoundVerdict.GUARANTEED]} of {len(tol)} configurations have a guaranteed bound"
+               + (f"; {n_of[BoundVerdict.NEEDS_RUNS]} need more runs (up to {int(more.max()):,} more)" if len(more)
+                  else "")
+               + (f"; {n_of[BoundVerdict.NO_BOUND]} have no bound (runs that saw NaN/Inf)"
+                  if n_of[BoundVerdict.NO_BOUND] else "")
+               + (f"; {n_of[BoundVerdict.UNKNOWN_OP]} predate recorded ops (rerun them)"
+                  if n_of[BoundVerdict.UNKNOWN_OP] else "")
+               + (f"; {n_of[BoundVerdict.NO_DATA]} have no evaluated run" if n_of[BoundVerdict.NO_DATA] else "") + ".")
+    config = [(k.replace("_", " "), (lambda k: lambda r: label(getattr(r, k)))(k), "l") for k in keys]
+    cols = [("check", _check, "l"), *config,
+            ("recommended bound", lambda r: f"{_cmp(r.op)} {float(r.recommended_bound)!r}"
              if np.isfinite(r.recommended_bound) else "none", "r"),
-            ("verdict", lambda r: str(r.verdict), "l"), ("note", lambda r: str(r.note), "l")]
-    return section("Tolerance calibration", paragraph(text), table(tol, cols, max_rows=80, csv="tables/tolerance.csv"))
+            ("guarantee", lambda r: str(r.guarantee), "l"),
+            ("GPD extrapolation (model, no guarantee)", _est, "l"),
+            ("bound in use: run failure rate", lambda r: f"{_cmp(r.op)} {num(r.bound)}: {pct(r.rate)} "
+             f"[{interval(r.rate_ci_low, r.rate_ci_high)}]" if r.runs else "–", "r")]
+    parts = [paragraph(summary),
+             table(tol, cols, max_rows=80, csv="tables/tolerance.csv", tone=tone(BoundVerdict, "bound_status"),
+                   toned=("recommended bound", "guarantee"))]
+    if more_command:
+        parts.append(paragraph("To add the seeds the missing guarantees need (the sweep resumes: stored runs are "
+                               f"kept): <code>{html.escape(more_command)}</code>"))
+    parts += [paragraph(text, "note"), paragraph(gpd, "note")]
+    where = " and ".join(w for w, on in ((f"the held-out {_seeds(held)}", bool(held)), ("a fresh sweep", fresh))
+                         if on)
+    val = tol["validation_status"]
+    tested = val.isin([ValidationVerdict.HOLDS.value, ValidationVerdict.EXCEEDS.value,
+                       ValidationVerdict.INCONCLUSIVE.value])
+    if not where:
+        parts.append(paragraph(f"Not validated: no seeds held out and no fresh sweep. The guarantee does not need "
+                               f"one; {need:,} fresh runs without a failure would confirm a bound.", "note"))
+    elif not tested.any():
+        parts.append(paragraph(f"Validation on {where}: no recommended bound to validate."))
+    elif where:
+        exceeds = int((val == ValidationVerdict.EXCEEDS.value).sum())
+        parts.append(paragraph(
+            f"Validation: each recommended bound applied to runs it was not computed from ({where}), with exact "
+            f"(Clopper-Pearson) limits on their failure rate, each one-sided at {conf:.0%}. It holds when the upper "
+            f"limit is at most {pct(target)}, exceeds the target when the lower limit is above it; otherwise it is "
+            f"inconclusive (showing {pct(target)} at {conf:.0%} takes at least {need:,} runs without a failure). "
+            f"{int((val == ValidationVerdict.HOLDS.value).sum())} hold, {exceeds} exceed, "
+            f"{int((val == ValidationVerdict.INCONCLUSIVE.value).sum())} inconclusive.",
+            "bad" if exceeds else ""))
+        vcols = [("check", _check, "l"), *config,
+                 ("recommended bound", lambda r: f"{_cmp(r.op)} {float(r.recommended_bound)!r}", "r"),
+                 ("validation", lambda r: str(r.validation), "l")]
+        parts.append(table(tol[tested], vcols, max_rows=80, csv="tables/tolerance.csv", toned=("validation",),
+                           tone=tone(ValidationVerdict, "validation_status")))
+    return section("What bound would hold", *parts)
 
 
 def _seeds(seeds: list) -> str:
@@ -141,15 +233,19 @@ def _seeds(seeds: list) -> str:
 
 def _short(reason: str) -> str:
     """The gist of a refusal ("tail too small", "GPD fit rejected (KS p=0.003 < 0.05)")."""
-    return reason.split(":")[0].split(" (a fit")[0]
+    return reason.removeprefix("extrapolation: ").split(":")[0].split(" (a fit")[0]
 
 
-def _cmp(direction: object) -> str:
-    return {"below": "value ≤", "above": "value ≥"}.get(str(direction), "?")
+def _cmp(op: object) -> str:
+    return f"value {op}" if op in ("<", "<=", ">", ">=") else "?"
 
 
-def _est(bound: float, rate: float) -> str:
-    return "–" if not np.isfinite(bound) else f"{bound:.4g} ({pct(rate)})"
+def _est(r: object) -> str:
+    """The GPD cell: its confidence bound and point estimate, or why there is none."""
+    if not np.isfinite(r.gpd_point):
+        return _short(str(r.gpd_note)) or "–"
+    bound = num(r.gpd_bound) if np.isfinite(r.gpd_bound) else "unbounded"
+    return f"{_cmp(r.op)} {bound} (point {num(r.gpd_point)}; GOF p={r.gpd_gof_p:.2f})"
 
 
 def attribution(attr: pd.DataFrame, has_figure: bool) -> str:

@@ -1,20 +1,20 @@
-"""Tolerance calibration: the bound that keeps the run-level false-alarm rate under a
-target, validated on held-out seeds.
+"""Tolerance calibration: per configuration, the bound that keeps the run-level
+false-alarm rate at or under ``target`` with a stated ``confidence``, or what is missing.
 
-A run fails a check when its worst value crosses the bound, so the bound that keeps the
-run-level false-alarm rate at ``target`` is the (1 - target) quantile of the runs' worst
-values (the ``target`` quantile for a lower-bound check). Two estimates per
-configuration, both from the calibration seeds only:
+Seeds are the unit of replication: each completed run gives one sample of the check's
+score (``frame.scores``: its worst value for an upper bound, minus it for a lower bound,
++inf when it saw NaN/Inf; the direction comes only from the recorded op). Per group:
 
-* empirical: ``numpy.quantile(..., method="higher")`` of the worst values;
-* extreme value: peaks over threshold with a generalized Pareto fit (``tail.pot_quantile``),
-  refused with a stated reason when the tail is too small or the fit is rejected.
-
-Runs that saw NaN/Inf fail whatever the bound: they use up part of the target first
-(when they alone exceed it, no bound can hold and the row says so). Each estimate is
-then applied to the held-out seeds' runs (a run fails when its worst value lies beyond
-the bound: value > b for an upper bound, value < b for a lower one) and its held-out
-failure rate is reported beside it with a Wilson interval.
+* the recommended bound is distribution-free (``bounds.order_statistic_bound``: the r-th
+  largest score, Wilks 1941), written for the check's op and value dtype
+  (``bounds.safe_bound``). It is given only when GUARANTEED; otherwise it is NaN and the
+  ``guarantee`` sentence says what is missing (how many more runs, or why no bound exists);
+* beside it, the GPD extrapolation (``bounds.gpd_bound``): point estimate and the upper end
+  of its profile-likelihood interval. A model, not a guarantee: never recommended;
+* the recommended bound applied to runs it was not computed from: the held-out seeds
+  (``holdout``) and/or a ``fresh`` results frame (``bounds.validate``: exact interval,
+  a verdict only where the data can tell);
+* the bound in use and its observed run-level failure rate with an exact interval.
 """
 
 from __future__ import annotations
@@ -24,9 +24,17 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from harness.analysis.frame import direction_word, failed_mask, group_keys, groupby, ok_mask, pct, require, scores
-from harness.analysis.rates import wilson_interval
-from harness.analysis.tail import Gof, pot_quantile
+from harness.analysis.bounds import (exact_limits, gpd_bound, order_statistic_bound, runs_for_finite_bound, runs_needed,
+                                     safe_bound, validate)
+from harness.analysis.frame import directions, failed_mask, group_keys, groupby, ok_mask, pct, require, scores
+from harness.analysis.tail import Gof
+from harness.analysis.verdicts import BoundVerdict, ValidationVerdict
+
+COLUMNS = ("op", "compare", "value_dtype", "bound", "runs", "failed", "rate", "rate_ci_low", "rate_ci_high",
+           "n", "n_nonfinite", "bound_status", "runs_needed", "runs_missing", "order_rank", "achieved_confidence",
+           "order_statistic", "recommended_bound", "guarantee", "gpd_point", "gpd_bound", "gpd_gof_p", "gpd_note",
+           "validation_runs", "validation_failed", "validation_rate", "validation_ci_low", "validation_ci_high",
+           "validation_status", "validation_runs_to_decide", "validation", "note")
 
 
 def split_seeds(seeds: Iterable[int], holdout: float | Sequence[int] = 0.3) -> tuple[list[int], list[int]]:
@@ -43,124 +51,164 @@ def split_seeds(seeds: Iterable[int], holdout: float | Sequence[int] = 0.3) -> t
     return [s for s in values if s not in held], held
 
 
-def _holdout(test: np.ndarray, q: float, alpha: float) -> tuple[int, float, float, float]:
-    """(failed, rate, ci_low, ci_high) of the held-out runs against threshold q on the score."""
-    if not np.isfinite(q) or test.size == 0:
-        return 0, np.nan, np.nan, np.nan
-    failed = int(np.count_nonzero(test > q))
-    lo, hi = wilson_interval(failed, test.size, alpha)
-    return failed, failed / test.size, float(lo[0]), float(hi[0])
+def share(x: float) -> str:
+    """A target as a short percentage: 1%, 0.5%, 12.5%."""
+    return f"{100 * x:.3g}%"
 
 
-def _verdict(failed: int, n: int, ci_low: float, ci_high: float, target: float) -> str:
-    """Holds when the held-out rate is at most the target, or above it only by chance
-    (the Wilson interval still contains the target)."""
-    if n == 0:
-        return "no held-out runs"
-    share = f"{failed:,}/{n:,} held-out runs fail ({pct(failed / n)})"
-    if failed / n <= target:
-        return f"holds: {share}; 95% CI up to {pct(ci_high)}"
-    if ci_low <= target:
-        return f"holds within noise: {share}; 95% CI {pct(ci_low)}-{pct(ci_high)} includes the {pct(target)} target"
-    return f"does not hold: {share}; 95% CI {pct(ci_low)}-{pct(ci_high)} is above the {pct(target)} target"
+def ordinal(r: int) -> str:
+    """"largest", "2nd largest", "3rd largest", "11th largest"."""
+    if r == 1:
+        return "largest"
+    end = "th" if 10 <= r % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(r % 10, "th")
+    return f"{r}{end} largest"
 
 
-def _calibrate(train: np.ndarray, target: float, tail_kw: dict) -> dict:
-    out: dict = {"empirical": np.nan, "evt": np.nan, "evt_note": "", "note": ""}
-    if train.size == 0:
-        out["note"] = out["evt_note"] = "no completed runs on the calibration seeds"
-        return out
-    nonfinite = float(np.mean(np.isinf(train)))
-    if nonfinite >= target:
-        out["note"] = (f"{pct(nonfinite)} of calibration runs saw NaN/Inf: no bound keeps false alarms "
-                       f"under {pct(target)}")
-        out["evt_note"] = "not attempted (NaN/Inf runs alone exceed the target)"
-        return out
-    exceed = (target - nonfinite) / (1.0 - nonfinite)
-    finite = train[np.isfinite(train)]
-    out["empirical"] = float(np.quantile(finite, 1.0 - exceed, method="higher"))
-    if finite.size * exceed < 1:
-        out["note"] = (f"empirical = the maximum of {finite.size} calibration runs (a {pct(exceed)} tail needs "
-                       f"{int(np.ceil(1 / exceed))})")
-    fit = pot_quantile(finite, exceed, **tail_kw)
-    out["evt"], out["evt_note"] = fit.value, fit.note
-    return out
+def _key(key: object) -> tuple:
+    key = key if isinstance(key, tuple) else (key,)
+    return tuple(None if isinstance(v, float) and np.isnan(v) else v for v in key)
+
+
+def _one(values: np.ndarray) -> object:
+    """The single non-null value of a group's column, None when there is none."""
+    u = pd.unique(pd.Series(values, dtype=object).dropna())
+    return u[0] if len(u) else None
+
+
+def _guarantee(status: BoundVerdict, os_: object, target: float, confidence: float, extra: str) -> str:
+    n, k = os_.n, os_.nonfinite
+    if status is BoundVerdict.GUARANTEED:
+        return f"false alarms <= {share(target)} of runs with {confidence:.0%} confidence, from {n:,} runs"
+    if status is BoundVerdict.NEEDS_RUNS:
+        m = runs_for_finite_bound(k, n, target, confidence) if k else np.nan
+        return (f"needs {os_.runs_missing:,} more runs (have {n:,}; a {share(target)} guarantee at "
+                f"{confidence:.0%} needs {os_.runs_needed:,})" + (f"; with {k:,} of {n:,} runs seeing NaN/Inf, about "
+                                                                 f"{m:,.0f} runs in all" if np.isfinite(m) else ""))
+    if status is BoundVerdict.NO_BOUND and extra:
+        return f"no bound: {extra}"
+    if status is BoundVerdict.NO_BOUND and os_.rank and k / n <= target:
+        m = runs_for_finite_bound(k, n, target, confidence)
+        return (f"no finite bound yet: {k:,} of {n:,} runs saw NaN/Inf and the guarantee would use the "
+                f"{ordinal(os_.rank)} run, one of them; " + (f"at that NaN/Inf rate about {m:,.0f} runs would give "
+                                                            "one" if np.isfinite(m) else "more runs may give one"))
+    if status is BoundVerdict.NO_BOUND:
+        return (f"no bound: {k:,} of {n:,} runs saw NaN/Inf, more than {share(target)} of runs with "
+                f"{confidence:.0%} confidence; they fail whatever the bound")
+    return extra
+
+
+def _validation_text(v: object, target: float, confidence: float, where: str) -> str:
+    if v.status is ValidationVerdict.NOT_VALIDATED:
+        return "not validated: " + ("no bound to validate" if v.runs else f"no {where}")
+    text = (f"{v.failed:,}/{v.runs:,} {where} fail ({pct(v.rate)}; {confidence:.0%} limits "
+            f"{pct(v.ci_low)}-{pct(v.ci_high)})")
+    if v.status is ValidationVerdict.HOLDS:
+        return f"holds: {text}"
+    if v.status is ValidationVerdict.EXCEEDS:
+        return f"exceeds the {share(target)} target: {text}"
+    more = f"; about {v.runs_to_decide:,.0f} runs at this rate would tell" if np.isfinite(v.runs_to_decide) else ""
+    return f"inconclusive: {text}{more}"
 
 
 def calibrate_tolerance(df: pd.DataFrame, by: Sequence[str] | str = ("check", "precision", "data_size"),
-                        target: float = 0.01, holdout: float | Sequence[int] = 0.3, gof: Gof = "ks",
-                        alpha: float = 0.05, tail_fraction: float = 0.2, min_exceedances: int = 15) -> pd.DataFrame:
-    """Recommended bound per configuration (groups of ``by``; must include "check") for a
-    run-level false-alarm rate of at most ``target``, with its held-out failure rate.
+                        target: float = 0.01, confidence: float = 0.95, holdout: float | Sequence[int] = 0.0,
+                        fresh: pd.DataFrame | None = None, gof: Gof = "ks", tail_fraction: float = 0.2,
+                        min_exceedances: int = 15) -> pd.DataFrame:
+    """Per group of ``by`` (must include "check"; every other axis given groups too): the
+    bound that keeps the run-level false-alarm rate <= ``target`` with ``confidence``.
 
-    Columns: the ``by`` columns; direction (below = upper bound, above = lower bound);
-    bound and rate (the bound in use and its run-level failure rate over all seeds);
-    n_calib, n_heldout (completed runs); empirical_bound, empirical_heldout_failed,
-    empirical_heldout_rate, empirical_heldout_ci_high; evt_bound, evt_note (the fit, or why
-    there is none), evt_heldout_failed, evt_heldout_rate, evt_heldout_ci_high;
-    recommended_bound and recommended_from (the GPD estimate when it was accepted, else the
-    empirical one), verdict (does it hold on the held-out seeds), note. A configuration
-    without any completed run has no row (``incomplete_runs`` lists its runs).
+    ``holdout``: a fraction of the largest seeds (or a list of seeds) kept out of the
+    calibration to validate on; ``fresh``: another results frame (new seeds, same checks),
+    matched by the same group keys, validated on as well.
+
+    Columns: the ``by`` columns; op, compare, value_dtype; the bound in use: bound, runs
+    (completed), failed, rate, rate_ci_low, rate_ci_high (exact, each limit one-sided at
+    ``confidence``); the calibration: n (runs with a value), n_nonfinite, bound_status
+    (BoundVerdict value), runs_needed, runs_missing, order_rank and achieved_confidence (the
+    order statistic used), order_statistic, recommended_bound (NaN unless guaranteed),
+    guarantee (sentence); the extrapolation: gpd_point, gpd_bound (upper confidence end,
+    rounded like a recommendation), gpd_gof_p, gpd_note; the validation:
+    validation_runs, validation_failed, validation_rate, validation_ci_low,
+    validation_ci_high, validation_status (ValidationVerdict value),
+    validation_runs_to_decide, validation (sentence); note.
     """
     keys = group_keys(by)
     if "check" not in keys:
         raise ValueError("calibrate_tolerance needs 'check' among the grouping columns")
-    if not 0 < target < 1:
-        raise ValueError(f"target must be in (0, 1), not {target}")
-    require(df, ("seed", *keys))
+    need = runs_needed(target, confidence)  # validates target and confidence
+    require(df, ("seed", "op", *keys))
     ok = ok_mask(df).to_numpy()
     s = scores(df)
-    op = df["op"].to_numpy(dtype=object)
     calib_seeds, held_seeds = split_seeds(df.loc[ok, "seed"].dropna(), holdout)
     held = df["seed"].isin(held_seeds).to_numpy()
     failed = failed_mask(df).to_numpy()
+    cols = {c: df[c].to_numpy(dtype=object) if c in df.columns else np.full(len(df), None, dtype=object)
+            for c in ("op", "compare", "value_dtype")}
     bound = df["bound"].to_numpy(float, na_value=np.nan)
+    fresh_scores: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+    if fresh is not None:  # (scores, direction) per group: only runs of the same direction validate
+        require(fresh, ("op", *keys))
+        sf, fd = scores(fresh), directions(fresh)
+        fresh_scores = {_key(k): (sf[i], fd[i]) for k, i in groupby(fresh, keys).indices.items()}
+    where = " and ".join(w for w, on in (("held-out runs", bool(held_seeds)), ("fresh runs", fresh is not None))
+                         if on) or "validation runs"
     tail_kw = {"gof": gof, "tail_fraction": tail_fraction, "min_exceedances": min_exceedances}
     rows = []
     for key, idx in groupby(df, keys).indices.items():
-        key = key if isinstance(key, tuple) else (key,)
-        idx = idx[ok[idx]]
-        if idx.size == 0:  # only runs that did not complete: incomplete_runs lists them
-            continue
-        row = dict(zip(keys, key))
-        direction = direction_word(op[idx[0]])
-        bounds = np.unique(bound[idx][np.isfinite(bound[idx])])
-        row.update(direction=direction, bound=bounds[0] if bounds.size == 1 else np.nan,
-                   rate=float(failed[idx].mean()))
-        has = idx[~np.isnan(s[idx])]
-        train, test = s[has[~held[has]]], s[has[held[has]]]
-        row.update(n_calib=int(train.size), n_heldout=int(test.size))
-        if direction is None and not np.isinf(train).all():
-            cal = {"empirical": np.nan, "evt": np.nan, "evt_note": "direction unknown (no finite values)",
-                   "note": "direction of the check unknown: no run with a finite value"}
-        else:
-            cal = _calibrate(train, target, tail_kw)
-        sign = -1.0 if direction == "above" else 1.0
-        use_evt = bool(np.isfinite(cal["evt"]))
-        ci_low = {}
-        for name, q in (("empirical", cal["empirical"]), ("evt", cal["evt"])):
-            k, r, ci_low[name], hi = _holdout(test, q, alpha)
-            row.update({f"{name}_bound": sign * q, f"{name}_heldout_failed": k if np.isfinite(r) else np.nan,
-                        f"{name}_heldout_rate": r, f"{name}_heldout_ci_high": hi})
-        row["evt_note"] = cal["evt_note"]
-        pick = "evt" if use_evt else "empirical"
-        row["recommended_bound"] = row[f"{pick}_bound"]
-        row["recommended_from"] = ("extreme value (GPD)" if use_evt else "empirical quantile") \
-            if np.isfinite(row[f"{pick}_bound"]) else "none"
-        k = row[f"{pick}_heldout_failed"]
-        if not np.isfinite(row["recommended_bound"]):
-            row["verdict"] = "no recommendation"
-        elif not held_seeds:
-            row["verdict"] = "not validated: a single seed leaves none to hold out"
-        else:
-            row["verdict"] = _verdict(int(k) if np.isfinite(k) else 0, test.size, ci_low[pick],
-                                      row[f"{pick}_heldout_ci_high"], target)
-        row["note"] = cal["note"]
+        row: dict = dict(zip(keys, _key(key)))
+        done = idx[ok[idx]]
+        ops = pd.unique(pd.Series(cols["op"][idx], dtype=object).dropna())
+        op = ops[0] if len(ops) == 1 else None
+        compare, dtype = _one(cols["compare"][done]), _one(cols["value_dtype"][done])
+        bounds_ = np.unique(bound[idx][np.isfinite(bound[idx])])
+        k_in = int(failed[done].sum())
+        lo, hi = exact_limits(k_in, max(done.size, 1), confidence)
+        row.update(op=op, compare=compare, value_dtype=dtype, bound=bounds_[0] if bounds_.size == 1 else np.nan,
+                   runs=int(done.size), failed=k_in, rate=k_in / done.size if done.size else np.nan,
+                   rate_ci_low=float(lo) if done.size else np.nan, rate_ci_high=float(hi) if done.size else np.nan)
+        notes: list[str] = []
+        old = int(pd.isna(pd.Series(cols["op"][done], dtype=object)).sum())
+        if old and op is not None:
+            notes.append(f"{old:,} run(s) predate recorded ops (schema 1) and are left out")
+        sign = -1.0 if op in (">", ">=") else 1.0
+        train = s[done[~held[done]]]
+        os_ = order_statistic_bound(train, target, confidence)
+        status, extra, rec = os_.status, "", np.nan
+        if op is None:
+            status = BoundVerdict.UNKNOWN_OP
+            extra = (f"the check's op differs between runs ({', '.join(map(str, ops))}): group by the axis "
+                     "that changes it" if len(ops) > 1 else "these results predate recorded ops (schema 1 part "
+                     "files): the check's direction is unknown; rerun the sweep to calibrate it")
+        elif status is BoundVerdict.NO_DATA:
+            extra = (f"no completed runs ({idx.size:,} did not complete)" if done.size == 0 else
+                     f"no completed run evaluated the check ({done.size:,} completed, none evaluated it)")
+        elif status is BoundVerdict.GUARANTEED:
+            rec, why = safe_bound(sign * os_.value, op, compare or "exact", dtype)
+            notes += [why] if why else []
+            if not np.isfinite(rec):
+                status, extra = BoundVerdict.NO_BOUND, why
+            else:
+                notes.append(f"the {ordinal(os_.rank)} of {os_.n:,} runs' worst values (achieved confidence "
+                             f"{os_.confidence:.1%})" + (f", rounded to {dtype} (native compare)"
+                                                         if compare == "native" and rec != sign * os_.value else ""))
+        row.update(n=os_.n, n_nonfinite=os_.nonfinite, bound_status=status.value, runs_needed=need,
+                   runs_missing=os_.runs_missing, order_rank=os_.rank, achieved_confidence=os_.confidence,
+                   order_statistic=sign * os_.value if op is not None else np.nan,
+                   recommended_bound=rec if status is BoundVerdict.GUARANTEED else np.nan,
+                   guarantee=_guarantee(status, os_, target, confidence, extra))
+        gpd = gpd_bound(train, target, confidence, **tail_kw) if op is not None and os_.n else None
+        row.update(gpd_point=sign * gpd.point if gpd else np.nan,
+                   gpd_bound=safe_bound(sign * gpd.upper, op, compare or "exact", dtype)[0] if gpd else np.nan,
+                   gpd_gof_p=gpd.gof_p if gpd else np.nan, gpd_note=gpd.note if gpd else "")
+        fs, fd = fresh_scores.get(_key(key), (np.empty(0), np.empty(0)))
+        test = np.r_[s[done[held[done]]], fs[fd == sign]]
+        v = validate(test, sign * row["recommended_bound"], target, confidence, strict=op in ("<", ">"))
+        row.update(validation_runs=v.runs, validation_failed=v.failed if np.isfinite(v.rate) else np.nan,
+                   validation_rate=v.rate, validation_ci_low=v.ci_low, validation_ci_high=v.ci_high,
+                   validation_status=v.status.value, validation_runs_to_decide=v.runs_to_decide,
+                   validation=_validation_text(v, target, confidence, where), note="; ".join(notes))
         rows.append(row)
-    cols = [*keys, "direction", "bound", "rate", "n_calib", "n_heldout", "empirical_bound",
-            "empirical_heldout_failed", "empirical_heldout_rate", "empirical_heldout_ci_high", "evt_bound",
-            "evt_note", "evt_heldout_failed", "evt_heldout_rate", "evt_heldout_ci_high", "recommended_bound",
-            "recommended_from", "verdict", "note"]
-    out = pd.DataFrame(rows, columns=cols)
-    out.attrs.update(target=target, calibration_seeds=calib_seeds, heldout_seeds=held_seeds, gof=gof)
+    out = pd.DataFrame(rows, columns=[*keys, *COLUMNS])
+    out.attrs.update(target=target, confidence=confidence, runs_needed=need, by=keys, gof=gof,
+                     calibration_seeds=calib_seeds, heldout_seeds=held_seeds, fresh=fresh is not None)
     return out

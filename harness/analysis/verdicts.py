@@ -30,6 +30,22 @@ class TrendVerdict(Verdict):
     NOT_ENOUGH_DATA = "not_enough_data"  # one data size, or too few runs to test
 
 
+class RiseVerdict(Verdict):
+    """Is the change of the run-level failure rate with data size explained by the number
+    of evaluations per run alone (a constant per-evaluation hazard)?"""
+
+    EXPLAINED = "explained"  # rises, and as much as the evaluation count predicts
+    NOT_EXPLAINED = "not_explained"  # the per-evaluation hazard itself grows with data size
+    RATE_RISES = "rate_rises"  # rises with a fixed evaluation count: the count cannot explain it
+    LESS_THAN_COUNT = "less_than_count"  # rises less than the count predicts (failures cluster within runs)
+    UNRESOLVED = "unresolved"  # rises, but the count and the rate could not be told apart
+    NO_RISE = "no_rise"  # no significant rise: nothing to explain
+    FALLS = "falls"  # falls with data size: nothing to explain
+    NEVER_FAILS = "never_fails"
+    ALWAYS_FAILS = "always_fails"
+    NOT_ENOUGH_DATA = "not_enough_data"  # one data size, or too few runs to test
+
+
 class BoundVerdict(Verdict):
     """Is there a bound that keeps the run-level false-alarm rate at the target, with the
     stated confidence?"""
@@ -53,6 +69,8 @@ class ValidationVerdict(Verdict):
 _TONE: dict[Verdict, str] = {
     TrendVerdict.RISES: "bad", TrendVerdict.ALWAYS_FAILS: "bad", TrendVerdict.FALLS: "good",
     TrendVerdict.FLAT: "neutral", TrendVerdict.NEVER_FAILS: "good",
+    RiseVerdict.EXPLAINED: "good", RiseVerdict.NOT_EXPLAINED: "bad", RiseVerdict.RATE_RISES: "bad",
+    RiseVerdict.FALLS: "good", RiseVerdict.NEVER_FAILS: "good", RiseVerdict.ALWAYS_FAILS: "bad",
     BoundVerdict.GUARANTEED: "good", BoundVerdict.NO_BOUND: "bad",
     ValidationVerdict.HOLDS: "good", ValidationVerdict.EXCEEDS: "bad",
 }
