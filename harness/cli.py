@@ -29,6 +29,10 @@ Runs every run of a sweep on Ray and stores one Parquet part file per run under
   sweep.precision=[fp16,bf16]  set an axis (scenario, data_size, batch_size,
                                precision, seed, clip_value, steps or epochs)
   scenarios.loss_bound.bound=0.5   set a scenario parameter
+  adaptive=width               add seeds per cell until each check's failure-rate interval
+                               is at most adaptive.width wide (default 0.2)
+  adaptive=bound               add seeds per cell until a bound with a guaranteed false-alarm
+                               rate adaptive.target (default 0.01) can be given
   ray.address=auto             join a running cluster (default: embedded local Ray)
   store.root=/data/results     where results go (default: results)
   --cfg                        print the composed config and exit
@@ -157,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     from harness.runner import run_sweep
 
     try:
-        outcome = run_sweep(cfg, resolved=resolved, specs=specs)
+        outcome = run_sweep(cfg, resolved=resolved, specs=specs, command=argv)
     except TrialError as exc:
         return _fail(f"scenario {exc}")
     except DispatchError as exc:

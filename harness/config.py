@@ -67,6 +67,32 @@ class RayConfig:
     log_to_driver: bool = False
 
 
+ADAPTIVE_RULES: tuple[str, ...] = ("fixed", "width", "bound")
+
+
+@dataclass(frozen=True)
+class AdaptiveConfig:
+    """How many seeds each cell (one configuration across seeds) runs.
+
+    rule "fixed": exactly sweep.seed. "width": add ``round`` seeds at a time until every
+    check's run-level failure rate has a ``confidence`` Wilson interval at most ``width``
+    wide. "bound": until every check has the completed runs a distribution-free bound at
+    false-alarm rate ``target`` needs (or NaN/Inf runs alone are known to exceed it).
+    Both stop at ``max_seeds`` seeds a cell. Seeds come in a fixed order: sweep.seed, then
+    the integers after its largest."""
+
+    rule: str = "fixed"
+    width: float = 0.2
+    target: float = 0.01
+    confidence: float = 0.95
+    round: int = 10
+    max_seeds: int = 500
+
+    @property
+    def adaptive(self) -> bool:
+        return self.rule != "fixed"
+
+
 @dataclass(frozen=True)
 class SweepConfig:
     name: str
@@ -78,6 +104,7 @@ class SweepConfig:
     rerun: str = "none"  # which stored runs to compute again: none, incomplete (status != ok) or all
     ray: RayConfig = RayConfig()
     results_root: str = "results"
+    adaptive: AdaptiveConfig = AdaptiveConfig()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -249,13 +276,34 @@ def _ray(raw: Any) -> RayConfig:
     )
 
 
+def _adaptive(raw: Any) -> AdaptiveConfig:
+    raw = dict(raw or {})
+    _known("adaptive", raw, list(AdaptiveConfig.__dataclass_fields__))
+    rule = raw.get("rule", "fixed")
+    if rule not in ADAPTIVE_RULES:
+        raise ConfigError("adaptive.rule", f"{rule!r} is not one of {', '.join(ADAPTIVE_RULES)}")
+    out = AdaptiveConfig()
+    values: dict[str, Any] = {"rule": rule}
+    for key, lo, hi in (("width", 0.0, 1.0), ("target", 0.0, 1.0), ("confidence", 0.0, 1.0)):
+        v = raw.get(key, getattr(out, key))
+        if not _is_number(v) or not math.isfinite(v) or not lo < v < hi:
+            raise ConfigError(f"adaptive.{key}", f"{v!r} is not a number strictly between {lo:g} and {hi:g}")
+        values[key] = float(v)
+    for key in ("round", "max_seeds"):
+        v = raw.get(key, getattr(out, key))
+        if not _is_int(v) or v <= 0:
+            raise ConfigError(f"adaptive.{key}", f"{v!r} is not a positive integer")
+        values[key] = int(v)
+    return AdaptiveConfig(**values)
+
+
 SWEEP_KEYS = (*AXES, "name", "exclude", "timeout_s", "retries", "rerun")
 RERUN = ("none", "incomplete", "all")
 
 
 def sweep_config_from_dict(cfg: Mapping[str, Any]) -> SweepConfig:
     """Validate the composed config (a plain, resolved dict) into a SweepConfig."""
-    _known("", cfg, ["sweep", "scenarios", "ray", "store"])
+    _known("", cfg, ["sweep", "scenarios", "ray", "store", "adaptive"])
     sweep = cfg.get("sweep")
     if not isinstance(sweep, Mapping):
         raise ConfigError("sweep", "no sweep selected (use sweep=NAME, e.g. sweep=smoke)")
@@ -279,14 +327,26 @@ def sweep_config_from_dict(cfg: Mapping[str, Any]) -> SweepConfig:
     root = store.get("root", "results")
     if not isinstance(root, str) or not root:
         raise ConfigError("store.root", f"{root!r} is not a directory path")
+    exclude = _exclude(sweep.get("exclude"), axes)
     return SweepConfig(
         name=name,
         axes=axes,
         scenarios=scenarios,
-        exclude=_exclude(sweep.get("exclude"), axes),
+        exclude=exclude,
         timeout_s=float(timeout),
         retries=int(retries),
         rerun=rerun,
         ray=_ray(cfg.get("ray")),
         results_root=root,
+        adaptive=_check_cap(_adaptive(cfg.get("adaptive")), axes, exclude),
     )
+
+
+def _check_cap(adaptive: AdaptiveConfig, axes: Axes, exclude: tuple[Mapping[str, Any], ...]) -> AdaptiveConfig:
+    if adaptive.adaptive and any("seed" in rule for rule in exclude):
+        raise ConfigError("sweep.exclude", "a rule naming seed cannot be combined with adaptive seeds "
+                                           f"(adaptive.rule={adaptive.rule})")
+    if adaptive.adaptive and adaptive.max_seeds < len(axes.seed):
+        raise ConfigError("adaptive.max_seeds", f"{adaptive.max_seeds} is fewer than the {len(axes.seed)} seeds "
+                                                "of sweep.seed (the first round)")
+    return adaptive

@@ -166,8 +166,12 @@ class RunQueue:
     loop (harness.engine.reuse); failing that, a run of the first structure no other actor
     is on; failing that, the first pending run."""
 
-    def __init__(self, specs: Sequence[RunSpec]) -> None:
+    def __init__(self, specs: Sequence[RunSpec] = ()) -> None:
         self._groups: dict[Any, deque[RunSpec]] = {}
+        self.extend(specs)
+
+    def extend(self, specs: Sequence[RunSpec]) -> None:
+        """Add runs at the back of their structures' groups (also while a pool is running them)."""
         for s in specs:
             self._groups.setdefault(s.structure(), deque()).append(s)
 
@@ -228,14 +232,15 @@ class ActorPool:
             if result.status is not Status.OK:
                 raise TrialError(spec.scenario, result.error or result.status.value)
 
-    def run(self, specs: Sequence[RunSpec], on_start: Callable[[RunSpec], None] | None = None,
+    def run(self, specs: Sequence[RunSpec] | RunQueue, on_start: Callable[[RunSpec], None] | None = None,
             trials: Sequence[RunSpec] = (), on_verified: Callable[[], None] | None = None
             ) -> Iterator[tuple[RunSpec, RunResult]]:
         """Yield (spec, result) as runs finish. ``trials`` run first, on the first actor to be
-        ready, before any spec is dispatched; ``on_verified`` is called once they passed."""
+        ready, before any spec is dispatched; ``on_verified`` is called once they passed.
+        Given a RunQueue, runs the caller adds to it while iterating are run too."""
         ray = self.ray
         exc = ray.exceptions
-        pending = RunQueue(specs)
+        pending = specs if isinstance(specs, RunQueue) else RunQueue(specs)
         attempts: Counter[str] = Counter()
         starting: dict[Any, Any] = {}  # ready ref -> actor
         idle: list[tuple[Any, str]] = []  # (actor, worker name)
@@ -312,12 +317,13 @@ class ActorPool:
                     pass
 
 
-def dispatch(specs: Sequence[RunSpec], cfg: RayConfig, *, timeout_s: float, retries: int,
+def dispatch(specs: Sequence[RunSpec] | RunQueue, cfg: RayConfig, *, timeout_s: float, retries: int,
              on_ready: Callable[[ClusterInfo], None] | None = None,
              on_start: Callable[[RunSpec], None] | None = None,
              trials: Sequence[RunSpec] = ()) -> Iterator[tuple[RunSpec, RunResult]]:
     """Connect to Ray, run ``specs`` on an actor pool, yield (spec, result) as runs finish,
-    and disconnect at the end (also on error or Ctrl-C); an embedded Ray stops with it."""
+    and disconnect at the end (also on error or Ctrl-C); an embedded Ray stops with it.
+    Runs added to a RunQueue ``specs`` while iterating are run too (adaptive seeds)."""
     ray, embedded, owned = connect(cfg)
     try:
         n, cpus, gpus = _num_actors(ray, cfg, len(specs))

@@ -19,7 +19,7 @@ from rich.table import Table
 from harness.grid import RunSpec
 from harness.records import RunResult, Status
 
-AXIS_COLUMNS = ("scenario", "data_size", "batch_size", "precision", "seed", "clip_value", "steps", "epochs")
+AXIS_COLUMNS = ("scenario", "data_size", "batch_size", "precision", "clip_value", "steps", "epochs")  # seeds are replicates
 
 
 def run_outcome(result: RunResult) -> str:
@@ -55,6 +55,13 @@ class SweepProgress:
     def __exit__(self, *exc: Any) -> None:
         if self._live:
             self._progress.stop()
+
+    def grow(self, n: int) -> None:
+        """``n`` more runs to do (adaptive seeds add rounds while the sweep runs)."""
+        if n:
+            self.total += n
+            self._every = max(1, self.total // 20)
+            self._progress.update(self._task, total=self.total)
 
     def finished(self, spec: RunSpec, result: RunResult) -> None:
         outcome = run_outcome(result)
@@ -107,3 +114,4 @@ def print_summary(console: Console, df: pd.DataFrame, path: str, elapsed_s: floa
     console.print(f"{len(runs)} runs stored ({new_runs} new, {skipped} already stored) in {elapsed_s:.1f}s; "
                   + (f"did not complete: {incomplete}" if incomplete else "all completed"), highlight=False)
     console.print(f"results: {path}", highlight=False)
+    console.print(f"report:  python -m harness.report {path}", highlight=False)

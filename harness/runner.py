@@ -5,20 +5,24 @@ Used by the CLI and usable from Python: ``run_sweep(sweep_config_from_dict(...))
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 from rich.console import Console
 
 from harness import __version__
 from harness.config import SweepConfig
-from harness.dispatch import ClusterInfo, dispatch
+from harness.dispatch import ClusterInfo, RunQueue, dispatch
 from harness.grid import RunSpec, expand
+from harness.plan import Outcome, Planner, StopReason, cell_key
 from harness.progress import SweepProgress, print_summary
-from harness.records import Status, result_rows
+from harness.records import RunResult, Status, result_rows
 from harness.scenarios.base import declared_checks, instantiate
 from harness.store import (check_writable, load_results, remove_stale_temporaries, stored_run_ids, sweep_dir,
                            write_part, write_text)
@@ -59,11 +63,14 @@ def trial_specs(specs: list[RunSpec]) -> list[RunSpec]:
     return [replace(s, steps=min(s.steps, 2), run_id=f"trial-{s.run_id}") for s in smallest.values()]
 
 
-def _sweep_yaml(cfg: SweepConfig, resolved: dict[str, Any] | None, total: int) -> str:
+def _sweep_yaml(cfg: SweepConfig, resolved: dict[str, Any] | None, total: int, command: list[str] | None) -> str:
+    import shlex
+
     import pyarrow
 
     doc = {
         "sweep": cfg.name,
+        "command": None if command is None else shlex.join(["python", "-m", "harness", *command]),
         "runs": total,
         "config": resolved if resolved is not None else asdict(cfg),
         "versions": {"harness": __version__, "python": platform.python_version(), "pyarrow": pyarrow.__version__},
@@ -72,38 +79,86 @@ def _sweep_yaml(cfg: SweepConfig, resolved: dict[str, Any] | None, total: int) -
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
 
 
+def outcome_of(result: RunResult) -> Outcome:
+    """What the adaptive stopping rule needs of a finished run."""
+    return Outcome(result.status is Status.OK,
+                   {c.check: (not c.passed, c.n_nonfinite > 0) for c in result.checks})
+
+
+def stored_outcomes(directory: Path, run_ids: set[str]) -> dict[str, Outcome]:
+    """Outcomes of the runs of ``run_ids`` already stored under ``directory``."""
+    if not run_ids or not directory.is_dir():
+        return {}
+    df = load_results(directory)
+    df = df[df["run_id"].isin(run_ids)]
+    out: dict[str, Outcome] = {}
+    for run_id, rows in df.groupby("run_id", sort=False):
+        ok = bool((rows["status"] == "ok").all())
+        checks = {r.check: (not _true(r.passed), _true(r.n_nonfinite)) for r in rows.itertuples()} if ok else {}
+        out[str(run_id)] = Outcome(ok, checks)
+    return out
+
+
+def _true(x: Any) -> bool:
+    """A stored value (bool, count, None, NA) as a plain truth value; missing is False."""
+    return x is not None and not pd.isna(x) and bool(x)
+
+
+def _cells_json(planner: Planner) -> str:
+    return json.dumps({"rule": asdict(planner.rule), "cells": planner.summary()}, indent=1, default=str)
+
+
 def run_sweep(cfg: SweepConfig, *, resolved: dict[str, Any] | None = None, console: Console | None = None,
-              specs: list[RunSpec] | None = None) -> SweepOutcome:
-    """Run every run of ``cfg`` not already stored; write each as it finishes."""
+              specs: list[RunSpec] | None = None, command: list[str] | None = None) -> SweepOutcome:
+    """Run every run of ``cfg`` not already stored; write each as it finishes. With adaptive
+    seeds (cfg.adaptive), each cell's next round is planned as its runs finish
+    (harness.plan) and the cells' rounds and stop reasons go to ``_cells.json``."""
     console = console or Console()
     specs = specs if specs is not None else preflight(cfg)
     directory = sweep_dir(cfg.results_root, cfg.name)
     remove_stale_temporaries(directory)
     done = set() if cfg.rerun == "all" else stored_run_ids(directory, complete_only=cfg.rerun == "incomplete")
-    todo = [s for s in specs if s.run_id not in done]
+    planner = Planner(specs, cfg.adaptive, cfg.axes.seed) if cfg.adaptive.adaptive else None
+    if planner is not None:
+        possible = {s.run_id for s in planner.all_specs()}
+        todo = planner.start(stored_outcomes(directory, done & possible))
+        specs = planner.specs()
+    else:
+        todo = [s for s in specs if s.run_id not in done]
     skipped = len(specs) - len(todo)
     t0 = time.monotonic()
-    console.print(f"sweep [bold]{cfg.name}[/]: {len(specs)} runs, {skipped} already stored, {len(todo)} to run "
-                  f"-> {directory}", highlight=False)
+    more = f" (adaptive: {cfg.adaptive.rule}, up to {cfg.adaptive.max_seeds} seeds a cell)" if planner else ""
+    console.print(f"sweep [bold]{cfg.name}[/]: {len(specs)} runs, {skipped} already stored, {len(todo)} to run"
+                  f"{more} -> {directory}", highlight=False)
     completed = incomplete = 0
     if not todo:
-        write_text(directory / "_sweep.yaml", _sweep_yaml(cfg, resolved, len(specs)))
+        write_text(directory / "_sweep.yaml", _sweep_yaml(cfg, resolved, len(specs), command))
     else:
         def ready(info: ClusterInfo) -> None:
             # written once Ray is up: a sweep that cannot start or join Ray writes nothing
-            write_text(directory / "_sweep.yaml", _sweep_yaml(cfg, resolved, len(specs)))
+            write_text(directory / "_sweep.yaml", _sweep_yaml(cfg, resolved, len(specs), command))
             where = "embedded local Ray" if info.embedded else f"Ray at {info.address}"
             console.print(f"{where}: {info.cpus:g} CPU, {info.gpus:g} GPU, {info.num_actors} actors", highlight=False)
 
+        queue = RunQueue(todo)
         with SweepProgress(console, total=len(todo), skipped=skipped) as progress:
-            for spec, result in dispatch(todo, cfg.ray, timeout_s=cfg.timeout_s, retries=cfg.retries,
+            for spec, result in dispatch(queue, cfg.ray, timeout_s=cfg.timeout_s, retries=cfg.retries,
                                          on_ready=ready, trials=trial_specs(todo)):
                 write_part(directory, spec.run_id, result_rows(spec, result, __version__))
+                if planner is not None:
+                    nxt = planner.finished(spec, outcome_of(result))
+                    queue.extend(nxt)
+                    progress.grow(len(nxt))
+                    if nxt or planner.cells[cell_key(spec)].reason is not StopReason.RUNNING:
+                        write_text(directory / "_cells.json", _cells_json(planner))
                 progress.finished(spec, result)
                 completed += result.status is Status.OK
                 incomplete += result.status is not Status.OK
+    if planner is not None:
+        write_text(directory / "_cells.json", _cells_json(planner))
+        specs = planner.specs()
     df = load_results(directory)
     df = df[df["run_id"].isin({s.run_id for s in specs})]
-    print_summary(console, df, str(directory), time.monotonic() - t0, len(todo), skipped)
+    print_summary(console, df, str(directory), time.monotonic() - t0, completed + incomplete, skipped)
     return SweepOutcome(str(directory), len(specs), skipped, completed, incomplete)
 

@@ -86,3 +86,22 @@ def test_seed_article_loss_bound_slice(tmp_path: Path) -> None:
     r = run_cli(["sweep=seed_article", "sweep.seed=[0]", "sweep.clip_value=[null]", f"store.root={tmp_path}"],
                 cwd=tmp_path, timeout=3600)
     assert r.returncode == 0, r.stderr
+
+
+def test_adaptive_seeds_add_rounds_per_cell_record_why_they_stopped_and_resume(tmp_path: Path) -> None:
+    import json
+
+    args = ["sweep=smoke", "sweep.scenario=[normalization]", "sweep.data_size=[1000]", "sweep.precision=[fp32,fp16]",
+            "sweep.seed=[0,1]", "adaptive=width", "adaptive.width=0.6", "adaptive.round=2", "adaptive.max_seeds=6",
+            f"store.root={tmp_path}"]
+    first = run_cli(args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    df = load_results(tmp_path / "smoke")
+    cells = json.loads((tmp_path / "smoke" / "_cells.json").read_text())["cells"]
+    assert len(cells) == 2 and all(c["rounds"] >= 2 for c in cells)  # 0/2 is too wide for 0.6; more seeds came
+    assert df["run_id"].nunique() == sum(c["seeds"] for c in cells)
+    assert {c["stop"] for c in cells} <= {"rule_met", "cap"}
+    assert df.groupby("precision")["seed"].apply(lambda s: sorted(set(s)) == list(range(s.nunique()))).all()
+    again = run_cli(args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert f"{df['run_id'].nunique()} already stored, 0 to run" in again.stdout
