@@ -91,17 +91,50 @@ def test_seed_article_loss_bound_slice(tmp_path: Path) -> None:
 def test_adaptive_seeds_add_rounds_per_cell_record_why_they_stopped_and_resume(tmp_path: Path) -> None:
     import json
 
-    args = ["sweep=smoke", "sweep.scenario=[normalization]", "sweep.data_size=[1000]", "sweep.precision=[fp32,fp16]",
+    args = ["sweep=smoke", "sweep.scenario=[normalization]", "sweep.data_size=[1000]",
+            "sweep.precision=[fp32,fp16,bf16]",
             "sweep.seed=[0,1]", "adaptive=width", "adaptive.width=0.6", "adaptive.round=2", "adaptive.max_seeds=6",
             f"store.root={tmp_path}"]
     first = run_cli(args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     df = load_results(tmp_path / "smoke")
     cells = json.loads((tmp_path / "smoke" / "_cells.json").read_text())["cells"]
-    assert len(cells) == 2 and all(c["rounds"] >= 2 for c in cells)  # 0/2 is too wide for 0.6; more seeds came
+    assert len(cells) == 3 and all(c["rounds"] >= 2 for c in cells)  # 0/2 is too wide for 0.6; more seeds came
     assert df["run_id"].nunique() == sum(c["seeds"] for c in cells)
     assert {c["stop"] for c in cells} <= {"rule_met", "cap"}
     assert df.groupby("precision")["seed"].apply(lambda s: sorted(set(s)) == list(range(s.nunique()))).all()
     again = run_cli(args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert f"{df['run_id'].nunique()} already stored, 0 to run" in again.stdout
+    # tol=0.1 compared natively cannot be represented in fp16 or bf16: the op is read from the results, so
+    # every configuration gets a bound or the number of runs it still needs, never "no completed runs"
+    from harness.analysis import calibrate_tolerance
+
+    tol = calibrate_tolerance(df, by=["check", "precision"])
+    assert len(tol) == 6 and set(tol["bound_status"]) <= {"guaranteed", "needs_runs", "no_bound"}
+    assert (tol.loc[tol["bound_status"] == "needs_runs", "runs_missing"] > 0).all()
+    import numpy as np
+
+    compared = df.groupby("precision")["bound_compared"].first()  # tol = 0.1 as each dtype holds it
+    assert compared["fp32"] == float(np.float32(0.1)) and compared["fp16"] == float(np.float16(0.1))
+    assert compared["bf16"] != 0.1 and (df["bound"] == 0.1).all()
+
+
+@pytest.mark.slow
+def test_a_recommended_bound_holds_on_seeds_it_never_saw(tmp_path: Path) -> None:
+    """adaptive=bound runs until the 1%-at-95% guarantee; the bound is then applied to 300 runs on
+    seeds the calibration never saw: their false-alarm rate must be at most 1%."""
+    from harness.analysis import calibrate_tolerance
+
+    common = ["sweep=smoke", "sweep.scenario=[normalization]", "sweep.data_size=[100]", "sweep.precision=[fp16]",
+              f"store.root={tmp_path}"]
+    calib = run_cli([*common, "sweep.name=calib", "sweep.seed=[0,1,2,3,4]", "adaptive=bound"], cwd=tmp_path,
+                    timeout=1800)
+    assert calib.returncode == 0, calib.stderr
+    fresh_seeds = ",".join(str(s) for s in range(50_000, 50_300))
+    fresh = run_cli([*common, "sweep.name=fresh", f"sweep.seed=[{fresh_seeds}]"], cwd=tmp_path, timeout=1800)
+    assert fresh.returncode == 0, fresh.stderr
+    tol = calibrate_tolerance(load_results(tmp_path / "calib"), by=["check"],
+                              fresh=load_results(tmp_path / "fresh"))
+    assert (tol["bound_status"] == "guaranteed").all() and (tol["n"] >= 299).all()
+    assert (tol["validation_runs"] == 300).all() and (tol["validation_rate"] <= 0.01).all()
