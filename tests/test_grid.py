@@ -68,6 +68,23 @@ def test_scenario_parameter_axes() -> None:
                                               precision=["fp32"], seed=[0], clip_value=[None], steps=[10]),
                                 "scenarios": scen})
     assert sorted(r.params["bound"] for r in expand(c)) == [0.5, 1.0, 2.0]
+    assert sorted(r.variant for r in expand(c)) == ["bound=0.5", "bound=1.0", "bound=2.0"]  # recorded, readable
 
 
 PINNED = "c0311a35fa5ee0b5"  # loss_bound, bound 1.0, n=100, batch 16, fp32, seed 0, no clip, 10 steps
+
+
+def test_axes_a_scenario_does_not_use_collapse_so_no_run_is_repeated() -> None:
+    """normalization does not train: batch size, clip value and steps cannot change its runs, so each
+    remaining point is one run (recorded with batch_size and clip_value null, steps 0), not one per value."""
+    scen = {**SCEN, "normalization": {"_target_": "harness.scenarios.normalization.Normalization", "tol": 0.1}}
+    c = sweep_config_from_dict({"sweep": dict(name="g", scenario=["loss_bound", "normalization"], data_size=[100, 1000],
+                                              batch_size=[16, 64], precision=["fp32", "fp16"], seed=[0, 1],
+                                              clip_value=[None, 1.0], steps=[10, 20]),
+                                "scenarios": scen})
+    runs = expand(c)
+    norm = [r for r in runs if r.scenario == "normalization"]
+    assert len(norm) == 2 * 2 * 2  # data sizes x precisions x seeds
+    assert all(r.batch_size is None and r.clip_value is None and r.steps == 0 for r in norm)
+    assert len([r for r in runs if r.scenario == "loss_bound"]) == 2 * 2 * 2 * 2 * 2 * 2
+    assert len({r.run_id for r in runs}) == len(runs)
