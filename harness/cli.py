@@ -3,11 +3,17 @@
 The DictConfig stops here: it is resolved to a plain dict and validated into a
 typed SweepConfig before anything starts. Exit codes:
 
-    0  every run completed (whatever its checks found: failures are results)
-    1  some runs did not complete (error, crashed, timeout); their rows are stored
+    0  every run of the sweep, as stored now, completed (whatever its checks found:
+       failures are results)
+    1  some stored runs of the sweep did not complete (error, crashed, timeout), in this
+       invocation or an earlier one; their rows are stored (sweep.rerun=incomplete redoes them)
     2  bad command line or configuration; nothing was started or written
     3  Ray could not be started or joined, or its actors could not start
+    4  a result file could not be written (disk full, read-only, ...); runs stored before
+       it are intact, rerun to resume
   130  interrupted (Ctrl-C); finished runs are stored, rerun to resume
+  143  terminated (SIGTERM: timeout, a batch scheduler, ray job stop); finished runs are
+       stored, rerun to resume
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_CLUSTER, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_CLUSTER, EXIT_STORE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 4, 130, 143
 
 USAGE = """usage: python -m harness sweep=NAME [KEY=VALUE ...] [--cfg] [--config-dir DIR]
        python -m harness replay RESULTS_DIR run_id=ID [target=pkg.module.Class] [threads=N]
@@ -38,8 +44,9 @@ Runs every run of a sweep on Ray and stores one Parquet part file per run under
   --cfg                        print the composed config and exit
   --config-dir DIR             also look for sweep/ and scenario/ configs in DIR
 
-exit codes: 0 all runs completed, 1 some runs errored/crashed/timed out,
-            2 bad input (nothing written), 3 Ray unavailable, 130 interrupted
+exit codes: 0 all stored runs completed, 1 some stored runs errored/crashed/timed out,
+            2 bad input (nothing written), 3 Ray unavailable, 4 cannot write results,
+            130 interrupted (Ctrl-C), 143 terminated (SIGTERM)
 """
 
 
@@ -112,6 +119,17 @@ def compose_config(overrides: list[str], config_dir: str | None = None) -> dict[
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
+def _yaml_message(exc: Exception) -> str:
+    """A YAML syntax error on one line: the file, the line and what is wrong."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"{mark.name}:{mark.line + 1}:{mark.column + 1}" if mark is not None else "a config file"
+    context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    opened = f" ({context} opened at line {cmark.line + 1})" if context and cmark is not None and mark is not None \
+        and cmark.line != mark.line else ""
+    return f"config: {where}: YAML syntax error: {problem}{opened}"
+
+
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return EXIT_USAGE
@@ -126,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE, end="")
         return EXIT_OK
+    import yaml
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -133,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     from harness.scenarios.base import ScenarioError
     from harness.store import StoreError
 
+    from harness.signals import install
+
+    install()  # SIGTERM from here on stops the sweep like Ctrl-C
     config_dir = None
     try:
         overrides, show_cfg, config_dir = _split(argv)
@@ -148,7 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         specs = preflight(cfg)
     except UsageError as exc:
         return _fail(str(exc))
+    except yaml.YAMLError as exc:
+        return _fail(_yaml_message(exc))
     except (HydraException, OmegaConfBaseException) as exc:
+        if isinstance(exc.__cause__ or exc.__context__, yaml.YAMLError):
+            return _fail(_yaml_message(exc.__cause__ or exc.__context__))
         return _fail(_hydra_message(exc, config_dir))
     except ConfigError as exc:
         return _fail(str(exc))
@@ -159,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from harness.dispatch import DispatchError, TrialError
     from harness.runner import run_sweep
+    from harness import signals
 
     try:
         outcome = run_sweep(cfg, resolved=resolved, specs=specs, command=argv)
@@ -167,7 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     except DispatchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CLUSTER
-    except KeyboardInterrupt:
+    except StoreError as exc:
+        print(f"error: store: {exc}; runs stored before it are intact, rerun to resume", file=sys.stderr)
+        return EXIT_STORE
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (signals.Terminated)
+        if isinstance(exc, signals.Terminated) or signals.received:
+            print("\nterminated (SIGTERM): finished runs are stored; rerun the same command to resume",
+                  file=sys.stderr)
+            return EXIT_TERMINATED
         print("\ninterrupted: finished runs are stored; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return EXIT_INCOMPLETE if outcome.incomplete else EXIT_OK
+    return EXIT_INCOMPLETE if outcome.stored_incomplete else EXIT_OK

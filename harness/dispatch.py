@@ -325,6 +325,9 @@ def dispatch(specs: Sequence[RunSpec] | RunQueue, cfg: RayConfig, *, timeout_s: 
     and disconnect at the end (also on error or Ctrl-C); an embedded Ray stops with it.
     Runs added to a RunQueue ``specs`` while iterating are run too (adaptive seeds)."""
     ray, embedded, owned = connect(cfg)
+    from harness.signals import install
+
+    install()  # ray.init replaced the SIGTERM handler with sys.exit: SIGTERM stops a sweep like Ctrl-C
     try:
         n, cpus, gpus = _num_actors(ray, cfg, len(specs))
         address = ray.get_runtime_context().gcs_address

@@ -1,8 +1,10 @@
-"""Grid expansion: SweepConfig -> [RunSpec]. Pure and deterministic.
+"""Grid expansion: SweepConfig -> [RunSpec]. Deterministic, no TF, no Ray.
 
-A run's id hashes everything that defines it (scenario and its parameters, every
-axis value, and the engine's RUN_ID_VERSION), so the same run has the same id in
-every sweep and on every machine: resume is "skip the ids already stored".
+A run's id hashes everything that defines it (scenario and its parameters typed from the
+constructor, the scenario's definition: its declared checks and its module's source,
+every axis value, and the engine's RUN_ID_VERSION), so the same run has the same id in
+every sweep and on every machine: resume is "skip the ids already stored", and a run
+whose scenario was edited is a new run.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness.config import ConfigError, SweepConfig
-from harness.scenarios.base import load_class, unused_axes
+from harness.scenarios.base import ParamError, definition, load_class, typed_params, unused_axes
 
 # Bump when a change to the engine makes old results incomparable with new ones.
-RUN_ID_VERSION = "1"
+# 2: the id also hashes the scenario's definition (declared checks and module source).
+RUN_ID_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class RunSpec:
     seed: int
     precision: str
     clip_value: float | None
+    definition: str = ""  # digest of the scenario's declared checks and code (scenarios.base.definition)
     run_id: str = field(default="", compare=False)
     variant: str = field(default="", compare=False)  # the swept scenario parameters, "key=value, ..."
 
@@ -54,6 +58,7 @@ class RunSpec:
             "seed": self.seed,
             "precision": self.precision,
             "clip_value": self.clip_value,
+            "definition": self.definition,
         }
 
     def structure(self) -> tuple[Any, ...]:
@@ -98,13 +103,18 @@ def expand(cfg: SweepConfig) -> list[RunSpec]:
     seen: set[str] = set()
     for scenario in a.scenario:
         sc = cfg.scenarios[scenario]
-        unused = unused_axes(load_class(sc.target))
+        cls = load_class(sc.target)
+        unused = unused_axes(cls)
         pnames = sorted(sc.param_axes)
         batch_sizes = (None,) if "batch_size" in unused else a.batch_size
         clips = (None,) if "clip_value" in unused else a.clip_value
         lengths = (None,) if "steps" in unused else schedule[1]
         for pvalues in itertools.product(*(sc.param_axes[p] for p in pnames)):
-            params = {**sc.params, **dict(zip(pnames, pvalues))}
+            try:
+                params = typed_params(cls, {**sc.params, **dict(zip(pnames, pvalues))})
+            except ParamError as exc:
+                raise ConfigError(f"scenarios.{scenario}.{exc.param}", str(exc).split(": ", 1)[1]) from exc
+            digest = definition(sc.target, params)
             for data_size, batch_size, precision, seed, clip, length in itertools.product(
                 a.data_size, batch_sizes, a.precision, a.seed, clips, lengths
             ):
@@ -144,6 +154,7 @@ def expand(cfg: SweepConfig) -> list[RunSpec]:
                     seed=seed,
                     precision=precision,
                     clip_value=clip,
+                    definition=digest,
                 )
                 run_id = make_run_id(spec)
                 if run_id in seen:

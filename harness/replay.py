@@ -104,6 +104,7 @@ def _sweep_doc(directory: Path) -> dict[str, Any]:
 def rebuild_spec(row: dict[str, Any], doc: dict[str, Any], target: str | None = None) -> Any:
     """The RunSpec of a stored row, verified against its run_id (ReplayError if it cannot be)."""
     from harness.grid import RunSpec, make_run_id, steps_for
+    from harness.scenarios.base import ScenarioError, definition
 
     config = doc.get("config") or {}
     scenarios = config.get("scenarios") or {}
@@ -122,14 +123,20 @@ def rebuild_spec(row: dict[str, Any], doc: dict[str, Any], target: str | None = 
     sweep_steps = axes.get("steps") or []
     sweep_steps = sweep_steps if isinstance(sweep_steps, (list, tuple)) else [sweep_steps]
     steps += [s for s in sweep_steps if isinstance(s, int) and s not in steps]
+    try:
+        digest = definition(target, params)
+    except ScenarioError as exc:
+        raise ReplayError(f"scenario {row['scenario']!r}: {exc}") from exc
     for n in steps:  # a scenario that does not train stores steps=0; its spec had the sweep's steps
         spec = RunSpec(sweep=row["sweep"], scenario=row["scenario"], target=target, params=params,
                        data_size=row["data_size"], batch_size=row["batch_size"], steps=int(n), epochs=epochs,
-                       seed=row["seed"], precision=row["precision"], clip_value=row["clip_value"])
+                       seed=row["seed"], precision=row["precision"], clip_value=row["clip_value"],
+                       definition=digest)
         if make_run_id(spec) == row["run_id"]:
             return replace(spec, run_id=row["run_id"])
     raise ReplayError(f"run_id={row['run_id']}: the stored row with target {target} does not hash to its run_id "
-                      f"(scenario class or engine version changed?); nothing was run")
+                      f"(the scenario's code or checks, or the engine version, changed since it was stored?); "
+                      f"nothing was run")
 
 
 def _threads(doc: dict[str, Any], opts: dict[str, str]) -> int:

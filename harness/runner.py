@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import platform
+from contextlib import closing
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -23,9 +24,8 @@ from harness.grid import RunSpec, expand
 from harness.plan import Outcome, Planner, StopReason, cell_key
 from harness.progress import SweepProgress, print_summary
 from harness.records import RunResult, Status, result_rows
-from harness.scenarios.base import declared_checks, instantiate
-from harness.store import (check_writable, load_results, remove_stale_temporaries, stored_run_ids, sweep_dir,
-                           write_part, write_text)
+from harness.store import (check_writable, load_results, make_sweep_dir, remove_if_empty, remove_stale_temporaries,
+                           stored_run_ids, sweep_dir, write_part, write_text)
 
 
 @dataclass(frozen=True)
@@ -35,19 +35,16 @@ class SweepOutcome:
     skipped: int
     completed: int  # runs of this invocation with status ok
     incomplete: int  # runs of this invocation that errored, crashed or timed out
+    stored_incomplete: int = 0  # runs of the sweep, as stored now, that errored, crashed or timed out
 
 
 def preflight(cfg: SweepConfig) -> list[RunSpec]:
-    """Everything that can be checked before Ray starts and before anything is written:
-    the grid, the results directory, the scenario classes. Raises on the first problem."""
-    specs = expand(cfg)
+    """Everything that can be checked before Ray starts: the grid, the scenario classes, the
+    results directory (created here, so a root where it cannot be made fails now; run_sweep
+    removes it again if the sweep ends having written nothing). Raises on the first problem."""
+    specs = expand(cfg)  # constructs every distinct (scenario, params) and reads its checks, no TF
     check_writable(sweep_dir(cfg.results_root, cfg.name))
-    seen = set()
-    for spec in specs:  # every distinct (scenario, params): construct it and read its checks, no TF
-        key = (spec.target, repr(sorted(spec.params.items())))
-        if key not in seen:
-            seen.add(key)
-            declared_checks(instantiate(spec.target, spec.params))
+    make_sweep_dir(sweep_dir(cfg.results_root, cfg.name))
     return specs
 
 
@@ -116,6 +113,14 @@ def run_sweep(cfg: SweepConfig, *, resolved: dict[str, Any] | None = None, conso
     console = console or Console()
     specs = specs if specs is not None else preflight(cfg)
     directory = sweep_dir(cfg.results_root, cfg.name)
+    try:
+        return _run(cfg, specs, directory, resolved, console, command)
+    finally:  # a sweep that wrote nothing (Ray unavailable, disk full at start, ...) leaves nothing
+        remove_if_empty(directory)
+
+
+def _run(cfg: SweepConfig, specs: list[RunSpec], directory: Path, resolved: dict[str, Any] | None,
+         console: Console, command: list[str] | None) -> SweepOutcome:
     remove_stale_temporaries(directory)
     done = set() if cfg.rerun == "all" else stored_run_ids(directory, complete_only=cfg.rerun == "incomplete")
     planner = Planner(specs, cfg.adaptive, cfg.axes.seed) if cfg.adaptive.adaptive else None
@@ -141,9 +146,10 @@ def run_sweep(cfg: SweepConfig, *, resolved: dict[str, Any] | None = None, conso
             console.print(f"{where}: {info.cpus:g} CPU, {info.gpus:g} GPU, {info.num_actors} actors", highlight=False)
 
         queue = RunQueue(todo)
-        with SweepProgress(console, total=len(todo), skipped=skipped) as progress:
-            for spec, result in dispatch(queue, cfg.ray, timeout_s=cfg.timeout_s, retries=cfg.retries,
-                                         on_ready=ready, trials=trial_specs(todo)):
+        runs = dispatch(queue, cfg.ray, timeout_s=cfg.timeout_s, retries=cfg.retries, on_ready=ready,
+                        trials=trial_specs(todo))
+        with SweepProgress(console, total=len(todo), skipped=skipped) as progress, closing(runs):
+            for spec, result in runs:  # closing: an error here (e.g. disk full) still shuts Ray down
                 write_part(directory, spec.run_id, result_rows(spec, result, __version__))
                 if planner is not None:
                     nxt = planner.finished(spec, outcome_of(result))
@@ -160,5 +166,6 @@ def run_sweep(cfg: SweepConfig, *, resolved: dict[str, Any] | None = None, conso
     df = load_results(directory)
     df = df[df["run_id"].isin({s.run_id for s in specs})]
     print_summary(console, df, str(directory), time.monotonic() - t0, completed + incomplete, skipped)
-    return SweepOutcome(str(directory), len(specs), skipped, completed, incomplete)
+    stored_incomplete = int(df.loc[df["status"] != "ok", "run_id"].nunique())
+    return SweepOutcome(str(directory), len(specs), skipped, completed, incomplete, stored_incomplete)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,27 @@ BAD = [
     (["sweep=smoke", "sweep.timeout_s=-1"], "sweep.timeout_s: -1 is not a positive number"),
     (["sweep=smoke", "scenarios.loss_bound._target_=no.such.Module"], "scenario: cannot import 'no.such'"),
     (["sweep=smoke", "scenarios.loss_bound.colour=red"], "scenarios.loss_bound.colour: unknown config key"),
-    (["sweep=smoke", "+scenarios.loss_bound.colour=red"], "unexpected keyword argument 'colour'"),
+    (["sweep=smoke", "+scenarios.loss_bound.colour=red"],
+     "scenarios.loss_bound.colour: not a parameter of LossBound (parameters: bound, learning_rate"),
+    (["sweep=smoke", "scenarios.loss_bound.loss_in_compute_dtype=no"],
+     "scenarios.loss_bound.loss_in_compute_dtype: 'no' is not true or false"),
+    (["sweep=smoke", "scenarios.loss_bound.bound=abc"], "scenarios.loss_bound.bound: 'abc' is not a number"),
+    (["sweep=smoke", "sweep.scenario=[normalization]", "scenarios.normalization.tol=abc"],
+     "scenarios.normalization.tol: 'abc' is not a number"),
+    (["sweep=smoke", "sweep.scenario=[normalization]", "scenarios.normalization.features=2.5"],
+     "scenarios.normalization.features: 2.5 is not an integer"),
+    (["sweep=smoke", "sweep.scenario=[normalization]", "scenarios.normalization.low=20"],
+     "Normalization(tol=0.1, features=5, low=20.0, high=10.0, accumulate_float32=False, compare='native'): "
+     "ValueError: low=20.0 must be < high=10.0"),
+    (["sweep=smoke", "scenarios.loss_bound.bound=nan"], "bound nan is not a finite number"),
+    (["sweep=smoke", "sweep.scenario=[normalization]", "scenarios.normalization.tol=inf"],
+     "bound inf is not a finite number"),
+    (["sweep=smoke", "adaptive=nope"], "adaptive: unknown adaptive 'nope'"),
+    (["sweep=smoke", "adaptive=width", "adaptive.width=0"], "adaptive.width: 0 is not a number strictly between"),
+    (["sweep=smoke", "adaptive=bound", "adaptive.target=2"], "adaptive.target: 2 is not a number strictly between"),
+    (["sweep=smoke", "adaptive=width", "adaptive.max_seeds=1"], "adaptive.max_seeds: 1 is fewer than the 2 seeds"),
+    (["sweep=smoke", "adaptive=width", "sweep.exclude=[{seed:0}]"],
+     "sweep.exclude: a rule naming seed cannot be combined with adaptive seeds"),
     (["sweep=smoke", "sweep.name=../x"], "sweep.name: '../x' is not a plain directory name"),
     (["sweep=smoke", "--fast"], "--fast: unknown option"),
     (["sweep=smoke", "smoke"], "smoke: not KEY=VALUE"),
@@ -100,3 +121,24 @@ def test_help_and_cfg(capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage: python -m harness sweep=NAME" in capsys.readouterr().out
     assert main(["sweep=smoke", "--cfg"]) == 0
     assert "name: smoke" in capsys.readouterr().out
+
+
+def test_a_broken_sweep_yaml_names_the_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "conf" / "sweep").mkdir(parents=True)
+    broken = tmp_path / "conf" / "sweep" / "broken.yaml"
+    broken.write_text("sweep:\n  name: broken\n  seed: [0, 1\n  precision: [fp32]\n")
+    code = main(["--config-dir", str(tmp_path / "conf"), "sweep=broken", f"store.root={tmp_path / 'res'}"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and err.count("\n") == 1
+    assert f"{broken}:4:" in err and "YAML syntax error" in err and "opened at line 3" in err
+    assert not (tmp_path / "res").exists()
+
+
+def test_a_results_root_where_mkdir_fails_is_refused_before_ray_starts(capsys: pytest.CaptureFixture[str]) -> None:
+    root = Path("/sys/harness_x")  # os.access says writable to root, but sysfs refuses mkdir
+    if not Path("/sys").is_dir() or os.access("/sys", os.W_OK) is False:
+        pytest.skip("needs /sys (a directory where mkdir fails even though access() allows it)")
+    code = main(["sweep=smoke", f"store.root={root}"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and err.count("\n") == 1 and err.startswith(f"error: store.root: cannot create {root}")
+    assert not root.exists()

@@ -124,3 +124,36 @@ def test_a_schema_1_part_file_reads_with_its_missing_meaning_marked_null(tmp_pat
     from harness.analysis.frame import directions
 
     assert np.isnan(directions(df.reset_index())).sum() == 1  # the old row's direction is unknown
+
+
+def _with_column(table: pa.Table, name: str, array: pa.Array) -> pa.Table:
+    return table.set_column(table.schema.get_field_index(name), name, array)
+
+
+@pytest.mark.parametrize("damage, warning, words", [
+    ("seed_as_text", CorruptPartWarning, "column 'seed' is string"),
+    ("no_run_id", CorruptPartWarning, "no run_id column"),
+])
+def test_a_part_file_that_does_not_conform_is_named_and_skipped(tmp_path: Path, damage: str, warning: type,
+                                                                words: str) -> None:
+    good, bad = make_spec(seed=1), make_spec(seed=2)
+    write_part(tmp_path, good.run_id, result_rows(good, ok_result(good), "0"))
+    t = result_rows(bad, ok_result(bad), "0")
+    t = _with_column(t, "seed", pa.array(["two"] * t.num_rows)) if damage == "seed_as_text" else \
+        t.drop_columns(["run_id"])
+    write_part(tmp_path, bad.run_id, t)
+    with pytest.warns(warning, match=words) as caught:
+        df = load_results(tmp_path)
+    assert any(bad.run_id in str(w.message) for w in caught)  # the file is named
+    assert list(df["run_id"]) == [good.run_id]
+
+
+def test_a_part_file_of_a_newer_schema_is_read_with_a_warning(tmp_path: Path) -> None:
+    from harness.store import FutureSchemaWarning
+
+    spec = make_spec()
+    t = result_rows(spec, ok_result(spec), "0")
+    write_part(tmp_path, spec.run_id, _with_column(t, "schema_version", pa.array(["99"] * t.num_rows)))
+    with pytest.warns(FutureSchemaWarning, match=f"{spec.run_id}.*schema_version 99"):
+        df = load_results(tmp_path)
+    assert list(df["run_id"]) == [spec.run_id]

@@ -41,7 +41,14 @@ policy and the precision-aware ``ctx.optimizer(...)`` and ``ctx.minimize(...)``.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import importlib
+import inspect
+import json
+import sys
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -96,12 +103,102 @@ def unused_axes(cls: type) -> frozenset[str]:
     return frozenset(ignored) | (frozenset(TRAINING_AXES) if not getattr(cls, "trains", True) else frozenset())
 
 
+class ParamError(ScenarioError):
+    """A scenario parameter whose value does not convert to the constructor's type."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param
+
+
+def _convert(value: Any, expected: Any, name: str) -> Any:
+    """``value`` as ``expected`` (a type or typing form), strictly: True/False (or the strings
+    true/false) for bool, whole numbers for int, numbers or numeric strings for float, the
+    listed values for a Literal; anything else is a ParamError. Other types pass unchanged."""
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], name) if len(inner) == 1 else value
+    if origin is typing.Literal:
+        if value not in args:
+            raise ParamError(name, f"{value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        raise ParamError(name, f"{value!r} is not true or false")
+    if expected is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+            raise ParamError(name, f"{value!r} is not an integer")
+        return int(value)
+    if expected is float:
+        if isinstance(value, bool):
+            raise ParamError(name, f"{value!r} is not a number")
+        try:
+            return float(value)  # numbers, and numeric strings (YAML reads 1e-3 as a string)
+        except (TypeError, ValueError):
+            raise ParamError(name, f"{value!r} is not a number") from None
+    if expected is str and not isinstance(value, str):
+        raise ParamError(name, f"{value!r} is not a string")
+    return value
+
+
+def typed_params(cls: type, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters converted to the types of the constructor's annotations (or of its
+    defaults, where a parameter is not annotated). An unknown parameter is a ParamError
+    (unless the constructor takes ``**kwargs``)."""
+    init = cls.__init__  # type: ignore[misc]
+    try:
+        sig = inspect.signature(init)
+    except (TypeError, ValueError):
+        return dict(params)
+    try:
+        hints = typing.get_type_hints(init)
+    except Exception:  # unresolvable annotations: fall back to the defaults' types
+        hints = {}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+    named = [n for n, p in sig.parameters.items() if n != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD]
+    out = {}
+    for name, value in params.items():
+        p = sig.parameters.get(name)
+        if p is None or name == "self":
+            if takes_any:
+                out[name] = value
+                continue
+            raise ParamError(name, f"not a parameter of {cls.__name__} (parameters: {', '.join(named) or 'none'})")
+        expected = hints.get(name)
+        if expected is None and p.default is not inspect.Parameter.empty and p.default is not None:
+            expected = type(p.default)
+        out[name] = value if expected is None else _convert(value, expected, name)
+    return out
+
+
 def instantiate(target: str, params: Mapping[str, Any]) -> Any:
+    """Construct the scenario; any exception of its constructor is a one-line ScenarioError."""
     cls = load_class(target)
     try:
         return cls(**params)
-    except TypeError as exc:
-        raise ScenarioError(f"{target}({', '.join(params)}): {exc}") from exc
+    except Exception as exc:  # a user's constructor may raise anything: it is a configuration error
+        raise ScenarioError(f"{target}({', '.join(f'{k}={v!r}' for k, v in params.items())}): "
+                            f"{type(exc).__name__}: {exc}") from exc
+
+
+def definition(target: str, params: Mapping[str, Any]) -> str:
+    """A digest of what a scenario asserts and of its code: its declared checks (name, op,
+    bound, compare, when) and the source of the module that defines its class. Part of every
+    run's id, so editing a check or the scenario's code never reuses stale stored results."""
+    cls = load_class(target)
+    meanings = [dataclasses.asdict(c.meaning()) for c in declared_checks(instantiate(target, params))]
+    try:
+        source = inspect.getsource(sys.modules[cls.__module__])
+    except (OSError, TypeError, KeyError):  # no source to read (e.g. defined interactively)
+        source = f"{cls.__module__}.{cls.__qualname__}"
+    blob = json.dumps({"checks": meanings, "source": hashlib.sha256(source.encode()).hexdigest()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def declared_checks(scenario: Any) -> list[Check]:

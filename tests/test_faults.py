@@ -1,0 +1,88 @@
+"""Faults a real sweep meets: SIGTERM, a full disk, a rerun over incomplete stored runs.
+Real embedded Ray, real TensorFlow, the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, TESTS, run_cli
+
+from harness import load_results
+from harness.store import part_files
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 48 KiB tmpfs: room for _sweep.yaml and a few part files, then ENOSPC."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(where)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_full_disk_stops_the_sweep_with_one_line_and_exit_4_keeping_what_was_stored(tiny_disk: Path) -> None:
+    r = run_cli(["sweep=smoke", f"store.root={tiny_disk}"], cwd=tiny_disk.parent)
+    assert r.returncode == 4, r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "No space left on device" in errors[0] and str(tiny_disk / "smoke") in errors[0]
+    assert "Traceback" not in r.stderr
+    stored = part_files(tiny_disk / "smoke")
+    assert 1 <= len(stored) < 16
+    assert load_results(tiny_disk / "smoke")["run_id"].nunique() == len(stored)  # every stored run is intact
+    assert not list((tiny_disk / "smoke").glob(".*"))  # no temporary left behind
+
+
+def test_a_disk_full_from_the_start_leaves_no_empty_sweep_directory(tiny_disk: Path) -> None:
+    fd = os.open(tiny_disk / "filler", os.O_WRONLY | os.O_CREAT)
+    try:  # fill it up
+        while True:
+            os.write(fd, b"x" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    r = run_cli(["sweep=smoke", f"store.root={tiny_disk}"], cwd=tiny_disk.parent)
+    assert r.returncode == 4, r.stderr
+    assert [ln for ln in r.stderr.splitlines() if ln.startswith("error:")][0].count("No space left") == 1
+    assert sorted(p.name for p in tiny_disk.iterdir()) == ["filler"]
+
+
+def test_sigterm_stops_like_ctrl_c_with_one_line_and_exit_143(tmp_path: Path) -> None:
+    out = tmp_path / "smoke"
+    args = [sys.executable, "-m", "harness", "sweep=smoke", "sweep.steps=[4000]", f"store.root={tmp_path}"]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 240
+    while len(part_files(out)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the sweep finished before it could be terminated"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines == ["terminated (SIGTERM): finished runs are stored; rerun the same command to resume"], err
+    stored = len(part_files(out))
+    assert stored >= 2 and load_results(out)["run_id"].nunique() == stored
+
+
+def test_a_rerun_exits_1_while_stored_runs_are_still_incomplete(tmp_path: Path) -> None:
+    """The exit code reflects the sweep as stored, not only this invocation: a rerun that runs
+    nothing new still exits 1 while an errored run is stored (scripts chain on it)."""
+    args = ["--config-dir", str(TESTS / "conf"), "sweep=faults", "sweep.scenario=[f_raise]", f"store.root={tmp_path}"]
+    first = run_cli(args, cwd=tmp_path, env={"PYTHONPATH": str(TESTS)})
+    assert first.returncode == 1, first.stderr
+    again = run_cli(args, cwd=tmp_path, env={"PYTHONPATH": str(TESTS)})
+    assert "0 to run" in again.stdout and "did not complete" in again.stdout
+    assert again.returncode == 1, again.stdout
