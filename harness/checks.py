@@ -33,8 +33,9 @@ from harness.records import CheckMeaning
 Observe = str | Callable[[Mapping[str, Any]], Any]
 When = Literal["step", "final"]
 # (n_evaluated, n_failed, n_nonfinite, first_failure_step, worst_value, worst_margin, bound_compared,
-#  value_dtype)
-CheckState = tuple[Any, Any, Any, Any, Any, Any, Any, Any]
+#  value_dtype, last_failed)
+CheckState = tuple[Any, Any, Any, Any, Any, Any, Any, Any, Any]
+Judge = Literal["any", "last"]
 Op = Literal["<", "<=", ">", ">="]
 OPS: tuple[str, ...] = ("<", "<=", ">", ">=")
 
@@ -45,7 +46,12 @@ class Check:
 
     observe: a key of the observation dict a step returns, or a function of it.
     transform: optional function applied to the observed tensor (e.g. abs(x - t)).
-    when: "step" evaluates after every training step, "final" once after training.
+    when: "step" evaluates after training steps, "final" once after training.
+    every, after: the schedule of a step check: it is evaluated at steps after, after + every,
+        after + 2 every, ... (every=1, after=0: every step; after=s skips a warm-up).
+    judge: "any" (the run fails the check when any scheduled evaluation fails) or "last" (only
+        the last scheduled evaluation decides, e.g. "the loss has fallen by the end"; the
+        counts still cover every evaluation).
     """
 
     name: str
@@ -55,6 +61,9 @@ class Check:
     when: When = "step"
     transform: Callable[[Any], Any] | None = None
     compare: Literal["native", "exact"] = "native"
+    every: int = 1
+    after: int = 0
+    judge: Judge = "any"
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -67,10 +76,17 @@ class Check:
             raise ValueError(f"check {self.name}: compare={self.compare!r} is not 'native' or 'exact'")
         if not isinstance(self.bound, (int, float)) or not math.isfinite(self.bound):
             raise ValueError(f"check {self.name}: bound {self.bound!r} is not a finite number")
+        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
+            raise ValueError(f"check {self.name}: every={self.every!r} is not a positive integer")
+        if isinstance(self.after, bool) or not isinstance(self.after, int) or self.after < 0:
+            raise ValueError(f"check {self.name}: after={self.after!r} is not a non-negative integer")
+        if self.judge not in ("any", "last"):
+            raise ValueError(f"check {self.name}: judge={self.judge!r} is not 'any' or 'last'")
 
     def meaning(self) -> CheckMeaning:
         """What the check asserts, as recorded on every result row (the bound as declared)."""
-        return CheckMeaning(self.name, float(self.bound), self.op, self.compare, self.when)
+        return CheckMeaning(self.name, float(self.bound), self.op, self.compare, self.when, self.every, self.after,
+                            self.judge)
 
     # ------------------------------------------------------------------ in-graph
     #
@@ -119,6 +135,10 @@ class Check:
         import tensorflow as tf
 
         x = tf.reshape(tf.cast(values, tf.float64), [-1])
+        steps = tf.reshape(tf.cast(steps, tf.int64), [-1])
+        if self.when == "step" and (self.every > 1 or self.after > 0):  # the schedule: only these steps count
+            keep = tf.logical_and(steps >= self.after, tf.math.floormod(steps - self.after, self.every) == 0)
+            x, steps = tf.boolean_mask(x, keep), tf.boolean_mask(steps, keep)
         finite = tf.math.is_finite(x)
         bound = tf.constant(self.bound, tf.float64)
         if self.compare == "native" and tf.as_dtype(dtype).is_floating:
@@ -126,14 +146,14 @@ class Check:
         cmp = {"<": tf.less, "<=": tf.less_equal, ">": tf.greater, ">=": tf.greater_equal}[self.op]
         failed = tf.logical_not(tf.logical_and(finite, cmp(x, bound)))
         margins = tf.where(finite, bound - x if self.upper else x - bound, tf.constant(float("-inf"), tf.float64))
-        first = tf.where(tf.reduce_any(failed),
-                         tf.gather(tf.reshape(tf.cast(steps, tf.int64), [-1]), tf.argmax(tf.cast(failed, tf.int32))),
+        first = tf.where(tf.reduce_any(failed), tf.gather(steps, tf.argmax(tf.cast(failed, tf.int32))),
                          tf.constant(-1, tf.int64))
+        last_failed = tf.concat([[False], failed], 0)[-1]  # the last scheduled evaluation (False if none)
         i = tf.argmin(tf.concat([margins, [float("inf")]], 0))  # an empty series keeps the sentinel
         return (tf.size(x, out_type=tf.int64), tf.reduce_sum(tf.cast(failed, tf.int64)),
                 tf.reduce_sum(tf.cast(tf.logical_not(finite), tf.int64)), first,
                 tf.concat([x, [float("nan")]], 0)[i], tf.concat([margins, [float("inf")]], 0)[i],
-                bound, tf.constant(tf.as_dtype(dtype).name))
+                bound, tf.constant(tf.as_dtype(dtype).name), last_failed)
 
     def evaluate(self, observations: Sequence[Mapping[str, Any]]) -> CheckState:
         """Eager convenience: summarize a list of observation dicts (steps 0, 1, ...)."""
@@ -150,15 +170,17 @@ Compare = Literal["native", "exact"]
 
 
 def below(name: str, observe: Observe, bound: float, *, inclusive: bool = False, when: When = "step",
-          compare: Compare = "native") -> Check:
+          compare: Compare = "native", every: int = 1, after: int = 0, judge: Judge = "any") -> Check:
     """Passes while value < bound (<= with inclusive=True)."""
-    return Check(name, observe, float(bound), "<=" if inclusive else "<", when, compare=compare)
+    return Check(name, observe, float(bound), "<=" if inclusive else "<", when, compare=compare, every=every,
+                 after=after, judge=judge)
 
 
 def above(name: str, observe: Observe, bound: float, *, inclusive: bool = False, when: When = "step",
-          compare: Compare = "native") -> Check:
+          compare: Compare = "native", every: int = 1, after: int = 0, judge: Judge = "any") -> Check:
     """Passes while value > bound (>= with inclusive=True)."""
-    return Check(name, observe, float(bound), ">=" if inclusive else ">", when, compare=compare)
+    return Check(name, observe, float(bound), ">=" if inclusive else ">", when, compare=compare, every=every,
+                 after=after, judge=judge)
 
 
 def within(name: str, observe: Observe, lo: float, hi: float, *, when: When = "step",
@@ -187,7 +209,7 @@ def near(name: str, observe: Observe, target: float, tol: float, *, when: When =
     return Check(name, observe, float(tol), "<", when, transform=distance, compare=compare)
 
 
-def finite(name: str, observe: Observe, *, when: When = "step") -> Check:
+def finite(name: str, observe: Observe, *, when: When = "step", every: int = 1, after: int = 0) -> Check:
     """Every element finite. The value is the number of non-finite elements."""
 
     def count(x: Any) -> Any:
@@ -195,7 +217,7 @@ def finite(name: str, observe: Observe, *, when: When = "step") -> Check:
 
         return tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(x)), tf.float64))
 
-    return Check(name, observe, 0.0, "<=", when, transform=count)
+    return Check(name, observe, 0.0, "<=", when, transform=count, every=every, after=after)
 
 
 def equal_shape(name: str, a: Observe, b: Observe, *, when: When = "step") -> Check:
@@ -218,7 +240,7 @@ def equal_shape(name: str, a: Observe, b: Observe, *, when: When = "step") -> Ch
 
 def state_to_values(state: CheckState) -> dict[str, Any]:
     """Accumulated state (eager tensors or numpy) -> plain Python values."""
-    n_eval, n_fail, n_nonfinite, first, worst_value, worst_margin, bound_compared, dtype = (
+    n_eval, n_fail, n_nonfinite, first, worst_value, worst_margin, bound_compared, dtype, last_failed = (
         s.numpy() if hasattr(s, "numpy") else s for s in state)
     return {
         "n_evaluated": int(n_eval),
@@ -229,4 +251,5 @@ def state_to_values(state: CheckState) -> dict[str, Any]:
         "worst_margin": float(worst_margin),
         "bound_compared": float(bound_compared),
         "value_dtype": dtype.decode() if isinstance(dtype, bytes) else str(dtype),
+        "last_failed": bool(last_failed),
     }

@@ -16,8 +16,9 @@ from typing import Any
 
 import pyarrow as pa
 
-# 2: each check row records its op, compare mode, when, the bound as compared, the measured
-#    dtype and the run's scenario variant. Version 1 part files read with those columns null.
+# 2: each check row records its op, compare mode, when, schedule (every, after, judge), the bound
+#    as compared, the measured dtype and the run's scenario variant. Version 1 part files read
+#    with those columns null.
 SCHEMA_VERSION = "2"
 
 
@@ -41,6 +42,9 @@ class CheckMeaning:
     op: str
     compare: str
     when: str
+    every: int = 1  # a step check's schedule: steps after, after + every, ...
+    after: int = 0
+    judge: str = "any"  # any: every scheduled evaluation must pass; last: only the last one decides
 
     @property
     def upper(self) -> bool:
@@ -62,9 +66,14 @@ class CheckResult:
     worst_margin: float
     bound_compared: float | None = None  # the bound the comparison used (rounded to value_dtype if native)
     value_dtype: str | None = None  # dtype of the measured value
+    last_failed: bool | None = None  # did the last scheduled evaluation fail
+    judge: str = "any"
 
     @property
     def passed(self) -> bool:
+        """judge "any": no evaluation failed; "last": the last evaluation passed."""
+        if self.judge == "last":
+            return not self.last_failed and self.n_evaluated > 0
         return self.n_failed == 0
 
 
@@ -110,6 +119,9 @@ CORE_SCHEMA = pa.schema(
         ("op", pa.string()),
         ("compare", pa.string()),
         ("when", pa.string()),
+        ("every", pa.int64()),
+        ("after", pa.int64()),
+        ("judge", pa.string()),
         ("bound", pa.float64()),
         ("bound_compared", pa.float64()),
         ("value_dtype", pa.string()),
@@ -195,6 +207,9 @@ def result_rows(spec: Any, result: RunResult, harness_version: str) -> pa.Table:
             op=meaning.op if meaning else None,
             compare=meaning.compare if meaning else None,
             when=meaning.when if meaning else None,
+            every=meaning.every if meaning else None,
+            after=meaning.after if meaning else None,
+            judge=meaning.judge if meaning else None,
             bound=meaning.bound if meaning else math.nan,
             bound_compared=c.bound_compared if ok else None,
             value_dtype=c.value_dtype if ok else None,

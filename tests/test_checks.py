@@ -137,3 +137,31 @@ def test_the_bound_as_compared_and_the_value_dtype_are_recorded(tf_worker: None,
 def test_a_bound_must_be_a_finite_number(bound: object) -> None:
     with pytest.raises(ValueError, match="not a finite number"):
         checks.Check("c", "x", bound, "<")  # type: ignore[arg-type]
+
+
+def test_a_schedule_evaluates_every_kth_step_after_a_warm_up(tf_worker: None) -> None:
+    values = [5.0, 5.0, 0.5, 5.0, 0.5, 0.5, 0.5, 5.0]  # steps 0..7; > 1 fails
+    every_step = fold(checks.below("c", "x", 1.0), values)
+    scheduled = fold(checks.below("c", "x", 1.0, after=2, every=2), values)  # steps 2, 4, 6 only
+    assert every_step["n_evaluated"] == 8 and every_step["n_failed"] == 4
+    assert scheduled["n_evaluated"] == 3 and scheduled["n_failed"] == 0 and scheduled["first_failure_step"] is None
+    late = fold(checks.below("c", "x", 1.0, after=3, every=4), values)  # steps 3, 7
+    assert late["n_evaluated"] == 2 and late["n_failed"] == 2 and late["first_failure_step"] == 3
+
+
+def test_judge_last_lets_only_the_last_scheduled_evaluation_decide(tf_worker: None) -> None:
+    from harness.records import CheckResult
+
+    falls = fold(checks.below("c", "x", 1.0, judge="last"), [5.0, 3.0, 0.5])
+    rises = fold(checks.below("c", "x", 1.0, judge="last"), [0.5, 0.5, 3.0])
+    assert falls["n_failed"] == 2 and not falls["last_failed"] and rises["last_failed"]
+    assert CheckResult("c", 1.0, judge="last", **falls).passed
+    assert not CheckResult("c", 1.0, judge="last", **rises).passed
+    assert not CheckResult("c", 1.0, judge="any", **falls).passed
+
+
+@pytest.mark.parametrize("kw, words", [({"every": 0}, "every=0"), ({"after": -1}, "after=-1"),
+                                       ({"judge": "most"}, "judge='most'")])
+def test_a_bad_schedule_is_refused(kw: dict, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        checks.below("c", "x", 1.0, **kw)

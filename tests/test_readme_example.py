@@ -59,3 +59,30 @@ def test_bad_plugins_fail_before_the_sweep(target: str, message: str, tmp_path: 
     assert code == EXIT_USAGE and err.count("\n") == 1 and message in err, err
     assert list(tmp_path.iterdir()) == []
 
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("fp32", "float32"), ("fp16", "float16"), ("bf16", "bfloat16")])
+def test_readme_keras_program_runs_unchanged_under_every_precision(example_dir: Path, tf_worker: None,
+                                                                   precision: str, dtype: str) -> None:
+    """A plain Keras program (Sequential + compile, no dtype= anywhere) runs under fp32, fp16 and bf16
+    as written, and its layers compute in the run's dtype."""
+    import my_keras  # written by the fixture from the README
+
+    cfg = sweep_config_from_dict(compose_config([
+        "sweep=smoke", "+scenarios.xor._target_=my_keras.XorNet", "sweep.scenario=[xor]", "sweep.data_size=[512]",
+        f"sweep.precision=[{precision}]", "sweep.seed=[0]", "sweep.clip_value=[null]", "sweep.steps=[300]"]))
+    spec = expand(cfg)[0]
+    result = execute(spec)
+    assert result.status is Status.OK, result.error
+    assert result.compute_dtype == dtype
+    by = {c.check: c for c in result.checks}
+    assert by["loss_finite"].n_evaluated == 300 and by["loss_finite"].passed
+    assert by["accuracy_at_least"].n_evaluated == 1 and by["accuracy_at_least"].worst_value > 0.5
+
+    from harness.engine.context import RunContext
+
+    scenario = my_keras.XorNet()
+    scenario.build(RunContext(spec))
+    assert {layer.compute_dtype for layer in scenario.keras_model.layers} == {dtype}
+    assert {v.dtype for v in scenario.keras_model.trainable_variables} == {"float32"}
+    sys.modules.pop("my_keras", None)

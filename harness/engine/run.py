@@ -97,7 +97,8 @@ def execute(spec: RunSpec) -> RunResult:
                 out = train(scenario, data, checks, steps=steps, batch_size=spec.batch_size, seed=spec.seed)
         states = dict(out.states)
         states.update(evaluate_final(scenario, checks, steps))
-        results = tuple(CheckResult(check=c.name, bound=c.bound, **state_to_values(states[c.name])) for c in checks)
+        results = tuple(CheckResult(check=c.name, bound=c.bound, judge=c.judge, **state_to_values(states[c.name]))
+                        for c in checks)
         n = out.numerics
         extras = ({"grad_norm_max": float(n["grad_norm_max"]), "clip_active_steps": int(n["clip_active_steps"])}
                   if trains else {})
