@@ -1,4 +1,4 @@
-"""Terminal progress while a sweep runs, and the closing summary.
+"""Terminal progress while a sweep runs (the closing summary is harness.summary).
 
 On a terminal: a live bar with runs done, pass/fail/error counts and ETA. Elsewhere
 (CI logs, `ray job submit`): a plain line every ~5% of the runs.
@@ -19,7 +19,6 @@ from rich.table import Table
 from harness.grid import RunSpec
 from harness.records import RunResult, Status
 
-AXIS_COLUMNS = ("scenario", "data_size", "batch_size", "precision", "clip_value", "steps", "epochs")  # seeds are replicates
 
 
 def run_outcome(result: RunResult) -> str:
@@ -80,38 +79,3 @@ class SweepProgress:
             self.console.print(f"runs {self.done}/{self.total}  passed {self.counts['passed']}  failed "
                                f"{self.counts['failed']}  errors {errors}  elapsed {elapsed:.0f}s  eta {eta:.0f}s",
                                highlight=False)
-
-
-def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """Run-level failure rate of each check by each axis that varies (completed runs only);
-    one line per check ("all") when no axis varies."""
-    ok = df[df["status"] == "ok"].assign(all="", failed=lambda d: ~d["passed"].astype(bool))
-    axes = [a for a in AXIS_COLUMNS if a in ok and ok[a].nunique(dropna=False) > 1] or ["all"]
-    parts = []
-    for axis in axes:
-        g = ok.groupby(["check", axis], dropna=False)["failed"].agg(runs="size", failed="sum").reset_index()
-        parts.append(g.rename(columns={axis: "value"}).assign(axis=axis))
-    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["check", "axis", "value", "runs",
-                                                                                  "failed"])
-    out["rate"] = out["failed"] / out["runs"]
-    return out[["check", "axis", "value", "runs", "failed", "rate"]]
-
-
-def print_summary(console: Console, df: pd.DataFrame, path: str, elapsed_s: float, new_runs: int,
-                  skipped: int) -> None:
-    table = Table(title="Failure rate per check by axis (completed runs)", show_lines=False)
-    for col, just in (("check", "left"), ("axis", "left"), ("value", "right"), ("runs", "right"),
-                      ("failed", "right"), ("rate", "right")):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
-    for r in summary_frame(df).itertuples():
-        value = "none" if r.value is None or (isinstance(r.value, float) and pd.isna(r.value)) else f"{r.value:g}" \
-            if isinstance(r.value, float) else str(r.value)
-        table.add_row(escape(str(r.check)), r.axis, escape(value), str(r.runs), str(r.failed), f"{r.rate:.0%}")
-    console.print(table)
-    runs = df.drop_duplicates("run_id")
-    status = runs["status"].value_counts().to_dict()
-    incomplete = {k: v for k, v in status.items() if k != "ok"}
-    console.print(f"{len(runs)} runs stored ({new_runs} new, {skipped} already stored) in {elapsed_s:.1f}s; "
-                  + (f"did not complete: {incomplete}" if incomplete else "all completed"), highlight=False)
-    console.print(f"results: {path}", highlight=False, soft_wrap=True)
-    console.print(f"report:  python -m harness.report {path}", highlight=False, soft_wrap=True)

@@ -22,7 +22,8 @@ from harness.config import SweepConfig
 from harness.dispatch import ClusterInfo, RunQueue, dispatch
 from harness.grid import RunSpec, expand
 from harness.plan import Outcome, Planner, StopReason, cell_key
-from harness.progress import SweepProgress, print_summary
+from harness.progress import SweepProgress
+from harness.summary import print_summary
 from harness.records import RunResult, Status, result_rows
 from harness.store import (check_writable, load_results, make_sweep_dir, remove_if_empty, remove_stale_temporaries,
                            stored_run_ids, sweep_dir, write_part, write_text)
@@ -110,7 +111,9 @@ def run_sweep(cfg: SweepConfig, *, resolved: dict[str, Any] | None = None, conso
     """Run every run of ``cfg`` not already stored; write each as it finishes. With adaptive
     seeds (cfg.adaptive), each cell's next round is planned as its runs finish
     (harness.plan) and the cells' rounds and stop reasons go to ``_cells.json``."""
-    console = console or Console()
+    if console is None:  # a log or a pipe: do not squeeze the tables into 80 columns
+        console = Console()
+        console = console if console.is_terminal else Console(width=140)
     specs = specs if specs is not None else preflight(cfg)
     directory = sweep_dir(cfg.results_root, cfg.name)
     try:

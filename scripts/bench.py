@@ -240,7 +240,7 @@ def fig_memory() -> Figure:
 
 # ------------------------------------------------------------------ 4 + 5 + 6: sweeps
 
-SWEEP48 = ["sweep=smoke", "sweep.name=bench48", "sweep.data_size=[1000,100000]", "sweep.batch_size=[32]",
+SWEEP48 = ["sweep=smoke", "sweep.scenario=[loss_bound]", "sweep.name=bench48", "sweep.data_size=[1000,100000]", "sweep.batch_size=[32]",
            "sweep.precision=[fp32,fp16,bf16]", "sweep.seed=[0,1,2,3]", "sweep.clip_value=[null,1.0]"]
 
 

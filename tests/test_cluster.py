@@ -81,7 +81,7 @@ def test_sweep_on_two_node_cluster_lands_on_both_nodes_and_equals_single_node(cl
                                                                               tmp_path: Path) -> None:
     assert [n["ip"] for n in cluster["nodes"]] == ["127.0.0.2", "127.0.0.3"]  # every node on loopback
     # runs of a few seconds: the second node's actor (TF import) may be ready well after the first one's
-    sweep = ["sweep=smoke", "sweep.steps=[5000]"]
+    sweep = ["sweep=smoke", "sweep.scenario=[loss_bound]", "sweep.steps=[5000]"]
     multi = run_cli([*sweep, f"ray.address={cluster['address']}", f"store.root={tmp_path / 'multi'}"],
                     cwd=tmp_path, env=_token_env())
     assert multi.returncode == 0, multi.stderr

@@ -16,7 +16,7 @@ from conftest import ROOT
 from harness import load_results
 from harness.store import part_files
 
-GRID = ["sweep=smoke", "sweep.name=shared", "sweep.data_size=[1000]", "sweep.precision=[fp32]",
+GRID = ["sweep=smoke", "sweep.scenario=[loss_bound]", "sweep.name=shared", "sweep.data_size=[1000]", "sweep.precision=[fp32]",
         "sweep.clip_value=[null]", "sweep.steps=[200]", "ray.num_actors=1"]
 
 

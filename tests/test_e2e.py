@@ -21,15 +21,23 @@ def test_smoke_sweep_then_resume_skips_everything(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     out = tmp_path / "smoke"
     df = load_results(out)
-    assert len(part_files(out)) == 16 and len(df) == 16 and df["run_id"].is_unique
-    assert (df["status"] == "ok").all() and df["n_evaluated"].eq(100).all()
+    assert len(part_files(out)) == 24 and df["run_id"].nunique() == 24  # 16 loss_bound + 8 normalization runs
+    assert len(df) == 16 + 8 * 2 and (df["status"] == "ok").all()  # one row per (run, check)
+    lb, norm = df[df["scenario"] == "loss_bound"], df[df["scenario"] == "normalization"]
+    assert lb["n_evaluated"].eq(100).all() and norm["n_evaluated"].eq(1).all()
+    assert norm["batch_size"].isna().all() and norm["clip_value"].isna().all()  # axes it does not use collapse
+    # the point of the first run: normalization holds in fp32 and breaks in fp16 at 100,000 rows
+    fails = norm.groupby(["precision", "data_size"])["passed"].apply(lambda p: (~p.astype(bool)).mean())
+    assert fails[("fp32", 1000)] == fails[("fp32", 100000)] == fails[("fp16", 1000)] == 0
+    assert fails[("fp16", 100000)] == 1
     assert df["worker"].str.split(":").str[1].nunique() >= 2  # at least two actor processes did runs
-    assert {"fp32", "fp16"} == set(df["precision"]) and df["clip_value"].isna().sum() == 8
+    assert {"fp32", "fp16"} == set(df["precision"]) and lb["clip_value"].isna().sum() == 8
     assert (out / "_sweep.yaml").exists()
-    assert "Failure rate per check by axis" in first.stdout and "embedded local Ray" in first.stdout
+    assert "Run-level failure rate" in first.stdout and "embedded local Ray" in first.stdout
+    assert "fails from step" in first.stdout and "python -m harness.report" in first.stdout
     again = run_cli(["sweep=smoke", f"store.root={tmp_path}"], cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert "16 already stored, 0 to run" in again.stdout and "embedded local Ray" not in again.stdout
+    assert "24 already stored, 0 to run" in again.stdout and "embedded local Ray" not in again.stdout
     assert load_results(out).equals(df)
 
 
@@ -52,7 +60,7 @@ def test_faults_become_records_and_never_stop_the_sweep(tmp_path: Path) -> None:
 
 def test_driver_killed_with_sigkill_then_rerun_completes_once(tmp_path: Path) -> None:
     out = tmp_path / "smoke"
-    args = [sys.executable, "-m", "harness", "sweep=smoke", "sweep.steps=[4000]", f"store.root={tmp_path}"]
+    args = [sys.executable, "-m", "harness", "sweep=smoke", "sweep.scenario=[loss_bound]", "sweep.steps=[4000]", f"store.root={tmp_path}"]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     deadline = time.monotonic() + 240
@@ -63,7 +71,8 @@ def test_driver_killed_with_sigkill_then_rerun_completes_once(tmp_path: Path) ->
     proc.wait()
     stored = len(part_files(out))
     assert 4 <= stored < 16
-    r = run_cli(["sweep=smoke", "sweep.steps=[4000]", f"store.root={tmp_path}"], cwd=tmp_path)
+    r = run_cli(["sweep=smoke", "sweep.scenario=[loss_bound]", "sweep.steps=[4000]", f"store.root={tmp_path}"],
+                cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert f"{stored} already stored, {16 - stored} to run" in r.stdout
     df = load_results(out)

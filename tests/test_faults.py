@@ -61,7 +61,7 @@ def test_a_disk_full_from_the_start_leaves_no_empty_sweep_directory(tiny_disk: P
 
 def test_sigterm_stops_like_ctrl_c_with_one_line_and_exit_143(tmp_path: Path) -> None:
     out = tmp_path / "smoke"
-    args = [sys.executable, "-m", "harness", "sweep=smoke", "sweep.steps=[4000]", f"store.root={tmp_path}"]
+    args = [sys.executable, "-m", "harness", "sweep=smoke", "sweep.scenario=[loss_bound]", "sweep.steps=[4000]", f"store.root={tmp_path}"]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     deadline = time.monotonic() + 240

@@ -17,7 +17,7 @@ from conftest import run_cli
 from harness import load_results
 from harness.replay import ReplayError, main, rebuild_spec, same
 
-SWEEP = ["sweep=smoke", "sweep.name=rp", "sweep.data_size=[1000]", "sweep.seed=[0]", "sweep.clip_value=[null]",
+SWEEP = ["sweep=smoke", "sweep.scenario=[loss_bound]", "sweep.name=rp", "sweep.data_size=[1000]", "sweep.seed=[0]", "sweep.clip_value=[null]",
          "sweep.precision=[fp32,fp16]", "sweep.steps=[50]", "ray.num_actors=1"]
 
 

@@ -1,0 +1,107 @@
+"""The closing summary of a sweep on the terminal: per check, the run-level failure rate by
+precision and data size (seeds pooled as replicates), where failures start, NaN/Inf runs,
+and the command for the full report.
+
+The rows are check x precision (x the scenario's swept variant); the columns are the data
+sizes. Axes that vary but are not shown (batch size, clip value, steps) are pooled and named
+under the table, so nothing is hidden silently.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+POOLED = ("batch_size", "clip_value", "steps", "epochs")
+
+
+def _label(v: object) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "none"
+    if isinstance(v, (int, np.integer)) or (isinstance(v, (float, np.floating)) and float(v).is_integer()):
+        return f"{int(v):,}"
+    return str(v)
+
+
+def check_names(df: pd.DataFrame) -> pd.Series:
+    """``check``, or ``scenario/check`` when the sweep has several scenarios, with the swept
+    variant in brackets (``scenario[tol=0.1]/check``) when there is one."""
+    name = df["check"].astype(str)
+    variant = df["variant"].fillna("").astype(str) if "variant" in df.columns else pd.Series("", index=df.index)
+    several = "scenario" in df.columns and df["scenario"].nunique() > 1
+    if several or (variant != "").any():
+        prefix = df["scenario"].astype(str) + np.where(variant != "", "[" + variant + "]", "")
+        name = prefix + "/" + name
+    return name
+
+
+def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per check x precision x data size over completed runs: runs, failed, rate,
+    nonfinite (runs that saw NaN/Inf), first_step (median first failing step among failing
+    runs)."""
+    ok = df[df["status"] == "ok"].copy()
+    if ok.empty:
+        return pd.DataFrame(columns=["name", "precision", "data_size", "runs", "failed", "rate", "nonfinite",
+                                     "first_step"])
+    ok["name"] = check_names(ok)
+    ok["_failed"] = ok["passed"].map(lambda p: p is not None and not pd.isna(p) and not bool(p))
+    ok["_nonfinite"] = ok["n_nonfinite"].fillna(0).astype(float) > 0
+    ok["_first"] = ok["first_failure_step"].astype(float)
+    g = ok.groupby(["name", "precision", "data_size"], dropna=False, sort=True)
+    out = g.agg(runs=("_failed", "size"), failed=("_failed", "sum"), nonfinite=("_nonfinite", "sum"),
+                first_step=("_first", "median")).reset_index()
+    out["rate"] = out["failed"] / out["runs"]
+    return out
+
+
+def print_summary(console: Console, df: pd.DataFrame, path: str, elapsed_s: float, new_runs: int,
+                  skipped: int) -> None:
+    frame = summary_frame(df)
+    if len(frame):
+        sizes = sorted(frame["data_size"].dropna().unique())
+        t = Table(title="Run-level failure rate: failed/completed runs (seeds pooled)", show_lines=False)
+        t.add_column("check", no_wrap=True)
+        t.add_column("precision")
+        for s in sizes:
+            t.add_column(f"{_label(s)} rows", justify="right")
+        t.add_column("fails from step", justify="right")
+        t.add_column("NaN/Inf runs", justify="right")
+        for (name, precision), rows in frame.groupby(["name", "precision"], sort=True):
+            by = rows.set_index("data_size")
+            cells = []
+            for s in sizes:
+                if s not in by.index:
+                    cells.append("–")
+                    continue
+                r = by.loc[s]
+                style = "red" if r["failed"] == r["runs"] else "yellow" if r["failed"] else "green"
+                cells.append(f"[{style}]{r['rate']:.0%} {int(r['failed'])}/{int(r['runs'])}[/]")
+            first = rows["first_step"].dropna()
+            cells.append(_label(float(first.median())) if len(first) else "–")
+            cells.append(str(int(rows["nonfinite"].sum())))
+            t.add_row(escape(str(name)), str(precision), *cells)
+        console.print(t)
+        by_scenario = df.groupby("scenario") if "scenario" in df.columns else [("", df)]
+        pooled = sorted({a for _, part in by_scenario for a in POOLED
+                         if a in part.columns and part[a].nunique(dropna=False) > 1}, key=POOLED.index)
+        if pooled:
+            values = [f"{a} ({', '.join(_label(v) for v in sorted(df[a].dropna().unique()))}"
+                      + (", none" if df.loc[df["status"] == "ok", a].isna().any() and a == "clip_value" else "") + ")"
+                      for a in pooled]
+            console.print(f"pooled over {'; '.join(values)}: the report splits them", highlight=False)
+        for name, rows in frame.groupby("name", sort=True):
+            if (rows["failed"] == rows["runs"]).all() and (rows["first_step"] == 0).all():
+                console.print(f"{escape(str(name))} fails at step 0 in every run: it does not hold before "
+                              "training has started (e.g. the loss of an untrained model); a warm-up "
+                              "(checks.below(..., after=N)) or a final check asks what you may mean",
+                              highlight=False)
+    runs = df.drop_duplicates("run_id")
+    status = runs["status"].value_counts().to_dict()
+    incomplete = {k: v for k, v in status.items() if k != "ok"}
+    console.print(f"{len(runs)} runs stored ({new_runs} new, {skipped} already stored) in {elapsed_s:.1f}s; "
+                  + (f"did not complete: {incomplete}" if incomplete else "all completed"), highlight=False)
+    console.print(f"results: {path}", highlight=False, soft_wrap=True)
+    console.print(f"report:  python -m harness.report {path}", highlight=False, soft_wrap=True)
