@@ -173,17 +173,23 @@ def _findings(trend: pd.DataFrame, rise: pd.DataFrame, attr: pd.DataFrame, tol: 
 
 def build_report(df: pd.DataFrame, out: Path, *, title: str = "sweep", target: float = 0.01,
                  holdout: float = 0.0, fresh: pd.DataFrame | None = None, gof: Gof = "ks",
-                 planned_runs: int | None = None, command: str | None = None, alpha: float = 0.05) -> Report:
+                 planned_runs: int | None = None, command: str | None = None, alpha: float = 0.05,
+                 outcome: str | None = None) -> Report:
     """Analyse ``df`` (one row per (run, check)) and write the report into ``out``.
 
     The bound calibration guarantees its false-alarm rate at confidence 1 - alpha; it is
     validated on the ``holdout`` fraction of seeds (default none: every run counts toward
     the guarantee) and on ``fresh``, the results of a sweep on seeds it never saw.
     ``command`` (the sweep's own, from _sweep.yaml) is extended into the command that adds
-    the runs a guarantee still needs."""
+    the runs a guarantee still needs. With ``outcome`` (a check name, bare or
+    ``scenario/check``), the other checks are measured as detectors against it (false-alarm
+    and detection rates, ``analysis.false_alarms``); an outcome that matches no check is a
+    ValueError before anything is written."""
     from harness.analysis import plots
 
     df = prepare(df)
+    if outcome is not None:
+        A.match_outcome(df["check"].unique(), outcome)
     out = Path(out)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     n_ok = int(ok_mask(df).sum())
@@ -213,6 +219,12 @@ def build_report(df: pd.DataFrame, out: Path, *, title: str = "sweep", target: f
         sections += [S.tolerance(tol, target, gof, more), section("Key findings", _findings(tr, rise, attr, tol)),
                      S.rates(head, alpha), S.trend(tr), S.decomposition(rise, dec), S.margins(df),
                      S.attribution(attr, "attribution" in rep.figures)]
+        if outcome is not None:  # after the key findings
+            alarms = A.false_alarms(df, outcome, by=[k for k in ("precision", "data_size") if k in df.columns],
+                                    alpha=alpha)
+            rep.tables["false_alarms"] = alarms
+            at = next((i + 1 for i, s in enumerate(sections) if 'id="key-findings"' in s), len(sections))
+            sections.insert(at, S.alarms(alarms, outcome))
     bad = A.incomplete_runs(df)
     rep.tables["incomplete_runs"] = bad
     sections.append(S.incomplete(bad, df["run_id"].nunique()))
@@ -238,6 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "validated on them")
     parser.add_argument("--gof", choices=("ks", "ad"), default="ks",
                         help="GPD goodness of fit: ks (fast) or ad (Anderson-Darling, Monte Carlo; slower)")
+    parser.add_argument("--outcome", metavar="CHECK",
+                        help="a check whose pass/fail says whether a run was healthy (bare name or scenario/check): "
+                             "every other check is measured as a detector against it (false alarms, detection)")
     args = parser.parse_args(argv)
     if not 0 < args.target < 1:
         parser.error(f"--target must be in (0, 1), not {args.target}")
@@ -267,11 +282,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:  # missing or unreadable
             print(f"error: --fresh: cannot read results in {args.fresh}: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 2
+    if args.outcome is not None:  # the names the report uses (scenario/check), from one row per distinct check
+        try:
+            A.match_outcome(prepare(df.drop_duplicates([c for c in ("scenario", "variant", "params", "check")
+                                                        if c in df.columns]))["check"].unique(), args.outcome)
+        except ValueError as exc:
+            print(f"error: --outcome: {exc}", file=sys.stderr)
+            return 2
     out = Path(args.out) if args.out else results.parent / f"{results.resolve().name}_report"
     sweeps = sorted(df["sweep"].dropna().unique()) if "sweep" in df.columns else []
     title = ", ".join(sweeps) or results.name
     rep = build_report(df, out, title=title, target=args.target, holdout=args.holdout, fresh=fresh, gof=args.gof,
-                       planned_runs=_planned_runs(results), command=_sweep_meta(results).get("command"))
+                       planned_runs=_planned_runs(results), command=_sweep_meta(results).get("command"),
+                       outcome=args.outcome)
     print_headline(console, rep.headline, rep.out)
     return 0
 

@@ -156,3 +156,37 @@ def test_the_report_leads_with_the_bound_and_the_command_for_the_missing_runs(tm
     assert (tol["bound_status"] == "guaranteed").all() and (tol["validation_runs"] == 400).all()
     page = (tmp_path / "big" / "index.html").read_text()
     assert "with 95% confidence, from 320 runs" in page and "adaptive=bound" not in page
+
+
+ALARMS = "False alarms against the outcome"
+
+
+def test_the_false_alarm_section_appears_only_with_an_outcome(tmp_path: Path):
+    df = _sweep(error_rate=0.0)
+    build_report(df, tmp_path / "without")
+    assert f">{ALARMS}</h2>" not in (tmp_path / "without" / "index.html").read_text()
+    assert not (tmp_path / "without" / "tables" / "false_alarms.csv").exists()
+    rep = build_report(df, tmp_path / "with", outcome="loss_below")
+    page = (tmp_path / "with" / "index.html").read_text()
+    assert f">{ALARMS}</h2>" in page and page.index(">Key findings</h2>") < page.index(f">{ALARMS}</h2>")
+    assert all(f">{t}</h2>" in page for t in SECTIONS)
+    alarms = rep.tables["false_alarms"]
+    assert set(alarms["check"]) == {"out_min"} and len(alarms) == 2 * 3  # precision x data size
+    assert (tmp_path / "with" / "tables" / "false_alarms.csv").is_file()
+    with pytest.raises(ValueError, match="matches no check"):
+        build_report(df, tmp_path / "bad", outcome="nope")
+    assert not (tmp_path / "bad").exists()  # nothing written
+
+
+def test_cli_outcome_option(written: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    out = tmp_path / "rep"
+    assert main([str(written), "--out", str(out), "--outcome", "loss_below"]) == 0  # bare name: every scenario
+    page = (out / "index.html").read_text()
+    assert f">{ALARMS}</h2>" in page and "synthetic/out_min" in page and "other/out_min" in page
+    alarms = pd.read_csv(out / "tables" / "false_alarms.csv")
+    assert set(alarms["check"]) == {"synthetic/out_min", "other/out_min"} and (alarms["incomplete"] > 0).any()
+    capsys.readouterr()
+    assert main([str(written), "--out", str(tmp_path / "bad"), "--outcome", "accuracy"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --outcome:") and "'accuracy'" in err[0]
+    assert "synthetic/loss_below" in err[0] and not (tmp_path / "bad").exists()

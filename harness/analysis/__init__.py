@@ -17,6 +17,7 @@ Runs that errored, crashed or timed out are counted apart (``incomplete``) or li
 
 from __future__ import annotations
 
+from harness.analysis.alarms import false_alarms, match_outcome
 from harness.analysis.attribution import attribute_factors
 from harness.analysis.bounds import gpd_bound, order_statistic_bound, runs_needed, safe_bound, validate
 from harness.analysis.decomposition import decompose, explain_rise
@@ -29,6 +30,7 @@ from harness.analysis.tolerance import calibrate_tolerance, split_seeds
 from harness.analysis.verdicts import BoundVerdict, ValidationVerdict
 from harness.analysis.trend import trend
 from harness.analysis.verdicts import RiseVerdict, TrendVerdict
+from harness.analysis.verdicts import AlarmVerdict
 
 __all__ = [
     "AXES", "CONFIG_AXES", "TailFit", "attribute_factors", "calibrate_tolerance", "completed", "directions",
@@ -36,4 +38,5 @@ __all__ = [
     "trend", "wilson_interval", "with_variant",
     "RiseVerdict", "TrendVerdict", "cluster_interval", "detect_separation",
     "BoundVerdict", "ValidationVerdict", "gpd_bound", "order_statistic_bound", "runs_needed", "safe_bound", "validate",
+    "AlarmVerdict", "false_alarms", "match_outcome",
 ]

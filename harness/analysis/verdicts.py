@@ -66,6 +66,17 @@ class ValidationVerdict(Verdict):
     NOT_VALIDATED = "not_validated"  # no validation runs
 
 
+class AlarmVerdict(Verdict):
+    """How a detector check's alarms relate to the run's outcome (harness.analysis.alarms):
+    the first that applies."""
+
+    NOISY = "noisy"  # false alarms in more than the allowed share of healthy runs (lower limit above it)
+    INFORMATIVE = "informative"  # fires more often in unhealthy runs (one-sided Fisher exact test)
+    QUIET = "quiet"  # false alarms within the allowed share of healthy runs (upper limit at most it)
+    UNINFORMATIVE = "uninformative"  # testable, and no evidence that firing goes with an unhealthy outcome
+    NOT_ENOUGH_DATA = "not_enough_data"  # no healthy or no unhealthy runs, or too few to test
+
+
 _TONE: dict[Verdict, str] = {
     TrendVerdict.RISES: "bad", TrendVerdict.ALWAYS_FAILS: "bad", TrendVerdict.FALLS: "good",
     TrendVerdict.FLAT: "neutral", TrendVerdict.NEVER_FAILS: "good",
@@ -74,3 +85,4 @@ _TONE: dict[Verdict, str] = {
     BoundVerdict.GUARANTEED: "good", BoundVerdict.NO_BOUND: "bad",
     ValidationVerdict.HOLDS: "good", ValidationVerdict.EXCEEDS: "bad",
 }
+_TONE.update({AlarmVerdict.NOISY: "bad", AlarmVerdict.INFORMATIVE: "good", AlarmVerdict.QUIET: "good"})
