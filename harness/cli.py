@@ -23,10 +23,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.overrides import UsageError, did_you_mean, split
+
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_CLUSTER, EXIT_STORE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 4, 130, 143
 
-USAGE = """usage: python -m harness sweep=NAME [KEY=VALUE ...] [--cfg] [--config-dir DIR]
+USAGE = """usage: python -m harness [sweep] sweep=NAME [KEY=VALUE ...] [--dry-run] [--cfg] [--config-dir DIR]
+       python -m harness report RESULTS_DIR [--fresh DIR] [--outcome CHECK] [...]   (python -m harness.report)
        python -m harness replay RESULTS_DIR run_id=ID [target=pkg.module.Class] [threads=N]
+       python -m harness list [--config-dir DIR]    sweeps, scenarios, their parameters and checks
+       python -m harness --version
 
 Runs every run of a sweep on Ray and stores one Parquet part file per run under
 <store.root>/<sweep.name>/. Runs already stored are skipped (rerun to resume).
@@ -41,6 +46,8 @@ Runs every run of a sweep on Ray and stores one Parquet part file per run under
                                rate adaptive.target (default 0.01) can be given
   ray.address=auto             join a running cluster (default: embedded local Ray)
   store.root=/data/results     where results go (default: results)
+  sweep.seed=range(0,50)       Hydra's sweep forms work as lists: range(a,b), 0,1,2
+  --dry-run, -n                print how many runs the command would start, and its grid; run nothing
   --cfg                        print the composed config and exit
   --config-dir DIR             also look for sweep/ and scenario/ configs in DIR
 
@@ -48,29 +55,6 @@ exit codes: 0 all stored runs completed, 1 some stored runs errored/crashed/time
             2 bad input (nothing written), 3 Ray unavailable, 4 cannot write results,
             130 interrupted (Ctrl-C), 143 terminated (SIGTERM)
 """
-
-
-class UsageError(ValueError):
-    pass
-
-
-def _split(argv: list[str]) -> tuple[list[str], bool, str | None]:
-    overrides, show_cfg, config_dir = [], False, None
-    it = iter(argv)
-    for a in it:
-        if a == "--cfg":
-            show_cfg = True
-        elif a == "--config-dir" or a.startswith("--config-dir="):
-            config_dir = a.split("=", 1)[1] if "=" in a else next(it, None)
-            if not config_dir or not Path(config_dir).is_dir():
-                raise UsageError(f"--config-dir: {config_dir!r} is not a directory")
-        elif a.startswith("-"):
-            raise UsageError(f"{a}: unknown option (see python -m harness --help)")
-        elif "=" not in a:
-            raise UsageError(f"{a}: not KEY=VALUE (e.g. sweep=smoke)")
-        else:
-            overrides.append(a)
-    return overrides, show_cfg, config_dir
 
 
 def _options(group: str, config_dir: str | None) -> str:
@@ -83,14 +67,27 @@ def _options(group: str, config_dir: str | None) -> str:
     return ", ".join(sorted(names))
 
 
+def _known_keys() -> list[str]:
+    from harness.config import SWEEP_KEYS, AdaptiveConfig, RayConfig
+
+    return [*(f"sweep.{k}" for k in SWEEP_KEYS), *(f"ray.{k}" for k in RayConfig.__dataclass_fields__),
+            *(f"adaptive.{k}" for k in AdaptiveConfig.__dataclass_fields__), "store.root"]
+
+
+KNOWN_KEYS: list[str] = []
+
+
 def _hydra_message(exc: Exception, config_dir: str | None = None) -> str:
     """One line naming the key and the value from a Hydra/OmegaConf composition error."""
     from harness.config import AXES
 
+    KNOWN_KEYS[:] = KNOWN_KEYS or _known_keys()
     text = str(exc)
     m = re.search(r"Could not find '([^/']+)/([^']+)'", text)
     if m:
-        return f"{m.group(1)}: unknown {m.group(1)} {m.group(2)!r} (available: {_options(m.group(1), config_dir)})"
+        options = _options(m.group(1), config_dir)
+        return (f"{m.group(1)}: unknown {m.group(1)} {m.group(2)!r} (available: {options})"
+                + did_you_mean(m.group(2), options.split(", ")))
     m = re.search(r"You must specify '([^']+)'", text)
     if m:
         return (f"{m.group(1)}: none selected; choose one with {m.group(1)}=NAME "
@@ -102,7 +99,8 @@ def _hydra_message(exc: Exception, config_dir: str | None = None) -> str:
         leaf = key.rsplit(".", 1)[-1]
         if "." not in key and leaf in AXES:
             return f"{key}: not a top-level key; axes are set as sweep.{leaf}=[...] (e.g. sweep.{leaf}=[VALUE])"
-        return f"{key}: unknown config key (keys live under sweep., scenarios., ray. and store.)"
+        return (f"{key}: unknown config key (keys live under sweep., scenarios., adaptive., ray. and store.)"
+                + did_you_mean(key, KNOWN_KEYS))
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
     return first
 
@@ -141,8 +139,23 @@ def main(argv: list[str] | None = None) -> int:
         from harness.replay import main as replay
 
         return replay(argv[1:])
+    if argv[:1] == ["report"]:  # python -m harness report results/<sweep> (= python -m harness.report)
+        from harness.report import main as report
+
+        return report(argv[1:])
+    if argv[:1] == ["list"]:  # python -m harness list: sweeps, scenarios, their parameters and checks
+        from harness.listing import main as listing
+
+        return listing(argv[1:])
+    if argv[:1] == ["sweep"]:  # python -m harness sweep sweep=smoke ...: the same as without the word
+        argv = argv[1:]
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE, end="")
+        return EXIT_OK
+    if "--version" in argv:
+        from harness import __version__
+
+        print(f"harness {__version__}")
         return EXIT_OK
     import yaml
     from hydra.errors import HydraException
@@ -157,9 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     install()  # SIGTERM from here on stops the sweep like Ctrl-C
     config_dir = None
     try:
-        overrides, show_cfg, config_dir = _split(argv)
-        resolved = compose_config(overrides, config_dir)
-        if show_cfg:
+        opts = split(argv)
+        config_dir = opts.config_dir
+        resolved = compose_config(opts.overrides, config_dir)
+        if opts.show_cfg:
             import yaml
 
             print(yaml.safe_dump(resolved, sort_keys=False), end="")
@@ -167,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg = sweep_config_from_dict(resolved)
         from harness.runner import preflight
 
+        if opts.dry_run:
+            from harness.grid import expand
+            from harness.listing import print_plan
+
+            print_plan(cfg, expand(cfg))
+            return EXIT_OK
         specs = preflight(cfg)
     except UsageError as exc:
         return _fail(str(exc))

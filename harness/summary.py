@@ -80,7 +80,7 @@ def print_summary(console: Console, df: pd.DataFrame, path: str, elapsed_s: floa
                 style = "red" if r["failed"] == r["runs"] else "yellow" if r["failed"] else "green"
                 cells.append(f"[{style}]{r['rate']:.0%} {int(r['failed'])}/{int(r['runs'])}[/]")
             first = rows["first_step"].dropna()
-            cells.append(_label(float(first.median())) if len(first) else "–")
+            cells.append(_label(float(round(first.median()))) if len(first) else "–")
             cells.append(str(int(rows["nonfinite"].sum())))
             t.add_row(escape(str(name)), str(precision), *cells)
         console.print(t)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmarks: the harness against the naive ways of doing the same work, side by side.
 
-    python scripts/bench.py                 # all seven figures, table + results/bench/<stamp>.json
+    python scripts/bench.py                 # all eight figures, table + results/bench/<stamp>.json
     python scripts/bench.py --only 1 2      # some of them
     python scripts/bench.py --readme        # also rewrite the table in README.md
 
@@ -169,11 +169,46 @@ def _seed_loop(data_size: int, steps: int) -> Callable[[], float]:
     return run
 
 
+def _keras_step(steps: int, detectors: bool) -> Callable[[], float]:
+    """Seconds per step of the AUTOTRAINER circle program through the Keras adapter, with every
+    published detector (per-layer gradient, update and activation observations, 18 checks) or
+    with none (only a finite-loss check, no per-layer observations)."""
+    from harness import checks
+    from harness.engine.context import RunContext
+    from harness.engine.loop import compile_loop
+    from harness.engine.runtime import seed_everything
+    from harness.examples.autotrainer_circles import Circles
+
+    seed_everything(0)
+    spec = _spec(scenario="circles", target="harness.examples.autotrainer_circles.Circles", params={},
+                 data_size=800, batch_size=128, steps=steps, clip_value=None)
+    scenario = Circles(check_every=1)
+    if not detectors:
+        scenario.activations, scenario.layer_stats = False, False
+    data = scenario.build(RunContext(spec))
+    chosen = [c for c in scenario.checks() if c.when == "step"] if detectors else [checks.finite("f", "loss")]
+    loop = compile_loop(scenario, data, chosen, batch_size=128)
+    loop.run(data, steps=5, seed=0)  # warm
+
+    def run() -> float:
+        return loop.run(data, steps=steps, seed=0).train_s / steps
+    return run
+
+
 PAIRS: dict[str, Callable[[int], list[Callable[[], float]]]] = {
+    "detectors": lambda steps: [_keras_step(steps, True), _keras_step(steps, False)],
     "seed": lambda steps: [_seed_loop(100_000, 100), _compiled(100_000, steps)],
     "checks": lambda steps: [_compiled(100_000, steps, True), _compiled(100_000, steps, False)],
     "flat": lambda steps: [_compiled(10_000_000, steps), _compiled(1_000, steps)],
 }
+
+
+def fig_detectors(processes: int, repeats: int, steps: int) -> Figure:
+    p = measure_pair("detectors", processes, repeats, steps)
+    return Figure("8", "Keras adapter: time per step with every detector vs none", p.ratio, "ratio", "<= 1.5",
+                  p.ratio <= 1.5, f"18 detector checks + per-layer observations {p.a * 1e6:.0f} us/step, none "
+                  f"{p.b * 1e6:.0f} us/step (one forward and one backward pass either way; a second pass would "
+                  f"add about a whole step); {p.spread()}")
 
 
 def fig_seed_loop(processes: int, repeats: int, steps: int) -> Figure:
@@ -369,7 +404,7 @@ def update_readme(md: str, command: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", nargs="*", default=[], help="figure numbers to run (1 2 3 4 5 6 7)")
+    ap.add_argument("--only", nargs="*", default=[], help="figure numbers to run (1 2 3 4 5 6 7 8)")
     ap.add_argument("--processes", type=int, default=3,
                     help="fresh processes in which figures 1, 2, 3a are each measured (median of their ratios)")
     ap.add_argument("--repeats", type=int, default=9,
@@ -389,7 +424,7 @@ def main() -> int:
         init_worker(1)  # as in an actor with one CPU
         print(json.dumps(median_interleaved(PAIRS[a.pair](a.sample_steps), a.repeats)))
         return 0
-    want = set(a.only) or {"1", "2", "3", "4", "5", "6", "7"}
+    want = set(a.only) or {"1", "2", "3", "4", "5", "6", "7", "8"}
     t0 = time.perf_counter()
     figs: list[Figure] = []
     if "1" in want:
@@ -402,6 +437,8 @@ def main() -> int:
         figs += [f for f in fig_sweeps(a.steps, a.per_process_runs, want) if f.key in want]
     if "7" in want:
         figs.append(fig_report(a.report_rows))
+    if "8" in want:
+        figs.append(fig_detectors(a.processes, a.repeats, min(a.sample_steps, 2000)))
     md = table(figs)
     print(md)
     print(f"\nbench took {time.perf_counter() - t0:.0f}s")

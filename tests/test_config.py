@@ -118,7 +118,7 @@ def test_config_error_names_key() -> None:
 
 def test_help_and_cfg(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
-    assert "usage: python -m harness sweep=NAME" in capsys.readouterr().out
+    assert "usage: python -m harness [sweep] sweep=NAME" in capsys.readouterr().out
     assert main(["sweep=smoke", "--cfg"]) == 0
     assert "name: smoke" in capsys.readouterr().out
 
@@ -142,3 +142,40 @@ def test_a_results_root_where_mkdir_fails_is_refused_before_ray_starts(capsys: p
     err = capsys.readouterr().err
     assert code == EXIT_USAGE and err.count("\n") == 1 and err.startswith(f"error: store.root: cannot create {root}")
     assert not root.exists()
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["sweep=smoke", "sweep.seed=range(0,5)", "--dry-run"], "sweep smoke: 60 runs = 12 configurations x 5 seeds"),
+    (["sweep=smoke", "sweep.seed=0,1,2", "-m", "-n"], "sweep smoke: 36 runs = 12 configurations x 3 seeds"),
+    (["sweep", "sweep=smoke", "sweep.scenario=[normalization]", "-n"], "sweep smoke: 8 runs = 4 configurations"),
+])
+def test_hydra_habits_and_the_dry_run(args: list[str], expected: str, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main([*args, f"store.root={tmp_path / 'res'}"]) == 0
+    out = capsys.readouterr().out
+    assert expected in out and "nothing was run or written" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["sweep=smoke", "hydra.sweep.dir=/tmp/x"], "hydra.sweep.dir: Hydra's own settings are not used by harness"),
+    (["sweep=smoke", "hydra/launcher=ray"], "hydra/launcher: Hydra's own settings are not used"),
+    (["sweep=smoke", "sweep.precison=[fp16]"], "did you mean sweep.precision?"),
+    (["sweep=smok"], "did you mean smoke?"),
+    (["sweep=smoke", "sweep.seed=range(0,5,0)"], "range step must not be 0"),
+])
+def test_hydra_keys_and_typos_are_one_line_with_a_suggestion(args: list[str], message: str, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*args, f"store.root={tmp_path / 'res'}"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_list_version_and_report_subcommands(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "smoke" in out and "check loss_below: value < 1 (step, native)" in out
+    assert "check autotrainer.exploding_gradient: value <= 70" in out  # the detectors, with their thresholds
+    assert main(["--version"]) == 0 and capsys.readouterr().out.startswith("harness ")
+    assert main(["report", str(tmp_path / "missing")]) == 2 and "is not a results directory" in capsys.readouterr().err

@@ -59,8 +59,8 @@ class RunContext:
         ``groups`` (one integer per variable, 0..G-1, e.g. the layer each variable belongs to)
         adds per-group observations from the same gradients, for training-health checks:
         layer_grad_norm, layer_grad_zero_fraction, layer_grad_mean_abs (unscaled, before
-        clipping), layer_update_mean_abs (mean |W_after - W_before| of the step), each a float32
-        vector [G], and weights_finite. They cost a few segment reductions, whatever the number
+        clipping), layer_update_mean_abs (mean |W_after - W_before| of the step), layer_grad_size
+        (gradient elements per group), each a float32 vector [G], and weights_finite. They cost a few segment reductions, whatever the number
         of variables: no second forward or backward pass.
         """
         import tensorflow as tf
@@ -140,5 +140,6 @@ def _group_stats(flat_grads: Any, before: Any, after: Any, grads: Sequence[Any],
         "layer_grad_zero_fraction": zeros / count,
         "layer_grad_mean_abs": mean_abs / count,
         "layer_update_mean_abs": update / vcount,
+        "layer_grad_size": count,
         "weights_finite": tf.reduce_all(tf.math.is_finite(after)),
     }

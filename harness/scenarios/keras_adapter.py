@@ -191,7 +191,8 @@ def _activation_stats(outs: Sequence[Any], relu: list[int], sat: list[tuple[int,
     def share(mask: Any) -> Any:
         return tf.reduce_mean(tf.cast(mask, tf.float32))
 
-    out: dict[str, Any] = {}
+    empty = tf.zeros([0], tf.float32)  # a model without such layers observes an empty vector (nothing fires)
+    out: dict[str, Any] = {"layer_dead_fraction": empty, "layer_saturated_fraction": empty}
     if relu:
         out["layer_dead_fraction"] = tf.stack([share(tf.cast(outs[i], tf.float32) <= 0.0) for i in relu])
     if sat:

@@ -1,0 +1,97 @@
+"""The command line of ``python -m harness``: options, and Hydra habits translated.
+
+A sweep is one Hydra compose, not a Hydra multirun, but people type what Hydra taught them:
+
+* ``sweep.seed=range(0,50)`` and ``sweep.seed=0,1,2`` (Hydra's sweep syntax) mean the lists
+  ``[0, ..., 49]`` and ``[0,1,2]`` here: every axis is swept anyway;
+* ``-m`` / ``--multirun`` are accepted and change nothing, for the same reason;
+* ``hydra.*`` keys (``hydra.sweep.dir=...``, ``hydra/launcher=ray``) would be silently
+  ignored by a compose, so they are refused in one line that says what to use instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class UsageError(ValueError):
+    pass
+
+
+@dataclass
+class Options:
+    overrides: list[str] = field(default_factory=list)
+    show_cfg: bool = False
+    dry_run: bool = False
+    config_dir: str | None = None
+
+
+_RANGE = re.compile(r"^range\(\s*(-?\d+)\s*,\s*(-?\d+)\s*(?:,\s*(-?\d+)\s*)?\)$")
+
+
+def _top_level_commas(value: str) -> bool:
+    depth, quote = 0, ""
+    for ch in value:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            return True
+    return False
+
+
+def translate(override: str) -> str:
+    """One override in the harness's form (see the module docstring); UsageError for hydra.*."""
+    key, _, value = override.partition("=")
+    bare = key.lstrip("+~")
+    if bare == "hydra" or bare.startswith(("hydra.", "hydra/")):
+        raise UsageError(f"{bare}: Hydra's own settings are not used by harness (results go to "
+                         "<store.root>/<sweep.name>/; Ray runs the sweep: see ray.address); remove it")
+    m = _RANGE.match(value.strip())
+    if m:
+        start, stop, step = int(m.group(1)), int(m.group(2)), int(m.group(3) or 1)
+        if step == 0:
+            raise UsageError(f"{bare}: range step must not be 0")
+        return f"{key}=[{','.join(str(i) for i in range(start, stop, step))}]"
+    if value and not value.startswith(("[", "{", "'", '"')) and _top_level_commas(value):
+        return f"{key}=[{value}]"
+    return override
+
+
+def split(argv: Iterable[str]) -> Options:
+    """Options and overrides of ``python -m harness [...]``."""
+    out = Options()
+    it = iter(argv)
+    for a in it:
+        if a == "--cfg":
+            out.show_cfg = True
+        elif a in ("--dry-run", "-n"):
+            out.dry_run = True
+        elif a in ("-m", "--multirun"):
+            continue  # every axis is swept anyway
+        elif a == "--config-dir" or a.startswith("--config-dir="):
+            out.config_dir = a.split("=", 1)[1] if "=" in a else next(it, None)
+            if not out.config_dir or not Path(out.config_dir).is_dir():
+                raise UsageError(f"--config-dir: {out.config_dir!r} is not a directory")
+        elif a.startswith("-"):
+            raise UsageError(f"{a}: unknown option (see python -m harness --help)")
+        elif "=" not in a:
+            raise UsageError(f"{a}: not KEY=VALUE (e.g. sweep=smoke)")
+        else:
+            out.overrides.append(translate(a))
+    return out
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """"; did you mean X?" for the closest choice, or ""."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]}?" if close else ""
