@@ -3,7 +3,7 @@
 
     python scripts/bench.py                 # all eight figures, table + results/bench/<stamp>.json
     python scripts/bench.py --only 1 2      # some of them
-    python scripts/bench.py --readme        # also rewrite the table in README.md
+    python scripts/bench.py --readme        # also rewrite the table in docs/benchmarks.md
 
 Every figure is a ratio measured in this one invocation against its baseline
 (medians over repeats, baseline and harness interleaved), never a stored number.
@@ -426,11 +426,11 @@ def table(figs: list[Figure]) -> str:
 
 
 def update_readme(md: str, command: str) -> None:
-    path = ROOT / "README.md"
+    path = ROOT / "docs" / "benchmarks.md"
     text = path.read_text()
     start, end = "<!-- bench:start -->", "<!-- bench:end -->"
     if start not in text or end not in text:
-        raise SystemExit("README.md has no <!-- bench:start --> / <!-- bench:end --> markers")
+        raise SystemExit("docs/benchmarks.md has no <!-- bench:start --> / <!-- bench:end --> markers")
     block = f"{start}\nProduced by `{command}` on {time.strftime('%Y-%m-%d')} ({os.cpu_count()} CPUs):\n\n{md}\n{end}"
     path.write_text(text[: text.index(start)] + block + text[text.index(end) + len(end):])
 
@@ -448,7 +448,7 @@ def main() -> int:
                     help="how many of the 48 runs to time as processes (a fixed random sample; 48 for all)")
     ap.add_argument("--report-rows", type=int, default=1_000_000)
     ap.add_argument("--out", default=str(ROOT / "results" / "bench"))
-    ap.add_argument("--readme", action="store_true", help="rewrite the table between the README's bench markers")
+    ap.add_argument("--readme", action="store_true", help="rewrite the table between the bench markers of docs/benchmarks.md")
     ap.add_argument("--pair", choices=sorted(PAIRS), help=argparse.SUPPRESS)  # a child of measure_pair
     a = ap.parse_args()
     if a.pair:

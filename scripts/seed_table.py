@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""The README's "What the seed sweep shows" table, computed from stored results.
+"""The "What the seed sweep shows" table of docs/seed-sweep.md, computed from stored results.
 
     python scripts/seed_table.py results/seed_article            # print the markdown
-    python scripts/seed_table.py results/seed_article --readme   # and rewrite it in README.md
+    python scripts/seed_table.py results/seed_article --readme   # and rewrite it in docs/seed-sweep.md
 
 Rows: scenario x check x precision (and the scenario parameter axes of the sweep);
 columns: data size; cells: run-level failure rate with failed/completed runs.
@@ -59,7 +59,7 @@ def main() -> int:
     md = table(load_results(a.results))
     print(md)
     if a.readme:
-        path = ROOT / "README.md"
+        path = ROOT / "docs" / "seed-sweep.md"
         text = path.read_text()
         block = (f"{START}\nProduced by `python scripts/seed_table.py {a.results} --readme` on "
                  f"{time.strftime('%Y-%m-%d')}; cells are run-level failure rates (failed/completed runs).\n\n"
