@@ -219,12 +219,11 @@ def build_report(df: pd.DataFrame, out: Path, *, title: str = "sweep", target: f
         sections += [S.tolerance(tol, target, gof, more), section("Key findings", _findings(tr, rise, attr, tol)),
                      S.rates(head, alpha), S.trend(tr), S.decomposition(rise, dec), S.margins(df),
                      S.attribution(attr, "attribution" in rep.figures)]
-        if outcome is not None:  # after the key findings
+        if outcome is not None:  # the question the user asked: right after the summary
             alarms = A.false_alarms(df, outcome, by=[k for k in ("precision", "data_size") if k in df.columns],
                                     alpha=alpha)
             rep.tables["false_alarms"] = alarms
-            at = next((i + 1 for i, s in enumerate(sections) if 'id="key-findings"' in s), len(sections))
-            sections.insert(at, S.alarms(alarms, outcome))
+            sections.insert(1, S.alarms(alarms, outcome))
     bad = A.incomplete_runs(df)
     rep.tables["incomplete_runs"] = bad
     sections.append(S.incomplete(bad, df["run_id"].nunique()))

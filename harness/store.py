@@ -37,10 +37,15 @@ class StoreWriteError(StoreError):
     stored before it is intact (atomic writes)."""
 
 
+_CREATED: set[Path] = set()  # directories this process created (so it removes only those, when empty)
+
+
 def make_sweep_dir(directory: Path) -> None:
     """Create the sweep's directory (before Ray starts), or raise StoreError naming it and why."""
+    missing = [p for p in (directory, *directory.parents) if not p.exists()]
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        _CREATED.update(p.resolve() for p in missing)
     except OSError as exc:
         raise StoreError(f"cannot create {directory}: {exc.strerror or exc}") from exc
     if not os.access(directory, os.W_OK | os.X_OK):
@@ -48,12 +53,18 @@ def make_sweep_dir(directory: Path) -> None:
 
 
 def remove_if_empty(directory: Path) -> bool:
-    """Remove ``directory`` when it holds nothing (a sweep that wrote nothing leaves nothing)."""
-    try:
-        directory.rmdir()  # only succeeds when empty
-        return True
-    except OSError:
-        return False
+    """Remove ``directory`` when it holds nothing, and the parents this process created for it
+    when they are empty too (a sweep that wrote nothing leaves nothing)."""
+    removed = False
+    for p in (directory.resolve(), *directory.resolve().parents):
+        if p != directory.resolve() and p not in _CREATED:
+            break
+        try:
+            p.rmdir()  # only succeeds when empty
+            removed = True
+        except OSError:
+            break
+    return removed
 
 
 class CorruptPartWarning(UserWarning):

@@ -168,7 +168,7 @@ def test_the_false_alarm_section_appears_only_with_an_outcome(tmp_path: Path):
     assert not (tmp_path / "without" / "tables" / "false_alarms.csv").exists()
     rep = build_report(df, tmp_path / "with", outcome="loss_below")
     page = (tmp_path / "with" / "index.html").read_text()
-    assert f">{ALARMS}</h2>" in page and page.index(">Key findings</h2>") < page.index(f">{ALARMS}</h2>")
+    assert f">{ALARMS}</h2>" in page and page.index(f">{ALARMS}</h2>") < page.index(">What bound would hold</h2>")
     assert all(f">{t}</h2>" in page for t in SECTIONS)
     alarms = rep.tables["false_alarms"]
     assert set(alarms["check"]) == {"out_min"} and len(alarms) == 2 * 3  # precision x data size

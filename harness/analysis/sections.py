@@ -190,9 +190,20 @@ def tolerance(tol: pd.DataFrame, target: float, gof: str, more_command: str = ""
             ("GPD extrapolation (model, no guarantee)", _est, "l"),
             ("bound in use: run failure rate", lambda r: f"{_cmp(r.op)} {num(r.bound)}: {pct(r.rate)} "
              f"[{interval(r.rate_ci_low, r.rate_ci_high)}]" if r.runs else "–", "r")]
-    parts = [paragraph(summary),
-             table(tol, cols, max_rows=80, csv="tables/tolerance.csv", tone=tone(BoundVerdict, "bound_status"),
-                   toned=("recommended bound", "guarantee"))]
+    needs = tol["bound_status"] == BoundVerdict.NEEDS_RUNS.value
+    parts = [paragraph(summary)]
+    if needs.any():  # one line for the configurations that only need more runs, not a row each
+        missing = tol.loc[needs, "guarantee"].astype(str)
+        checks = tol.loc[needs].groupby("check", sort=True).size()
+        which = "; ".join(f"{html.escape(str(c))} ({n} configuration{'s' if n > 1 else ''})" for c, n in checks.items())
+        words = (f"each {missing.iloc[0]}" if missing.nunique() == 1 else
+                 f"from {int(tol.loc[needs, 'runs_missing'].min()):,} to {int(tol.loc[needs, 'runs_missing'].max()):,} "
+                 "more runs each (per row in tables/tolerance.csv)")
+        parts.append(paragraph(f"No bound is recommended yet for {int(needs.sum())} configuration(s): {words}. "
+                               f"Checks: {which}."))
+    if (~needs).any():
+        parts.append(table(tol[~needs], cols, max_rows=80, csv="tables/tolerance.csv",
+                           tone=tone(BoundVerdict, "bound_status"), toned=("recommended bound", "guarantee")))
     if more_command:
         parts.append(paragraph("To add the seeds the missing guarantees need (the sweep resumes: stored runs are "
                                f"kept): <code>{html.escape(more_command)}</code>"))
