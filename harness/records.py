@@ -148,6 +148,10 @@ CORE_SCHEMA = pa.schema(
     ]
 )
 CORE_COLUMNS: tuple[str, ...] = tuple(CORE_SCHEMA.names)
+# the columns a row takes from its CheckMeaning (declared) and from its CheckResult (measured)
+MEANING_COLUMNS: tuple[str, ...] = ("op", "compare", "when", "every", "after", "judge")
+RESULT_COLUMNS: tuple[str, ...] = ("bound_compared", "value_dtype", "n_evaluated", "n_failed", "n_nonfinite",
+                                   "first_failure_step", "worst_value", "worst_margin")
 
 
 def _extra_type(value: Any) -> pa.DataType:
@@ -202,25 +206,10 @@ def result_rows(spec: Any, result: RunResult, harness_version: str) -> pa.Table:
         c = by_name.get(meaning.check) if meaning else None
         ok = result.status is Status.OK and c is not None
         row = dict(run_level)
-        row.update(
-            check=meaning.check if meaning else "",
-            op=meaning.op if meaning else None,
-            compare=meaning.compare if meaning else None,
-            when=meaning.when if meaning else None,
-            every=meaning.every if meaning else None,
-            after=meaning.after if meaning else None,
-            judge=meaning.judge if meaning else None,
-            bound=meaning.bound if meaning else math.nan,
-            bound_compared=c.bound_compared if ok else None,
-            value_dtype=c.value_dtype if ok else None,
-            n_evaluated=c.n_evaluated if ok else None,
-            n_failed=c.n_failed if ok else None,
-            n_nonfinite=c.n_nonfinite if ok else None,
-            first_failure_step=c.first_failure_step if ok else None,
-            worst_value=c.worst_value if ok else None,
-            worst_margin=c.worst_margin if ok else None,
-            passed=c.passed if ok else None,
-        )
+        row.update(check=meaning.check if meaning else "", bound=meaning.bound if meaning else math.nan,
+                   passed=c.passed if ok else None,
+                   **{f: getattr(meaning, f) if meaning else None for f in MEANING_COLUMNS},
+                   **{f: getattr(c, f) if ok else None for f in RESULT_COLUMNS})
         rows.append(row)
     columns = {name: [r[name] for r in rows] for name in CORE_COLUMNS}
     table = pa.table(columns, schema=CORE_SCHEMA)
