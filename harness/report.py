@@ -174,6 +174,7 @@ def _findings(trend: pd.DataFrame, rise: pd.DataFrame, attr: pd.DataFrame, tol: 
 def build_report(df: pd.DataFrame, out: Path, *, title: str = "sweep", target: float = 0.01,
                  holdout: float = 0.0, fresh: pd.DataFrame | None = None, gof: Gof = "ks",
                  planned_runs: int | None = None, command: str | None = None, alpha: float = 0.05,
+                 results_path: str = "RESULTS",
                  outcome: str | None = None) -> Report:
     """Analyse ``df`` (one row per (run, check)) and write the report into ``out``.
 
@@ -224,6 +225,8 @@ def build_report(df: pd.DataFrame, out: Path, *, title: str = "sweep", target: f
                                     alpha=alpha)
             rep.tables["false_alarms"] = alarms
             sections.insert(1, S.alarms(alarms, outcome))
+    if n_ok:
+        sections.append(S.failing_runs(df, results_path))
     bad = A.incomplete_runs(df)
     rep.tables["incomplete_runs"] = bad
     sections.append(S.incomplete(bad, df["run_id"].nunique()))
@@ -293,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     title = ", ".join(sweeps) or results.name
     rep = build_report(df, out, title=title, target=args.target, holdout=args.holdout, fresh=fresh, gof=args.gof,
                        planned_runs=_planned_runs(results), command=_sweep_meta(results).get("command"),
-                       outcome=args.outcome)
+                       outcome=args.outcome, results_path=str(results))
     print_headline(console, rep.headline, rep.out)
     return 0
 

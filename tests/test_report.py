@@ -190,3 +190,14 @@ def test_cli_outcome_option(written: Path, tmp_path: Path, capsys: pytest.Captur
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --outcome:") and "'accuracy'" in err[0]
     assert "synthetic/loss_below" in err[0] and not (tmp_path / "bad").exists()
+
+
+def test_failing_runs_are_listed_with_the_command_that_replays_them(written: Path, tmp_path: Path):
+    out = tmp_path / "rep"
+    assert main([str(written), "--out", str(out)]) == 0
+    page = (out / "index.html").read_text()
+    assert ">Failing runs and how to replay them</h2>" in page
+    df = pd.read_parquet(written)
+    failing = df[(df["status"] == "ok") & (df["passed"] == False)]  # noqa: E712
+    assert f"python -m harness replay {written} run_id=" in page
+    assert any(r in page for r in failing["run_id"])

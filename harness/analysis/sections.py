@@ -279,6 +279,34 @@ def attribution(attr: pd.DataFrame, has_figure: bool) -> str:
                    table(attr, cols, max_rows=80, csv="tables/attribution.csv"))
 
 
+def failing_runs(df: pd.DataFrame, results: str, per_cell: int = 3) -> str:
+    """Where to look: for each check x precision x data size with failing runs, a few of their
+    run ids (lowest seeds first), where they first failed, and the command that replays the
+    first one in-process (python -m harness replay)."""
+    title = "Failing runs and how to replay them"
+    ok = df[ok_mask(df)]
+    failed = ok[ok["passed"].map(lambda p: p is not None and not pd.isna(p) and not bool(p))]
+    if failed.empty:
+        return section(title, paragraph("No completed run failed a check.", "good"))
+    keys = [k for k in ("check", "precision", "data_size") if k in failed.columns]
+    rows = []
+    for key, g in failed.sort_values(["seed", "run_id"]).groupby(keys, sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        first = g["first_failure_step"].dropna()
+        rows.append({**dict(zip(keys, key)), "failing": g["run_id"].nunique(), "runs": ", ".join(
+            f"{r} (seed {s})" for r, s in zip(g["run_id"].head(per_cell), g["seed"].head(per_cell))),
+            "first_step": int(first.min()) if len(first) else None,
+            "replay": f"python -m harness replay {results} run_id={g['run_id'].iloc[0]}"})
+    frame = pd.DataFrame(rows)
+    cols = [("check", _check, "l"), *[(k.replace("_", " "), (lambda k: lambda r: label(getattr(r, k)))(k), "l")
+                                      for k in keys if k != "check"],
+            ("failing runs", lambda r: f"{r.failing:,}", "r"), ("first failing step", lambda r: label(r.first_step), "r"),
+            ("some of them", lambda r: str(r.runs), "l"), ("replay the first", lambda r: str(r.replay), "l")]
+    text = ("Every configuration with failing runs, with a few run ids and the command that runs the first of them "
+            "again in this process, bit for bit (add threads=N to match the sweep's actors).")
+    return section(title, paragraph(text), table(frame, cols, max_rows=60))
+
+
 def incomplete(bad: pd.DataFrame, total_runs: int) -> str:
     title = "Runs that did not complete"
     if bad.empty:
