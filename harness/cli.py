@@ -58,13 +58,9 @@ exit codes: 0 all stored runs completed, 1 some stored runs errored/crashed/time
 
 
 def _options(group: str, config_dir: str | None) -> str:
-    import importlib.resources
+    from harness.listing import config_files
 
-    names = {p.name[:-5] for p in (importlib.resources.files("harness.conf") / group).iterdir()
-             if p.name.endswith(".yaml")}
-    if config_dir and (Path(config_dir) / group).is_dir():
-        names |= {p.stem for p in (Path(config_dir) / group).glob("*.yaml")}
-    return ", ".join(sorted(names))
+    return ", ".join(config_files(group, config_dir))
 
 
 def _known_keys() -> list[str]:

@@ -17,7 +17,9 @@ from harness.config import SweepConfig
 from harness.grid import RunSpec
 
 
-def _yaml_files(group: str, config_dir: str | None) -> dict[str, Any]:
+def config_files(group: str, config_dir: str | None = None) -> dict[str, Any]:
+    """The YAML files of a config group (sweep, scenario, adaptive, ...), by name: the shipped
+    ones, then those of ``config_dir/group`` (which win on a name clash)."""
     files: dict[str, Any] = {p.name[:-5]: p for p in (importlib.resources.files("harness.conf") / group).iterdir()
                              if p.name.endswith(".yaml")}
     if config_dir and (Path(config_dir) / group).is_dir():
@@ -59,14 +61,14 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     print("sweeps (python -m harness sweep=NAME):")
-    for name, path in _yaml_files("sweep", config_dir).items():
+    for name, path in config_files("sweep", config_dir).items():
         print(f"  {name:<18} {_first_comment(path.read_text())}")
     print("\nscenarios (sweep.scenario=[NAME,...]; parameters: scenarios.NAME.PARAM=VALUE):")
-    for name, path in _yaml_files("scenario", config_dir).items():
+    for name, path in config_files("scenario", config_dir).items():
         text = path.read_text()
         print(f"  {name}: {_first_comment(text)}")
         print("\n".join(_describe_scenario(yaml.safe_load(text) or {})))
-    print("\nadaptive seeds (adaptive=NAME): " + ", ".join(_yaml_files("adaptive", config_dir)))
+    print("\nadaptive seeds (adaptive=NAME): " + ", ".join(config_files("adaptive", config_dir)))
     return 0
 
 

@@ -38,7 +38,6 @@ class StopReason(str, enum.Enum):
     NO_BOUND = "no_bound"  # rule bound: NaN/Inf runs alone exceed the target
     CAP = "cap"  # max_seeds reached before the rule held
     NO_COMPLETED_RUNS = "no_completed_runs"  # a whole round errored, crashed or timed out
-    FIXED = "fixed"  # no adaptive rule: the configured seeds
 
 
 @dataclass(frozen=True)
@@ -73,13 +72,6 @@ def _wilson_width(failed: int, n: int, confidence: float) -> float:
     return float(hi - lo)
 
 
-def _no_bound_possible(nonfinite: int, n: int, target: float, confidence: float) -> bool:
-    """The NaN/Inf share's one-sided Clopper-Pearson lower limit is above the target."""
-    from scipy.stats import beta
-
-    return nonfinite > 0 and float(beta.ppf(1 - confidence, nonfinite, n - nonfinite + 1)) > target
-
-
 def judge(outcomes: Iterable[Outcome], rule: AdaptiveConfig) -> tuple[StopReason, str]:
     """Does the rule hold on these outcomes of one cell? (reason, detail) where reason is
     RUNNING when more seeds are needed."""
@@ -98,9 +90,9 @@ def judge(outcomes: Iterable[Outcome], rule: AdaptiveConfig) -> tuple[StopReason
             settled &= w <= rule.width
             details.append(f"{name}: {failed}/{n} failed, interval width {w:.3f}")
         else:
-            from harness.analysis.bounds import runs_needed
+            from harness.analysis.bounds import nonfinite_exceeds, runs_needed
 
-            if _no_bound_possible(nonfinite, n, rule.target, rule.confidence):
+            if nonfinite_exceeds(nonfinite, n, rule.target, rule.confidence):
                 return StopReason.NO_BOUND, f"{name}: {nonfinite}/{n} runs saw NaN/Inf, above {rule.target:g}"
             need = runs_needed(rule.target, rule.confidence)
             settled &= n >= need
@@ -135,7 +127,9 @@ class Planner:
     def __init__(self, specs: Sequence[RunSpec], rule: AdaptiveConfig, seeds: Sequence[int]) -> None:
         self.rule = rule
         self.cells: dict[str, Cell] = {}
-        order = seed_order(seeds, rule.max_seeds) if rule.adaptive else list(seeds)
+        if not rule.adaptive:
+            raise ValueError("Planner needs an adaptive rule (width or bound); a fixed grid needs no planning")
+        order = seed_order(seeds, rule.max_seeds)
         self._first = len(seeds)  # the first round: sweep.seed
         for s in specs:
             key = cell_key(s)
@@ -153,9 +147,6 @@ class Planner:
             if cell.rounds:  # judge the finished round
                 if not any(cell.outcomes[s].completed for s in cell.seeds[cell.round_start:cell.issued]):
                     cell.reason, cell.detail = StopReason.NO_COMPLETED_RUNS, "no run of the last round completed"
-                    break
-                if not self.rule.adaptive:
-                    cell.reason = StopReason.FIXED
                     break
                 cell.reason, cell.detail = judge(cell.outcomes.values(), self.rule)
                 if cell.reason is not StopReason.RUNNING:
@@ -188,10 +179,6 @@ class Planner:
         return self._advance(cell)
 
     # -- reporting
-    def all_specs(self) -> list[RunSpec]:
-        """Every run the cells may run, up to the cap."""
-        return [c.spec(s) for c in self.cells.values() for s in c.seeds]
-
     def specs(self) -> list[RunSpec]:
         """Every run issued so far (stored or run)."""
         return [c.spec(s) for c in self.cells.values() for s in c.seeds[:c.issued]]

@@ -27,7 +27,7 @@ from rich.table import Table
 
 from harness import analysis as A
 from harness.analysis import sections as S
-from harness.analysis.frame import label, ok_mask
+from harness.analysis.frame import check_labels, label, ok_mask
 from harness.analysis.html import page, paragraph, section
 from harness.analysis.tail import Gof
 from harness.analysis.verdicts import BoundVerdict, RiseVerdict
@@ -51,14 +51,7 @@ def prepare(df: pd.DataFrame) -> pd.DataFrame:
     ``scenario/check`` so that equal check names of different workloads stay apart, and
     a scenario whose parameters are swept is split by them: ``scenario[key=value]/check``."""
     df = A.with_variant(df)
-    if "scenario" not in df.columns:
-        return df
-    several = df["scenario"].nunique() > 1
-    split = df["variant"] != ""
-    if several or split.any():
-        prefix = df["scenario"].astype(str) + np.where(split, "[" + df["variant"].astype(str) + "]", "")
-        df = df.assign(check=prefix + "/" + df["check"].astype(str))
-    return df
+    return df.assign(check=check_labels(df))
 
 
 def headline(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:

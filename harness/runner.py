@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import json
 import platform
-from contextlib import closing
 import time
+from contextlib import closing
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import yaml
 from rich.console import Console
 
 from harness import __version__
+from harness.analysis.frame import failed_mask, nonfinite_mask
 from harness.config import SweepConfig
 from harness.dispatch import ClusterInfo, RunQueue, dispatch
 from harness.grid import RunSpec, expand
@@ -89,17 +89,13 @@ def stored_outcomes(directory: Path, run_ids: set[str]) -> dict[str, Outcome]:
         return {}
     df = load_results(directory)
     df = df[df["run_id"].isin(run_ids)]
+    df = df.assign(_failed=failed_mask(df).to_numpy(), _nonfinite=nonfinite_mask(df).to_numpy())
     out: dict[str, Outcome] = {}
     for run_id, rows in df.groupby("run_id", sort=False):
         ok = bool((rows["status"] == "ok").all())
-        checks = {r.check: (not _true(r.passed), _true(r.n_nonfinite)) for r in rows.itertuples()} if ok else {}
+        checks = dict(zip(rows["check"], zip(rows["_failed"], rows["_nonfinite"]))) if ok else {}
         out[str(run_id)] = Outcome(ok, checks)
     return out
-
-
-def _true(x: Any) -> bool:
-    """A stored value (bool, count, None, NA) as a plain truth value; missing is False."""
-    return x is not None and not pd.isna(x) and bool(x)
 
 
 def _cells_json(planner: Planner) -> str:
@@ -128,8 +124,7 @@ def _run(cfg: SweepConfig, specs: list[RunSpec], directory: Path, resolved: dict
     done = set() if cfg.rerun == "all" else stored_run_ids(directory, complete_only=cfg.rerun == "incomplete")
     planner = Planner(specs, cfg.adaptive, cfg.axes.seed) if cfg.adaptive.adaptive else None
     if planner is not None:
-        possible = {s.run_id for s in planner.all_specs()}
-        todo = planner.start(stored_outcomes(directory, done & possible))
+        todo = planner.start(stored_outcomes(directory, done))
         specs = planner.specs()
     else:
         todo = [s for s in specs if s.run_id not in done]

@@ -105,6 +105,7 @@ _MODE = 0o666 & ~_umask()
 
 def _atomic_write(path: Path, write: Any) -> None:
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         _write_then_rename(path, write)
     except OSError as exc:
         raise StoreWriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
@@ -138,14 +139,12 @@ def _write_then_rename(path: Path, write: Any) -> None:
 
 def write_part(directory: Path, run_id: str, table: pa.Table) -> Path:
     """Write one run's rows as ``<run_id>.parquet``, atomically (StoreWriteError on failure)."""
-    make_sweep_dir(directory)
     path = directory / f"{run_id}{PART_SUFFIX}"
     _atomic_write(path, lambda fh: pq.write_table(table, fh, compression="zstd"))
     return path
 
 
 def write_text(path: Path, text: str) -> None:
-    make_sweep_dir(path.parent)
     _atomic_write(path, lambda fh: fh.write(text.encode()))
 
 

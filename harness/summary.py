@@ -15,40 +15,21 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from harness.analysis.frame import check_labels, failed_mask, label, nonfinite_mask, ok_mask, with_variant
+
 POOLED = ("batch_size", "clip_value", "steps", "epochs")
-
-
-def _label(v: object) -> str:
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return "none"
-    if isinstance(v, (int, np.integer)) or (isinstance(v, (float, np.floating)) and float(v).is_integer()):
-        return f"{int(v):,}"
-    return str(v)
-
-
-def check_names(df: pd.DataFrame) -> pd.Series:
-    """``check``, or ``scenario/check`` when the sweep has several scenarios, with the swept
-    variant in brackets (``scenario[tol=0.1]/check``) when there is one."""
-    name = df["check"].astype(str)
-    variant = df["variant"].fillna("").astype(str) if "variant" in df.columns else pd.Series("", index=df.index)
-    several = "scenario" in df.columns and df["scenario"].nunique() > 1
-    if several or (variant != "").any():
-        prefix = df["scenario"].astype(str) + np.where(variant != "", "[" + variant + "]", "")
-        name = prefix + "/" + name
-    return name
 
 
 def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
     """One row per check x precision x data size over completed runs: runs, failed, rate,
     nonfinite (runs that saw NaN/Inf), first_step (median first failing step among failing
     runs)."""
-    ok = df[df["status"] == "ok"].copy()
+    ok = with_variant(df[ok_mask(df)])
     if ok.empty:
         return pd.DataFrame(columns=["name", "precision", "data_size", "runs", "failed", "rate", "nonfinite",
                                      "first_step"])
-    ok["name"] = check_names(ok)
-    ok["_failed"] = ok["passed"].map(lambda p: p is not None and not pd.isna(p) and not bool(p))
-    ok["_nonfinite"] = ok["n_nonfinite"].fillna(0).astype(float) > 0
+    ok = ok.assign(name=check_labels(ok), _failed=failed_mask(ok).to_numpy(),
+                   _nonfinite=nonfinite_mask(ok).to_numpy())
     ok["_first"] = ok["first_failure_step"].astype(float)
     g = ok.groupby(["name", "precision", "data_size"], dropna=False, sort=True)
     out = g.agg(runs=("_failed", "size"), failed=("_failed", "sum"), nonfinite=("_nonfinite", "sum"),
@@ -66,7 +47,7 @@ def print_summary(console: Console, df: pd.DataFrame, path: str, elapsed_s: floa
         t.add_column("check", no_wrap=True)
         t.add_column("precision")
         for s in sizes:
-            t.add_column(f"{_label(s)} rows", justify="right")
+            t.add_column(f"{label(s)} rows", justify="right")
         t.add_column("fails from step", justify="right")
         t.add_column("NaN/Inf runs", justify="right")
         for (name, precision), rows in frame.groupby(["name", "precision"], sort=True):
@@ -80,7 +61,7 @@ def print_summary(console: Console, df: pd.DataFrame, path: str, elapsed_s: floa
                 style = "red" if r["failed"] == r["runs"] else "yellow" if r["failed"] else "green"
                 cells.append(f"[{style}]{r['rate']:.0%} {int(r['failed'])}/{int(r['runs'])}[/]")
             first = rows["first_step"].dropna()
-            cells.append(_label(float(round(first.median()))) if len(first) else "–")
+            cells.append(label(float(round(first.median()))) if len(first) else "–")
             cells.append(str(int(rows["nonfinite"].sum())))
             t.add_row(escape(str(name)), str(precision), *cells)
         console.print(t)
@@ -88,7 +69,7 @@ def print_summary(console: Console, df: pd.DataFrame, path: str, elapsed_s: floa
         pooled = sorted({a for _, part in by_scenario for a in POOLED
                          if a in part.columns and part[a].nunique(dropna=False) > 1}, key=POOLED.index)
         if pooled:
-            values = [f"{a} ({', '.join(_label(v) for v in sorted(df[a].dropna().unique()))}"
+            values = [f"{a} ({', '.join(label(v) for v in sorted(df[a].dropna().unique()))}"
                       + (", none" if df.loc[df["status"] == "ok", a].isna().any() and a == "clip_value" else "") + ")"
                       for a in pooled]
             console.print(f"pooled over {'; '.join(values)}: the report splits them", highlight=False)

@@ -87,6 +87,15 @@ class OrderStatisticBound:
     nonfinite: int = 0
 
 
+def nonfinite_exceeds(nonfinite: int, n: int, target: float, confidence: float) -> bool:
+    """Is the share of runs that saw NaN/Inf above ``target`` with ``confidence``? Its one-sided
+    Clopper-Pearson lower limit, beta.ppf(1 - confidence; k, n - k + 1), is above it: those
+    runs fail whatever the bound, so no bound can keep the target."""
+    from scipy import stats
+
+    return bool(nonfinite) and float(stats.beta.ppf(1 - confidence, nonfinite, n - nonfinite + 1)) > target
+
+
 def order_statistic_bound(scores: np.ndarray, target: float, confidence: float) -> OrderStatisticBound:
     """Distribution-free one-sided tolerance bound on the scores (NaN = not evaluated, ignored).
 
@@ -94,8 +103,6 @@ def order_statistic_bound(scores: np.ndarray, target: float, confidence: float) 
     (at any n) when the NaN/Inf share alone is above the target with ``confidence`` (its
     one-sided Clopper-Pearson lower limit beta.ppf(alpha; k, n - k + 1) > p); NEEDS_RUNS
     below ``runs_needed``; else GUARANTEED."""
-    from scipy import stats
-
     s = np.asarray(scores, dtype=float)
     s = np.sort(s[~np.isnan(s)])
     n, need = int(s.size), runs_needed(target, confidence)
@@ -104,7 +111,7 @@ def order_statistic_bound(scores: np.ndarray, target: float, confidence: float) 
     if n == 0:
         return OrderStatisticBound(math.nan, 0, 0, need, need, math.nan, BoundVerdict.NO_DATA)
     r, achieved = _rank(n, target, confidence)
-    if k and stats.beta.ppf(1 - confidence, k, n - k + 1) > target:
+    if nonfinite_exceeds(k, n, target, confidence):
         return OrderStatisticBound(math.inf, r, n, need, missing, achieved, BoundVerdict.NO_BOUND, k)
     if r == 0:
         return OrderStatisticBound(math.nan, 0, n, need, missing, math.nan, BoundVerdict.NEEDS_RUNS, k)

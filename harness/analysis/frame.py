@@ -100,6 +100,21 @@ def with_variant(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(variant=recorded.where(recorded.notna(), variant))
 
 
+def check_labels(df: pd.DataFrame) -> pd.Series:
+    """Each row's check as people read it: ``check``, or ``scenario/check`` when the frame has
+    several scenarios (equal check names of different workloads stay apart), with the swept
+    variant in brackets, ``scenario[key=value]/check``, when the scenario's parameters are swept.
+    ``df`` needs a ``variant`` column (see with_variant)."""
+    name = df["check"].astype(str)
+    if "scenario" not in df.columns:
+        return name
+    variant = df["variant"].fillna("").astype(str)
+    split = variant != ""
+    if df["scenario"].nunique() > 1 or split.any():
+        name = df["scenario"].astype(str) + np.where(split, "[" + variant + "]", "") + "/" + name
+    return name
+
+
 def factor_axes(df: pd.DataFrame) -> list[str]:
     """Axes that vary across configurations (seed and derived steps excluded); with a
     ``variant`` column (see with_variant), it stands for ``params``."""

@@ -8,7 +8,7 @@ import html
 import numpy as np
 import pandas as pd
 
-from harness.analysis.frame import label, ok_mask, pct, pformat
+from harness.analysis.frame import failed_mask, label, ok_mask, pct, pformat
 from harness.analysis.html import figure, paragraph, section, table
 from harness.analysis.verdicts import RiseVerdict, TrendVerdict, Verdict
 
@@ -34,11 +34,11 @@ def _plain(r: object) -> str:
     return "neutral"
 
 
-def _tone(kind: type[Verdict]):
-    """Row -> the tone of its ``status`` column, a value of ``kind`` ("neutral" when absent)."""
+def _tone(kind: type[Verdict], column: str = "status"):
+    """Row -> the tone of its ``column``, a value of ``kind`` ("neutral" when absent)."""
     def tone(r: object) -> str:
         try:
-            return kind(getattr(r, "status")).tone
+            return kind(getattr(r, column)).tone
         except (AttributeError, ValueError):
             return "neutral"
     return tone
@@ -143,14 +143,6 @@ def tolerance(tol: pd.DataFrame, target: float, gof: str, more_command: str = ""
     from harness.analysis.bounds import runs_needed
     from harness.analysis.verdicts import BoundVerdict, ValidationVerdict
 
-    def tone(kind: type, column: str):  # row -> the enum's tone of its stored verdict value
-        def of(r: object) -> str:
-            try:
-                return kind(getattr(r, column)).tone
-            except (AttributeError, ValueError):
-                return "neutral"
-        return of
-
     conf = float(tol.attrs.get("confidence", 0.95))
     need = int(tol.attrs.get("runs_needed", runs_needed(target, conf)))
     keys = [k for k in tol.attrs.get("by", ["check", "precision", "data_size"]) if k != "check" and k in tol]
@@ -203,7 +195,7 @@ def tolerance(tol: pd.DataFrame, target: float, gof: str, more_command: str = ""
                                f"Checks: {which}."))
     if (~needs).any():
         parts.append(table(tol[~needs], cols, max_rows=80, csv="tables/tolerance.csv",
-                           tone=tone(BoundVerdict, "bound_status"), toned=("recommended bound", "guarantee")))
+                           tone=_tone(BoundVerdict, "bound_status"), toned=("recommended bound", "guarantee")))
     if more_command:
         parts.append(paragraph("To add the seeds the missing guarantees need (the sweep resumes: stored runs are "
                                f"kept): <code>{html.escape(more_command)}</code>"))
@@ -232,7 +224,7 @@ def tolerance(tol: pd.DataFrame, target: float, gof: str, more_command: str = ""
                  ("recommended bound", lambda r: f"{_cmp(r.op)} {float(r.recommended_bound)!r}", "r"),
                  ("validation", lambda r: str(r.validation), "l")]
         parts.append(table(tol[tested], vcols, max_rows=80, csv="tables/tolerance.csv", toned=("validation",),
-                           tone=tone(ValidationVerdict, "validation_status")))
+                           tone=_tone(ValidationVerdict, "validation_status")))
     return section("What bound would hold", *parts)
 
 
@@ -284,8 +276,7 @@ def failing_runs(df: pd.DataFrame, results: str, per_cell: int = 3) -> str:
     run ids (lowest seeds first), where they first failed, and the command that replays the
     first one in-process (python -m harness replay)."""
     title = "Failing runs and how to replay them"
-    ok = df[ok_mask(df)]
-    failed = ok[ok["passed"].map(lambda p: p is not None and not pd.isna(p) and not bool(p))]
+    failed = df[failed_mask(df)]
     if failed.empty:
         return section(title, paragraph("No completed run failed a check.", "good"))
     keys = [k for k in ("check", "precision", "data_size") if k in failed.columns]
