@@ -38,6 +38,10 @@ CheckState = tuple[Any, Any, Any, Any, Any, Any, Any, Any, Any]
 Judge = Literal["any", "last"]
 Op = Literal["<", "<=", ">", ">="]
 OPS: tuple[str, ...] = ("<", "<=", ">", ">=")
+# What a step check compares with its bound: its step value ("value"), or a statistic of a window of
+# period means of it (see Check.statistic). Declared once; recorded in the results' ``statistic`` column.
+Statistic = Literal["value", "max_relative_decrease", "range"]
+STATISTICS: tuple[str, ...] = ("value", "max_relative_decrease", "range")
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,18 @@ class Check:
     judge: "any" (the run fails the check when any scheduled evaluation fails) or "last" (only
         the last scheduled evaluation decides, e.g. "the loss has fallen by the end"; the
         counts still cover every evaluation).
+    statistic, window: what a step check compares with its bound. "value" (default): the step's
+        value at each scheduled step. Otherwise the step values are first averaged over each
+        period of ``every`` steps (the period ending at step after + j*every; the first one also
+        holds the steps up to ``after``), giving one point per period, and then:
+        "max_relative_decrease": at each point j >= window-1, the largest relative decrease
+            (m[i-1] - m[i]) / m[i-1] over the last ``window`` points ("has the loss fallen by at
+            least x% in any of the last window-1 periods?", TheDeepChecker's stagnating loss);
+        "range": over consecutive, non-overlapping blocks of ``window`` points, max - min of the
+            block ("did the value change at all?", DeepDiagnosis' unchanged loss).
+        A window holding a NaN or Inf point gives NaN (fails). The statistic is float64 and is
+        compared with the bound exactly (no rounding to the value's dtype). An incomplete last
+        period or block is not evaluated.
     """
 
     name: str
@@ -64,6 +80,8 @@ class Check:
     every: int = 1
     after: int = 0
     judge: Judge = "any"
+    statistic: Statistic = "value"
+    window: int = 1
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -82,11 +100,20 @@ class Check:
             raise ValueError(f"check {self.name}: after={self.after!r} is not a non-negative integer")
         if self.judge not in ("any", "last"):
             raise ValueError(f"check {self.name}: judge={self.judge!r} is not 'any' or 'last'")
+        if self.statistic not in STATISTICS:
+            raise ValueError(f"check {self.name}: statistic={self.statistic!r} is not one of {', '.join(STATISTICS)}")
+        if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1:
+            raise ValueError(f"check {self.name}: window={self.window!r} is not a positive integer")
+        if self.statistic == "value" and self.window != 1:
+            raise ValueError(f"check {self.name}: window={self.window} needs a statistic (max_relative_decrease, range)")
+        if self.statistic != "value" and (self.window < 2 or self.when != "step"):
+            raise ValueError(f"check {self.name}: statistic={self.statistic} needs when='step' and window >= 2 "
+                             f"(got when={self.when!r}, window={self.window})")
 
     def meaning(self) -> CheckMeaning:
         """What the check asserts, as recorded on every result row (the bound as declared)."""
         return CheckMeaning(self.name, float(self.bound), self.op, self.compare, self.when, self.every, self.after,
-                            self.judge)
+                            self.judge, self.statistic, self.window)
 
     # ------------------------------------------------------------------ in-graph
     #
@@ -136,7 +163,10 @@ class Check:
 
         x = tf.reshape(tf.cast(values, tf.float64), [-1])
         steps = tf.reshape(tf.cast(steps, tf.int64), [-1])
-        if self.when == "step" and (self.every > 1 or self.after > 0):  # the schedule: only these steps count
+        if self.statistic != "value":  # a windowed statistic owns the schedule; compared exactly in float64
+            x, steps = self._windowed(x, steps)
+            dtype = tf.float64
+        elif self.when == "step" and (self.every > 1 or self.after > 0):  # the schedule: only these steps count
             keep = tf.logical_and(steps >= self.after, tf.math.floormod(steps - self.after, self.every) == 0)
             x, steps = tf.boolean_mask(x, keep), tf.boolean_mask(steps, keep)
         finite = tf.math.is_finite(x)
@@ -146,14 +176,43 @@ class Check:
         cmp = {"<": tf.less, "<=": tf.less_equal, ">": tf.greater, ">=": tf.greater_equal}[self.op]
         failed = tf.logical_not(tf.logical_and(finite, cmp(x, bound)))
         margins = tf.where(finite, bound - x if self.upper else x - bound, tf.constant(float("-inf"), tf.float64))
-        first = tf.where(tf.reduce_any(failed), tf.gather(steps, tf.argmax(tf.cast(failed, tf.int32))),
-                         tf.constant(-1, tf.int64))
+        # the first failing step, or -1: the sentinel keeps argmax defined on an empty series
+        first = tf.gather(tf.concat([steps, [-1]], 0), tf.argmax(tf.cast(tf.concat([failed, [True]], 0), tf.int32)))
         last_failed = tf.concat([[False], failed], 0)[-1]  # the last scheduled evaluation (False if none)
         i = tf.argmin(tf.concat([margins, [float("inf")]], 0))  # an empty series keeps the sentinel
         return (tf.size(x, out_type=tf.int64), tf.reduce_sum(tf.cast(failed, tf.int64)),
                 tf.reduce_sum(tf.cast(tf.logical_not(finite), tf.int64)), first,
                 tf.concat([x, [float("nan")]], 0)[i], tf.concat([margins, [float("inf")]], 0)[i],
                 bound, tf.constant(tf.as_dtype(dtype).name), last_failed)
+
+    def _windowed(self, x: Any, steps: Any) -> tuple[Any, Any]:
+        """(statistic values, the step each is evaluated at) of a series of consecutive step values."""
+        import tensorflow as tf
+
+        every, after, w = tf.constant(self.every, tf.int64), tf.constant(self.after, tf.int64), self.window
+        last = tf.reduce_max(tf.concat([[tf.constant(-1, tf.int64)], steps], 0))
+        # period j ends at step after + j*every; the first also holds the steps before after
+        period = tf.where(steps <= after, tf.zeros_like(steps), (steps - after + every - 1) // every)
+        n_periods = tf.where(last < after, tf.constant(0, tf.int64), (last - after) // every + 1)
+        keep = period < n_periods  # an incomplete last period is not evaluated
+        points = tf.math.unsorted_segment_mean(tf.boolean_mask(x, keep), tf.boolean_mask(period, keep), n_periods)
+        ends = after + tf.range(n_periods, dtype=tf.int64) * every
+
+        def worst(frames: Any, stat: Any) -> Any:  # NaN unless every point of the frame is finite
+            ok = tf.reduce_all(tf.math.is_finite(frames), axis=1)
+            return tf.where(ok, stat, tf.constant(float("nan"), tf.float64))
+
+        if self.statistic == "max_relative_decrease":
+            prev, cur = points[:-1], points[1:]
+            decrease = (prev - cur) / prev
+            # each point of a window enters one of its decreases: a non-finite point makes the value NaN
+            frames = tf.reshape(tf.signal.frame(decrease, w - 1, 1, axis=0), [-1, w - 1])
+            value = worst(frames, tf.reduce_max(tf.where(tf.math.is_finite(frames), frames, 0.0), axis=1))
+            return value, ends[w - 1:][: tf.shape(value)[0]]
+        frames = tf.reshape(tf.signal.frame(points, w, w, axis=0), [-1, w])  # "range": non-overlapping blocks
+        safe = tf.where(tf.math.is_finite(frames), frames, 0.0)
+        value = worst(frames, tf.reduce_max(safe, axis=1) - tf.reduce_min(safe, axis=1))
+        return value, tf.gather(ends, tf.range(tf.shape(value)[0], dtype=tf.int64) * w + (w - 1))
 
     def evaluate(self, observations: Sequence[Mapping[str, Any]]) -> CheckState:
         """Eager convenience: summarize a list of observation dicts (steps 0, 1, ...)."""

@@ -19,11 +19,10 @@ loss and the compiled metrics). ``every=k``, ``after=s`` and ``judge`` set the s
 the tool's. A missing observation raises a KeyError naming it. AUTOTRAINER reports a gradient or ReLU problem only
 while the model also fails to converge; each detector here is one symptom (pair it with autotrainer_not_converged).
 
-Not implemented: rules that compare a step with earlier ones (a step check sees only its own observations):
-AUTOTRAINER unstable loss and slow convergence (accuracy history); DeepDiagnosis "loss not decreasing" (the last 5
-epoch losses all equal), "accuracy not increasing" (last 20) and unchanged tensors; TheDeepChecker stagnating loss
-(every relative decrease over the last window of period-mean losses below a percentage) and its windowed
-growth/decay-rate rules for gradients.
+Rules that compare a step with earlier ones are windowed checks (``Check.statistic``): TheDeepChecker's stagnating
+loss and DeepDiagnosis' unchanged loss. Not implemented: AUTOTRAINER unstable loss and slow convergence (accuracy
+history), DeepDiagnosis "accuracy not increasing" and unchanged weights and gradients, TheDeepChecker's windowed
+growth/decay-rate rules for gradients, weights and loss (divergence, fluctuation).
 """
 
 from __future__ import annotations
@@ -255,7 +254,43 @@ def deepdiagnosis_numerical_error(*, every: int = 1, after: int = 0,
             _flag("deepdiagnosis.numerical_error_gradients", "grads_finite", every, after, judge))
 
 
+def deepdiagnosis_loss_unchanged(*, window: int = 5, every: int = 1, after: int = 0, judge: Judge = "any") -> Check:
+    """DeepDiagnosis (Wardat et al., ICSE 2022) "model does not learn": fires when the loss is the same on each of
+    ``window`` = 5 consecutive batches. Threshold: none (an exact tie; the window of 5 batches is a parameter).
+
+    Source: DeepDiagnosis/ICSE2022, callback/callbacks.py, class DeepLocalize.on_batch_end: every N = 5 batches,
+    ``meanResult(self.lossList[-N:])`` (the mean of the last 5 batch losses equals their maximum, i.e. all equal),
+    then the list is cleared: non-overlapping blocks of 5 batches. Here: statistic "range" (max - min) of each
+    block of ``window`` step losses (period means of ``every`` steps when every > 1), starting at step ``after``;
+    passes while max - min > 0. "All equal" is tested exactly (the tool's mean == max can also hold for values one
+    rounding apart). A block with a NaN or Inf loss fires.
+    """
+    return Check("deepdiagnosis.loss_unchanged", "loss", 0.0, ">", every=every, after=after, judge=judge,
+                 statistic="range", window=window)
+
+
 # ------------------------------------------------------------------------------------------------- TheDeepChecker
+
+
+def thedeepchecker_loss_stagnating(*, window: int = 5, min_decrease: float = 0.05, every: int = 1, after: int = 0,
+                                   judge: Judge = "any") -> Check:
+    """TheDeepChecker (Ben Braiek & Khomh, TOSEM) stagnating loss: fires when, over the last ``window`` = 5 period
+    losses, no relative decrease reaches ``min_decrease`` = 5%.
+
+    Source: thedeepchecker/thedeepchecker, deep_checker/hooks.py, OverfitLossHook: every ``period`` iterations the
+    mean of the losses since the last check is appended to a list, then check_loss_curve fires "stagnated_loss" when
+    ``((losses[-i-1] - losses[-i]) / losses[-i-1] < non_dec.decr_percentage).all()`` for i in 1..window_size-1.
+    The values window_size = 5 and decr_percentage = 0.05 are those of the same group's PyTorch port
+    (rached1997/RLDebugger, the loss checker's ``non_dec`` config): the TF tool's own values, source not found in the index
+    (deep_checker/config/settings.yaml is not stored).
+    Here: statistic "max_relative_decrease" over period means of ``every`` steps (the tool's period), judged at
+    each period once ``window`` periods exist; passes while the largest decrease >= 5%. A window holding a NaN or
+    Inf loss fires. Note the tool runs it on a one-batch overfitting test, where the loss must keep falling; on a
+    normal run it also fires once the loss has converged.
+    """
+    return Check("thedeepchecker.loss_stagnating", "loss", float(min_decrease), ">=", every=every, after=after,
+                 judge=judge, statistic="max_relative_decrease", window=window)
+
 
 
 def thedeepchecker_exploding_gradient(*, mean_abs: float = 1e6, every: int = 1, after: int = 0,
@@ -307,8 +342,8 @@ def thedeepchecker_numerical_instability(*, every: int = 1, after: int = 0,
 DETECTORS: tuple[Callable[..., Check | tuple[Check, ...]], ...] = (
     autotrainer_exploding_gradient, autotrainer_vanishing_gradient, autotrainer_dying_relu, autotrainer_not_converged,
     autotrainer_nan, deepdiagnosis_dead_relu, deepdiagnosis_saturated_activation, deepdiagnosis_vanishing_gradient,
-    deepdiagnosis_numerical_error, thedeepchecker_exploding_gradient, thedeepchecker_vanishing_gradient,
-    thedeepchecker_numerical_instability)
+    deepdiagnosis_numerical_error, deepdiagnosis_loss_unchanged, thedeepchecker_exploding_gradient,
+    thedeepchecker_vanishing_gradient, thedeepchecker_numerical_instability, thedeepchecker_loss_stagnating)
 
 
 def autotrainer(*, every: int = 1, after: int = 0, metric: str | None = "accuracy") -> list[Check]:
@@ -325,14 +360,15 @@ def deepdiagnosis(*, every: int = 1, after: int = 0, activations: bool = True) -
     need the engine's opt-in activation observations."""
     s = dict(every=every, after=after)
     acts = [deepdiagnosis_dead_relu(**s), deepdiagnosis_saturated_activation(**s)] if activations else []
-    return [*acts, deepdiagnosis_vanishing_gradient(**s), *deepdiagnosis_numerical_error(**s)]
+    return [*acts, deepdiagnosis_vanishing_gradient(**s), *deepdiagnosis_numerical_error(**s),
+            deepdiagnosis_loss_unchanged(**s)]
 
 
 def thedeepchecker(*, every: int = 1, after: int = 0) -> list[Check]:
-    """TheDeepChecker's gradient and numerical detectors with their defaults."""
+    """TheDeepChecker's gradient, numerical and loss detectors with their defaults."""
     s = dict(every=every, after=after)
     return [thedeepchecker_exploding_gradient(**s), thedeepchecker_vanishing_gradient(**s),
-            *thedeepchecker_numerical_instability(**s)]
+            *thedeepchecker_numerical_instability(**s), thedeepchecker_loss_stagnating(**s)]
 
 
 def all_detectors(*, every: int = 1, after: int = 0, activations: bool = True,

@@ -19,7 +19,9 @@ import pyarrow as pa
 # 2: each check row records its op, compare mode, when, schedule (every, after, judge), the bound
 #    as compared, the measured dtype and the run's scenario variant. Version 1 part files read
 #    with those columns null.
-SCHEMA_VERSION = "2"
+# 3: each check row records its statistic and window (a windowed step check, see checks.Check);
+#    earlier part files read with those columns null (every earlier check compared its value).
+SCHEMA_VERSION = "3"
 
 
 class Status(str, enum.Enum):
@@ -45,6 +47,8 @@ class CheckMeaning:
     every: int = 1  # a step check's schedule: steps after, after + every, ...
     after: int = 0
     judge: str = "any"  # any: every scheduled evaluation must pass; last: only the last one decides
+    statistic: str = "value"  # what is compared: the step value, or a statistic of a window of period means
+    window: int = 1
 
     @property
     def upper(self) -> bool:
@@ -122,6 +126,8 @@ CORE_SCHEMA = pa.schema(
         ("every", pa.int64()),
         ("after", pa.int64()),
         ("judge", pa.string()),
+        ("statistic", pa.string()),
+        ("window", pa.int64()),
         ("bound", pa.float64()),
         ("bound_compared", pa.float64()),
         ("value_dtype", pa.string()),
@@ -149,7 +155,7 @@ CORE_SCHEMA = pa.schema(
 )
 CORE_COLUMNS: tuple[str, ...] = tuple(CORE_SCHEMA.names)
 # the columns a row takes from its CheckMeaning (declared) and from its CheckResult (measured)
-MEANING_COLUMNS: tuple[str, ...] = ("op", "compare", "when", "every", "after", "judge")
+MEANING_COLUMNS: tuple[str, ...] = ("op", "compare", "when", "every", "after", "judge", "statistic", "window")
 RESULT_COLUMNS: tuple[str, ...] = ("bound_compared", "value_dtype", "n_evaluated", "n_failed", "n_nonfinite",
                                    "first_failure_step", "worst_value", "worst_margin")
 

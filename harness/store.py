@@ -212,7 +212,7 @@ def stored_run_ids(directory: Path, *, complete_only: bool = False) -> set[str]:
     return ids
 
 
-KNOWN_SCHEMA_VERSIONS: tuple[str, ...] = ("1", SCHEMA_VERSION)
+KNOWN_SCHEMA_VERSIONS: tuple[str, ...] = ("1", "2", SCHEMA_VERSION)
 
 
 def _skip(path: Path, why: str) -> None:

@@ -165,3 +165,28 @@ def test_judge_last_lets_only_the_last_scheduled_evaluation_decide(tf_worker: No
 def test_a_bad_schedule_is_refused(kw: dict, words: str) -> None:
     with pytest.raises(ValueError, match=words):
         checks.below("c", "x", 1.0, **kw)
+
+
+def test_a_schedule_past_the_last_step_evaluates_nothing(tf_worker: None) -> None:
+    r = fold(checks.below("c", "x", 1.0, after=10, every=5), [5.0, 5.0, 5.0])
+    assert r["n_evaluated"] == 0 and r["first_failure_step"] is None and not r["last_failed"]
+
+
+@pytest.mark.parametrize("kw, words", [
+    ({"statistic": "mean"}, "statistic='mean'"), ({"window": 3}, "window=3 needs a statistic"),
+    ({"statistic": "range", "window": 1}, "window >= 2"), ({"statistic": "range", "window": 0}, "window=0"),
+    ({"statistic": "range", "window": 3, "when": "final"}, "when='step'")])
+def test_a_bad_window_is_refused(kw: dict, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        checks.Check("c", "x", 1.0, "<", **kw)
+
+
+def test_windowed_statistics_are_recorded_and_leave_old_run_ids_alone(tf_worker: None) -> None:
+    from harness.scenarios.base import _meaning_key
+
+    c = checks.Check("c", "x", 0.0, ">", statistic="range", window=4)
+    assert (c.meaning().statistic, c.meaning().window) == ("range", 4)
+    assert "statistic" in _meaning_key(c) and "statistic" not in _meaning_key(checks.below("c", "x", 1.0))
+    r = fold(c, [3.0, 2.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 7.0])  # blocks: steps 0-3 and 4-7; step 8 incomplete
+    assert r["n_evaluated"] == 2 and r["n_failed"] == 1 and r["first_failure_step"] == 7
+    assert r["worst_value"] == 0.0 and r["value_dtype"] == "float64"

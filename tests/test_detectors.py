@@ -8,6 +8,7 @@ import inspect
 import math
 from typing import Any
 
+import numpy
 import pytest
 
 from harness import detectors as d
@@ -178,7 +179,50 @@ NEEDS = {"autotrainer.exploding_gradient": "layer_grad_norm", "autotrainer.vanis
          "deepdiagnosis.numerical_error_gradients": "grads_finite",
          "thedeepchecker.exploding_gradient": "layer_grad_mean_abs",
          "thedeepchecker.vanishing_gradient": "layer_grad_mean_abs", "thedeepchecker.numerical_loss": "loss",
-         "thedeepchecker.numerical_weights": "weights_finite", "thedeepchecker.numerical_gradients": "grads_finite"}
+         "thedeepchecker.numerical_weights": "weights_finite", "thedeepchecker.numerical_gradients": "grads_finite",
+         "deepdiagnosis.loss_unchanged": "loss", "thedeepchecker.loss_stagnating": "loss"}
+
+
+def losses(values: list[float]) -> list[dict[str, Any]]:
+    return [dict(loss=v) for v in values]
+
+
+def test_thedeepchecker_loss_stagnating_as_the_tool_computes_it(tf_worker: None) -> None:
+    c = d.thedeepchecker_loss_stagnating()
+    falling = [10.0 * 0.9 ** i for i in range(12)]  # 10% a step: never stagnates
+    assert not fires(c, losses(falling)) and judged(c, losses(falling))["n_evaluated"] == 12 - 4
+    flat = [10.0, 9.0, 8.0, 7.0, 6.0, 5.9, 5.8, 5.7, 5.6, 5.5]
+    r = judged(c, losses(flat))
+    # the tool's rule, in numpy: fires at the i-th loss when the last 4 relative decreases are all < 5%
+    tool = [i for i in range(4, len(flat))
+            if all((flat[j - 1] - flat[j]) / flat[j - 1] < 0.05 for j in range(i - 3, i + 1))]
+    assert r["fired"] and r["first_failure_step"] == tool[0] and r["n_failed"] == len(tool)
+    assert not fires(d.thedeepchecker_loss_stagnating(min_decrease=0.01), losses(flat))  # the threshold moves it
+    assert not fires(c, losses(flat[:4]))  # fewer than window points: nothing to judge
+    assert judged(c, losses(flat[:4]))["n_evaluated"] == 0
+    assert fires(c, losses([10.0, 9.0, NAN, 7.0, 6.0, 5.0]))  # a NaN in the window fires
+    # period means: with every=2 each point is the mean of the steps since the last check (the first: step 0)
+    p = d.thedeepchecker_loss_stagnating(window=3, every=2)
+    series = [float(numpy.float32(v)) for v in (10.0, 9.0, 8.0, 7.0, 6.0, 5.9, 5.8, 5.7, 5.6, 5.5, 5.4)]
+    means = [10.0] + [(series[k] + series[k + 1]) / 2 for k in range(1, 10, 2)]
+    dec = [(means[k - 1] - means[k]) / means[k - 1] for k in range(1, len(means))]
+    worst = min(max(dec[k], dec[k + 1]) for k in range(len(dec) - 1))
+    r = judged(p, losses(series))
+    assert r["n_evaluated"] == len(means) - 2 and r["worst_value"] == pytest.approx(worst, rel=1e-12)
+    assert r["first_failure_step"] == 10 and r["value_dtype"] == "float64"
+
+
+def test_deepdiagnosis_loss_unchanged_uses_non_overlapping_blocks(tf_worker: None) -> None:
+    c = d.deepdiagnosis_loss_unchanged()
+    assert not fires(c, losses([1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]))
+    r = judged(c, losses([2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.4, 0.3, 0.2]))
+    assert not r["fired"] and r["n_evaluated"] == 2  # five equal losses straddle two blocks: the tool sees neither
+    r = judged(c, losses([2.0, 1.5, 1.2, 1.1, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]))
+    assert r["fired"] and r["first_failure_step"] == 9
+    assert fires(c, losses([1.0, 1.0, NAN, 1.0, 0.5]))
+    # in fp16 a slowly falling loss can repeat exactly: the same values fire in float16 and not in float32
+    slow = [1.0 + 1e-4 * k for k in range(5)]
+    assert fires(c, losses(slow), "float16") and not fires(c, losses(slow), "float32")
 
 
 def test_bundles_names_and_a_healthy_run(tf_worker: None) -> None:

@@ -192,13 +192,22 @@ def definition(target: str, params: Mapping[str, Any]) -> str:
     bound, compare, when) and the source of the module that defines its class. Part of every
     run's id, so editing a check or the scenario's code never reuses stale stored results."""
     cls = load_class(target)
-    meanings = [dataclasses.asdict(c.meaning()) for c in declared_checks(instantiate(target, params))]
+    meanings = [_meaning_key(c) for c in declared_checks(instantiate(target, params))]
     try:
         source = inspect.getsource(sys.modules[cls.__module__])
     except (OSError, TypeError, KeyError):  # no source to read (e.g. defined interactively)
         source = f"{cls.__module__}.{cls.__qualname__}"
     blob = json.dumps({"checks": meanings, "source": hashlib.sha256(source.encode()).hexdigest()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _meaning_key(check: Check) -> dict[str, Any]:
+    """A check's meaning as hashed into run ids. The windowed-statistic fields are left out at their
+    defaults, so checks declared before they existed keep their run ids (stored sweeps resume)."""
+    key = dataclasses.asdict(check.meaning())
+    if key.get("statistic") == "value" and key.get("window") == 1:
+        del key["statistic"], key["window"]
+    return key
 
 
 def declared_checks(scenario: Any) -> list[Check]:
