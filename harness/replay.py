@@ -1,4 +1,4 @@
-"""``python -m harness replay results/<sweep> run_id=ID [threads=N] [target=pkg.Class]``
+"""``python -m harness replay results/<sweep> run_id=ID [threads=N] [target=pkg.Class] [--trace [out=DIR]]``
 
 Reruns one stored run in this process (no Ray) and compares every check's stored
 n_evaluated, n_failed, n_nonfinite, first_failure_step, worst_value and worst_margin with
@@ -15,6 +15,16 @@ necessarily this run's. The rebuilt spec is accepted only if it hashes to the st
 run_id (which hashes scenario, class, parameters, every axis and the engine's
 RUN_ID_VERSION): a replay either runs exactly the stored run or refuses with exit 2.
 TensorFlow's thread pools follow the stored ``ray.num_cpus_per_actor`` unless ``threads=``.
+
+Per-step traces. With ``--trace`` the loop also returns every step's check values and
+training numerics; the run's summary is still compared exactly (so the trace is the stored
+run's), and trace.parquet, trace.csv (one row per step), checks.json (each check's bound,
+op, schedule and summary) and trace.png (a panel per step check: values, bound, failing
+steps; a panel of loss, grad_norm, loss scale; final checks in a text box) are written to
+``out=DIR``, by default ``<results dir>_traces/<run_id>/`` (outside the results directory,
+whose Parquet readers must see part files only). Their paths are printed, one a line. A
+scenario that does not train has zero steps: the files hold its final values. See
+harness/trace.py.
 """
 
 from __future__ import annotations
@@ -29,7 +39,9 @@ from typing import Any
 
 FIELDS = ("n_evaluated", "n_failed", "n_nonfinite", "first_failure_step", "worst_value", "worst_margin")
 EXIT_MATCH, EXIT_MISMATCH, EXIT_BAD = 0, 1, 2
-USAGE = "usage: python -m harness replay RESULTS_DIR run_id=ID [threads=N] [target=pkg.module.Class]\n"
+USAGE = ("usage: python -m harness replay RESULTS_DIR run_id=ID [threads=N] [target=pkg.module.Class] "
+         "[--trace [out=DIR]]\n")
+FLAGS = ("--trace",)
 
 
 class ReplayError(ValueError):
@@ -48,13 +60,20 @@ def same(a: Any, b: Any) -> bool:
 
 
 def _args(argv: list[str]) -> tuple[Path, dict[str, str]]:
-    paths = [a for a in argv if "=" not in a]
+    flags = [a for a in argv if a.startswith("--") and "=" not in a]
+    paths = [a for a in argv if "=" not in a and a not in flags]
     opts = dict(a.split("=", 1) for a in argv if "=" in a)
-    unknown = sorted(set(opts) - {"run_id", "threads", "target"})
+    unknown = sorted(set(opts) - {"run_id", "threads", "target", "out"}) + sorted(set(flags) - set(FLAGS))
     if len(paths) != 1:
         raise ReplayError(f"give one results directory (got {len(paths)}: {' '.join(paths)})")
     if unknown:
-        raise ReplayError(f"{unknown[0]}: unknown option (run_id=, threads=, target=)")
+        raise ReplayError(f"{unknown[0]}: unknown option (run_id=, threads=, target=, --trace, out=)")
+    if "out" in opts and "--trace" not in flags:
+        raise ReplayError("out=: only with --trace (where to write the trace)")
+    if "out" in opts and not opts["out"]:
+        raise ReplayError("out=: empty; give out=DIR")
+    if "--trace" in flags:
+        opts["trace"] = "yes"
     if not opts.get("run_id"):
         raise ReplayError("run_id: missing; give run_id=ID (the run_id column, or a unique prefix of it)")
     if "threads" in opts and not (opts["threads"].isdigit() and int(opts["threads"]) > 0):
@@ -173,6 +192,20 @@ def _fmt(v: Any) -> str:
     return "null" if v is None else repr(v)
 
 
+def trace_dir(directory: Path, run_id: str, out: str | None) -> Path:
+    """Where --trace writes: ``out``, or ``<directory>_traces/<run_id>``; never inside the
+    results directory (its Parquet readers would read the trace as a part file)."""
+    base = directory if directory.name not in ("", "..") else directory.resolve()
+    target = Path(out) if out else base.parent / f"{base.name}_traces" / run_id
+    if target.resolve().is_relative_to(directory.resolve()):
+        raise ReplayError(f"out={target}: inside the results directory {directory}; write the trace elsewhere")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReplayError(f"out={target}: cannot create it: {exc.strerror or exc}") from exc
+    return target
+
+
 def replay(directory: Path, opts: dict[str, str]) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -182,6 +215,7 @@ def replay(directory: Path, opts: dict[str, str]) -> int:
     doc = _sweep_doc(directory)
     spec = rebuild_spec(rows[0], doc, opts.get("target"))
     threads = _threads(doc, opts)
+    out = trace_dir(directory, spec.run_id, opts.get("out")) if opts.get("trace") else None
     console = Console()
     if not console.is_terminal:  # keep the values whole in logs and pipes
         console = Console(width=max(console.width, 110))
@@ -196,7 +230,8 @@ def replay(directory: Path, opts: dict[str, str]) -> int:
 
     init_worker(threads)
     t0 = time.perf_counter()
-    result = execute(spec)
+    traced: list[Any] = []  # (series, checks), when --trace
+    result = execute(spec, on_series=(lambda *a: traced.append(a)) if out is not None else None)
     diffs = compare(rows, result)
     table = Table(title=f"stored vs replayed ({time.perf_counter() - t0:.1f}s)")
     for col in ("check", "value", "stored", "replayed", ""):
@@ -205,13 +240,36 @@ def replay(directory: Path, opts: dict[str, str]) -> int:
         table.add_row(check, field, _fmt(a), _fmt(b), "[green]=[/]" if ok else "[red bold]DIFFERS[/]")
     console.print(table)
     bad = [d for d in diffs if not d[4]]
+    written = _write_trace(out, spec, result, traced, verified=not bad) if out is not None else []
     if bad:
         console.print(f"[red bold]mismatch[/]: {len(bad)} of {len(diffs)} values differ "
                       f"({', '.join(sorted({f'{c}.{f}' if c else f for c, f, *_ in bad}))})", highlight=False)
-        return EXIT_MISMATCH
-    console.print(f"[green bold]match[/]: all {len(diffs)} values of {len(rows)} check(s) are identical",
-                  highlight=False)
-    return EXIT_MATCH
+    else:
+        console.print(f"[green bold]match[/]: all {len(diffs)} values of {len(rows)} check(s) are identical",
+                      highlight=False)
+    for line in written:
+        console.print(line, highlight=False, soft_wrap=True, style="yellow" if line.startswith("no trace") else None)
+    return EXIT_MISMATCH if bad else EXIT_MATCH
+
+
+def _write_trace(out: Path, spec: Any, result: Any, traced: list[Any], *, verified: bool) -> list[str]:
+    """Write the --trace files; the lines to print (a heading, then one path a line)."""
+    from harness.trace import write_trace
+
+    if not traced or result.status.value != "ok":
+        return [f"no trace written: the replay ended with status {result.status.value}"
+                + (f" ({result.error})" if result.error else "")]
+    series, checks = traced[0]
+    try:
+        paths = write_trace(out, spec, result, series, checks, verified=verified)
+    except OSError as exc:
+        raise ReplayError(f"out={out}: cannot write the trace: {exc.strerror or exc}") from exc
+    n = len(series.numerics)
+    n_final = sum(c.when == "final" for c in checks)
+    what = (f"{n} steps, {len(checks) - n_final} step check(s), {n_final} final check(s)" if n else
+            f"0 steps: no per-step values, the final value of {n_final} check(s)")
+    return [f"trace ({what})" + ("" if verified else "; of this replay, which DIFFERS from the stored run") + ":",
+            *map(str, paths)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,10 +18,21 @@ SAMPLING_STREAM = 7_919  # keeps batch sampling apart from the scenario's data s
 
 
 @dataclass
+class StepSeries:
+    """What a loop compiled with ``series=True`` also returns: every step's float64 value of
+    each step check (all steps, scheduled or not) and the [steps, 6] float32 matrix of the
+    training numerics (columns NUMERIC_FIELDS)."""
+
+    values: dict[str, Any]
+    numerics: Any
+
+
+@dataclass
 class LoopOutput:
     states: dict[str, CheckState]
     numerics: dict[str, Any]
     train_s: float
+    series: StepSeries | None = None  # only from a loop compiled with series=True
 
 
 def _autograph(scenario: Any) -> bool:
@@ -71,18 +82,24 @@ class CompiledLoop:
     The data tensors and the seed are arguments of the traced function (the data with any
     number of rows), so one trace can serve every run of the same structure."""
 
-    def __init__(self, fn: Any, step_checks: Sequence[Check]) -> None:
+    def __init__(self, fn: Any, step_checks: Sequence[Check], series: bool = False) -> None:
         self.fn = fn
         self.step_checks = list(step_checks)
+        self.series = series
 
     def run(self, data: Sequence[Any], *, steps: int, seed: int) -> LoopOutput:
         import tensorflow as tf
 
         t0 = time.perf_counter()
-        states, numerics = self.fn(tf.constant(steps, tf.int64), tf.constant(seed, tf.int64), *data)
+        out = self.fn(tf.constant(steps, tf.int64), tf.constant(seed, tf.int64), *data)
+        states, numerics = out[0], out[1]
         numerics = {k: v.numpy() for k, v in numerics.items()}
         train_s = time.perf_counter() - t0
-        return LoopOutput({c.name: s for c, s in zip(self.step_checks, states)}, numerics, train_s)
+        series = None
+        if self.series:
+            values, rows = out[2]
+            series = StepSeries({c.name: v.numpy() for c, v in zip(self.step_checks, values)}, rows.numpy())
+        return LoopOutput({c.name: s for c, s in zip(self.step_checks, states)}, numerics, train_s, series)
 
     def operations(self) -> list[Any]:
         """Every op of the traced loop: its graph's and those of its nested functions (the
@@ -91,12 +108,15 @@ class CompiledLoop:
         return [op for g in graphs for op in g.get_operations()]
 
 
-def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *, batch_size: int) -> CompiledLoop:
+def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *, batch_size: int,
+                 series: bool = False) -> CompiledLoop:
     """Trace the training loop, a function of (number of steps, seed, *data) returning
     (check states, numerics). Tracing happens here, outside any timing.
 
     Per step, each check appends one float64 (its worst element) to a TensorArray and the
-    training numerics append one row; both are summarised after the loop, in the graph."""
+    training numerics append one row; both are summarised after the loop, in the graph.
+    With ``series=True`` the function also returns those stacked series (LoopOutput.series,
+    for ``replay --trace``); the default function is unchanged and returns only the summaries."""
     import tensorflow as tf
 
     step_checks = [c for c in checks if c.when == "step"]
@@ -127,18 +147,24 @@ def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *,
         _, values, numerics = tf.while_loop(lambda step, *_: step < n_steps, body,
                                             (tf.constant(0, tf.int64), values, numerics), parallel_iterations=1)
         steps = tf.range(n_steps, dtype=tf.int64)
+        if series:  # the same summaries of the same stacked series, which are returned too
+            stacked, rows = tuple(ta.stack() for ta in values), numerics.stack()
+            states = tuple(c.summarize(v, steps, dtypes[c.name]) for c, v in zip(step_checks, stacked))
+            return states, _summarize_numerics(rows), (stacked, rows)
         states = tuple(c.summarize(ta.stack(), steps, dtypes[c.name]) for c, ta in zip(step_checks, values))
         return states, _summarize_numerics(numerics.stack())
 
     specs = [tf.TensorSpec([None, *t.shape[1:]], t.dtype) for t in data]
     fn = loop.get_concrete_function(tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64), *specs)
-    return CompiledLoop(fn, step_checks)
+    return CompiledLoop(fn, step_checks, series)
 
 
 def train(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *, steps: int, batch_size: int,
-          seed: int) -> LoopOutput:
-    """Trace the loop and run ``steps`` training steps in one compiled call."""
-    return compile_loop(scenario, data, checks, batch_size=batch_size).run(data, steps=steps, seed=seed)
+          seed: int, series: bool = False) -> LoopOutput:
+    """Trace the loop and run ``steps`` training steps in one compiled call (with
+    ``series=True``, also returning every step's check values and numerics)."""
+    return compile_loop(scenario, data, checks, batch_size=batch_size, series=series).run(data, steps=steps,
+                                                                                          seed=seed)
 
 
 def evaluate_final(scenario: Any, checks: Sequence[Check], step: int) -> dict[str, CheckState]:

@@ -7,6 +7,7 @@ import os
 import socket
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from harness.checks import state_to_values
@@ -50,17 +51,23 @@ def _message(exc: BaseException) -> str:
     return " ".join(lines)
 
 
-def execute(spec: RunSpec) -> RunResult:
+def execute(spec: RunSpec, *, on_series: Callable[[Any, Any], None] | None = None) -> RunResult:
     """Build the scenario, train in one compiled call, evaluate its checks. Exceptions
-    become a RunResult with status=error and the exception's type and message."""
+    become a RunResult with status=error and the exception's type and message.
+
+    ``on_series`` (replay --trace): the loop is compiled to also return every step's check
+    values and numerics, and ``on_series(series, checks)`` receives them (a loop.StepSeries,
+    with zero steps for a scenario that does not train) and the declared checks. That loop
+    is not cached for reuse; its summaries are the default loop's (the replay compares them)."""
     t0 = time.perf_counter()
     tf_version = init_worker(_worker_threads)
     declared: tuple[CheckMeaning, ...] = ()
     try:
+        import numpy as np
         import tensorflow as tf
 
         from harness.engine.context import RunContext
-        from harness.engine.loop import LoopOutput, evaluate_final, train
+        from harness.engine.loop import NUMERIC_FIELDS, LoopOutput, StepSeries, evaluate_final, train
         from harness.engine.reuse import recording_variables, train_reusing
         from harness.engine.runtime import seed_everything
 
@@ -87,9 +94,15 @@ def execute(spec: RunSpec) -> RunResult:
         steps = spec.steps if trains else 0
         if not trains:
             out = LoopOutput({}, {}, 0.0)
+            if on_series is not None:
+                on_series(StepSeries({}, np.zeros((0, len(NUMERIC_FIELDS)), np.float32)), checks)
         else:
             data = tuple(tf.convert_to_tensor(t) for t in data)  # once, for the trace and the call alike
-            if vars(type(scenario)).get("reuse_trace", False):  # a promise, so not inherited
+            if on_series is not None:  # a loop of its own, never cached: it returns more
+                out = train(scenario, data, checks, steps=steps, batch_size=spec.batch_size, seed=spec.seed,
+                            series=True)
+                on_series(out.series, checks)
+            elif vars(type(scenario)).get("reuse_trace", False):  # a promise, so not inherited
                 key = (*spec.structure(), tuple((t.dtype.name, tuple(t.shape[1:])) for t in data))
                 out = train_reusing(key, scenario, variables, data, checks, steps=steps,
                                     batch_size=spec.batch_size, seed=spec.seed)

@@ -1,0 +1,330 @@
+"""Per-step traces of a replayed run (``python -m harness replay ... --trace``).
+
+The replay compiles the run's loop so that it also returns what the default loop only
+summarises in-graph: every step's float64 value of each step check (at every step, whether
+or not the check's schedule evaluates it there) and the training numerics (loss,
+grads_finite, skipped, loss_scale, grad_norm, clip_active). From those and the replayed
+check results this module writes, into one directory:
+
+  trace.parquet, trace.csv  one row per step: ``step``, one float64 column per step check
+                            (named as the check; ``check:<name>`` if that clashes with
+                            ``step`` or a numeric), the numerics (float32 and bool), and for a
+                            check with a windowed statistic a column ``<name>.<statistic>``
+                            holding the statistic at the steps it is evaluated (null elsewhere)
+  checks.json               the side table: per check its meaning (when, op, bound as declared
+                            and as compared, compare, value_dtype, every, after, judge,
+                            statistic, window), its column, the replayed summary (n_evaluated,
+                            n_failed, first_failure_step, worst_value, ...), a final check's
+                            value, and the failures recomputed from the trace; plus the run
+                            and whether the replay matched the stored rows (``verified``).
+                            Non-finite floats are the strings "nan", "inf", "-inf".
+  trace.png                 one panel per step check (its values, the bound as compared,
+                            failing evaluations in red, unscheduled steps in grey), one panel
+                            of loss, grad_norm and loss scale; final checks in a text box.
+
+A step check fails at a scheduled step when its value is not finite or does not satisfy
+``value <op> bound_compared`` (the bound rounded to the measured dtype when compare is
+"native"), exactly as ``Check.summarize`` judges it; the recomputed counts are checked
+against the engine's summary (``consistent`` in checks.json).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.engine.loop import NUMERIC_FIELDS
+
+_FLAGS = ("grads_finite", "skipped", "clip_active")
+_CMP = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+FILES = ("trace.parquet", "trace.csv", "checks.json", "trace.png")
+
+
+@dataclass
+class Evaluations:
+    """A step check's evaluations recomputed from its per-step values."""
+
+    steps: np.ndarray  # int64: the step each evaluation is made at
+    values: np.ndarray  # float64: what is compared with the bound (the step value, or the windowed statistic)
+    failed: np.ndarray  # bool
+
+
+def _statistic(check: Any) -> str:
+    return str(getattr(check, "statistic", "value") or "value")
+
+
+def evaluations(check: Any, values: np.ndarray, bound_compared: float) -> Evaluations:
+    """The evaluations of a step check over a run's step values (steps 0..n-1), judged as
+    ``Check.summarize`` judges them: scheduled steps only (``every``, ``after``), or the
+    check's windowed statistic; a failure is a non-finite value or a false comparison."""
+    x = np.asarray(values, np.float64).reshape(-1)
+    steps = np.arange(len(x), dtype=np.int64)
+    if _statistic(check) != "value":
+        import tensorflow as tf
+
+        stat, at = check._windowed(tf.constant(x, tf.float64), tf.constant(steps, tf.int64))
+        x, steps = np.asarray(stat, np.float64).reshape(-1), np.asarray(at, np.int64).reshape(-1)
+    else:
+        keep = scheduled(check, len(x))
+        x, steps = x[keep], steps[keep]
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(x) & _CMP[check.op](x, np.float64(bound_compared))
+    return Evaluations(steps, x, ~ok)
+
+
+def scheduled(check: Any, n_steps: int) -> np.ndarray:
+    """Which of steps 0..n-1 a step check's schedule evaluates (after, after + every, ...)."""
+    steps = np.arange(n_steps, dtype=np.int64)
+    return (steps >= check.after) & ((steps - check.after) % check.every == 0)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (np.floating, float)):
+        v = float(v)
+        return v if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.bool_,)):
+        return bool(v)
+    return v
+
+
+def _columns(checks: Sequence[Any]) -> dict[str, str]:
+    taken = {"step", *NUMERIC_FIELDS}
+    out = {}
+    for c in checks:
+        out[c.name] = c.name if c.name not in taken else f"check:{c.name}"
+        taken.add(out[c.name])
+    return out
+
+
+def build_trace(spec: Any, result: Any, series: Any, checks: Sequence[Any], *, verified: bool) -> tuple[Any, dict]:
+    """(the per-step Arrow table, the side table as a JSON-ready dict)."""
+    import pyarrow as pa
+
+    rows = np.asarray(series.numerics, np.float32).reshape(-1, len(NUMERIC_FIELDS))
+    n = rows.shape[0]
+    step_checks = [c for c in checks if c.when == "step"]
+    names = _columns(step_checks)
+    by_name = {r.check: r for r in result.checks}
+    arrays: dict[str, Any] = {"step": pa.array(np.arange(n, dtype=np.int64))}
+    side_checks = []
+    for c in checks:
+        r = by_name.get(c.name)
+        entry: dict[str, Any] = {
+            "check": c.name, "when": c.when, "op": c.op, "bound": float(c.bound),
+            "bound_compared": r.bound_compared if r else None, "compare": c.compare,
+            "value_dtype": r.value_dtype if r else None, "every": c.every, "after": c.after, "judge": c.judge,
+            "statistic": _statistic(c), "window": int(getattr(c, "window", 1)),
+        }
+        if r is not None:
+            entry.update(n_evaluated=r.n_evaluated, n_failed=r.n_failed, n_nonfinite=r.n_nonfinite,
+                         first_failure_step=r.first_failure_step, worst_value=r.worst_value,
+                         worst_margin=r.worst_margin, passed=r.passed)
+        if c.when == "final":
+            entry["value"] = r.worst_value if r else None  # one evaluation: its value is the worst
+        else:
+            values = np.asarray(series.values[c.name], np.float64).reshape(-1)
+            entry["column"] = names[c.name]
+            arrays[names[c.name]] = pa.array(values, pa.float64())
+            if r is not None and r.bound_compared is not None:
+                ev = evaluations(c, values, r.bound_compared)
+                failing = ev.steps[ev.failed]
+                entry.update(trace_n_evaluated=int(len(ev.steps)), trace_n_failed=int(len(failing)),
+                             trace_first_failure_step=int(failing[0]) if len(failing) else None)
+                entry["consistent"] = (entry["trace_n_evaluated"] == r.n_evaluated
+                                       and entry["trace_n_failed"] == r.n_failed
+                                       and entry["trace_first_failure_step"] == r.first_failure_step)
+                if _statistic(c) != "value":
+                    col = f"{names[c.name]}.{_statistic(c)}"
+                    stat = np.full(n, np.nan)
+                    stat[ev.steps] = ev.values
+                    mask = np.ones(n, bool)
+                    mask[ev.steps] = False
+                    arrays[col] = pa.array(stat, pa.float64(), mask=mask)
+                    entry["statistic_column"] = col
+        side_checks.append({k: _jsonable(v) for k, v in entry.items()})
+    for i, f in enumerate(NUMERIC_FIELDS):
+        col = rows[:, i]
+        arrays[f] = pa.array(col > 0) if f in _FLAGS else pa.array(col, pa.float32())
+    side = {
+        "run_id": spec.run_id, "scenario": spec.scenario, "target": spec.target, "params": dict(spec.params),
+        "data_size": spec.data_size, "batch_size": spec.batch_size, "steps": n, "epochs": spec.epochs,
+        "seed": spec.seed, "precision": spec.precision, "clip_value": spec.clip_value,
+        "status": result.status.value, "verified": bool(verified), "columns": list(arrays), "checks": side_checks,
+    }
+    table = pa.table(arrays).replace_schema_metadata({"harness.trace": json.dumps(side, sort_keys=True)})
+    return table, side
+
+
+def write_trace(out: Path, spec: Any, result: Any, series: Any, checks: Sequence[Any], *, verified: bool) -> list[Path]:
+    """Write trace.parquet, trace.csv, checks.json and trace.png into ``out``; their paths."""
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    table, side = build_trace(spec, result, series, checks, verified=verified)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f for f in FILES]
+    pq.write_table(table, paths[0])
+    pcsv.write_csv(table.replace_schema_metadata(None), paths[1])
+    paths[2].write_text(json.dumps(side, indent=1) + "\n")
+    plot_trace(table, side, checks, paths[3])
+    return paths
+
+
+# ---------------------------------------------------------------------- the plot
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, str):
+        return v
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def _maybe_log(ax: Any, *series: np.ndarray, ratio: float = 1e3) -> None:
+    vals = np.concatenate([np.asarray(s, np.float64)[np.isfinite(s)] for s in series]) if series else np.array([])
+    if len(vals) and np.all(vals > 0) and vals.max() / vals.min() > ratio:
+        ax.set_yscale("log")
+
+
+def _check_panel(ax: Any, check: Any, entry: Mapping[str, Any], table: Any) -> None:
+    steps = table.column("step").to_numpy()
+    values = table.column(entry["column"]).to_numpy(zero_copy_only=False).astype(np.float64)
+    bound = entry.get("bound_compared")
+    bound = float(bound) if isinstance(bound, (int, float)) else float(check.bound)
+    windowed = "statistic_column" in entry
+    extra = []
+    if windowed:
+        # the bound applies to the statistic: raw step values on a second axis, in grey
+        twin = ax.twinx()
+        extra = twin.plot(steps, values, color="0.7", lw=0.8, label="step value (right axis)")
+        twin.set_ylabel("step value", color="0.5")
+        ev = evaluations(check, values, bound)
+        x_eval, y_eval = ev.steps, ev.values
+        ax.set_zorder(twin.get_zorder() + 1)
+        ax.patch.set_visible(False)
+    else:
+        keep = scheduled(check, len(values))
+        if not keep.all():
+            ax.plot(steps, np.where(keep, np.nan, values), ".", color="0.75", ms=3,
+                    label="not scheduled (not evaluated)")
+        ev = evaluations(check, values, bound)
+        x_eval, y_eval = ev.steps, ev.values
+    many = len(x_eval) > 150
+    ax.plot(x_eval, y_eval, "-" if many else "-o", color="C0", lw=1, ms=3,
+            label=f"{check.statistic} (evaluated)" if windowed else "value (evaluated)")
+    finite_fail = ev.failed & np.isfinite(y_eval)
+    if finite_fail.any():
+        ax.plot(x_eval[finite_fail], y_eval[finite_fail], "o", color="red", ms=4, label="failed", zorder=5)
+    nonfinite = ~np.isfinite(y_eval)
+    if nonfinite.any():  # no y value: drawn on the top edge
+        ax.plot(x_eval[nonfinite], np.full(nonfinite.sum(), 0.97), "x", color="red", ms=6, zorder=5,
+                transform=ax.get_xaxis_transform(), label="non-finite (failed)")
+    declared = "" if bound == float(check.bound) else f", declared {check.bound:g}"
+    ax.axhline(bound, color="black", ls="--", lw=1, label=f"bound: {check.op} {bound!r}{declared}")
+    _maybe_log(ax, y_eval, np.array([bound]), ratio=50)
+    sched = []
+    if check.every != 1 or check.after != 0:
+        sched.append(f"every={check.every} after={check.after}")
+    if windowed:
+        sched.append(f"window={getattr(check, 'window', 1)}")
+    if check.judge != "any":
+        sched.append(f"judge={check.judge}")
+    n_failed, n_eval = entry.get("n_failed"), entry.get("n_evaluated")
+    first = entry.get("first_failure_step")
+    verdict = f"{n_failed}/{n_eval} evaluations failed" + (f", first at step {first}" if first is not None else "")
+    if entry.get("consistent") is False:
+        verdict += " [trace disagrees with the engine's summary]"
+    ax.set_title(f"{check.name}: {'statistic' if windowed else 'value'} {check.op} bound"
+                 f"{' (' + ', '.join(sched) + ')' if sched else ''} - {verdict}", fontsize=9, loc="left")
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles + extra, labels + [h.get_label() for h in extra], fontsize=7, loc="best", framealpha=0.8)
+    ax.grid(alpha=0.3)
+
+
+def _numerics_panel(ax: Any, table: Any) -> None:
+    steps = table.column("step").to_numpy()
+
+    def col(name: str) -> np.ndarray:
+        return table.column(name).to_numpy(zero_copy_only=False)
+
+    loss, gnorm, scale = (col(k).astype(np.float64) for k in ("loss", "grad_norm", "loss_scale"))
+    ax.plot(steps, loss, color="C0", lw=1, label="loss")
+    if np.isfinite(gnorm).any():
+        ax.plot(steps, gnorm, color="C1", lw=1, label="grad_norm")
+    bad = ~np.isfinite(loss)
+    if bad.any():
+        ax.plot(steps[bad], np.full(bad.sum(), 0.97), "x", color="red", ms=6, transform=ax.get_xaxis_transform(),
+                label="non-finite loss")
+    skipped = col("skipped").astype(bool)
+    for s in steps[skipped][:500]:
+        ax.axvline(s, color="orange", alpha=0.3, lw=1)
+    if skipped.any():
+        ax.plot([], [], color="orange", alpha=0.5, label=f"skipped step ({int(skipped.sum())})")
+    _maybe_log(ax, loss, gnorm, ratio=100)
+    handles, labels = ax.get_legend_handles_labels()
+    if np.isfinite(scale).any():
+        twin = ax.twinx()
+        twin.step(steps, scale, where="post", color="C2", lw=1)
+        twin.set_ylabel("loss scale", color="C2")
+        finite = scale[np.isfinite(scale)]
+        if finite.min() > 0 and finite.max() / finite.min() > 10:
+            twin.set_yscale("log", base=2)
+        handles.append(twin.get_lines()[0])
+        labels.append("loss scale (right axis)")
+    ax.legend(handles, labels, fontsize=7, loc="best", framealpha=0.8)
+    ax.set_title("training numerics", fontsize=9, loc="left")
+    ax.grid(alpha=0.3)
+
+
+def plot_trace(table: Any, side: Mapping[str, Any], checks: Sequence[Any], path: Path) -> Path:
+    """The trace's PNG: one panel per step check, one of the training numerics, the final
+    checks in a text box (margins fixed in inches: no layout pass over every label)."""
+    from matplotlib.figure import Figure
+
+    entries = {e["check"]: e for e in side["checks"]}
+    n = table.num_rows
+    step_checks = [c for c in checks if c.when == "step" and "column" in entries[c.name]]
+    final = [c for c in checks if c.when == "final"]
+    panels = [*step_checks, None] if n else []
+    lines = []
+    for c in final:
+        e = entries[c.name]
+        verdict = "" if e.get("passed") is None else ("pass" if e["passed"] else "FAIL")
+        lines.append(f"{c.name}: {_fmt(e.get('value'))} {c.op} {_fmt(e.get('bound_compared'))}  {verdict}")
+    head = [] if n else [f"0 steps: {'the scenario does not train; ' if not step_checks else ''}no per-step trace"]
+    box = len(head) + len(lines) + (1 if final else 0)
+    header = 0.35 + (0.14 * box + 0.2 if box else 0)  # inches above the first panel's title
+    axis_h, gap, bottom = 2.1, 0.5, 0.55
+    height = header + (0.3 + len(panels) * axis_h + (len(panels) - 1) * gap + bottom if panels else 0.1)
+    fig = Figure(figsize=(10, height))
+    verified = "replay matches the stored run" if side["verified"] else "replay DIFFERS from the stored run"
+    fig.suptitle(f"run {side['run_id']}: {side['scenario']} data_size={side['data_size']} "
+                 f"batch_size={side['batch_size']} {n} steps seed={side['seed']} {side['precision']} "
+                 f"clip={side['clip_value']} ({verified})", fontsize=9, y=1 - 0.1 / height, x=0.01, ha="left",
+                 va="top")
+    if box:
+        text = "\n".join([*head, *(["final checks:", *(f"  {ln}" for ln in lines)] if final else [])])
+        fig.text(0.01, 1 - 0.4 / height, text, fontsize=8, va="top", ha="left", family="monospace",
+                 bbox={"facecolor": "0.95", "edgecolor": "0.7"})
+    if panels:
+        axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+        fig.subplots_adjust(left=0.08, right=0.915, top=1 - (header + 0.3) / height, bottom=bottom / height,
+                            hspace=gap / axis_h)
+        for ax, c in zip(axes, panels):
+            if c is None:
+                _numerics_panel(ax, table)
+            else:
+                _check_panel(ax, c, entries[c.name], table)
+        axes[-1].set_xlabel("step")
+    fig.savefig(path, dpi=96)
+    return path
