@@ -31,6 +31,8 @@ USAGE = """usage: python -m harness [sweep] sweep=NAME [KEY=VALUE ...] [--dry-ru
        python -m harness report RESULTS_DIR [--fresh DIR] [--outcome CHECK] [...]   (python -m harness.report)
        python -m harness replay RESULTS_DIR run_id=ID [target=pkg.module.Class] [threads=N]
        python -m harness list [--config-dir DIR]    sweeps, scenarios, their parameters and checks
+       python -m harness up [--actors N] [--idle-minutes M] | down | up --status
+                                       keep Ray and its actors (TensorFlow imported) warm between sweeps
        python -m harness --version
 
 Runs every run of a sweep on Ray and stores one Parquet part file per run under
@@ -44,7 +46,8 @@ Runs every run of a sweep on Ray and stores one Parquet part file per run under
                                is at most adaptive.width wide (default 0.2)
   adaptive=bound               add seeds per cell until a bound with a guaranteed false-alarm
                                rate adaptive.target (default 0.01) can be given
-  ray.address=auto             join a running cluster (default: embedded local Ray)
+  ray.address=auto             join a running cluster (default: the warm pool if one is up,
+                               else embedded local Ray; ray.warm=false ignores the pool)
   store.root=/data/results     where results go (default: results)
   sweep.seed=range(0,50)       Hydra's sweep forms work as lists: range(a,b), 0,1,2
   --dry-run, -n                print how many runs the command would start, and its grid; run nothing
@@ -143,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         from harness.listing import main as listing
 
         return listing(argv[1:])
+    if argv[:1] in (["up"], ["down"]):  # the warm pool: python -m harness up [--actors N] / down
+        from harness.pool import main as pool
+
+        return pool(argv)
     if argv[:1] == ["sweep"]:  # python -m harness sweep sweep=smoke ...: the same as without the word
         argv = argv[1:]
     if any(a in ("-h", "--help") for a in argv):

@@ -65,6 +65,7 @@ class RayConfig:
     num_gpus_per_actor: float = 0.0
     include_dashboard: bool = False
     log_to_driver: bool = False
+    warm: bool = True  # with address unset, use the warm pool (python -m harness up) when one is up
 
 
 ADAPTIVE_RULES: tuple[str, ...] = ("fixed", "width", "bound")
@@ -263,7 +264,7 @@ def _ray(raw: Any) -> RayConfig:
     gpus = raw.get("num_gpus_per_actor", 0)
     if not _is_number(gpus) or gpus < 0:
         raise ConfigError("ray.num_gpus_per_actor", f"{gpus!r} is not a non-negative number")
-    for flag in ("include_dashboard", "log_to_driver"):
+    for flag in ("include_dashboard", "log_to_driver", "warm"):
         if not isinstance(raw.get(flag, False), bool):
             raise ConfigError(f"ray.{flag}", f"{raw[flag]!r} is not true or false")
     return RayConfig(
@@ -273,6 +274,7 @@ def _ray(raw: Any) -> RayConfig:
         num_gpus_per_actor=float(gpus),
         include_dashboard=raw.get("include_dashboard", False),
         log_to_driver=raw.get("log_to_driver", False),
+        warm=raw.get("warm", True),
     )
 
 

@@ -1,6 +1,6 @@
 """Ray dispatch: a pool of long-lived actors, RunSpec in, RunResult out, as runs finish.
 
-The only module that imports ray. Each actor imports TensorFlow once and runs one
+With harness.pool (the warm pool's daemon), the only modules that import ray. Each actor imports TensorFlow once and runs one
 run at a time, so a per-run timeout is exact: a run past its limit has its actor
 killed and replaced and is recorded as status=timeout. An actor process that dies
 mid-run has its run retried on a fresh actor up to ``retries`` times, then recorded
@@ -15,7 +15,7 @@ import socket
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from harness.config import RayConfig
@@ -45,6 +45,16 @@ class ClusterInfo:
     num_actors: int
     cpus: float
     gpus: float
+    warm: bool = False  # the runs go to a warm pool's actors (harness.pool)
+    note: str = ""  # why a warm pool that is up was not used
+
+
+def _module_stamp(module: Any) -> tuple[int, int] | None:
+    try:
+        st = os.stat(module.__file__)
+    except (AttributeError, TypeError, OSError):
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 class _Worker:
@@ -59,25 +69,50 @@ class _Worker:
         self.tf_version = init_worker(num_threads)
         # host:pid:device, plus the Ray node: on one machine several nodes share a host name
         self.name = f"{worker_name()}:node={ray.get_runtime_context().get_node_id()[:8]}"
+        self._stamps: dict[str, tuple[int, int] | None] = {}
 
     def ready(self) -> str:
         return self.name
+
+    def _fresh(self, target: str) -> None:
+        """Re-import the scenario's module if its file changed since this actor imported it (a warm
+        pool's actors outlive sweeps) and drop the loops traced from the old code."""
+        import importlib
+        import sys
+
+        name = target.rpartition(".")[0]
+        module = sys.modules.get(name)
+        if module is None:
+            return
+        stamp = _module_stamp(module)
+        if name in self._stamps and self._stamps[name] != stamp:
+            from harness.engine import reuse
+
+            importlib.reload(module)
+            reuse.clear()
+        self._stamps[name] = stamp
 
     def run(self, spec: RunSpec) -> RunResult:
         from dataclasses import replace
 
         from harness.engine import execute
 
+        self._fresh(spec.target)
         return replace(execute(spec), worker=self.name)
 
 
-def connect(cfg: RayConfig) -> tuple[Any, bool, bool]:
+def worker_class(ray: Any, num_cpus: float, num_gpus: float) -> Any:
+    """The actor class runs execute on: one run at a time, never restarted by Ray."""
+    return ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=0, max_task_retries=0)(_Worker)
+
+
+def connect(cfg: RayConfig, namespace: str | None = None) -> tuple[Any, bool, bool]:
     """ray.init: an embedded local instance when address is None, else join ``address``.
 
     Returns (ray, embedded, owned): owned is False when Ray was already initialised
     by the caller (then the caller also shuts it down)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if cfg.address is None:
+    if cfg.address is None or namespace is not None:  # embedded, or this machine's warm pool
         # Single-machine mode: Ray then uses 127.0.0.1 as the node address and binds every
         # server (GCS, raylet, workers, agents) to loopback. Read when ray is first imported.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -89,6 +124,8 @@ def connect(cfg: RayConfig) -> tuple[Any, bool, bool]:
         "logging_level": logging.WARNING,
         "configure_logging": True,
     }
+    if namespace is not None:
+        kwargs["namespace"] = namespace
     if ray.is_initialized():
         return ray, False, False
     # Token authentication stays on; its notice on every embedded start is noise for this tool.
@@ -206,15 +243,16 @@ class RunQueue:
 class ActorPool:
     """Runs specs on a fixed number of actors, yielding (spec, result) as each finishes."""
 
-    def __init__(self, ray: Any, cfg: RayConfig, num_actors: int, *, timeout_s: float, retries: int) -> None:
+    def __init__(self, ray: Any, cfg: RayConfig, num_actors: int, *, timeout_s: float, retries: int,
+                 warm: Sequence[Any] = ()) -> None:
         self.ray = ray
         self.cfg = cfg
         self.num_actors = num_actors
         self.timeout_s = timeout_s
         self.retries = retries
+        self.warm = list(warm)[:num_actors]  # a warm pool's actors: used first, left alive when idle at the end
         threads = max(1, int(round(cfg.num_cpus_per_actor)))
-        self._cls = ray.remote(num_cpus=cfg.num_cpus_per_actor, num_gpus=cfg.num_gpus_per_actor,
-                               max_restarts=0, max_task_retries=0)(_Worker)
+        self._cls = worker_class(ray, cfg.num_cpus_per_actor, cfg.num_gpus_per_actor)
         self._threads = threads
         self._start_failures = 0
 
@@ -247,7 +285,9 @@ class ActorPool:
         running: dict[Any, tuple[Any, str, RunSpec, float]] = {}  # run ref -> (actor, name, spec, t0)
         last: dict[str, Any] = {}  # worker name -> structure of its last run
         verified = False
-        for _ in range(self.num_actors):
+        for actor in self.warm:
+            starting[actor.ready.remote()] = actor
+        for _ in range(self.num_actors - len(self.warm)):
             actor, ref = self._spawn()
             starting[ref] = actor
         try:
@@ -309,8 +349,10 @@ class ActorPool:
                         starting[new_ref] = new
                         yield spec, _failed(spec, Status.TIMEOUT, f"TimeoutError: run exceeded "
                                             f"sweep.timeout_s={self.timeout_s:g}", name, t0)
-        finally:
-            for actor in [a for a, _ in idle] + [a for a, *_ in running.values()] + list(starting.values()):
+        finally:  # a warm actor that is idle stays for the next sweep; one still running a run is killed
+            warm = {id(a) for a in self.warm}
+            for actor in [a for a, _ in idle if id(a) not in warm] + [a for a, *_ in running.values()] + \
+                    [a for a in starting.values() if id(a) not in warm]:
                 try:
                     ray.kill(actor, no_restart=True)
                 except Exception:
@@ -324,15 +366,35 @@ def dispatch(specs: Sequence[RunSpec] | RunQueue, cfg: RayConfig, *, timeout_s: 
     """Connect to Ray, run ``specs`` on an actor pool, yield (spec, result) as runs finish,
     and disconnect at the end (also on error or Ctrl-C); an embedded Ray stops with it.
     Runs added to a RunQueue ``specs`` while iterating are run too (adaptive seeds)."""
-    ray, embedded, owned = connect(cfg)
+    from harness import pool as warm_pool
+
+    state, note = warm_pool.usable(cfg)
+    if state is not None:
+        warm_pool.join_settings(state)
+        ray, embedded, owned = connect(replace(cfg, address=state.address), namespace=warm_pool.NAMESPACE)
+    else:
+        ray, embedded, owned = connect(cfg)
     from harness.signals import install
 
     install()  # ray.init replaced the SIGTERM handler with sys.exit: SIGTERM stops a sweep like Ctrl-C
     try:
-        n, cpus, gpus = _num_actors(ray, cfg, len(specs))
+        warm: list[Any] = []
+        if state is not None:
+            warm_pool.touch_used()
+            for name in state.names():
+                try:
+                    warm.append(ray.get_actor(name, namespace=warm_pool.NAMESPACE))
+                except ValueError:  # being replaced by the daemon: the sweep starts its own in its place
+                    pass
+        if state is not None:  # the pool's actors hold its CPUs: use them, never more
+            _, cpus, gpus = _num_actors(ray, replace(cfg, num_actors=1), 1)
+            n = max(1, min(state.actors, cfg.num_actors or state.actors, len(specs)))
+        else:
+            n, cpus, gpus = _num_actors(ray, cfg, len(specs))
         address = ray.get_runtime_context().gcs_address
-        info = ClusterInfo(address=address, embedded=embedded, num_actors=n, cpus=cpus, gpus=gpus)
-        pool = ActorPool(ray, cfg, n, timeout_s=timeout_s, retries=retries)
+        info = ClusterInfo(address=address, embedded=embedded, num_actors=n, cpus=cpus, gpus=gpus,
+                           warm=state is not None, note=note)
+        pool = ActorPool(ray, cfg, n, timeout_s=timeout_s, retries=retries, warm=warm)
         yield from pool.run(specs, on_start=on_start, trials=trials,
                             on_verified=(lambda: on_ready(info)) if on_ready else None)
     finally:

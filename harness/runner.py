@@ -140,7 +140,10 @@ def _run(cfg: SweepConfig, specs: list[RunSpec], directory: Path, resolved: dict
         def ready(info: ClusterInfo) -> None:
             # written once Ray is up: a sweep that cannot start or join Ray writes nothing
             write_text(directory / "_sweep.yaml", _sweep_yaml(cfg, resolved, len(specs), command))
-            where = "embedded local Ray" if info.embedded else f"Ray at {info.address}"
+            where = ("warm pool" if info.warm else "embedded local Ray" if info.embedded
+                     else f"Ray at {info.address}")
+            if info.note:
+                console.print(info.note, highlight=False)
             console.print(f"{where}: {info.cpus:g} CPU, {info.gpus:g} GPU, {info.num_actors} actors", highlight=False)
 
         queue = RunQueue(todo)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # test-only scenarios (tests/plugins) must be importable by Ray workers too
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
 sys.path.insert(0, str(TESTS))
+# a warm pool the developer keeps up (python -m harness up) must not serve the tests' sweeps
+os.environ["HARNESS_POOL_DIR"] = tempfile.mkdtemp(prefix="harness-pool-")
 
 
 def make_spec(**kw: Any) -> Any:

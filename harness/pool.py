@@ -1,0 +1,332 @@
+"""A warm pool: a local Ray instance and its actors, TensorFlow imported, kept alive between sweeps.
+
+    python -m harness up [--actors N] [--cpus-per-actor C] [--idle-minutes M]
+    python -m harness down
+    python -m harness up --status
+
+``up`` starts a small daemon process (``python -m harness.pool serve``) in its own session. It
+starts an embedded local Ray, creates the actors (named ``worker-<i>`` in the namespace
+``harness-pool``), waits until each has imported TensorFlow, and writes a state file
+(``$XDG_CACHE_HOME/harness/pool.json``, or ``$HARNESS_POOL_DIR/pool.json``). A sweep with
+``ray.address`` unset and ``ray.warm=auto`` (the default) finds the state file, joins that Ray
+as a second driver and sends its runs to those actors instead of starting Ray itself: the start
+costs about a second instead of Ray's start plus TensorFlow's import in every actor. Without a
+pool, nothing changes: the embedded default starts and stops its own Ray.
+
+A pool is used only when it matches the sweep: the same ``ray.num_cpus_per_actor`` and
+``ray.num_gpus_per_actor`` (TensorFlow's thread pools are fixed when an actor starts, and replays
+set them from the stored value) and the same harness code (a digest of the package's sources,
+taken when the pool started). Otherwise the sweep says why and runs cold. A scenario module
+edited since an actor imported it is re-imported by that actor before its next run (its file's
+modification time and size are compared), and the traced loops it cached are dropped; edits to
+other modules the scenario imports need ``down`` and ``up``.
+
+Runs on a warm actor give the same results, bit for bit, as on a cold one (tested): each run
+builds its scenario afresh and seeds everything from its own seed; an actor's cache of traced
+loops is the same one a long cold sweep uses. An actor killed by a sweep (a run past its
+timeout, or a sweep interrupted mid-run) is replaced by the daemon within a few seconds. The
+daemon exits, and Ray with it, on ``down`` (SIGTERM), on SIGINT, or after ``--idle-minutes``
+without a sweep (default 60; 0 = never).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+NAMESPACE = "harness-pool"
+STATE = "pool.json"
+USED = "pool.used"  # touched by every sweep that uses the pool (the idle clock)
+LOG = "pool.log"
+START_TIMEOUT_S = 180.0
+REFILL_S = 5.0
+EXIT_OK, EXIT_USAGE, EXIT_CLUSTER = 0, 2, 3
+AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")  # Ray turns token auth on for a local cluster by itself
+
+
+def join_settings(state: PoolState) -> None:
+    """Before ray.init joins the pool: the authentication the pool's Ray uses (read when Ray starts a driver)."""
+    for key, value in state.auth.items():
+        os.environ.setdefault(key, value)
+
+
+class PoolError(RuntimeError):
+    """The pool cannot be started or reached (one line)."""
+
+
+@dataclass(frozen=True)
+class PoolState:
+    address: str  # the GCS address drivers join
+    pid: int  # the daemon
+    actors: int
+    num_cpus_per_actor: float
+    num_gpus_per_actor: float
+    code: str  # digest of the harness package's sources when the pool started
+    started: float
+    idle_minutes: float
+    auth: dict[str, str] = field(default_factory=dict)  # the daemon's RAY_AUTH_* settings: a driver joins with them
+
+    def names(self) -> list[str]:
+        return [actor_name(i) for i in range(self.actors)]
+
+
+def actor_name(i: int) -> str:
+    return f"worker-{i}"
+
+
+def pool_dir() -> Path:
+    """Where the state, the idle clock and the daemon's log live."""
+    if os.environ.get("HARNESS_POOL_DIR"):
+        return Path(os.environ["HARNESS_POOL_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "harness"
+
+
+def code_digest() -> str:
+    """A digest of every source file of the harness package: a pool started from other code is not used."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*.py")):
+        h.update(str(p.relative_to(root)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_state(directory: Path | None = None) -> PoolState | None:
+    """The running pool's state, or None (no state file, or its daemon is gone: the file is removed)."""
+    path = (directory or pool_dir()) / STATE
+    try:
+        state = PoolState(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    if not _alive(state.pid):
+        path.unlink(missing_ok=True)
+        return None
+    return state
+
+
+def _write_state(directory: Path, state: PoolState) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".{STATE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(asdict(state), indent=1))
+    os.replace(tmp, directory / STATE)
+
+
+def touch_used(directory: Path | None = None) -> None:
+    """Restart the idle clock (a sweep is using the pool)."""
+    path = (directory or pool_dir()) / USED
+    try:
+        path.touch()
+    except OSError:
+        pass
+
+
+def usable(cfg: Any) -> tuple[PoolState | None, str]:
+    """(the pool a sweep with RayConfig ``cfg`` should use, or None; why not, if there is a pool)."""
+    if cfg.address is not None or not getattr(cfg, "warm", True):
+        return None, ""
+    state = read_state()
+    if state is None:
+        return None, ""
+    if (state.num_cpus_per_actor, state.num_gpus_per_actor) != (cfg.num_cpus_per_actor, cfg.num_gpus_per_actor):
+        return None, (f"the warm pool has actors of {state.num_cpus_per_actor:g} CPU / {state.num_gpus_per_actor:g} "
+                      f"GPU, this sweep asks for ray.num_cpus_per_actor={cfg.num_cpus_per_actor:g}, "
+                      f"ray.num_gpus_per_actor={cfg.num_gpus_per_actor:g}: running cold")
+    if state.code != code_digest():
+        return None, ("the warm pool runs other harness code than this checkout: running cold "
+                      "(restart it: python -m harness down && python -m harness up)")
+    return state, ""
+
+
+# ------------------------------------------------------------------------------------------------ the daemon
+
+
+def serve(actors: int, cpus_per_actor: float, gpus_per_actor: float, idle_minutes: float) -> int:
+    """The daemon: embedded Ray, named actors, the state file; refills dead actors; exits on SIGTERM/idle."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+
+    from harness.dispatch import worker_class
+
+    directory = pool_dir()
+    stop = {"now": False}
+
+    def _stop(signum: int, frame: Any) -> None:
+        stop["now"] = True
+
+    ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.WARNING)
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    cls = worker_class(ray, cpus_per_actor, gpus_per_actor)
+    threads = max(1, int(round(cpus_per_actor)))
+
+    def spawn(i: int) -> Any:
+        return cls.options(name=actor_name(i), namespace=NAMESPACE).remote(threads)
+
+    handles = [spawn(i) for i in range(actors)]
+    try:
+        ray.get([h.ready.remote() for h in handles], timeout=START_TIMEOUT_S)
+        state = PoolState(address=ray.get_runtime_context().gcs_address, pid=os.getpid(), actors=actors,
+                          num_cpus_per_actor=cpus_per_actor, num_gpus_per_actor=gpus_per_actor, code=code_digest(),
+                          started=time.time(), idle_minutes=idle_minutes,
+                          auth={k: v for k, v in os.environ.items() if k in AUTH_VARS})
+        _write_state(directory, state)
+        touch_used(directory)
+        next_refill = time.monotonic() + REFILL_S
+        while not stop["now"]:
+            time.sleep(0.5)
+            if idle_minutes > 0:
+                try:
+                    last = (directory / USED).stat().st_mtime
+                except OSError:
+                    last = state.started
+                if time.time() - last > idle_minutes * 60:
+                    break
+            if time.monotonic() >= next_refill:
+                next_refill = time.monotonic() + REFILL_S
+                for i in range(actors):  # a killed or dead actor frees its name: start a new one under it
+                    try:
+                        ray.get_actor(actor_name(i), namespace=NAMESPACE)
+                    except ValueError:
+                        handles[i] = spawn(i)
+    finally:
+        mine = read_state(directory)
+        if mine is not None and mine.pid == os.getpid():
+            (directory / STATE).unlink(missing_ok=True)
+        ray.shutdown()
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------ up / down
+
+
+def up(actors: int | None, cpus_per_actor: float, gpus_per_actor: float, idle_minutes: float) -> int:
+    """Start the daemon unless a pool is already up; wait until its actors are ready."""
+    state = read_state()
+    if state is not None:
+        print(f"warm pool already up: {state.actors} actors at {state.address} (pid {state.pid}); "
+              f"python -m harness down stops it")
+        return EXIT_OK
+    if actors is None:
+        actors = max(1, int((os.cpu_count() or 1) // cpus_per_actor))
+    directory = pool_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    log_path = directory / LOG
+    t0 = time.monotonic()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "harness.pool", "serve", f"--actors={actors}",
+                                 f"--cpus-per-actor={cpus_per_actor}", f"--gpus-per-actor={gpus_per_actor}",
+                                 f"--idle-minutes={idle_minutes}"],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    while time.monotonic() - t0 < START_TIMEOUT_S:
+        state = read_state()
+        if state is not None and state.pid == proc.pid:
+            idle = f"stops after {idle_minutes:g} idle minutes or on " if idle_minutes > 0 else "runs until "
+            print(f"warm pool up in {time.monotonic() - t0:.1f} s: {actors} actors of {cpus_per_actor:g} CPU at "
+                  f"{state.address}; sweeps on this machine use it; it {idle}python -m harness down")
+            return EXIT_OK
+        if proc.poll() is not None:
+            tail = log_path.read_text().strip().splitlines()[-1:] or ["(no output)"]
+            print(f"error: the warm pool did not start (exit {proc.returncode}): {tail[0]} (log: {log_path})",
+                  file=sys.stderr)
+            return EXIT_CLUSTER
+        time.sleep(0.2)
+    proc.terminate()
+    print(f"error: the warm pool did not start within {START_TIMEOUT_S:g} s (log: {log_path})", file=sys.stderr)
+    return EXIT_CLUSTER
+
+
+def down(timeout_s: float = 30.0) -> int:
+    """Stop the daemon (SIGTERM, then SIGKILL after ``timeout_s``); Ray and the actors stop with it."""
+    state = read_state()
+    if state is None:
+        print("no warm pool is up")
+        return EXIT_OK
+    os.kill(state.pid, signal.SIGTERM)
+    t0 = time.monotonic()
+    while _alive(state.pid) and time.monotonic() - t0 < timeout_s:
+        time.sleep(0.1)
+    if _alive(state.pid):
+        os.killpg(state.pid, signal.SIGKILL)  # its own session: Ray's processes go with it
+    (pool_dir() / STATE).unlink(missing_ok=True)
+    print(f"warm pool down ({state.actors} actors, up {(time.time() - state.started) / 60:.1f} min)")
+    return EXIT_OK
+
+
+def status() -> int:
+    state = read_state()
+    if state is None:
+        print("no warm pool is up (python -m harness up starts one)")
+        return EXIT_OK
+    reason = "" if state.code == code_digest() else " (started from other harness code: sweeps run cold)"
+    print(f"warm pool: {state.actors} actors of {state.num_cpus_per_actor:g} CPU / {state.num_gpus_per_actor:g} GPU "
+          f"at {state.address}, pid {state.pid}, up {(time.time() - state.started) / 60:.1f} min{reason}")
+    return EXIT_OK
+
+
+def _positive(kind: type, minimum: float) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} is below {minimum:g}")
+        return value
+
+    return parse
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m harness up|down`` (and the daemon's own ``serve``)."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m harness up", description=__doc__.split("\n\n")[0],
+                                     exit_on_error=False)
+    parser.add_argument("command", choices=["up", "down", "serve"])
+    parser.add_argument("--actors", type=_positive(int, 1), default=None,
+                        help="number of actors (default: one per CPU share of this machine)")
+    parser.add_argument("--cpus-per-actor", type=_positive(float, 0.01), default=1.0,
+                        help="CPUs (TensorFlow threads) per actor; must match the sweeps' ray.num_cpus_per_actor")
+    parser.add_argument("--gpus-per-actor", type=_positive(float, 0.0), default=0.0)
+    parser.add_argument("--idle-minutes", type=_positive(float, 0.0), default=60.0,
+                        help="stop after this long without a sweep (0: never)")
+    parser.add_argument("--status", action="store_true", help="say whether a pool is up, and stop")
+    try:
+        args = parser.parse_args(argv)
+    except (argparse.ArgumentError, SystemExit) as exc:
+        if isinstance(exc, SystemExit):
+            return EXIT_OK if exc.code == 0 else EXIT_USAGE
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.status:
+        return status()
+    if args.command == "down":
+        return down()
+    if args.command == "serve":
+        return serve(args.actors or 1, args.cpus_per_actor, args.gpus_per_actor, args.idle_minutes)
+    return up(args.actors, args.cpus_per_actor, args.gpus_per_actor, args.idle_minutes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

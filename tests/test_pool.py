@@ -1,0 +1,105 @@
+"""The warm pool (python -m harness up/down): which sweeps use it, and that runs on it give the
+same results as cold runs, bit for bit. Real Ray and TensorFlow in the end-to-end test."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from harness import load_results, pool
+from harness.config import RayConfig
+
+
+def write_state(directory: Path, **kw: object) -> pool.PoolState:
+    state = pool.PoolState(address="127.0.0.1:1", pid=os.getpid(), actors=2, num_cpus_per_actor=1.0,
+                           num_gpus_per_actor=0.0, code=pool.code_digest(), started=0.0, idle_minutes=60.0)
+    state = replace(state, **kw)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / pool.STATE).write_text(json.dumps(asdict(state)))
+    return state
+
+
+@pytest.fixture()
+def pool_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HARNESS_POOL_DIR", str(tmp_path / "pool"))
+    return tmp_path / "pool"
+
+
+def test_a_matching_pool_is_used_and_why_another_is_not(pool_dir: Path) -> None:
+    assert pool.usable(RayConfig()) == (None, "")  # no pool: the embedded default, silently
+    state = write_state(pool_dir)
+    assert pool.usable(RayConfig())[0] == state
+    assert pool.usable(RayConfig(address="auto")) == (None, "")  # a cluster address never uses the pool
+    assert pool.usable(RayConfig(warm=False)) == (None, "")
+    got, why = pool.usable(RayConfig(num_cpus_per_actor=2.0))
+    assert got is None and "ray.num_cpus_per_actor=2" in why and "running cold" in why
+    write_state(pool_dir, code="0" * 16)
+    got, why = pool.usable(RayConfig())
+    assert got is None and "other harness code" in why and "harness down" in why
+
+
+def test_a_dead_daemons_state_is_forgotten(pool_dir: Path) -> None:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    write_state(pool_dir, pid=proc.pid)
+    assert pool.read_state() is None and not (pool_dir / pool.STATE).exists()
+
+
+def test_bad_arguments_are_one_line_and_exit_2(pool_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert pool.main(["up", "--actors", "0"]) == pool.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--actors" in err and "below 1" in err
+    assert pool.main(["down"]) == pool.EXIT_OK and "no warm pool" in capsys.readouterr().out
+
+
+def test_an_edited_scenario_module_is_reimported_by_a_warm_actor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                 ) -> None:
+    import importlib
+    import sys
+
+    from harness.dispatch import _Worker
+
+    (tmp_path / "edited_scenario.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("edited_scenario")
+    worker = object.__new__(_Worker)  # _fresh needs no Ray
+    worker._stamps = {}
+    worker._fresh("edited_scenario.Cls")
+    (tmp_path / "edited_scenario.py").write_text("VALUE = 22\n")  # another size: a new stamp even at equal mtime
+    worker._fresh("edited_scenario.Cls")
+    assert sys.modules["edited_scenario"].VALUE == 22 and module.VALUE == 22
+
+
+def test_runs_on_a_warm_pool_equal_cold_runs_bit_for_bit(tmp_path: Path) -> None:
+    env = {"HARNESS_POOL_DIR": str(tmp_path / "pool")}
+    args = ["sweep=smoke", "sweep.seed=[0]", "sweep.data_size=[1000]"]
+    up = subprocess.run([os.sys.executable, "-m", "harness", "up", "--actors", "2", "--idle-minutes", "5"],
+                        capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+    try:
+        assert up.returncode == 0, up.stderr
+        assert "warm pool up" in up.stdout
+        warm = run_cli([*args, f"store.root={tmp_path / 'warm'}"], cwd=tmp_path, env=env)
+        assert warm.returncode == 0, warm.stderr
+        assert "warm pool: " in warm.stdout
+        again = run_cli([*args, f"store.root={tmp_path / 'again'}"], cwd=tmp_path, env=env)  # actors reused
+        assert again.returncode == 0 and "warm pool: " in again.stdout
+    finally:
+        down = subprocess.run([os.sys.executable, "-m", "harness", "down"], capture_output=True, text=True,
+                              timeout=120, env={**os.environ, **env})
+    assert down.returncode == 0 and "warm pool down" in down.stdout
+    assert not (tmp_path / "pool" / pool.STATE).exists()
+    cold = run_cli([*args, f"store.root={tmp_path / 'cold'}"], cwd=tmp_path, env=env)
+    assert cold.returncode == 0 and "embedded local Ray" in cold.stdout
+    measured = ["run_id", "check", "n_evaluated", "n_failed", "n_nonfinite", "first_failure_step", "worst_value",
+                "worst_margin", "final_loss", "passed"]
+    frames = [load_results(tmp_path / d / "smoke").sort_values(["run_id", "check"])[measured].reset_index(drop=True)
+              for d in ("warm", "again", "cold")]
+    assert len(frames[0]) == 4 + 2 * 2  # loss_bound: 2 precisions x 2 clips; normalization: 2 precisions x 2 checks
+    for f in frames[1:]:
+        assert f.equals(frames[0])  # NaN == NaN, floats exact
