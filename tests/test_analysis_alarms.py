@@ -209,19 +209,19 @@ def test_verdict_tones():
 
 
 def test_the_section_states_the_runs_and_colours_the_verdicts():
-    from harness.analysis import sections as S
+    from harness.report.sections import alarms as S
 
     df = correlated(seeds=30, precisions=("fp32", "fp16"), error_rate=0.1, seed=2)
     res = false_alarms(df, OUTCOME)
-    page = S.alarms(res, OUTCOME)
-    assert ">False alarms against the outcome</h2>" in page
+    page = S.body(res, OUTCOME)
+    assert S.TITLE == "False alarms against the outcome"
     a = res.attrs
     assert f"{a['healthy_runs']:,} healthy and {a['unhealthy_runs']:,} unhealthy" in page
     assert f"{a['incomplete_runs']:,} did not complete" in page
     assert "false alarms [95% CI]" in page and "detection [95% CI]" in page
     noisy = false_alarms(hand([False] * 10 + [True] * 5, [True] * 10 + [False] * 5), OUTCOME)
-    assert "class='bad'" in S.alarms(noisy, OUTCOME)
+    assert "class='bad'" in S.body(noisy, OUTCOME)
     none = false_alarms(hand([False] * 10, [False] * 10), OUTCOME)
-    assert "unknown (no unhealthy runs)" in S.alarms(none, OUTCOME)
-    empty = S.alarms(res.iloc[0:0], OUTCOME)
+    assert "unknown (no unhealthy runs)" in S.body(none, OUTCOME)
+    empty = S.body(res.iloc[0:0], OUTCOME)
     assert "no detector to measure" in empty

@@ -92,18 +92,18 @@ def test_a_check_that_fails_in_most_runs_is_flat_not_good():
 
 
 def test_the_report_colours_from_the_status_not_the_wording():
-    from harness.analysis import sections
+    from harness.report.sections import trend as section
 
     tr = trend(pd.concat([_two_sizes(25, 26), _two_sizes(5, 20).assign(check="b", run_id=lambda d: d.run_id + "b")]))
     def rows(page: str) -> list[str]:
         return [r for r in page.split("<tbody>")[1].split("<tr>") if r]
 
-    flat, rises = (next(r for r in rows(sections.trend(tr)) if words in r)
+    flat, rises = (next(r for r in rows(section.body(tr)) if words in r)
                    for words in ("no evidence of a trend", "rises with data size"))
     assert "good" not in flat and "bad" not in flat  # the wording ("no evidence") used to make it green
     assert "class='bad'" in rises
     swapped = tr.assign(status=np.where(tr["status"] == "flat", "rises", "flat"))  # colour follows the status
-    flat = next(r for r in rows(sections.trend(swapped)) if "no evidence of a trend" in r)
+    flat = next(r for r in rows(section.body(swapped)) if "no evidence of a trend" in r)
     assert "class='bad'" in flat
 
 

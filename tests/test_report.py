@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +14,10 @@ import pytest
 from harness.analysis.synthetic import synthetic_results, write_results
 from harness.report import build_report, headline, main
 
-SECTIONS = ("Summary", "What bound would hold", "Key findings", "Failure rate by data size",
-            "Does the failure rate rise with data size?", "More data, more evaluations?",
-            "Worst margins against the bound", "Which axis moves the failure rate most?", "Runs that did not complete")
+SECTIONS = ("Summary", "Overview: failure rate per check", "What bound would hold", "Key findings",
+            "Failure rate by data size", "Does the failure rate rise with data size?", "More data, more evaluations?",
+            "Worst margins against the bound", "Which axis moves the failure rate most?",
+            "Failing runs and how to replay them", "Runs that did not complete")
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -192,12 +194,112 @@ def test_cli_outcome_option(written: Path, tmp_path: Path, capsys: pytest.Captur
     assert "synthetic/loss_below" in err[0] and not (tmp_path / "bad").exists()
 
 
-def test_failing_runs_are_listed_with_the_command_that_replays_them(written: Path, tmp_path: Path):
-    out = tmp_path / "rep"
-    assert main([str(written), "--out", str(out)]) == 0
-    page = (out / "index.html").read_text()
+def test_failing_runs_are_listed_with_the_command_that_replays_them(written: Path,
+                                                                   default_report: tuple[Path, list[str]]):
+    page = (default_report[0] / "index.html").read_text()
     assert ">Failing runs and how to replay them</h2>" in page
     df = pd.read_parquet(written)
     failing = df[(df["status"] == "ok") & (df["passed"] == False)]  # noqa: E712
     assert f"python -m harness replay {written} run_id=" in page
     assert any(r in page for r in failing["run_id"])
+
+
+@pytest.fixture(scope="module")
+def default_report(written: Path) -> tuple[Path, list[str]]:
+    """The report of ``written`` at its default place (``python -m harness report RESULTS``),
+    with the dataset's file names before it was written."""
+    from harness.cli import main as harness_main
+
+    before = sorted(p.name for p in written.iterdir())
+    assert harness_main(["report", str(written)]) == 0
+    return written.parent / f"{written.name}_report", before
+
+
+def test_the_report_is_written_beside_the_dataset_not_inside(written: Path, default_report: tuple[Path, list[str]]):
+    out, before = default_report
+    assert out == written.parent / "synthetic_report" and (out / "index.html").is_file()
+    assert sorted(p.name for p in written.iterdir()) == before  # nothing added to the dataset
+    assert len(pd.read_parquet(written)) == len(pd.read_parquet(written, columns=["run_id"])) > 0
+
+
+CELL = re.compile(r"<td class='cell' style='background:(#[0-9a-f]{6});color:#[0-9a-f]+' "
+                  r"title='(\d+) of (\d+) completed runs fail (.+?) at (\w+), data size ([\d,]+) \(\d+%\)'>(.*?)</td>")
+
+
+def test_the_overview_heatmap_shows_k_of_n_and_links_to_the_failing_runs(written: Path,
+                                                                         default_report: tuple[Path, list[str]]):
+    from harness.analysis.frame import failed_mask, label, ok_mask
+    from harness.report import prepare
+    from harness.report.sections.overview import colour
+
+    page = (default_report[0] / "index.html").read_text()
+    overview = page[page.index(">Overview: failure rate per check</h2>"):page.index(">What bound would hold</h2>")]
+    failing = page[page.index(">Failing runs and how to replay them</h2>"):
+                   page.index(">Runs that did not complete</h2>")]
+    assert page.index(">Summary</h2>") < page.index(">Overview: failure rate per check</h2>")
+    assert overview.count("<table class='heat'>") == 2  # one heatmap per scenario
+    df = prepare(pd.read_parquet(written))
+    keys = ["check", "precision", "data_size"]
+    completed = df[ok_mask(df)].groupby(keys)["run_id"].nunique()
+    failed = df[failed_mask(df)].groupby(keys)["run_id"].nunique().reindex(completed.index, fill_value=0)
+    cells = {(c, p, s): (bg, int(k), int(n), text) for bg, k, n, c, p, s, text in CELL.findall(overview)}
+    assert len(cells) == len(completed) == 2 * 2 * 2 * 3  # scenario x check x precision x data size
+    linked = 0
+    for (check, precision, size), n in completed.items():
+        bg, k, n_shown, text = cells[(check, precision, label(size))]
+        assert (k, n_shown) == (failed[(check, precision, size)], n) and f"{k}/{n}" in text
+        assert bg == colour(k / n)  # fixed 0..1 scale
+        href = re.search(r"href='#(fail-[^']+)'", text)
+        assert (href is not None) == (k > 0)
+        if href:  # the target row lists the cell's runs, the replay command and the trace of the worst run
+            linked += 1
+            row = failing[failing.index(f"<tbody id='{href.group(1)}'>"):]
+            row = row[:row.index("</tbody>")]
+            runs = df[failed_mask(df) & (df["check"] == check) & (df["precision"] == precision)
+                      & (df["data_size"] == size)].sort_values(["seed", "run_id"])
+            worst = runs.sort_values("worst_margin", kind="stable")["run_id"].iloc[0]
+            assert f"{k} / {n}" in row and runs["run_id"].iloc[0] in row
+            assert f"python -m harness replay {written} run_id={runs['run_id'].iloc[0]}</code>" in row
+            assert f"python -m harness replay {written} run_id={worst} --trace</code>" in row
+    assert linked > 0 and "runs that did not complete</th>" in overview  # the errored runs: their own grey row
+    table = pd.read_csv(default_report[0] / "tables" / "failing_runs.csv")
+    assert len(table) == int(failed_mask(df).sum()) and table["trace"].str.endswith("--trace").all()
+
+
+def test_the_colour_scale_is_fixed_from_0_to_1():
+    from harness.report.sections.overview import STOPS, colour
+
+    assert colour(0.0) == STOPS[0] and colour(1.0) == STOPS[-1] and colour(0.5) == STOPS[4]
+    assert colour(-1) == STOPS[0] and colour(2) == STOPS[-1]
+
+
+def test_the_registry_drives_the_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A registered section appears, in its place and in the navigation; one whose applies()
+    is False does not; the page is the registry, in order."""
+    from harness.report import Section, registry
+    from harness.report.sections import incomplete, summary
+
+    shown = Section("A dummy analysis", lambda ctx: f"<p>dummy saw {ctx.completed_runs} completed rows</p>")
+    hidden = Section("Never shown", lambda ctx: "<p>hidden</p>", applies=lambda ctx: False)
+    monkeypatch.setattr(registry, "SECTIONS", [summary.SECTION, shown, hidden, incomplete.SECTION])
+    df = _sweep(data_sizes=(100,), precisions=("fp32",), seeds=range(3), error_rate=0.0)
+    rep = build_report(df, tmp_path / "rep")
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert rep.sections == ["Summary", "A dummy analysis", "Runs that did not complete"]
+    assert ">A dummy analysis</h2>" in page and f"dummy saw {len(df)} completed rows" in page
+    assert '<a href="#a-dummy-analysis">A dummy analysis</a>' in page  # in the navigation
+    assert "Never shown" not in page and "hidden" not in page
+    titles = [page.index(f">{t}</h2>") for t in ("Summary", "A dummy analysis", "Runs that did not complete")]
+    assert titles == sorted(titles)
+    assert "What bound would hold" not in page  # not registered, not computed
+    assert "tolerance" not in rep.tables
+
+
+def test_report_subcommand_and_short_out_option(written: Path, tmp_path: Path):
+    from harness.cli import main as harness_main
+
+    assert harness_main(["report", str(tmp_path / "nope")]) == 2
+    proc = subprocess.run([sys.executable, "-m", "harness.report", "--help"], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0 and all(o in proc.stdout for o in ("-o OUT, --out OUT", "--fresh", "--outcome",
+                                                                   "--holdout", "--target", "--gof"))

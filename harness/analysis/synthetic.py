@@ -1,4 +1,7 @@
-"""Synthetic results frames with known answers (tests, benchmarks, examples).
+"""Test fixtures, not an analysis: synthetic results frames with known answers, used by
+the tests (``tests/test_analysis_*.py``, ``tests/test_report.py``) and by
+``scripts/bench.py``. Nothing in ``harness`` itself imports this module; it lives in the
+package (not under ``tests/``) only so that the benchmark script can build its frames.
 
 Each run evaluates each check ``n_evaluated`` times; every evaluation independently
 fails with probability ``p`` (a function of the run's axes), so the run-level failure

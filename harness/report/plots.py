@@ -19,7 +19,7 @@ MARKERS = "osD^v<>p"
 DODGE = 0.035  # decades between the lines of neighbouring hues, so equal rates stay visible
 
 
-def _order(values: object) -> list:
+def order(values: object) -> list:
     """Hue values in a stable order: known precisions first (fp32, bf16, fp16), then sorted."""
     seen = list(pd.unique(pd.Series(values)))
     known = [p for p in ("fp32", "bf16", "fp16") if p in seen]
@@ -28,6 +28,8 @@ def _order(values: object) -> list:
 
 def _dodge(xs: np.ndarray, i: int, n: int) -> np.ndarray:
     return xs * 10 ** ((i - (n - 1) / 2) * DODGE) if np.all(xs > 0) else xs
+
+
 MAX_PANELS = 12
 
 
@@ -78,7 +80,7 @@ def plot_rates(rates: pd.DataFrame, path: Path, *, x: str = "data_size", hue: st
     """Failure rate against data size, one line per ``hue`` with its 95% Wilson band."""
     panels = list(pd.unique(rates[panel]))[:MAX_PANELS]
     plt, fig, axes = _panels(len(panels))
-    hues = _order(rates[hue])
+    hues = order(rates[hue])
     colors = _colors(hues)
     for ax, name in zip(axes, panels):
         part = rates[rates[panel] == name]
@@ -104,7 +106,7 @@ def plot_decomposition(decomp: pd.DataFrame, path: Path, *, x: str = "data_size"
     and the evaluation count (dashed), and the per-evaluation rate itself (dotted)."""
     panels = list(pd.unique(decomp["check"]))[:MAX_PANELS]
     plt, fig, axes = _panels(len(panels))
-    hues = _order(decomp[hue])
+    hues = order(decomp[hue])
     colors = _colors(hues)
     for ax, name in zip(axes, panels):
         part = decomp[decomp["check"] == name]
@@ -141,7 +143,7 @@ def plot_margins(df: pd.DataFrame, path: Path, *, x: str = "data_size", hue: str
                        "hue": df[hue].to_numpy()[mask], "m": df["worst_margin"].to_numpy(float, na_value=np.nan)[mask]})
     panels = list(pd.unique(ok["check"]))[:MAX_PANELS] or ["(no completed runs)"]
     plt, fig, axes = _panels(len(panels), width=5.6)
-    hues = _order(ok["hue"].unique()) if len(ok) else []
+    hues = order(ok["hue"].unique()) if len(ok) else []
     colors = _colors(hues)
     rng = np.random.default_rng(seed)
     cells = {k: g.to_numpy() for k, g in ok.groupby(["check", "hue", "x"], sort=False, dropna=False)["m"]}

@@ -1,0 +1,125 @@
+"""``python -m harness.report RESULTS_DIR`` (and ``python -m harness report``): the options,
+reading the results, the report, and the headline table on the terminal.
+
+Exit codes: 0 written, 2 bad input (missing directory, no finished runs, an unreadable
+``--fresh``, an ``--outcome`` that names no check, an option out of range).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from harness import analysis as A
+from harness.analysis.frame import label, pct
+from harness.report.build import build_report, prepare
+
+TERMINAL_ROWS = 40
+
+
+def print_headline(console: Console, head: pd.DataFrame, out: Path | None = None) -> None:
+    """The headline table on the terminal (rich)."""
+    t = Table(title="Run-level failure rate (completed runs)")
+    incomplete = bool(head["incomplete"].sum())
+    columns = [("check", "left"), ("precision", "left"), ("data size", "right"), ("runs", "right"),
+               ("failed", "right"), ("rate", "right"), ("95% CI", "right")]
+    for col, just in columns + ([("did not complete", "right")] if incomplete else []):
+        t.add_column(col, justify=just, no_wrap=col in ("check", "95% CI"))  # type: ignore[arg-type]
+    for r in head.head(TERMINAL_ROWS).itertuples():
+        ci = "–" if not np.isfinite(r.ci_low) else f"{pct(r.ci_low)}–{pct(r.ci_high)}"
+        check = escape(r.check) if isinstance(r.check, str) and r.check else "(none declared)"  # "[" is markup
+        cells = [check, label(r.precision), label(r.data_size), f"{r.n:,}", f"{r.failed:,}", pct(r.rate), ci]
+        t.add_row(*cells, *([str(r.incomplete)] if incomplete else []))
+    console.print(t)
+    if len(head) > TERMINAL_ROWS:
+        console.print(f"... {len(head) - TERMINAL_ROWS} more rows in the report", highlight=False)
+    if out is not None:
+        console.print(f"report: {out / 'index.html'}", highlight=False)
+
+
+def _sweep_meta(results: Path) -> dict:
+    """The sweep's ``_sweep.yaml`` (planned runs, the command that ran it), or {}."""
+    try:
+        import yaml
+
+        meta = yaml.safe_load((results / "_sweep.yaml").read_text())
+        return meta if isinstance(meta, dict) else {}
+    except Exception:  # no or unreadable metadata: the header just omits the plan
+        return {}
+
+
+def _planned_runs(results: Path) -> int | None:
+    value = _sweep_meta(results).get("runs")
+    return int(value) if isinstance(value, (int, float)) else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, write the report, print the headline; the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m harness.report",
+                                     description="Analyse a sweep's results and write an HTML report.")
+    parser.add_argument("results", help="results directory of a sweep (e.g. results/smoke)")
+    parser.add_argument("-o", "--out", help="output directory (default: RESULTS_report, beside RESULTS)")
+    parser.add_argument("--target", type=float, default=0.01, help="run-level false-alarm target (default 0.01)")
+    parser.add_argument("--holdout", type=float, default=0.0,
+                        help="fraction of seeds held out from the bound to validate it (default 0: all runs count "
+                             "toward the guarantee; validate with --fresh instead)")
+    parser.add_argument("--fresh", metavar="DIR",
+                        help="results of the same sweep on seeds it never saw: the recommended bounds are "
+                             "validated on them")
+    parser.add_argument("--gof", choices=("ks", "ad"), default="ks",
+                        help="GPD goodness of fit: ks (fast) or ad (Anderson-Darling, Monte Carlo; slower)")
+    parser.add_argument("--outcome", metavar="CHECK",
+                        help="a check whose pass/fail says whether a run was healthy (bare name or scenario/check): "
+                             "every other check is measured as a detector against it (false alarms, detection)")
+    args = parser.parse_args(argv)
+    if not 0 < args.target < 1:
+        parser.error(f"--target must be in (0, 1), not {args.target}")
+    if not 0 <= args.holdout < 1:
+        parser.error(f"--holdout must be in [0, 1), not {args.holdout}")
+    console = Console()
+    if not console.is_terminal:  # a log or a pipe: do not squeeze the table into 80 columns
+        console = Console(width=120)
+    results = Path(args.results)
+    if not results.is_dir():
+        print(f"error: {results} is not a results directory", file=sys.stderr)
+        return 2
+    from harness.store import load_results
+
+    try:
+        df = load_results(results)
+    except Exception as exc:  # unreadable directory
+        print(f"error: cannot read results in {results}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    if df.empty:
+        print(f"error: no finished runs in {results} (no readable part files)", file=sys.stderr)
+        return 2
+    fresh = None
+    if args.fresh:
+        try:
+            fresh = load_results(args.fresh)
+        except Exception as exc:  # missing or unreadable
+            print(f"error: --fresh: cannot read results in {args.fresh}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 2
+    if args.outcome is not None:  # the names the report uses (scenario/check), from one row per distinct check
+        try:
+            A.match_outcome(prepare(df.drop_duplicates([c for c in ("scenario", "variant", "params", "check")
+                                                        if c in df.columns]))["check"].unique(), args.outcome)
+        except ValueError as exc:
+            print(f"error: --outcome: {exc}", file=sys.stderr)
+            return 2
+    out = Path(args.out) if args.out else results.parent / f"{results.resolve().name}_report"
+    sweeps = sorted(df["sweep"].dropna().unique()) if "sweep" in df.columns else []
+    title = ", ".join(sweeps) or results.name
+    rep = build_report(df, out, title=title, target=args.target, holdout=args.holdout, fresh=fresh, gof=args.gof,
+                       planned_runs=_planned_runs(results), command=_sweep_meta(results).get("command"),
+                       outcome=args.outcome, results_path=str(results))
+    print_headline(console, rep.headline, rep.out)
+    return 0
