@@ -7,7 +7,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from conftest import make_spec
+import yaml
+from conftest import ROOT, make_spec
 
 from harness.engine import execute
 from harness.records import Status
@@ -218,3 +219,157 @@ def test_minimize_reads_a_sparse_gradient_by_its_values(tf_worker: None) -> None
     assert isinstance(grad, tf.IndexedSlices)  # else this test tests nothing
     assert float(out["grad_norm"]) == pytest.approx(float(tf.linalg.global_norm([grad])), rel=1e-6)
     assert bool(out["clip_active"]) == bool(tf.reduce_any(tf.abs(grad.values) > 0.5)) and bool(out["grads_finite"])
+
+
+# ---------------------------------------------------------------- reuse of every built-in scenario
+# Each case: (parameters, precision, clip, data sizes n and m, batch size, steps). The runs B (seed 1,
+# n rows), C (seed 2, m rows) and A (seed 3, n rows) share one worker's cache, in that order: C traces
+# a final evaluation for its shapes on the cached structure, A reuses B's. Normalization at 20 rows
+# holds 100 elements: a trace that captured them would bake them in as a constant.
+BUILTIN_REUSE = {
+    "loss_bound": (dict(), "fp16", 1.0, (200, 150), 32, 20),
+    "normalization": (dict(), "fp16", None, (300, 20), None, 0),
+    "activation_bounds": (dict(units=8, layers=2, input_scale=4.0), "bf16", None, (200, 50), None, 0),
+    "train_inference": (dict(inference_size=200, reference_size=250), "fp32", None, (300, 200), 32, 20),
+    "circles": (dict(), "fp32", None, (256, 128), 32, 20),
+}
+
+
+def _builtin_spec(name: str, seed: int, size: int) -> Any:
+    params, precision, clip, _, batch_size, steps = BUILTIN_REUSE[name]
+    target = yaml.safe_load((ROOT / "conf" / "scenario" / f"{name}.yaml").read_text())["_target_"]
+    return make_spec(scenario=name, target=target, params=params, data_size=size, batch_size=batch_size,
+                     steps=steps, seed=seed, precision=precision, clip_value=clip)
+
+
+def _bits(result: Any) -> Any:
+    """The result without its timings, every float as its IEEE-754 bytes (NaN equals NaN, -0.0 is not 0.0)."""
+    import struct
+    from dataclasses import asdict
+
+    def exact(x: Any) -> Any:
+        if isinstance(x, float):
+            return struct.pack("<d", x)
+        if isinstance(x, dict):
+            return {k: exact(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [exact(v) for v in x]
+        return x
+
+    return exact(asdict(replace(result, wall_s=0.0, train_s=0.0)))
+
+
+def test_the_built_in_reuse_cases_cover_every_built_in_scenario() -> None:
+    assert set(BUILTIN_REUSE) == {p.stem for p in (ROOT / "conf" / "scenario").glob("*.yaml")}
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_REUSE))
+def test_a_reused_run_of_a_built_in_scenario_is_bit_identical_to_the_run_alone(tf_worker: None, name: str) -> None:
+    from harness.engine import reuse
+
+    n, m = BUILTIN_REUSE[name][3]
+    specs = [_builtin_spec(name, 1, n), _builtin_spec(name, 2, m), _builtin_spec(name, 3, n)]
+    reuse.clear()
+    traced, finals = reuse.traces(), reuse.final_traces()
+    together = [execute(s) for s in specs]
+    has_final = any(c.when == "final" for c in together[0].declared)
+    assert reuse.traces() - traced == 1 and reuse.final_traces() - finals == (2 if has_final else 0)
+    for spec, r in zip(specs, together):
+        reuse.clear()
+        alone = execute(spec)  # a fresh cache: traced for this run, in a fresh session
+        assert r.status is alone.status is Status.OK, (r.error, alone.error)
+        assert _bits(r) == _bits(alone), spec.seed  # every check value, numeric and extra, bit for bit
+    assert together[0].checks != together[2].checks  # the reused code ran on each run's own data and seed
+
+
+def test_normalization_reuses_its_final_evaluation_in_a_kept_session(tf_worker: None,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import keras
+
+    from harness.engine import reuse, runtime
+
+    fresh: list[int] = []
+    clear_session = keras.backend.clear_session
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *a, **k: (fresh.append(1), clear_session(*a, **k)))
+    monkeypatch.setattr(runtime, "FRESH_EVERY", 3)
+    reuse.clear()
+    finals = reuse.final_traces()
+    specs = [_builtin_spec("normalization", seed, 300) for seed in range(6)]
+    together = [execute(s) for s in specs]
+    # run 0 traces in a fresh session; runs 1-3 keep it; run 4 starts a fresh one (FRESH_EVERY); run 5 keeps it
+    assert len(fresh) == 2 and reuse.final_traces() - finals == 1
+    reuse.clear()
+    assert [_bits(r) for r in together] == [_bits(execute(s)) for s in specs]
+
+
+def test_held_tensors_are_found_in_containers_and_swapped_back(tf_worker: None) -> None:
+    import tensorflow as tf
+
+    from harness.engine.held import held_tensors, holding
+
+    class Holder:
+        pass
+
+    h = Holder()
+    x, y = tf.constant([1.0]), tf.constant([[2]])
+    h.a, h.pair, h.named, h.none, h.var = x, (y, 3), {"k": [x, "s"]}, None, tf.Variable(1.0)
+    held = held_tensors(h)
+    assert held.paths == (("a",), ("named", "k", 0), ("pair", 0)) and held.slots == (0, 0, 1)
+    assert held.tensors[0] is x and held.tensors[1] is y
+    with holding(h, held.paths, ["X", "X", "Y"]):
+        assert (h.a, h.named, h.pair) == ("X", {"k": ["X", "s"]}, ("Y", 3))
+    assert h.a is x and h.pair[0] is y and h.named["k"][0] is x
+
+
+class RandomBuild:
+    """Keeps the reuse_trace promise in its traced code, but builds its data with a stateful random op."""
+
+    trains = False
+    reuse_trace = True
+
+    def checks(self) -> list:
+        from harness import checks
+
+        return [checks.below("small", "max", 10.0, when="final")]
+
+    def build(self, ctx: Any) -> tuple[Any, ...]:
+        import tensorflow as tf
+
+        self.x = tf.random.normal([ctx.data_size, 2])
+        return (self.x,)
+
+    def evaluate(self) -> dict:
+        import tensorflow as tf
+
+        return {"max": tf.reduce_max(self.x)}
+
+
+class HiddenTensor(RandomBuild):
+    """Keeps its data where the engine does not look (inside an object), so its evaluation captures it."""
+
+    reuse_trace = True
+
+    def build(self, ctx: Any) -> tuple[Any, ...]:
+        import types
+
+        import tensorflow as tf
+
+        x = tf.random.stateless_normal([ctx.data_size, 2], seed=ctx.data_seed(0))
+        self.box = types.SimpleNamespace(x=x)
+        return (x,)
+
+    def evaluate(self) -> dict:
+        import tensorflow as tf
+
+        return {"max": tf.reduce_max(self.box.x)}
+
+
+def test_a_broken_promise_in_build_or_in_the_final_evaluation_is_an_error(tf_worker: None) -> None:
+    from harness.engine import reuse
+
+    reuse.clear()
+    r = execute(make_spec(scenario="random_build", target="test_engine.RandomBuild", params={}, batch_size=None,
+                          steps=0))
+    assert r.status is Status.ERROR and "its build() runs stateful random ops (RandomStandardNormal)" in r.error, r.error
+    r = execute(make_spec(scenario="hidden", target="test_engine.HiddenTensor", params={}, batch_size=None, steps=0))
+    assert r.status is Status.ERROR and "its compiled final evaluation captures 1 tensor(s)" in r.error, r.error

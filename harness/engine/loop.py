@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.checks import Check, CheckState
+from harness.engine.held import Held, holding
 
 SAMPLING_STREAM = 7_919  # keeps batch sampling apart from the scenario's data streams
 
@@ -104,8 +105,13 @@ class CompiledLoop:
     def operations(self) -> list[Any]:
         """Every op of the traced loop: its graph's and those of its nested functions (the
         while loop's body and condition)."""
-        graphs = [self.fn.graph, *(f.graph for f in self.fn.graph._functions.values() if hasattr(f, "graph"))]
-        return [op for g in graphs for op in g.get_operations()]
+        return operations(self.fn)
+
+
+def operations(fn: Any) -> list[Any]:
+    """Every op of a concrete function: its graph's and those of its nested functions."""
+    graphs = [fn.graph, *(f.graph for f in fn.graph._functions.values() if hasattr(f, "graph"))]
+    return [op for g in graphs for op in g.get_operations()]
 
 
 def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *, batch_size: int,
@@ -167,25 +173,67 @@ def train(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *, steps:
                                                                                           seed=seed)
 
 
-def evaluate_final(scenario: Any, checks: Sequence[Check], step: int) -> dict[str, CheckState]:
-    """Evaluate the when="final" checks once on ``scenario.evaluate()`` (compiled)."""
+class CompiledFinal:
+    """A traced final evaluation: ``run(tensors, step=)`` evaluates the when="final" checks once.
+
+    Traced with ``held`` (see compile_final), it takes the tensors a scenario holds as
+    arguments, so one trace serves every run whose scenario holds tensors of the same
+    signature; ``tensors`` are then that run's ``held_tensors(scenario).tensors``."""
+
+    def __init__(self, fn: Any, checks: Sequence[Check]) -> None:
+        self.fn = fn
+        self.checks = list(checks)
+
+    def run(self, tensors: Sequence[Any], *, step: int) -> dict[str, CheckState]:
+        import tensorflow as tf
+
+        return {c.name: s for c, s in zip(self.checks, self.fn(tf.constant(step, tf.int64), *tensors))}
+
+    def operations(self) -> list[Any]:
+        return operations(self.fn)
+
+
+def final_checks(scenario: Any, checks: Sequence[Check]) -> list[Check]:
+    """The when="final" checks, once it is clear the scenario can evaluate them."""
+    final = [c for c in checks if c.when == "final"]
+    if final and not callable(getattr(scenario, "evaluate", None)):
+        raise TypeError(f"{type(scenario).__name__} declares final checks but has no evaluate()")
+    return final
+
+
+def compile_final(scenario: Any, checks: Sequence[Check], held: Held | None = None) -> CompiledFinal | None:
+    """Trace the evaluation of the when="final" checks on ``scenario.evaluate()``, a function
+    of the step the checks are recorded at (None when there are no final checks).
+
+    Without ``held``, evaluate() captures whatever it reads: the trace serves this run only.
+    With ``held`` (the scenario's held_tensors), those tensors are arguments of the function,
+    swapped in for the scenario's own while evaluate() is traced (see harness.engine.held)."""
     import tensorflow as tf
 
-    final = [c for c in checks if c.when == "final"]
+    final = final_checks(scenario, checks)
     if not final:
-        return {}
-    if not callable(getattr(scenario, "evaluate", None)):
-        raise TypeError(f"{type(scenario).__name__} declares final checks but has no evaluate()")
+        return None
 
     @tf.function(autograph=_autograph(scenario))
-    def run() -> tuple:
-        obs = scenario.evaluate()
+    def run(step: Any, *tensors: Any) -> tuple:
+        if held is None:
+            obs = scenario.evaluate()
+        else:
+            with holding(scenario, held.paths, [tensors[i] for i in held.slots]):
+                obs = scenario.evaluate()
         if not isinstance(obs, Mapping):
             raise TypeError(f"{type(scenario).__name__}.evaluate() must return a dict, got {type(obs).__name__}")
         out = []
         for c in final:
             v, dtype = c.step_value(obs)
-            out.append(c.summarize(tf.reshape(v, [1]), tf.constant([step], tf.int64), dtype))
+            out.append(c.summarize(tf.reshape(v, [1]), tf.reshape(step, [1]), dtype))
         return tuple(out)
 
-    return {c.name: s for c, s in zip(final, run())}
+    fn = run.get_concrete_function(tf.TensorSpec([], tf.int64), *(held.specs() if held is not None else ()))
+    return CompiledFinal(fn, final)
+
+
+def evaluate_final(scenario: Any, checks: Sequence[Check], step: int) -> dict[str, CheckState]:
+    """Evaluate the when="final" checks once on ``scenario.evaluate()``, traced for this run."""
+    final = compile_final(scenario, checks)
+    return {} if final is None else final.run((), step=step)

@@ -1,57 +1,72 @@
-"""Reusing a traced training loop across the runs of a worker that share a structure.
+"""Reusing traced code across the runs of a worker that share a structure.
 
-Tracing the loop and instantiating it in TF's runtime cost about 0.5 s per run, more
-than the whole training of a short run. A scenario with the class attribute
-``reuse_trace = True`` promises that its compiled code reads a run only through
+Tracing a scenario's training loop and final evaluation and instantiating them in TF's
+runtime cost 0.1 to several seconds per run, far more than the arithmetic of a short run
+(normalization at 100 rows computes for microseconds). A scenario with the class attribute
+``reuse_trace = True`` promises that its compiled code (train_step and evaluate) reads a run only through
 
   * the tensors build() returns (the loop takes them as arguments),
+  * the tensors build() leaves in the scenario's attributes, directly or in lists, tuples
+    and dicts (the final evaluation takes them as arguments, see harness.engine.held),
   * the tf.Variables build() creates (model, optimizer, seed generators, ...),
   * the batch and the step,
 
 plus Python values fixed by its parameters, the precision, the clip value and the batch
 size (the structure; the cache key adds the data's dtypes and trailing shapes). It uses
-no stateful TF random ops, does not read ctx.seed, ctx.steps or ctx.data_size inside
-train_step, and evaluate()/extras() do not read Python attributes that train_step sets
-while it is traced (a reused run never traces). Then each run still builds its scenario afresh
-(seeded model initialisation, data), and the first run of a structure traces the loop;
-a later run copies its freshly built variables into the traced run's variables, runs the
-traced loop on its own data and seed, and copies the trained values back, so evaluate()
-and extras() see them on the run's own scenario. The results are bit-identical to a
-run traced on its own (tested for the built-in scenarios).
+no stateful TF random ops, in its compiled code or in build(); it does not read ctx.seed,
+ctx.steps or ctx.data_size in train_step or evaluate(), and extras() does not read Python
+attributes that train_step or evaluate() set while they are traced (a reused run never
+traces). Then each run still builds its scenario afresh (seeded model initialisation,
+data), and the first run of a structure traces the loop and the final evaluation; a later
+run copies its freshly built variables into the traced run's variables, runs the traced
+loop on its own data and seed and the traced evaluation on the tensors its scenario holds,
+and copies the results back, so extras() sees them on the run's own scenario. Only the
+first run of a structure starts in a fresh Keras/TF session (runtime.begin_run). The
+results are bit-identical to a run traced on its own (tested for the built-in scenarios).
 
-Violations that can be detected are errors (ScenarioReuseError): a loop that captures a
-tensor which is not one of those variables (e.g. a statistic computed in build()), or
-that uses stateful random ops.
+Violations that can be detected are errors (ScenarioReuseError): traced code that
+captures a tensor which is not one of those variables (e.g. a statistic computed in
+build() held inside a Keras layer), or that uses stateful random ops, and a build() that
+runs stateful random ops (watched on a structure's first run).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from harness.checks import Check
-from harness.engine.loop import CompiledLoop, LoopOutput, compile_loop
+from harness.checks import Check, CheckState
+from harness.engine.held import Held, LayoutMismatch, held_tensors, replace_held
+from harness.engine.loop import CompiledFinal, CompiledLoop, LoopOutput, compile_final, compile_loop
 
 log = logging.getLogger(__name__)
 CACHE_SIZE = 8  # structures kept per worker; an entry holds one model's variables
+FINALS_PER_STRUCTURE = 8  # final evaluations kept per structure: one per held-tensor signature (data size)
 
 
 class ScenarioReuseError(TypeError):
-    """A scenario declared reuse_trace = True but its compiled loop depends on something else."""
+    """A scenario declared reuse_trace = True but its compiled code depends on something else."""
 
 
 @dataclass
 class _Entry:
-    loop: CompiledLoop
+    """One structure's traced code and the variables it reads and writes (the traced run's)."""
+
     variables: list[Any]
+    template: Any  # the traced run's scenario without its held tensors: later final evaluations trace on it
+    loop: CompiledLoop | None  # None for a scenario that does not train
+    finals: OrderedDict[tuple, CompiledFinal | None] = field(default_factory=OrderedDict)
+    shared: list[int] = field(default_factory=list)  # variables some traced function captures: those copied
 
 
 _cache: OrderedDict[Hashable, _Entry] = OrderedDict()
 _traces = 0
+_final_traces = 0
 
 
 def clear() -> None:
@@ -63,8 +78,23 @@ def cached_structures() -> int:
 
 
 def traces() -> int:
-    """How many loops this worker has traced through train_reusing."""
+    """How many structures this worker has traced (each traces its loop, if it trains)."""
     return _traces
+
+
+def final_traces() -> int:
+    """How many final evaluations this worker has traced for reuse."""
+    return _final_traces
+
+
+def promised(scenario: Any) -> bool:
+    """Whether the scenario's own class sets reuse_trace = True (a promise, so not inherited)."""
+    return bool(vars(type(scenario)).get("reuse_trace", False))
+
+
+def known(structure: tuple) -> bool:
+    """Whether a loop of this structure (RunSpec.structure()) is cached, whatever its data's dtypes."""
+    return any(key[:len(structure)] == structure for key in _cache if isinstance(key, tuple))
 
 
 @contextmanager
@@ -83,64 +113,184 @@ def recording_variables() -> Iterator[list[Any]]:
         yield created
 
 
+def _is_stateful_random(op_type: str) -> bool:
+    """A random op whose kernel keeps its generator's state (or a stateful-RNG op): its stream
+    depends on what ran before it in the process."""
+    from tensorflow.python.framework import op_def_registry
+
+    op_def = op_def_registry.get(op_type)
+    return bool(op_def is not None and op_def.is_stateful
+                and ("Random" in op_type or op_type.startswith("Stateful") or op_type == "Multinomial"))
+
+
+@contextmanager
+def watching_random_ops(active: bool = True) -> Iterator[list[str]]:
+    """Collect the types of the stateful random ops executed eagerly inside the block.
+
+    They are what a kept session (runtime.begin_run) would not reset between runs: TF clears
+    their kernels' state only with its kernel caches. An op callback slows every eager op, so
+    the engine watches a reuse_trace scenario's build() once per structure (``active``)."""
+    seen: list[str] = []
+    if not active:
+        yield seen
+        return
+    from tensorflow.python.framework import op_callbacks
+
+    def callback(op_type: Any, inputs: Any, attrs: Any, outputs: Any, op_name: Any = None,
+                 graph: Any = None) -> None:
+        name = op_type.decode() if isinstance(op_type, bytes) else str(op_type)
+        if graph is None and _is_stateful_random(name):
+            seen.append(name)
+
+    op_callbacks.add_op_callback(callback)
+    try:
+        yield seen
+    finally:
+        op_callbacks.remove_op_callback(callback)
+
+
+def check_build(scenario: Any, random_ops: Sequence[str]) -> None:
+    """Raise ScenarioReuseError when a reuse_trace scenario's build() ran stateful random ops."""
+    if random_ops:
+        raise ScenarioReuseError(
+            f"{type(scenario).__name__} sets reuse_trace = True, but its build() runs stateful random ops "
+            f"({', '.join(sorted(set(random_ops)))}); use stateless ops seeded from ctx.data_seed(...) "
+            f"(tf.random.stateless_*), keras.random with a seed, or numpy, or remove reuse_trace")
+
+
 def _signature(variables: Sequence[Any]) -> tuple:
     return tuple((v.name, v.dtype.name, str(v.shape)) for v in variables)
 
 
-def _stateful_random_ops(loop: CompiledLoop) -> list[str]:
-    """Stateful random ops in the traced loop: their seed is fixed when traced and their
+def _stateful_random_ops(fn: CompiledLoop | CompiledFinal) -> list[str]:
+    """Stateful random ops in traced code: their seed is fixed when traced and their
     state lives in the kernel, so a reused trace would replay the first run's stream."""
-    return sorted({op.type for op in loop.operations()
-                   if op.op_def.is_stateful and ("Random" in op.type or op.type.startswith("Stateful")
-                                                 or op.type == "Multinomial")})
+    return sorted({op.type for op in fn.operations() if _is_stateful_random(op.type)})
 
 
-def _check_promise(scenario: Any, loop: CompiledLoop, variables: Sequence[Any]) -> None:
+def _check_promise(scenario: Any, fn: CompiledLoop | CompiledFinal, variables: Sequence[Any]) -> None:
     """Raise ScenarioReuseError for what can be detected of a broken reuse_trace promise."""
-    stateful = _stateful_random_ops(loop)
+    what = "compiled loop" if isinstance(fn, CompiledLoop) else "compiled final evaluation"
+    stateful = _stateful_random_ops(fn)
     if stateful:
         raise ScenarioReuseError(
-            f"{type(scenario).__name__} sets reuse_trace = True, but its compiled loop uses stateful random ops "
+            f"{type(scenario).__name__} sets reuse_trace = True, but its {what} uses stateful random ops "
             f"({', '.join(stateful)}); use stateless ops seeded from a variable (e.g. keras.random with a "
             f"SeedGenerator, as Keras layers do) or remove reuse_trace")
     handles = {id(v.handle) for v in variables}
-    foreign = [t for t in loop.fn.captured_inputs if id(t) not in handles]
+    foreign = [t for t in fn.fn.captured_inputs if id(t) not in handles]
     if foreign:
         t = foreign[0]
         raise ScenarioReuseError(
-            f"{type(scenario).__name__} sets reuse_trace = True, but its compiled loop captures "
+            f"{type(scenario).__name__} sets reuse_trace = True, but its {what} captures "
             f"{len(foreign)} tensor(s) that are not variables created in build() (e.g. {t.dtype.name} of shape "
-            f"{list(t.shape)}); keep per-run values in tf.Variables or in the data build() returns, "
-            f"or remove reuse_trace")
+            f"{list(t.shape)}); keep per-run values in tf.Variables, in the data build() returns or in "
+            f"attributes of the scenario, or remove reuse_trace")
 
 
-def _copy(source: Sequence[Any], target: Sequence[Any]) -> None:
-    for s, t in zip(source, target):
-        t.assign(s)
+def _shared(entry: _Entry) -> list[int]:
+    """Indices of the entry's variables that its traced functions capture (the others are never
+    read or written by them, so they need no copy)."""
+    fns = [f for f in (entry.loop, *entry.finals.values()) if f is not None]
+    captured = {id(t) for f in fns for t in f.fn.captured_inputs}
+    return [i for i, v in enumerate(entry.variables) if id(v.handle) in captured]
 
 
-def train_reusing(key: Hashable, scenario: Any, variables: list[Any], data: Sequence[Any], checks: Sequence[Check],
-                  *, steps: int, batch_size: int, seed: int) -> LoopOutput:
-    """Train like loop.train, reusing the loop traced for an earlier run with ``key``.
+def _template(scenario: Any, held: Held) -> Any:
+    """A shallow copy of the traced run's scenario (its model, its variables) without the tensors
+    it holds, which later runs pass in their place: the cache keeps no run's data."""
+    template = copy.copy(scenario)
+    replace_held(template, held.paths, [None] * len(held.paths))
+    return template
 
-    ``variables``: the variables the scenario's build() created for this run, in creation
-    order (see recording_variables)."""
-    global _traces
+
+def _final(entry: _Entry, scenario: Any, checks: Sequence[Check], held: Held) -> CompiledFinal | None:
+    """The entry's final evaluation for tensors like ``held``, traced on the entry's template
+    (so it reads the entry's variables) the first time. Raises LayoutMismatch when the template
+    cannot hold them (the run holds tensors where the traced run held none)."""
+    global _final_traces
+    key = held.signature()
+    if key in entry.finals:
+        entry.finals.move_to_end(key)
+        return entry.finals[key]
+    final = compile_final(entry.template, checks, held)
+    if final is not None:
+        _final_traces += 1
+        _check_promise(scenario, final, entry.variables)
+    entry.finals[key] = final
+    while len(entry.finals) > FINALS_PER_STRUCTURE:
+        entry.finals.popitem(last=False)
+    entry.shared = _shared(entry)
+    return final
+
+
+def _lookup(key: Hashable, scenario: Any, variables: list[Any]) -> _Entry | None:
     entry = _cache.get(key)
-    if entry is not None and _signature(entry.variables) == _signature(variables):
-        _cache.move_to_end(key)
-        _copy(variables, entry.variables)
-        out = entry.loop.run(data, steps=steps, seed=seed)
-        _copy(entry.variables, variables)
-        return out
-    if entry is not None:
+    if entry is None:
+        return None
+    if _signature(entry.variables) != _signature(variables):
         log.warning("%s: the variables built for this run differ from the traced run's (names, dtypes or shapes); "
                     "tracing again", type(scenario).__name__)
-    loop = compile_loop(scenario, data, checks, batch_size=batch_size)
+        return None
+    _cache.move_to_end(key)
+    return entry
+
+
+def _create(key: Hashable, scenario: Any, variables: list[Any], data: Sequence[Any], checks: Sequence[Check],
+            held: Held, *, trains: bool, batch_size: int | None) -> _Entry:
+    """Trace a structure's loop (if it trains) on this run's scenario and cache it."""
+    global _traces
+    loop = None
+    if trains:
+        loop = compile_loop(scenario, data, checks, batch_size=int(batch_size or 0))
+        _check_promise(scenario, loop, variables)
     _traces += 1
-    _check_promise(scenario, loop, variables)
-    _cache[key] = _Entry(loop, list(variables))
+    entry = _Entry(list(variables), _template(scenario, held), loop)
+    _cache[key] = entry
     _cache.move_to_end(key)
     while len(_cache) > CACHE_SIZE:
         _cache.popitem(last=False)
-    return loop.run(data, steps=steps, seed=seed)
+    return entry
+
+
+def _copy(source: Sequence[Any], target: Sequence[Any], indices: Sequence[int]) -> None:
+    """target[i] = source[i], bit for bit. Two raw ops cost a third of Variable.assign, whose
+    Python checks the equal signatures (dtypes, shapes) make redundant."""
+    import tensorflow as tf
+
+    for i in indices:
+        s, t = source[i], target[i]
+        tf.raw_ops.AssignVariableOp(resource=t.handle, value=tf.raw_ops.ReadVariableOp(resource=s.handle, dtype=s.dtype))
+
+
+def run_reusing(key: Hashable, scenario: Any, variables: list[Any], data: Sequence[Any], checks: Sequence[Check],
+                *, trains: bool, steps: int, batch_size: int | None, seed: int,
+                mark: Callable[[str], None] = lambda phase: None) -> tuple[LoopOutput, dict[str, CheckState]]:
+    """Train like loop.train (if the scenario trains) and evaluate the final checks, reusing
+    the code traced for an earlier run with ``key``; returns the loop's output and the final
+    checks' states. ``variables``: those the scenario's build() created for this run, in
+    creation order (see recording_variables). ``mark(phase)`` is told as each phase ends
+    (trace, copy, run, final)."""
+    held = held_tensors(scenario)
+    entry = _lookup(key, scenario, variables)
+    if entry is None:
+        entry = _create(key, scenario, variables, data, checks, held, trains=trains, batch_size=batch_size)
+    try:
+        final = _final(entry, scenario, checks, held)
+    except LayoutMismatch as exc:
+        raise ScenarioReuseError(f"{type(scenario).__name__} sets reuse_trace = True, but this run holds tensors in "
+                                 f"attributes where the traced run held none ({exc}); keep the same attributes "
+                                 f"in every run, or remove reuse_trace") from exc
+    mark("trace")
+    own = len(entry.variables) == len(variables) and all(a is b for a, b in zip(entry.variables, variables))
+    if not own:
+        _copy(variables, entry.variables, entry.shared)
+    mark("copy")
+    out = entry.loop.run(data, steps=steps, seed=seed) if entry.loop is not None else LoopOutput({}, {}, 0.0)
+    mark("run")
+    states = final.run(held.tensors, step=steps) if final is not None else {}
+    mark("final")
+    if not own:
+        _copy(entry.variables, variables, entry.shared)
+    mark("copy")
+    return out, states

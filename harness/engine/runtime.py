@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import gc
 import os
+import random
+import threading
 
 _initialised = False
+FRESH_EVERY = 500  # a run in a kept session still starts a fresh one after this many (memory)
+_kept_runs = 0
 
 
 def init_tensorflow(num_threads: int | None = None) -> None:
@@ -39,6 +43,48 @@ def seed_everything(seed: int) -> None:
     import keras
 
     keras.utils.set_random_seed(int(seed))
+
+
+def begin_run(seed: int, *, keep_session: bool = False) -> None:
+    """Reset the process-wide state a run may read, and seed it.
+
+    A fresh session is what a run in a new process sees: keras clear_session() (Keras' global
+    state, TF's default graph and kernel caches, gc.collect) and keras.utils.set_random_seed
+    (Python, NumPy, TF and Keras seeds). Clearing TF's kernel caches (tf.random.set_seed does it
+    too) makes the next call of every traced function instantiate it again: ~0.1 s, where a
+    reused trace of a short run computes for a few ms. So a run whose scenario keeps the reuse_trace promise may
+    ``keep_session``: Keras' global state is reset and Python, NumPy and Keras are seeded as
+    those two calls do, while TF's kernel caches and global seed are kept. That seed seeds only
+    stateful random ops, which such a scenario does not use (checked on its structure's first
+    run, in a fresh session); the kernels it keeps hold no state of a run. Every FRESH_EVERY
+    kept runs the session is fresh anyway, which frees what the kept ones accumulated.
+    """
+    global _kept_runs
+    if keep_session and _kept_runs < FRESH_EVERY:
+        _kept_runs += 1
+        _reset_keras(int(seed))
+        return
+    _kept_runs = 0
+    import keras
+
+    keras.backend.clear_session()
+    seed_everything(seed)
+
+
+def _reset_keras(seed: int) -> None:
+    """clear_session()'s Keras half and set_random_seed()'s Python, NumPy and Keras half. Keras
+    has no public call for these without TF's (keras.src is what both calls run)."""
+    import numpy as np
+    from keras.src.backend.common import global_state
+    from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
+
+    # what keras.backend.clear_session() resets first: layer name counters, the global
+    # SeedGenerator, the dtype policy and other settings (Keras >= 3 keeps them all there)
+    global_state.GLOBAL_STATE_TRACKER = threading.local()
+    global_state.GLOBAL_SETTINGS_TRACKER = threading.local()
+    global_state.set_global_attribute(GLOBAL_RANDOM_SEED, seed)
+    random.seed(seed)
+    np.random.seed(seed)
 
 
 def device_name() -> str:

@@ -42,6 +42,7 @@ def make_circles(n: int, noise: float, factor: float, seed: int) -> tuple[Any, A
 
 class Circles(KerasScenario):
     activations = True  # dead-ReLU and saturation detectors read the layers' outputs
+    reuse_trace = True  # traced code reads the run only through build()'s data, held tensors and variables
 
     def __init__(self, width: int = 5, depth: int = 3, activation: str = "relu", learning_rate: float = 0.01,
                  momentum: float = 0.9, noise: float = 0.1, min_accuracy: float = 0.7, check_every: int = 19,

@@ -35,6 +35,7 @@ from harness.checks import Check, Compare
 class ActivationBounds:
     autograph = False  # no Python control flow on tensors: skip AutoGraph's conversion (faster tracing)
     trains = False
+    reuse_trace = True  # evaluate() reads the run only through the tensors and variables build() leaves
 
     def __init__(self, threshold: float = 0.01, expected_min: float | None = None,
                  expected_max: float | None = None, input_dim: int = 10, units: int = 64, layers: int = 3,

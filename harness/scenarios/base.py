@@ -25,13 +25,16 @@ and optionally:
     autograph = False     -> a class attribute for code with no Python control flow on
                              tensors: TF then skips AutoGraph's source conversion, which
                              makes every run's tracing faster (default True, TF's default)
-    reuse_trace = True    -> a class attribute promising that train_step reads the run only
-                             through the tensors build() returns, the tf.Variables build()
-                             creates, the batch and the step (plus Python values fixed by
-                             the parameters, precision, clip value and batch size): a
-                             worker then traces the loop once per such structure and reuses
-                             it for later runs (see harness.engine.reuse); default False,
-                             and not inherited: a subclass makes the promise again
+    reuse_trace = True    -> a class attribute promising that the compiled code (train_step,
+                             evaluate) reads the run only through the tensors build() returns
+                             or leaves in the scenario's attributes, the tf.Variables build()
+                             creates, the batch and the step (plus Python values fixed by the
+                             parameters, precision, clip value and batch size), and that no
+                             stateful TF random op runs, in build() either: a worker then
+                             traces the loop and the final evaluation once per such structure
+                             and reuses them for later runs, in a kept session (see
+                             harness.engine.reuse); default False, and not inherited: a
+                             subclass makes the promise again
 
 Import tensorflow inside the methods, not at module level: the driver imports
 scenario modules to validate them and must stay free of TensorFlow.

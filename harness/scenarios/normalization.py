@@ -33,6 +33,7 @@ from harness.checks import Check, Compare
 class Normalization:
     autograph = False  # no Python control flow on tensors: skip AutoGraph's conversion (faster tracing)
     trains = False
+    reuse_trace = True  # evaluate() reads the run only through the tensors and variables build() leaves
 
     def __init__(self, tol: float = 0.1, features: int = 5, low: float = -10.0, high: float = 10.0,
                  accumulate_float32: bool = False, compare: str = "native") -> None:

@@ -44,7 +44,7 @@ MODES = ("none", "preprocessing", "dropout", "shape")
 
 class TrainInference:
     autograph = False  # no Python control flow on tensors: skip AutoGraph's conversion (faster tracing)
-    reuse_trace = True  # the loop reads the run only through build()'s data and variables
+    reuse_trace = True  # traced code reads the run only through build()'s data, held tensors and variables
 
     def __init__(self, modes: Sequence[str] = MODES, features: int = 5, hidden: int = 32, dropout: float = 0.5,
                  learning_rate: float = 0.01, noise_std: float = 0.1, feature_loc: float = 5.0,
@@ -102,7 +102,10 @@ class TrainInference:
         ])
         ctx.optimizer(keras.optimizers.Adam, self.model.trainable_variables, learning_rate=self.learning_rate)
         self._losses = tf.Variable(tf.zeros([1 + len(self.modes)]), trainable=False)
-        self.loss_shape = ""
+        # the shape mode's squared error: labels (m, 1) against a prediction reshaped to (m, 1, 1).
+        # Static, so known here: evaluate() is traced once per structure and sets nothing per run.
+        error_shape = tf.broadcast_static_shape(self.y_inf.shape, tf.TensorShape([self.inference_size, 1, 1]))
+        self.loss_shape = str(tuple(error_shape))
         return x, y
 
     def _standardize(self, x_raw: Any) -> Any:
@@ -128,9 +131,7 @@ class TrainInference:
         again = tf.cast(self.model(x, training=active), tf.float32)
         if mode == "shape":
             pred, again = tf.reshape(pred, [-1, 1, 1]), tf.reshape(again, [-1, 1, 1])
-        error = tf.square(self.y_inf - pred)  # (m, m, 1) in shape mode: broadcasting, no error raised
-        if mode == "shape":
-            self.loss_shape = str(tuple(error.shape))
+        error = tf.square(self.y_inf - pred)  # (m, m, 1) in shape mode (self.loss_shape): broadcast, no error
         loss = tf.reduce_mean(error)
         stats_diff = tf.concat([tf.abs(tf.reduce_mean(x, axis=0) - self.train_mean),
                                 tf.abs(tf.math.reduce_std(x, axis=0) - self.train_std)], axis=0)
