@@ -5,11 +5,32 @@ from __future__ import annotations
 import gc
 import os
 import random
+import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 _initialised = False
 FRESH_EVERY = 500  # a run in a kept session still starts a fresh one after this many (memory)
 _kept_runs = 0
+# Keras imports these when installed, each inside try/except ImportError: matplotlib.pyplot for an
+# image-gallery helper, pandas for DataFrame inputs to fit(). A worker needs neither, and they cost
+# about a second of every actor's start. Hidden while TF and Keras import; importable again after.
+UNNEEDED_BY_KERAS = ("matplotlib", "pandas")
+
+
+@contextmanager
+def _hidden(names: tuple[str, ...]) -> Iterator[None]:
+    """``import name`` raises ImportError inside the block (for names not imported yet)."""
+    hidden = [n for n in names if n not in sys.modules]
+    for n in hidden:
+        sys.modules[n] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for n in hidden:
+            if n in sys.modules and sys.modules[n] is None:
+                del sys.modules[n]
 
 
 def init_tensorflow(num_threads: int | None = None) -> None:
@@ -21,14 +42,17 @@ def init_tensorflow(num_threads: int | None = None) -> None:
     if _initialised:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow as tf
+    with _hidden(UNNEEDED_BY_KERAS):
+        import tensorflow as tf
+        import keras  # noqa: F401  (loaded here, before the freeze below)
 
+    for gpu in tf.config.list_physical_devices("GPU"):  # several actors may share one GPU (fractional
+        tf.config.experimental.set_memory_growth(gpu, True)  # num_gpus_per_actor): take memory as needed
     if num_threads:
         tf.config.threading.set_intra_op_parallelism_threads(int(num_threads))
         tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, int(num_threads))))
     tf.config.experimental.enable_op_determinism()
     tf.get_logger().setLevel("ERROR")
-    import keras  # noqa: F401  (loaded before the freeze below)
 
     # TF and Keras leave some 10^5 long-lived objects; every run's keras clear_session()
     # runs a full gc.collect(), which walked them all (0.2 s per run). Frozen objects are
