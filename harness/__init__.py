@@ -13,8 +13,9 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "load_results"]
 
 
-def load_results(path: Any) -> Any:
-    """Results of a sweep directory (or a root of several) as a pandas DataFrame, one row per (run, check)."""
+def load_results(path: Any, *, columns: Any = None, filter: Any = None) -> Any:
+    """Results of a sweep directory (or a root of several) as a pandas DataFrame, one row per (run, check);
+    ``columns`` selects columns, ``filter`` rows (a pyarrow expression or a dict of column -> value(s))."""
     from harness.store import load_results as _load
 
-    return _load(path)
+    return _load(path, columns=columns, filter=filter)

@@ -30,12 +30,13 @@ EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_CLUSTER, EXIT_STORE, EXIT_INTERRUPTED
 USAGE = """usage: python -m harness [sweep] sweep=NAME [KEY=VALUE ...] [--dry-run] [--cfg] [--config-dir DIR]
        python -m harness report RESULTS_DIR [--fresh DIR] [--outcome CHECK] [...]   (python -m harness.report)
        python -m harness replay RESULTS_DIR run_id=ID [target=pkg.module.Class] [threads=N]
+       python -m harness compact RESULTS_DIR        rewrite a sweep's part files as a few large ones
        python -m harness list [--config-dir DIR]    sweeps, scenarios, their parameters and checks
        python -m harness up [--actors N] [--idle-minutes M] | down | up --status
                                        keep Ray and its actors (TensorFlow imported) warm between sweeps
        python -m harness --version
 
-Runs every run of a sweep on Ray and stores one Parquet part file per run under
+Runs every run of a sweep on Ray and stores the finished runs as Parquet part files under
 <store.root>/<sweep.name>/. Runs already stored are skipped (rerun to resume).
 
   sweep=NAME                   a file of conf/sweep/ (or of --config-dir DIR/sweep/)
@@ -49,6 +50,9 @@ Runs every run of a sweep on Ray and stores one Parquet part file per run under
   ray.address=auto             join a running cluster (default: the warm pool if one is up,
                                else embedded local Ray; ray.warm=false ignores the pool)
   store.root=/data/results     where results go (default: results)
+  store.flush_runs=256 store.flush_seconds=2
+                               finished runs are written together, a part file per 256 runs or
+                               2 s after the first of them (kill -9 of the driver loses at most those)
   sweep.seed=range(0,50)       Hydra's sweep forms work as lists: range(a,b), 0,1,2
   --dry-run, -n                print how many runs the command would start, and its grid; run nothing
   --cfg                        print the composed config and exit
@@ -67,10 +71,11 @@ def _options(group: str, config_dir: str | None) -> str:
 
 
 def _known_keys() -> list[str]:
-    from harness.config import SWEEP_KEYS, AdaptiveConfig, RayConfig
+    from harness.config import SWEEP_KEYS, AdaptiveConfig, RayConfig, StoreConfig
 
     return [*(f"sweep.{k}" for k in SWEEP_KEYS), *(f"ray.{k}" for k in RayConfig.__dataclass_fields__),
-            *(f"adaptive.{k}" for k in AdaptiveConfig.__dataclass_fields__), "store.root"]
+            *(f"adaptive.{k}" for k in AdaptiveConfig.__dataclass_fields__), "store.root",
+            *(f"store.{k}" for k in StoreConfig.__dataclass_fields__)]
 
 
 KNOWN_KEYS: list[str] = []
@@ -142,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         from harness.report import main as report
 
         return report(argv[1:])
+    if argv[:1] == ["compact"]:  # python -m harness compact results/<sweep>
+        return compact_main(argv[1:])
     if argv[:1] == ["list"]:  # python -m harness list: sweeps, scenarios, their parameters and checks
         from harness.listing import main as listing
 
@@ -228,3 +235,59 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: finished runs are stored; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_INCOMPLETE if outcome.stored_incomplete else EXIT_OK
+
+
+COMPACT_USAGE = """usage: python -m harness compact RESULTS_DIR
+
+Rewrites the part files of a sweep directory (or of each sweep directory under a root) as a
+few large files, one row set per run (its newest). Safe while readers read and a sweep
+writes: the new files are renamed into place before the old ones are removed. A sweep does
+this itself when it ends with more than store.compact_files part files.
+
+exit codes: 0 done, 2 bad path (nothing changed), 4 a file could not be written or removed
+            (every run is still stored), 130 interrupted (likewise)
+"""
+
+
+def compact_main(argv: list[str]) -> int:
+    """``python -m harness compact RESULTS_DIR`` (see COMPACT_USAGE)."""
+    import time
+    import warnings
+
+    from harness.store import StoreError, compact, part_files
+
+    if not argv or any(a in ("-h", "--help") for a in argv):
+        print(COMPACT_USAGE, end="")
+        return EXIT_OK if argv else EXIT_USAGE
+    options = [a for a in argv if a.startswith("-") or "=" in a]
+    if options:
+        return _fail(f"{options[0]}: unknown option (usage: python -m harness compact RESULTS_DIR)")
+    if len(argv) != 1:
+        return _fail(f"give one results directory (got {len(argv)}: {' '.join(argv)})")
+    root = Path(argv[0])
+    if not root.is_dir():
+        return _fail(f"{root}: not a directory")
+    dirs = [root] if part_files(root) else [d for d in sorted(root.iterdir()) if d.is_dir() and part_files(d)]
+    if not dirs:
+        return _fail(f"{root}: no part files (expected a results directory such as results/<sweep>)")
+    for d in dirs:
+        t0 = time.perf_counter()
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                c = compact(d)
+        except StoreError as exc:
+            print(f"error: store: {exc}; every run is still stored", file=sys.stderr)
+            return EXIT_STORE
+        except KeyboardInterrupt:
+            print("\ninterrupted: every run is still stored; compact again to finish", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+        left = f"; {c.left} part file(s) left as they were (see the warnings)" if c.left else ""
+        if not c.replaced:
+            print(f"{d}: nothing to compact ({len(part_files(d))} part file(s)){left}")
+        else:
+            print(f"compacted {d}: {c.replaced} part files -> {c.written} ({c.runs:,} runs, {c.rows:,} rows) "
+                  f"in {time.perf_counter() - t0:.1f}s{left}")
+    return EXIT_OK

@@ -68,6 +68,19 @@ class RayConfig:
     warm: bool = True  # with address unset, use the warm pool (python -m harness up) when one is up
 
 
+@dataclass(frozen=True)
+class StoreConfig:
+    """How finished runs are written (``store.root`` is SweepConfig.results_root). The driver
+    buffers finished runs and writes them as one part file when ``flush_runs`` are buffered or
+    ``flush_seconds`` after the first of them finished (a driver killed with SIGKILL loses at most
+    those; the rerun computes them again); a sweep that ends with more than ``compact_files``
+    part files compacts them (None: never)."""
+
+    flush_runs: int = 256
+    flush_seconds: float = 2.0
+    compact_files: int | None = 64
+
+
 ADAPTIVE_RULES: tuple[str, ...] = ("fixed", "width", "bound")
 
 
@@ -106,6 +119,7 @@ class SweepConfig:
     ray: RayConfig = RayConfig()
     results_root: str = "results"
     adaptive: AdaptiveConfig = AdaptiveConfig()
+    store: StoreConfig = StoreConfig()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -325,7 +339,7 @@ def sweep_config_from_dict(cfg: Mapping[str, Any]) -> SweepConfig:
     if rerun not in RERUN:
         raise ConfigError("sweep.rerun", f"{rerun!r} is not one of {', '.join(RERUN)}")
     store = cfg.get("store") or {}
-    _known("store", store, ["root"])
+    _known("store", store, ["root", *StoreConfig.__dataclass_fields__])
     root = store.get("root", "results")
     if not isinstance(root, str) or not root:
         raise ConfigError("store.root", f"{root!r} is not a directory path")
@@ -341,7 +355,23 @@ def sweep_config_from_dict(cfg: Mapping[str, Any]) -> SweepConfig:
         ray=_ray(cfg.get("ray")),
         results_root=root,
         adaptive=_check_cap(_adaptive(cfg.get("adaptive")), axes, exclude),
+        store=_store(store),
     )
+
+
+def _store(raw: Mapping[str, Any]) -> StoreConfig:
+    out = StoreConfig()
+    runs = raw.get("flush_runs", out.flush_runs)
+    if not _is_int(runs) or runs <= 0:
+        raise ConfigError("store.flush_runs", f"{runs!r} is not a positive integer")
+    seconds = raw.get("flush_seconds", out.flush_seconds)
+    if not _is_number(seconds) or not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError("store.flush_seconds", f"{seconds!r} is not a non-negative number of seconds")
+    files = raw.get("compact_files", out.compact_files)
+    if files is not None and (not _is_int(files) or files <= 0):
+        raise ConfigError("store.compact_files", f"{files!r} is not a positive integer or null (never compact)")
+    return StoreConfig(flush_runs=int(runs), flush_seconds=float(seconds),
+                       compact_files=None if files is None else int(files))
 
 
 def _check_cap(adaptive: AdaptiveConfig, axes: Axes, exclude: tuple[Mapping[str, Any], ...]) -> AdaptiveConfig:

@@ -82,31 +82,40 @@ def _args(argv: list[str]) -> tuple[Path, dict[str, str]]:
 
 
 def find_part(directory: Path, run_id: str) -> Path:
-    from harness.store import part_files
+    """The part file that holds the run ``run_id`` (or a unique prefix of it; its newest rows if
+    it is stored twice), as a Path that also carries the full run_id (``.run_id``): a part file
+    may hold many runs."""
+    from harness.store import RunPath, StoreError, run_files
 
     if not directory.is_dir():
         raise ReplayError(f"{directory}: not a directory")
-    parts = part_files(directory)
-    if not parts:
-        raise ReplayError(f"{directory}: no stored runs (expected results/<sweep>/<run_id>.parquet)")
-    hits = [p for p in parts if p.stem == run_id] or [p for p in parts if p.stem.startswith(run_id)]
+    try:
+        where = run_files(directory)
+    except StoreError as exc:
+        raise ReplayError(str(exc)) from exc
+    if not where:
+        raise ReplayError(f"{directory}: no stored runs (expected the Parquet part files of results/<sweep>/)")
+    hits = [run_id] if run_id in where else sorted(r for r in where if r.startswith(run_id))
     if not hits:
-        raise ReplayError(f"run_id={run_id}: no such run in {directory} ({len(parts)} runs stored)")
+        raise ReplayError(f"run_id={run_id}: no such run in {directory} ({len(where)} runs stored)")
     if len(hits) > 1:
-        names = ", ".join(p.stem for p in hits[:4])
-        raise ReplayError(f"run_id={run_id}: ambiguous prefix ({len(hits)} runs: {names}, ...)")
-    return hits[0]
+        raise ReplayError(f"run_id={run_id}: ambiguous prefix ({len(hits)} runs: {', '.join(hits[:4])}, ...)")
+    return RunPath(where[hits[0]], run_id=hits[0])
 
 
 def read_rows(part: Path) -> list[dict[str, Any]]:
+    """The stored rows of one run: those of ``part.run_id`` in ``part`` (as find_part returns
+    it), or of a plain path to a file that holds one run."""
     import pyarrow.parquet as pq
 
+    run_id = getattr(part, "run_id", None)
     try:
-        rows = pq.read_table(part).to_pylist()
+        table = pq.read_table(part, filters=[("run_id", "==", run_id)]) if run_id else pq.read_table(part)
+        rows = table.to_pylist()
     except Exception as exc:
         raise ReplayError(f"{part}: unreadable part file: {type(exc).__name__}: {exc}") from exc
     if not rows or len({r["run_id"] for r in rows}) != 1:
-        raise ReplayError(f"{part}: expected the rows of one run")
+        raise ReplayError(f"{part}: expected the rows of one run{f' ({run_id})' if run_id else ''}")
     return rows
 
 

@@ -1,4 +1,4 @@
-"""One sweep end to end: grid -> skip stored runs -> dispatch on Ray -> one part file per run.
+"""One sweep end to end: grid -> skip stored runs -> dispatch on Ray -> batched part files.
 
 Used by the CLI and usable from Python: ``run_sweep(sweep_config_from_dict(...))``.
 """
@@ -25,8 +25,8 @@ from harness.plan import Outcome, Planner, StopReason, cell_key
 from harness.progress import SweepProgress
 from harness.summary import print_summary
 from harness.records import RunResult, Status, result_rows
-from harness.store import (check_writable, load_results, make_sweep_dir, remove_if_empty, remove_stale_temporaries,
-                           stored_run_ids, sweep_dir, write_part, write_text)
+from harness.store import (PartBuffer, StoreError, check_writable, compact, load_results, make_sweep_dir, part_files,
+                           remove_if_empty, remove_stale_temporaries, stored_run_ids, sweep_dir, write_text)
 
 
 @dataclass(frozen=True)
@@ -98,13 +98,33 @@ def stored_outcomes(directory: Path, run_ids: set[str]) -> dict[str, Outcome]:
     return out
 
 
+def _compact_if_many(directory: Path, limit: int | None, console: Console) -> None:
+    """Compact the sweep's part files when there are more than ``limit``; a failure only leaves
+    them as they are (every run is stored either way)."""
+    if limit is None or len(part_files(directory)) <= limit:
+        return
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # the load that follows names any part file it cannot use
+            warnings.simplefilter("ignore")
+            c = compact(directory)
+    except StoreError as exc:
+        console.print(f"note: part files not compacted ({exc}); every run is stored", style="yellow",
+                      highlight=False)
+        return
+    if c.replaced:
+        console.print(f"compacted {c.replaced} part files into {c.written}", highlight=False)
+
+
 def _cells_json(planner: Planner) -> str:
     return json.dumps({"rule": asdict(planner.rule), "cells": planner.summary()}, indent=1, default=str)
 
 
 def run_sweep(cfg: SweepConfig, *, resolved: dict[str, Any] | None = None, console: Console | None = None,
               specs: list[RunSpec] | None = None, command: list[str] | None = None) -> SweepOutcome:
-    """Run every run of ``cfg`` not already stored; write each as it finishes. With adaptive
+    """Run every run of ``cfg`` not already stored; write them as they finish (batched: see
+    harness.store.PartBuffer), and compact the part files at the end if there are many. With adaptive
     seeds (cfg.adaptive), each cell's next round is planned as its runs finish
     (harness.plan) and the cells' rounds and stop reasons go to ``_cells.json``."""
     if console is None:  # a log or a pipe: do not squeeze the tables into 80 columns
@@ -149,9 +169,11 @@ def _run(cfg: SweepConfig, specs: list[RunSpec], directory: Path, resolved: dict
         queue = RunQueue(todo)
         runs = dispatch(queue, cfg.ray, timeout_s=cfg.timeout_s, retries=cfg.retries, on_ready=ready,
                         trials=trial_specs(todo))
-        with SweepProgress(console, total=len(todo), skipped=skipped) as progress, closing(runs):
+        # leaving the block (the end, Ctrl-C, SIGTERM, an error) writes the buffered runs first, then shuts Ray down
+        with SweepProgress(console, total=len(todo), skipped=skipped) as progress, closing(runs), \
+                PartBuffer(directory, cfg.store.flush_runs, cfg.store.flush_seconds) as parts:
             for spec, result in runs:  # closing: an error here (e.g. disk full) still shuts Ray down
-                write_part(directory, spec.run_id, result_rows(spec, result, __version__))
+                parts.add(spec.run_id, result_rows(spec, result, __version__))
                 if planner is not None:
                     nxt = planner.finished(spec, outcome_of(result))
                     queue.extend(nxt)
@@ -164,6 +186,7 @@ def _run(cfg: SweepConfig, specs: list[RunSpec], directory: Path, resolved: dict
     if planner is not None:
         write_text(directory / "_cells.json", _cells_json(planner))
         specs = planner.specs()
+    _compact_if_many(directory, cfg.store.compact_files, console)
     df = load_results(directory)
     df = df[df["run_id"].isin({s.run_id for s in specs})]
     print_summary(console, df, str(directory), time.monotonic() - t0, completed + incomplete, skipped)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmarks: the harness against the naive ways of doing the same work, side by side.
 
-    python scripts/bench.py                 # all eight figures, table + results/bench/<stamp>.json
+    python scripts/bench.py                 # all nine figures, table + results/bench/<stamp>.json
     python scripts/bench.py --only 1 2      # some of them
     python scripts/bench.py --readme        # also rewrite the table in docs/benchmarks.md
 
@@ -415,6 +415,135 @@ def fig_report(rows: int) -> Figure:
                   "python -m harness.report, process start included")
 
 
+# ------------------------------------------------------------------ 9: loading results
+
+def _loading_rows(runs: int) -> Any:
+    """``runs`` runs x 3 checks of realistic rows: the core columns of a seed_article-like grid
+    (statuses, NaN runs, run-level numerics, 16-hex run_ids) plus two scenario extras."""
+    import hashlib
+
+    import numpy as np
+    import pyarrow as pa
+
+    from harness.analysis.synthetic import synthetic_results
+    from harness.records import CORE_SCHEMA
+
+    per_seed = 4 * 3 * 3 * 2  # data sizes x batch sizes x precisions x clip values
+    df = synthetic_results(checks={"loss_below": ("below", 1.0), "out_min": ("above", 0.0), "grad_ok": ("below", 1e3)},
+                           data_sizes=(1000, 10_000, 100_000, 1_000_000), batch_sizes=(32, 64, 128),
+                           precisions=("fp32", "fp16", "bf16"), clip_values=(None, 1.0),
+                           seeds=range(-(-runs // per_seed)), steps=1000, eval_rate=1e-4, nonfinite_rate=0.001,
+                           error_rate=0.002, sweep="bench_load")
+    df = df.iloc[: runs * 3].reset_index(drop=True)
+    rng = np.random.default_rng(0)
+    ids = {r: hashlib.sha256(r.encode()).hexdigest()[:16] for r in df["run_id"].unique()}
+    df["run_id"] = df["run_id"].map(ids)
+    per_run = np.repeat(rng.gamma(4.0, 2.0, runs), 3)
+    df["wall_s"], df["train_s"] = per_run + 3.0, per_run
+    df["worker"] = [f"node{i % 4}:{4000 + i % 16}:cpu:node=ab12cd34" for i in np.repeat(np.arange(runs), 3)]
+    df["compute_dtype"] = df["precision"].map({"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"})
+    df["final_loss"] = np.repeat(rng.lognormal(-2, 1, runs), 3)
+    df["harness_version"], df["tf_version"] = "0.1.0", "2.16.1"
+    table = pa.Table.from_pandas(df, schema=CORE_SCHEMA, preserve_index=False).replace_schema_metadata(None)  # as
+    # result_rows writes them: no pandas metadata (which would make pandas.read_parquet restore extension dtypes)
+    table = table.append_column(pa.field("grad_norm_max", pa.float64()),
+                                pa.array(np.repeat(rng.lognormal(0, 1, runs), 3)))
+    return table.append_column(pa.field("clip_active_steps", pa.int64()),
+                               pa.array(np.repeat(rng.integers(0, 50, runs), 3)))
+
+
+def _write_layouts(table: Any, directory: Path, per_run: bool, batch: int = 256) -> None:
+    """The rows as a sweep stores them: batched part files of ``batch`` runs (store.write_batch, as
+    PartBuffer writes them), or one part file per run (store.write_part, as earlier versions did)."""
+    from harness.store import write_batch, write_part
+
+    rows_per_run = 3
+    step = rows_per_run * (1 if per_run else batch)
+    for i in range(0, table.num_rows, step):
+        chunk = table.slice(i, step)
+        if per_run:
+            write_part(directory, chunk.column("run_id")[0].as_py(), chunk)
+        else:
+            write_batch(directory, [chunk])
+
+
+def fig_loading(repeats: int, big_runs: int = 100_000) -> list[Figure]:
+    """load_results against pandas.read_parquet of the same directory (2,000 runs, batched as a
+    sweep writes them now and one file per run as earlier versions did), and a 100,000-run sweep."""
+    import warnings
+
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from harness.store import compact, load_results, part_files, stored_run_ids
+
+    def timer(fn: Callable[[], Any]) -> Callable[[], float]:
+        def run() -> float:
+            t0 = time.perf_counter()
+            fn()
+            return time.perf_counter() - t0
+        return run
+
+    def alternating(fns: list[Callable[[], float]], repeats: int) -> list[float]:
+        """median_interleaved, the order reversed every other repeat: no side always runs first
+        (right after the other's memory was freed)."""
+        samples: list[list[float]] = [[] for _ in fns]
+        for r in range(repeats):
+            for i in (range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))):
+                samples[i].append(fns[i]())
+        return [statistics.median(x) for x in samples]
+
+    def per_file(d: Path) -> Any:  # the previous load_results: one pq.read_table per part file
+        return pa.concat_tables([pq.read_table(p) for p in part_files(d)], promote_options="permissive").to_pandas()
+
+    figs = []
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("error")  # a load that warns (a file skipped) is not a fair load
+        root = Path(tmp)
+        small = _loading_rows(2000)
+        for key, per_run, what in (("9a", False, "batched part files, as a sweep writes them"),
+                                   ("9b", True, "one part file per run, as earlier versions wrote them")):
+            d = root / key
+            _write_layouts(small, d, per_run)
+            assert len(load_results(d)) == len(pd.read_parquet(d)) == small.num_rows
+            t0 = time.perf_counter()
+            pd.read_parquet(d)
+            loops = max(1, round(0.5 / (time.perf_counter() - t0)))  # a sample of about 0.5 s: ms loads are noisy
+            ours, theirs = alternating([timer(lambda: [load_results(d) for _ in range(loops)]),
+                                        timer(lambda: [pd.read_parquet(d) for _ in range(loops)])], repeats)
+            ours, theirs = ours / loops, theirs / loops
+            extra = ""
+            if per_run:
+                previous = alternating([timer(lambda: per_file(d))], 1)[0]
+                resume = alternating([timer(lambda: stored_run_ids(d))], repeats)[0]
+                extra = f"; the previous per-file read {previous:.2f}s; resume index {resume:.2f}s"
+            ratio = ours / theirs
+            figs.append(Figure(key, f"load_results of a 2,000-run sweep vs pandas.read_parquet ({what})", ratio,
+                               "x pandas", "<= 1.0x", ratio <= 1.0,
+                               f"{len(part_files(d))} part files, {small.num_rows:,} rows; load_results {ours:.3f}s, "
+                               f"pandas.read_parquet {theirs:.3f}s; median of {repeats} samples of {loops} load(s), "
+                               f"interleaved, order alternating{extra}"))
+        big = root / "9c"
+        _write_layouts(_loading_rows(big_runs), big, per_run=False)
+        files = len(part_files(big))
+        ours, theirs, resume, complete = alternating(
+            [timer(lambda: load_results(big)), timer(lambda: pd.read_parquet(big)), timer(lambda: stored_run_ids(big)),
+             timer(lambda: stored_run_ids(big, complete_only=True))], repeats)
+        assert len(stored_run_ids(big)) == big_runs
+        t0 = time.perf_counter()
+        compact(big)
+        compaction = time.perf_counter() - t0
+        compacted, resume_compacted = alternating([timer(lambda: load_results(big)),
+                                                   timer(lambda: stored_run_ids(big))], repeats)
+        figs.append(Figure("9c", f"load_results of a {big_runs:,}-run sweep", ours, "s", "<= 10 s", ours <= 10,
+                           f"{files} batched part files, {3 * big_runs:,} rows; pandas.read_parquet {theirs:.2f}s; "
+                           f"resume index (stored_run_ids) {resume:.2f}s, complete_only {complete:.2f}s; compacted "
+                           f"in {compaction:.1f}s into {len(part_files(big))} file(s): load_results {compacted:.2f}s, "
+                           f"resume index {resume_compacted:.2f}s; median of {repeats}, interleaved, order alternating"))
+    return figs
+
+
 # ------------------------------------------------------------------ main
 
 def table(figs: list[Figure]) -> str:
@@ -437,7 +566,7 @@ def update_readme(md: str, command: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", nargs="*", default=[], help="figure numbers to run (1 2 3 4 5 6 7 8)")
+    ap.add_argument("--only", nargs="*", default=[], help="figure numbers to run (1 2 3 4 5 6 7 8 9)")
     ap.add_argument("--processes", type=int, default=3,
                     help="fresh processes in which figures 1, 2, 3a are each measured (median of their ratios)")
     ap.add_argument("--repeats", type=int, default=9,
@@ -447,6 +576,8 @@ def main() -> int:
     ap.add_argument("--per-process-runs", type=int, default=24,
                     help="how many of the 48 runs to time as processes (a fixed random sample; 48 for all)")
     ap.add_argument("--report-rows", type=int, default=1_000_000)
+    ap.add_argument("--load-repeats", type=int, default=3, help="interleaved samples of each side for figure 9")
+    ap.add_argument("--load-runs", type=int, default=100_000, help="runs of figure 9's large sweep")
     ap.add_argument("--out", default=str(ROOT / "results" / "bench"))
     ap.add_argument("--readme", action="store_true", help="rewrite the table between the bench markers of docs/benchmarks.md")
     ap.add_argument("--pair", choices=sorted(PAIRS), help=argparse.SUPPRESS)  # a child of measure_pair
@@ -457,7 +588,7 @@ def main() -> int:
         init_worker(1)  # as in an actor with one CPU
         print(json.dumps(median_interleaved(PAIRS[a.pair](a.sample_steps), a.repeats)))
         return 0
-    want = set(a.only) or {"1", "2", "3", "4", "5", "6", "7", "8"}
+    want = set(a.only) or {"1", "2", "3", "4", "5", "6", "7", "8", "9"}
     t0 = time.perf_counter()
     figs: list[Figure] = []
     if "1" in want:
@@ -472,6 +603,8 @@ def main() -> int:
         figs.append(fig_report(a.report_rows))
     if "8" in want:
         figs.append(fig_detectors(a.processes, a.repeats, min(a.sample_steps, 2000)))
+    if "9" in want:
+        figs += fig_loading(a.load_repeats, a.load_runs)
     md = table(figs)
     print(md)
     print(f"\nbench took {time.perf_counter() - t0:.0f}s")

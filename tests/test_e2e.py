@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT, TESTS, run_cli
 
 from harness import load_results
-from harness.store import part_files
+from harness.store import stored_run_ids
 
 
 def test_smoke_sweep_then_resume_skips_everything(tmp_path: Path) -> None:
@@ -21,7 +21,7 @@ def test_smoke_sweep_then_resume_skips_everything(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     out = tmp_path / "smoke"
     df = load_results(out)
-    assert len(part_files(out)) == 24 and df["run_id"].nunique() == 24  # 16 loss_bound + 8 normalization runs
+    assert len(stored_run_ids(out)) == 24 and df["run_id"].nunique() == 24  # 16 loss_bound + 8 normalization runs
     assert len(df) == 16 + 8 * 2 and (df["status"] == "ok").all()  # one row per (run, check)
     lb, norm = df[df["scenario"] == "loss_bound"], df[df["scenario"] == "normalization"]
     assert lb["n_evaluated"].eq(100).all() and norm["n_evaluated"].eq(1).all()
@@ -64,12 +64,12 @@ def test_driver_killed_with_sigkill_then_rerun_completes_once(tmp_path: Path) ->
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     deadline = time.monotonic() + 240
-    while len(part_files(out)) < 4 and time.monotonic() < deadline and proc.poll() is None:
+    while len(stored_run_ids(out)) < 4 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
     assert proc.poll() is None, "the sweep finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    stored = len(part_files(out))
+    stored = len(stored_run_ids(out))  # the runs still in the driver's buffer (store.flush_seconds) are lost
     assert 4 <= stored < 16
     r = run_cli(["sweep=smoke", "sweep.scenario=[loss_bound]", "sweep.steps=[4000]", f"store.root={tmp_path}"],
                 cwd=tmp_path)

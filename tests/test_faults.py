@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from conftest import ROOT, TESTS, run_cli
 
 from harness import load_results
-from harness.store import part_files
+from harness.store import stored_run_ids
 
 
 @pytest.fixture
@@ -33,12 +32,13 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_full_disk_stops_the_sweep_with_one_line_and_exit_4_keeping_what_was_stored(tiny_disk: Path) -> None:
-    r = run_cli(["sweep=smoke", f"store.root={tiny_disk}"], cwd=tiny_disk.parent)
+    # one run a part file, so the disk fills up run by run
+    r = run_cli(["sweep=smoke", f"store.root={tiny_disk}", "store.flush_runs=1"], cwd=tiny_disk.parent)
     assert r.returncode == 4, r.stderr
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "No space left on device" in errors[0] and str(tiny_disk / "smoke") in errors[0]
     assert "Traceback" not in r.stderr
-    stored = part_files(tiny_disk / "smoke")
+    stored = stored_run_ids(tiny_disk / "smoke")
     assert 1 <= len(stored) < 16
     assert load_results(tiny_disk / "smoke")["run_id"].nunique() == len(stored)  # every stored run is intact
     assert not list((tiny_disk / "smoke").glob(".*"))  # no temporary left behind
@@ -59,22 +59,28 @@ def test_a_disk_full_from_the_start_leaves_no_empty_sweep_directory(tiny_disk: P
     assert sorted(p.name for p in tiny_disk.iterdir()) == ["filler"]
 
 
-def test_sigterm_stops_like_ctrl_c_with_one_line_and_exit_143(tmp_path: Path) -> None:
+def test_sigterm_stops_like_ctrl_c_with_one_line_and_exit_143_and_stores_the_buffered_runs(tmp_path: Path) -> None:
+    """The finished runs are held in the driver's buffer (nothing is due to be written for 10
+    minutes): SIGTERM writes them before the driver exits."""
     out = tmp_path / "smoke"
-    args = [sys.executable, "-m", "harness", "sweep=smoke", "sweep.scenario=[loss_bound]", "sweep.steps=[4000]", f"store.root={tmp_path}"]
-    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    args = [sys.executable, "-m", "harness", "sweep=smoke", "sweep.scenario=[loss_bound]", "sweep.steps=[4000]",
+            f"store.root={tmp_path}", "store.flush_runs=1000", "store.flush_seconds=600"]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
-    deadline = time.monotonic() + 240
-    while len(part_files(out)) < 2 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # "runs N/16 ..." once a run has finished (and is in the buffer)
+        if line.startswith("runs 2/"):
+            break
     assert proc.poll() is None, "the sweep finished before it could be terminated"
+    assert stored_run_ids(out) == set()  # nothing written yet
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    rest, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert lines == ["terminated (SIGTERM): finished runs are stored; rerun the same command to resume"], err
-    stored = len(part_files(out))
-    assert stored >= 2 and load_results(out)["run_id"].nunique() == stored
+    reported = max([2, *(int(ln.split()[1].split("/")[0]) for ln in rest.splitlines() if ln.startswith("runs "))])
+    stored = len(stored_run_ids(out))
+    assert stored >= reported and load_results(out)["run_id"].nunique() == stored
 
 
 def test_a_rerun_exits_1_while_stored_runs_are_still_incomplete(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 from conftest import run_cli
 
 from harness import load_results
-from harness.replay import ReplayError, main, rebuild_spec, same
+from harness.replay import ReplayError, find_part, main, read_rows, rebuild_spec, same
 
 SWEEP = ["sweep=smoke", "sweep.scenario=[loss_bound]", "sweep.name=rp", "sweep.data_size=[1000]", "sweep.seed=[0]", "sweep.clip_value=[null]",
          "sweep.precision=[fp32,fp16]", "sweep.steps=[50]", "ray.num_actors=1"]
@@ -49,16 +49,17 @@ def test_replay_of_a_tampered_value_is_a_mismatch(stored: Path, tmp_path: Path) 
     copy = tmp_path / "rp"
     shutil.copytree(stored, copy)
     run_id = _run_id(copy, "fp32")
-    part = copy / f"{run_id}.parquet"
+    part = find_part(copy, run_id)  # the part file that holds it (with the other run: one batch)
     table = pq.read_table(part)
     i = table.column_names.index("worst_value")
-    worst = table.column("worst_value").to_pylist()
-    tampered = [float(np.nextafter(v, np.inf)) for v in worst]  # one ulp: only an exact comparison sees it
+    values, mine = table.column("worst_value").to_pylist(), [r == run_id for r in table.column("run_id").to_pylist()]
+    tampered = [float(np.nextafter(v, np.inf)) if m else v for v, m in zip(values, mine)]  # one ulp: only an exact
+    worst = [v for v, m in zip(values, mine) if m]  # comparison sees it
     pq.write_table(table.set_column(i, table.schema.field(i), pa.array(tampered, pa.float64())), part)
     r = run_cli(["replay", str(copy), f"run_id={run_id}"], cwd=tmp_path)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "mismatch: 1 of 6 values differ (loss_below.worst_value)" in r.stdout
-    assert repr(tampered[0]) in r.stdout and repr(worst[0]) in r.stdout
+    assert repr(float(np.nextafter(worst[0], np.inf))) in r.stdout and repr(worst[0]) in r.stdout
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -93,7 +94,7 @@ def test_exact_comparison() -> None:
 
 
 def _row(stored: Path) -> dict[str, Any]:
-    return pq.read_table(stored / f"{_run_id(stored, 'fp32')}.parquet").to_pylist()[0]
+    return read_rows(find_part(stored, _run_id(stored, "fp32")))[0]
 
 
 def test_rebuilt_spec_hashes_to_the_stored_run_id_or_is_refused(stored: Path) -> None:
