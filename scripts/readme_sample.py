@@ -1,0 +1,79 @@
+#!/usr/bin/env python
+"""The README's sample output: what `python -m harness sweep=smoke` prints on a fresh clone.
+
+    python scripts/readme_sample.py            # run the smoke sweep in a temporary directory, print its output
+    python scripts/readme_sample.py --readme   # and rewrite the block between the smoke-output markers in README.md
+                                               # and docs/report.png (the report in headless chromium, if installed)
+
+The sweep runs as a user would run it (a subprocess, no terminal: the progress bar becomes a
+line every few runs, which are left out here), in a fresh temporary results root, so nothing
+stored earlier is reused. Timings and the temporary path are the run's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- smoke-output:start -->", "<!-- smoke-output:end -->"
+
+
+def sample(screenshot: Path | None = None) -> str:
+    """The smoke sweep's output without its progress lines, with the temporary root shown as results/;
+    with ``screenshot``, its report rendered by headless chromium into that PNG (1000 px wide)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        done = subprocess.run([sys.executable, "-m", "harness", "sweep=smoke", f"store.root={tmp}/results"],
+                              cwd=tmp, capture_output=True, text=True, env={**os.environ, "COLUMNS": "110"})
+        if done.returncode != 0:
+            raise SystemExit(f"the smoke sweep exited {done.returncode}: {done.stderr.strip()[-500:]}")
+        lines = [ln.rstrip() for ln in done.stdout.splitlines() if not ln.startswith("runs ")]
+        if screenshot is not None:
+            shoot(Path(tmp) / "results" / "smoke", screenshot)
+        return "\n".join(lines).replace(f"{tmp}/", "")
+
+
+def shoot(results: Path, png: Path) -> None:
+    """``python -m harness report RESULTS``, then a headless-chromium screenshot of its first screens."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        print("chromium not found: docs/report.png left as it is (apt-get install -y chromium)", file=sys.stderr)
+        return
+    report = results.parent / "report"
+    subprocess.run([sys.executable, "-m", "harness", "report", str(results), "--out", str(report)], check=True,
+                   capture_output=True)
+    raw = results.parent / "shot.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--hide-scrollbars", f"--screenshot={raw}",
+                    "--window-size=1200,1700", f"file://{report / 'index.html'}"], check=True, capture_output=True)
+    from PIL import Image
+
+    image = Image.open(raw)
+    image = image.resize((1000, round(image.height * 1000 / image.width)))
+    image.convert("P", palette=Image.Palette.ADAPTIVE, colors=128).save(png, optimize=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--readme", action="store_true", help="rewrite the block in README.md")
+    args = ap.parse_args()
+    text = sample(ROOT / "docs" / "report.png" if args.readme else None)
+    print(text)
+    if args.readme:
+        path = ROOT / "README.md"
+        readme = path.read_text()
+        if START not in readme or END not in readme:
+            raise SystemExit(f"README.md has no {START} ... {END} block")
+        block = (f"{START}\nProduced by `python scripts/readme_sample.py --readme` on {time.strftime('%Y-%m-%d')}:"
+                 f"\n\n```text\n$ python -m harness sweep=smoke\n{text}\n```\n{END}")
+        path.write_text(readme[: readme.index(START)] + block + readme[readme.index(END) + len(END):])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
