@@ -65,7 +65,9 @@ class Check:
             least x% in any of the last window-1 periods?", TheDeepChecker's stagnating loss);
         "range": over consecutive, non-overlapping blocks of ``window`` points, max - min of the
             block ("did the value change at all?", DeepDiagnosis' unchanged loss).
-        A window holding a NaN or Inf point gives NaN (fails). The statistic is float64 and is
+        A window holding a NaN or Inf point gives NaN (fails); so does a relative decrease whose
+        previous point is exactly 0 (undefined; the tool's numpy gives NaN, which never fires
+        there), and a negative point flips the sign of the decrease. The statistic is float64 and is
         compared with the bound exactly (no rounding to the value's dtype). An incomplete last
         period or block is not evaluated.
     """

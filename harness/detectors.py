@@ -261,8 +261,9 @@ def deepdiagnosis_loss_unchanged(*, window: int = 5, every: int = 1, after: int 
     Source: DeepDiagnosis/ICSE2022, callback/callbacks.py, class DeepLocalize.on_batch_end: every N = 5 batches,
     ``meanResult(self.lossList[-N:])`` (the mean of the last 5 batch losses equals their maximum, i.e. all equal),
     then the list is cleared: non-overlapping blocks of 5 batches. Here: statistic "range" (max - min) of each
-    block of ``window`` step losses (period means of ``every`` steps when every > 1), starting at step ``after``;
-    passes while max - min > 0. "All equal" is tested exactly (the tool's mean == max can also hold for values one
+    block of ``window`` step losses, or of period means of ``every`` steps when every > 1 (the bundles pass their
+    ``every``: on the circles example a block is 5 means of 19 steps, not 5 batches; the periods end at steps
+    after + k*every and the first also holds the steps before); passes while max - min > 0. "All equal" is tested exactly (the tool's mean == max can also hold for values one
     rounding apart). A block with a NaN or Inf loss fires.
     """
     return Check("deepdiagnosis.loss_unchanged", "loss", 0.0, ">", every=every, after=after, judge=judge,

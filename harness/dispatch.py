@@ -10,6 +10,7 @@ as status=crashed. A run that raises is recorded by the engine as status=error.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import time
@@ -25,6 +26,7 @@ from harness.records import RunResult, Status
 log = logging.getLogger(__name__)
 POLL_S = 0.25
 MAX_ACTOR_START_FAILURES = 3
+WARM_READY_S = 10.0  # a warm actor that does not answer by then is busy with another driver's run: replaced
 
 
 class DispatchError(RuntimeError):
@@ -78,11 +80,19 @@ class _Worker:
         """Re-import the scenario's module if its file changed since this actor imported it (a warm
         pool's actors outlive sweeps) and drop the loops traced from the old code."""
         import importlib
+        import importlib.util
         import sys
+        import types
 
         name = target.rpartition(".")[0]
         module = sys.modules.get(name)
-        if module is None:
+        if module is None:  # imported by this run: stamp the file it will import now
+            try:
+                spec = importlib.util.find_spec(name)
+            except (ImportError, ValueError):
+                return
+            origin = getattr(spec, "origin", None)
+            self._stamps[name] = _module_stamp(types.SimpleNamespace(__file__=origin)) if origin else None
             return
         stamp = _module_stamp(module)
         if name in self._stamps and self._stamps[name] != stamp:
@@ -271,8 +281,8 @@ class ActorPool:
                 raise TrialError(spec.scenario, result.error or result.status.value)
 
     def run(self, specs: Sequence[RunSpec] | RunQueue, on_start: Callable[[RunSpec], None] | None = None,
-            trials: Sequence[RunSpec] = (), on_verified: Callable[[], None] | None = None
-            ) -> Iterator[tuple[RunSpec, RunResult]]:
+            trials: Sequence[RunSpec] = (), on_verified: Callable[[], None] | None = None,
+            heartbeat: Callable[[], None] | None = None) -> Iterator[tuple[RunSpec, RunResult]]:
         """Yield (spec, result) as runs finish. ``trials`` run first, on the first actor to be
         ready, before any spec is dispatched; ``on_verified`` is called once they passed.
         Given a RunQueue, runs the caller adds to it while iterating are run too."""
@@ -287,13 +297,28 @@ class ActorPool:
         verified = False
         for actor in self.warm:
             starting[actor.ready.remote()] = actor
+        warm_deadline = time.monotonic() + WARM_READY_S
         for _ in range(self.num_actors - len(self.warm)):
             actor, ref = self._spawn()
             starting[ref] = actor
         try:
             while pending or running:
+                if heartbeat:
+                    heartbeat()
+                if self.warm and time.monotonic() > warm_deadline:
+                    warm_deadline = math.inf
+                    for ref, actor in list(starting.items()):  # still busy (a driver killed mid-run)
+                        if any(actor is w for w in self.warm):
+                            starting.pop(ref)
+                            ray.kill(actor, no_restart=True)
+                            new, new_ref = self._spawn()
+                            starting[new_ref] = new
                 if not verified and idle:
-                    self._trial(idle[0][0], trials)
+                    try:
+                        self._trial(idle[0][0], trials)
+                    except BaseException:  # a trial that failed or was interrupted may still be running
+                        ray.kill(idle.pop(0)[0], no_restart=True)
+                        raise
                     if trials:  # that actor has traced the last trial's structure
                         last[idle[0][1]] = trials[-1].structure()
                     verified = True
@@ -365,13 +390,51 @@ def dispatch(specs: Sequence[RunSpec] | RunQueue, cfg: RayConfig, *, timeout_s: 
              trials: Sequence[RunSpec] = ()) -> Iterator[tuple[RunSpec, RunResult]]:
     """Connect to Ray, run ``specs`` on an actor pool, yield (spec, result) as runs finish,
     and disconnect at the end (also on error or Ctrl-C); an embedded Ray stops with it.
-    Runs added to a RunQueue ``specs`` while iterating are run too (adaptive seeds)."""
+    Runs added to a RunQueue ``specs`` while iterating are run too (adaptive seeds). With ray.address
+    unset, a warm pool that matches (harness.pool) is joined instead of starting Ray, one sweep at a time."""
+    state, note, lock = _warm_pool(cfg)
+    try:
+        yield from _dispatch(specs, cfg, state, note, timeout_s=timeout_s, retries=retries, on_ready=on_ready,
+                             on_start=on_start, trials=trials)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _warm_pool(cfg: RayConfig) -> tuple[Any, str, Any]:
+    """(the warm pool's state, or None; why it is not used; the lock held while it is used)."""
     from harness import pool as warm_pool
 
+    if _ray_initialized():  # the caller's Ray is used as it is
+        return None, "", None
     state, note = warm_pool.usable(cfg)
+    if state is None:
+        return None, note, None
+    lock = warm_pool.SweepLock()
+    if not lock.acquire():
+        return None, "the warm pool is busy with another sweep: running cold", None
+    return state, "", lock
+
+
+def _ray_initialized() -> bool:
+    import sys
+
+    return "ray" in sys.modules and sys.modules["ray"].is_initialized()
+
+
+def _dispatch(specs: Sequence[RunSpec] | RunQueue, cfg: RayConfig, state: Any, note: str, *, timeout_s: float,
+              retries: int, on_ready: Callable[[ClusterInfo], None] | None,
+              on_start: Callable[[RunSpec], None] | None, trials: Sequence[RunSpec]
+              ) -> Iterator[tuple[RunSpec, RunResult]]:
+    from harness import pool as warm_pool
+
     if state is not None:
         warm_pool.join_settings(state)
-        ray, embedded, owned = connect(replace(cfg, address=state.address), namespace=warm_pool.NAMESPACE)
+        try:
+            ray, embedded, owned = connect(replace(cfg, address=state.address), namespace=warm_pool.NAMESPACE)
+        except DispatchError as exc:
+            state, note = None, f"the warm pool did not answer ({exc}): running cold"
+            ray, embedded, owned = connect(cfg)
     else:
         ray, embedded, owned = connect(cfg)
     from harness.signals import install
@@ -395,8 +458,15 @@ def dispatch(specs: Sequence[RunSpec] | RunQueue, cfg: RayConfig, *, timeout_s: 
         info = ClusterInfo(address=address, embedded=embedded, num_actors=n, cpus=cpus, gpus=gpus,
                            warm=state is not None, note=note)
         pool = ActorPool(ray, cfg, n, timeout_s=timeout_s, retries=retries, warm=warm)
+        beat = {"last": time.monotonic()}
+
+        def heartbeat() -> None:  # a sweep at work keeps the pool from its idle timeout
+            if state is not None and time.monotonic() - beat["last"] > 30:
+                beat["last"] = time.monotonic()
+                warm_pool.touch_used()
+
         yield from pool.run(specs, on_start=on_start, trials=trials,
-                            on_verified=(lambda: on_ready(info)) if on_ready else None)
+                            on_verified=(lambda: on_ready(info)) if on_ready else None, heartbeat=heartbeat)
     finally:
         if owned:
             ray.shutdown()

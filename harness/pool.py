@@ -15,8 +15,10 @@ pool, nothing changes: the embedded default starts and stops its own Ray.
 
 A pool is used only when it matches the sweep: the same ``ray.num_cpus_per_actor`` and
 ``ray.num_gpus_per_actor`` (TensorFlow's thread pools are fixed when an actor starts, and replays
-set them from the stored value) and the same harness code (a digest of the package's sources,
-taken when the pool started). Otherwise the sweep says why and runs cold. A scenario module
+set them from the stored value), the same harness code (a digest of the package's sources, taken
+when the pool started), the same working directory and the same environment variables that
+change what an actor imports or computes (ENV_KEYS); and only by one sweep at a time (a lock in
+the pool's directory, held for the sweep). Otherwise the sweep says why and runs cold. A scenario module
 edited since an actor imported it is re-imported by that actor before its next run (its file's
 modification time and size are compared), and the traced loops it cached are dropped; edits to
 other modules the scenario imports need ``down`` and ``up``.
@@ -52,6 +54,9 @@ START_TIMEOUT_S = 180.0
 REFILL_S = 5.0
 EXIT_OK, EXIT_USAGE, EXIT_CLUSTER = 0, 2, 3
 AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")  # Ray turns token auth on for a local cluster by itself
+# what an actor imports and how TF computes: a sweep whose values differ from the pool's runs cold
+ENV_KEYS = ("PYTHONPATH", "TF_ENABLE_ONEDNN_OPTS", "XLA_FLAGS", "CUDA_VISIBLE_DEVICES", "TF_DETERMINISTIC_OPS")
+LOCK = "pool.lock"
 
 
 def join_settings(state: PoolState) -> None:
@@ -75,6 +80,9 @@ class PoolState:
     started: float
     idle_minutes: float
     auth: dict[str, str] = field(default_factory=dict)  # the daemon's RAY_AUTH_* settings: a driver joins with them
+    cwd: str = ""  # the daemon's working directory (the actors import from it)
+    env: dict[str, str] = field(default_factory=dict)  # the daemon's ENV_KEYS
+    pid_start: str = ""  # the daemon's start time (/proc/PID/stat): a reused pid is not the daemon
 
     def names(self) -> list[str]:
         return [actor_name(i) for i in range(self.actors)]
@@ -111,6 +119,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def process_start(pid: int) -> str:
+    """The process's start time in clock ticks since boot, with the boot id ("" where /proc has no such
+    record): with the pid it names one process, even after the pid is reused."""
+    try:
+        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except (OSError, IndexError):
+        return ""
+    return f"{boot}:{start}"
+
+
+def _env() -> dict[str, str]:
+    return {k: os.environ[k] for k in ENV_KEYS if k in os.environ}
+
+
 def read_state(directory: Path | None = None) -> PoolState | None:
     """The running pool's state, or None (no state file, or its daemon is gone: the file is removed)."""
     path = (directory or pool_dir()) / STATE
@@ -118,8 +141,8 @@ def read_state(directory: Path | None = None) -> PoolState | None:
         state = PoolState(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    if not _alive(state.pid):
-        path.unlink(missing_ok=True)
+    if not _alive(state.pid) or (state.pid_start and process_start(state.pid) != state.pid_start):
+        path.unlink(missing_ok=True)  # the daemon is gone (its pid may now be another process's)
         return None
     return state
 
@@ -154,7 +177,46 @@ def usable(cfg: Any) -> tuple[PoolState | None, str]:
     if state.code != code_digest():
         return None, ("the warm pool runs other harness code than this checkout: running cold "
                       "(restart it: python -m harness down && python -m harness up)")
+    if state.cwd and state.cwd != os.getcwd():
+        return None, (f"the warm pool was started in {state.cwd}, this sweep runs in {os.getcwd()} (its actors "
+                      f"import from there): running cold (start the pool from here)")
+    if state.env != _env():
+        keys = sorted(set(state.env.items()) ^ set(_env().items()))
+        return None, (f"the warm pool was started with other {', '.join(sorted({k for k, _ in keys}))}: running "
+                      f"cold (restart it from this shell)")
     return state, ""
+
+
+class SweepLock:
+    """Held by the one sweep that uses the pool (and, for an instant, by the daemon while it replaces
+    actors): a second sweep finds it taken and runs cold; the daemon does not race a sweep for the
+    CPUs of an actor the sweep replaced."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.path = (directory or pool_dir()) / LOCK
+        self._fd: int | None = None
+
+    def acquire(self, wait_s: float = 2.0) -> bool:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._fd = fd
+                return True
+            except OSError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    return False
+                time.sleep(0.05)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the lock
+            self._fd = None
 
 
 # ------------------------------------------------------------------------------------------------ the daemon
@@ -166,7 +228,8 @@ def serve(actors: int, cpus_per_actor: float, gpus_per_actor: float, idle_minute
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
-    from harness.dispatch import worker_class
+    from harness.config import RayConfig
+    from harness.dispatch import DispatchError, _num_actors, worker_class
 
     directory = pool_dir()
     stop = {"now": False}
@@ -180,6 +243,14 @@ def serve(actors: int, cpus_per_actor: float, gpus_per_actor: float, idle_minute
     signal.signal(signal.SIGINT, _stop)
     cls = worker_class(ray, cpus_per_actor, gpus_per_actor)
     threads = max(1, int(round(cpus_per_actor)))
+    try:  # as many as the machine's CPUs and GPUs allow (the sweeps' own rule), at most --actors
+        fits = _num_actors(ray, RayConfig(num_cpus_per_actor=cpus_per_actor, num_gpus_per_actor=gpus_per_actor),
+                           1 << 30)[0]
+    except DispatchError as exc:
+        print(f"error: {exc}", flush=True)
+        ray.shutdown()
+        return EXIT_CLUSTER
+    actors = min(actors, fits) if actors else fits
 
     def spawn(i: int) -> Any:
         return cls.options(name=actor_name(i), namespace=NAMESPACE).remote(threads)
@@ -190,7 +261,8 @@ def serve(actors: int, cpus_per_actor: float, gpus_per_actor: float, idle_minute
         state = PoolState(address=ray.get_runtime_context().gcs_address, pid=os.getpid(), actors=actors,
                           num_cpus_per_actor=cpus_per_actor, num_gpus_per_actor=gpus_per_actor, code=code_digest(),
                           started=time.time(), idle_minutes=idle_minutes,
-                          auth={k: v for k, v in os.environ.items() if k in AUTH_VARS})
+                          auth={k: v for k, v in os.environ.items() if k in AUTH_VARS}, cwd=os.getcwd(),
+                          env=_env(), pid_start=process_start(os.getpid()))
         _write_state(directory, state)
         touch_used(directory)
         next_refill = time.monotonic() + REFILL_S
@@ -205,11 +277,21 @@ def serve(actors: int, cpus_per_actor: float, gpus_per_actor: float, idle_minute
                     break
             if time.monotonic() >= next_refill:
                 next_refill = time.monotonic() + REFILL_S
-                for i in range(actors):  # a killed or dead actor frees its name: start a new one under it
-                    try:
-                        ray.get_actor(actor_name(i), namespace=NAMESPACE)
-                    except ValueError:
-                        handles[i] = spawn(i)
+                lock = SweepLock(directory)
+                if not lock.acquire(wait_s=0):  # a sweep is on the pool: it replaces what it kills itself
+                    touch_used(directory)  # and a sweep at work is not idleness
+                    continue
+                try:
+                    for i in range(actors):  # a killed or dead actor frees its name: start a new one under it
+                        try:
+                            ray.get_actor(actor_name(i), namespace=NAMESPACE)
+                        except ValueError:
+                            try:
+                                handles[i] = spawn(i)
+                            except ValueError:  # the name is still being released: next round
+                                pass
+                finally:
+                    lock.release()
     finally:
         mine = read_state(directory)
         if mine is not None and mine.pid == os.getpid():
@@ -228,14 +310,12 @@ def up(actors: int | None, cpus_per_actor: float, gpus_per_actor: float, idle_mi
         print(f"warm pool already up: {state.actors} actors at {state.address} (pid {state.pid}); "
               f"python -m harness down stops it")
         return EXIT_OK
-    if actors is None:
-        actors = max(1, int((os.cpu_count() or 1) // cpus_per_actor))
     directory = pool_dir()
     directory.mkdir(parents=True, exist_ok=True)
     log_path = directory / LOG
     t0 = time.monotonic()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "harness.pool", "serve", f"--actors={actors}",
+        proc = subprocess.Popen([sys.executable, "-m", "harness.pool", "serve", *([f"--actors={actors}"] if actors else []),
                                  f"--cpus-per-actor={cpus_per_actor}", f"--gpus-per-actor={gpus_per_actor}",
                                  f"--idle-minutes={idle_minutes}"],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -243,7 +323,7 @@ def up(actors: int | None, cpus_per_actor: float, gpus_per_actor: float, idle_mi
         state = read_state()
         if state is not None and state.pid == proc.pid:
             idle = f"stops after {idle_minutes:g} idle minutes or on " if idle_minutes > 0 else "runs until "
-            print(f"warm pool up in {time.monotonic() - t0:.1f} s: {actors} actors of {cpus_per_actor:g} CPU at "
+            print(f"warm pool up in {time.monotonic() - t0:.1f} s: {state.actors} actors of {cpus_per_actor:g} CPU at "
                   f"{state.address}; sweeps on this machine use it; it {idle}python -m harness down")
             return EXIT_OK
         if proc.poll() is not None:
@@ -324,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "down":
         return down()
     if args.command == "serve":
-        return serve(args.actors or 1, args.cpus_per_actor, args.gpus_per_actor, args.idle_minutes)
+        return serve(args.actors or 0, args.cpus_per_actor, args.gpus_per_actor, args.idle_minutes)
     return up(args.actors, args.cpus_per_actor, args.gpus_per_actor, args.idle_minutes)
 
 

@@ -18,7 +18,8 @@ from harness.config import RayConfig
 
 def write_state(directory: Path, **kw: object) -> pool.PoolState:
     state = pool.PoolState(address="127.0.0.1:1", pid=os.getpid(), actors=2, num_cpus_per_actor=1.0,
-                           num_gpus_per_actor=0.0, code=pool.code_digest(), started=0.0, idle_minutes=60.0)
+                           num_gpus_per_actor=0.0, code=pool.code_digest(), started=0.0, idle_minutes=60.0,
+                           cwd=os.getcwd(), env=pool._env(), pid_start=pool.process_start(os.getpid()))
     state = replace(state, **kw)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / pool.STATE).write_text(json.dumps(asdict(state)))
@@ -42,12 +43,28 @@ def test_a_matching_pool_is_used_and_why_another_is_not(pool_dir: Path) -> None:
     write_state(pool_dir, code="0" * 16)
     got, why = pool.usable(RayConfig())
     assert got is None and "other harness code" in why and "harness down" in why
+    write_state(pool_dir, cwd="/elsewhere")
+    got, why = pool.usable(RayConfig())
+    assert got is None and "started in /elsewhere" in why
+    write_state(pool_dir, env={"XLA_FLAGS": "--xla_cpu_fast_math"})
+    got, why = pool.usable(RayConfig())
+    assert got is None and "XLA_FLAGS" in why
+
+
+def test_one_sweep_at_a_time_holds_the_pool(pool_dir: Path) -> None:
+    first, second = pool.SweepLock(), pool.SweepLock()
+    assert first.acquire() and not second.acquire(wait_s=0.1)  # a second sweep runs cold
+    first.release()
+    assert second.acquire(wait_s=0.1)
+    second.release()
 
 
 def test_a_dead_daemons_state_is_forgotten(pool_dir: Path) -> None:
     proc = subprocess.Popen(["true"])
     proc.wait()
     write_state(pool_dir, pid=proc.pid)
+    assert pool.read_state() is None and not (pool_dir / pool.STATE).exists()
+    write_state(pool_dir, pid_start="another-boot:123")  # a live pid that is not the daemon (pid reuse)
     assert pool.read_state() is None and not (pool_dir / pool.STATE).exists()
 
 
@@ -74,6 +91,14 @@ def test_an_edited_scenario_module_is_reimported_by_a_warm_actor(tmp_path: Path,
     (tmp_path / "edited_scenario.py").write_text("VALUE = 22\n")  # another size: a new stamp even at equal mtime
     worker._fresh("edited_scenario.Cls")
     assert sys.modules["edited_scenario"].VALUE == 22 and module.VALUE == 22
+    # a module the actor has not imported yet is stamped as the run imports it: a later edit is seen
+    (tmp_path / "later_scenario.py").write_text("VALUE = 1\n")
+    worker._fresh("later_scenario.Cls")
+    later = importlib.import_module("later_scenario")  # what execute() does next
+    (tmp_path / "later_scenario.py").write_text("VALUE = 333\n")
+    worker._fresh("later_scenario.Cls")
+    assert later.VALUE == 333
+    sys.modules.pop("later_scenario", None)
 
 
 def test_runs_on_a_warm_pool_equal_cold_runs_bit_for_bit(tmp_path: Path) -> None:
