@@ -8,6 +8,7 @@ message is one line naming the key and the bad value. No I/O, no TF, no Ray.
 from __future__ import annotations
 
 import math
+import re
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -133,7 +134,17 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
+# an axis given as range(start, stop[, step]), Python's semantics (the CLI keeps Hydra's range(...) this way)
+RANGE = re.compile(r"^range\(\s*(-?\d+)\s*,\s*(-?\d+)\s*(?:,\s*(-?\d+)\s*)?\)$")
+
+
 def _as_list(key: str, value: Any) -> list[Any]:
+    m = RANGE.match(value.strip()) if isinstance(value, str) else None
+    if m:
+        start, stop, step = int(m.group(1)), int(m.group(2)), int(m.group(3) or 1)
+        if step == 0:
+            raise ConfigError(key, f"{value!r}: a range step must not be 0")
+        value = range(start, stop, step)
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         value = [value]
     values = list(value)

@@ -3,7 +3,8 @@
 A sweep is one Hydra compose, not a Hydra multirun, but people type what Hydra taught them:
 
 * ``sweep.seed=range(0,50)`` and ``sweep.seed=0,1,2`` (Hydra's sweep syntax) mean the lists
-  ``[0, ..., 49]`` and ``[0,1,2]`` here: every axis is swept anyway;
+  ``[0, ..., 49]`` and ``[0,1,2]`` here: every axis is swept anyway (a range stays the string
+  ``range(0,50,1)`` through Hydra and the config expands it; a sweep file may say it too);
 * ``-m`` / ``--multirun`` are accepted and change nothing, for the same reason;
 * ``hydra.*`` keys (``hydra.sweep.dir=...``, ``hydra/launcher=ray``) would be silently
   ignored by a compose, so they are refused in one line that says what to use instead.
@@ -61,7 +62,9 @@ def translate(override: str) -> str:
         start, stop, step = int(m.group(1)), int(m.group(2)), int(m.group(3) or 1)
         if step == 0:
             raise UsageError(f"{bare}: range step must not be 0")
-        return f"{key}=[{','.join(str(i) for i in range(start, stop, step))}]"
+        # kept as one string, expanded by the config (harness.config.RANGE): Hydra's parser takes about
+        # a millisecond per list element, 100 s for range(0,100000)
+        return f"{key}='range({start},{stop},{step})'"
     if value and not value.startswith(("[", "{", "'", '"')) and _top_level_commas(value):
         return f"{key}=[{value}]"
     return override
