@@ -554,19 +554,184 @@ def table(figs: list[Figure]) -> str:
     return "\n".join(lines)
 
 
-def update_readme(md: str, command: str) -> None:
+# ------------------------------------------------------------------ 10: warm start
+
+def _timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr.strip()[-400:]}")
+    return time.perf_counter() - t0
+
+
+def fig_warm(repeats: int) -> Figure:
+    """The smoke sweep (24 runs) on a warm pool against a cold start: wall time of the whole command,
+    Python start included, each into a fresh results root (every run computed). Cold and warm sweeps
+    alternate; medians. The first sweep on a new pool is reported apart: its actors trace the smoke
+    sweep's loops once, as a cold sweep's do."""
+    import statistics
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        env = {**os.environ, "HARNESS_POOL_DIR": str(root / "pool")}
+        harness = [sys.executable, "-m", "harness"]
+
+        def sweep(kind: str, i: int) -> float:
+            extra = ["ray.warm=false"] if kind == "cold" else []
+            return _timed([*harness, "sweep=smoke", f"store.root={root / kind / str(i)}", *extra], env, root)
+
+        up = _timed([*harness, "up", "--idle-minutes", "30"], env, root)
+        try:
+            first = sweep("warm", -1)
+            cold, warm = [], []
+            for i in range(repeats):
+                cold.append(sweep("cold", i))
+                warm.append(sweep("warm", i))
+        finally:
+            subprocess.run([*harness, "down"], env=env, capture_output=True)
+    c, w = statistics.median(cold), statistics.median(warm)
+    return Figure("10", "smoke sweep (24 runs): warm pool vs cold start", c / w, "x faster", "<= 3 s warm, >= 4x",
+                  w <= 3.0 and c / w >= 4,
+                  f"warm {w:.1f}s, cold {c:.1f}s (medians of {repeats}, alternating); the first sweep on a new "
+                  f"pool {first:.1f}s; python -m harness up {up:.1f}s once")
+
+
+# ------------------------------------------------------------------ 11: many trivial runs
+
+SCALE_ARGS = ["sweep=smoke", "sweep.name=scale", "sweep.scenario=[normalization]", "sweep.data_size=[100]",
+              "sweep.precision=[fp32]"]
+
+
+def _proc_sample(pid: int) -> tuple[float, float] | None:
+    """(CPU seconds, resident bytes) of one process, from /proc (Linux)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    rss = next((int(ln.split()[1]) * 1024 for ln in status.splitlines() if ln.startswith("VmRSS:")), 0)
+    return (int(stat[11]) + int(stat[12])) / ticks, float(rss)  # utime + stime of this process alone
+
+
+def _watched(cmd: list[str], cwd: Path) -> tuple[float, float, float]:
+    """(wall s, CPU s, peak RSS bytes) of the command's own process (the driver, not its Ray workers),
+    sampled every 0.2 s from /proc."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak = cpu = 0.0
+    while proc.poll() is None:
+        got = _proc_sample(proc.pid)
+        if got is not None:
+            cpu, peak = got[0], max(peak, got[1])
+        time.sleep(0.2)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr.read().strip()[-400:]}")
+    return wall, cpu, peak
+
+
+def _slope(ns: list[int], ys: list[float]) -> float:
+    """Log-log slope of a cost against the number of runs (1: linear, 0: flat)."""
+    import numpy as np
+
+    ok = [(n, y) for n, y in zip(ns, ys) if y > 0]
+    if len(ok) < 2:
+        return float("nan")
+    x, y = np.log10([n for n, _ in ok]), np.log10([y for _, y in ok])
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def fig_scale(sizes: list[int]) -> Figure:
+    """Sweeps of N trivial runs (normalization at 100 rows, fp32: microseconds of arithmetic) for each N
+    of ``sizes``: runs per second (Ray start included), the engine's time per run (median wall_s), the
+    driver's CPU per run and peak memory, the store's size, and the time to load, report and resume;
+    and how each grows with N (log-log slope over ``sizes``)."""
+    import statistics
+
+    from harness import load_results
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for n in sizes:
+            store = root / f"n{n}"
+            cmd = [sys.executable, "-m", "harness", *SCALE_ARGS, f"sweep.seed=range(0,{n})", f"store.root={store}"]
+            wall, cpu, peak = _watched(cmd, root)
+            out = store / "scale"
+            size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+            t0 = time.perf_counter()
+            df = load_results(out)
+            load = time.perf_counter() - t0
+            engine = float(df.drop_duplicates("run_id")["wall_s"].median())
+            assert df["run_id"].nunique() == n, (n, df["run_id"].nunique())
+            del df
+            report = _timed([sys.executable, "-m", "harness.report", str(out), "--out", str(root / f"rep{n}")],
+                            dict(os.environ), root)
+            resume = _timed(cmd, dict(os.environ), root)
+            rows.append(dict(n=n, wall=wall, cpu=cpu, peak=peak, size=size, load=load, engine=engine, report=report,
+                             resume=resume))
+            print(f"  scale {n:,} runs: {rows[-1]}", file=sys.stderr)
+    big = rows[-1]
+    ns = [r["n"] for r in rows]
+    slopes = {k: _slope(ns, [r[k] for r in rows]) for k in ("wall", "cpu", "peak", "size", "load", "report", "resume")}
+    rate = big["n"] / big["wall"]
+    cpu_ms, engine_ms = big["cpu"] / big["n"] * 1e3, big["engine"] * 1e3
+    resume_pct = big["resume"] / big["wall"] * 100
+    met = rate >= 50 and engine_ms <= 20 and cpu_ms <= 5 and big["peak"] <= 2**30 and resume_pct <= 5
+    growth = ", ".join(f"{k} {v:.2f}" for k, v in slopes.items())
+    return Figure("11", f"{big['n']:,} trivial runs (normalization, 100 rows)", rate, "runs/s",
+                  ">= 50 runs/s, engine <= 20 ms/run, driver <= 5 ms/run, <= 1 GiB, resume <= 5%", met,
+                  f"wall {big['wall']:.0f}s; engine {engine_ms:.1f} ms/run (median wall_s); driver CPU "
+                  f"{cpu_ms:.2f} ms/run, peak {big['peak'] / 2**20:.0f} MiB; store {big['size'] / 2**20:.1f} MiB; "
+                  f"load {big['load']:.1f}s, report {big['report']:.1f}s, resume {big['resume']:.1f}s "
+                  f"({resume_pct:.1f}%); log-log slope over {', '.join(f'{n:,}' for n in ns)} runs: {growth}")
+
+
+# ------------------------------------------------------------------ the table
+
+def _key_order(key: str) -> tuple[int, str]:
+    digits = "".join(ch for ch in key if ch.isdigit())
+    return int(digits or 0), key
+
+
+def update_readme(figs: list[Figure], command: str) -> None:
+    """Rewrite docs/benchmarks.md's table: the figures measured now replace their rows, the others keep
+    theirs, and each row's provenance (the command, date and CPU count that measured it) is listed."""
     path = ROOT / "docs" / "benchmarks.md"
     text = path.read_text()
     start, end = "<!-- bench:start -->", "<!-- bench:end -->"
     if start not in text or end not in text:
         raise SystemExit("docs/benchmarks.md has no <!-- bench:start --> / <!-- bench:end --> markers")
-    block = f"{start}\nProduced by `{command}` on {time.strftime('%Y-%m-%d')} ({os.cpu_count()} CPUs):\n\n{md}\n{end}"
+    old = text[text.index(start) + len(start): text.index(end)]
+    rows = {ln.split("|")[1].strip(): ln for ln in old.splitlines()
+            if ln.startswith("| ") and not ln.startswith("| # ") and ln.count("|") >= 7}
+    origin: dict[str, str] = {}
+    for ln in old.splitlines():
+        if ln.startswith("- figure"):  # "- figures 1, 2: `cmd` on DATE (N CPUs)"
+            keys, _, how = ln[2:].partition(": ")
+            for k in keys.split(" ", 1)[1].split(", "):
+                origin[k] = how
+        elif ln.startswith("Produced by `"):  # the single-command form of earlier tables
+            how = ln[len("Produced by "):].rstrip(":")
+            origin.update({k: how for k in rows})
+    new_rows = table(figs).splitlines()[2:]
+    now = f"`{command}` on {time.strftime('%Y-%m-%d')} ({os.cpu_count()} CPUs)"
+    for f, ln in zip(figs, new_rows):
+        rows[f.key], origin[f.key] = ln, now
+    keys = sorted(rows, key=_key_order)
+    by_how: dict[str, list[str]] = {}
+    for k in keys:
+        by_how.setdefault(origin.get(k, "unknown"), []).append(k)
+    provenance = "\n".join(f"- figure{'s' if len(ks) > 1 else ''} {', '.join(ks)}: {how}" for how, ks in by_how.items())
+    md = "\n".join([*table([]).splitlines(), *(rows[k] for k in keys)])
+    block = f"{start}\nEach row was measured by the command listed for it:\n\n{provenance}\n\n{md}\n{end}"
     path.write_text(text[: text.index(start)] + block + text[text.index(end) + len(end):])
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", nargs="*", default=[], help="figure numbers to run (1 2 3 4 5 6 7 8 9)")
+    ap.add_argument("--only", nargs="*", default=[], help="figure numbers to run (1 2 ... 11)")
     ap.add_argument("--processes", type=int, default=3,
                     help="fresh processes in which figures 1, 2, 3a are each measured (median of their ratios)")
     ap.add_argument("--repeats", type=int, default=9,
@@ -578,6 +743,9 @@ def main() -> int:
     ap.add_argument("--report-rows", type=int, default=1_000_000)
     ap.add_argument("--load-repeats", type=int, default=3, help="interleaved samples of each side for figure 9")
     ap.add_argument("--load-runs", type=int, default=100_000, help="runs of figure 9's large sweep")
+    ap.add_argument("--warm-repeats", type=int, default=3, help="cold and warm smoke sweeps of figure 10, each")
+    ap.add_argument("--scale-runs", default="1000,10000,100000",
+                    help="figure 11's sweep sizes (comma-separated; the growth is fitted over them)")
     ap.add_argument("--out", default=str(ROOT / "results" / "bench"))
     ap.add_argument("--readme", action="store_true", help="rewrite the table between the bench markers of docs/benchmarks.md")
     ap.add_argument("--pair", choices=sorted(PAIRS), help=argparse.SUPPRESS)  # a child of measure_pair
@@ -588,7 +756,7 @@ def main() -> int:
         init_worker(1)  # as in an actor with one CPU
         print(json.dumps(median_interleaved(PAIRS[a.pair](a.sample_steps), a.repeats)))
         return 0
-    want = set(a.only) or {"1", "2", "3", "4", "5", "6", "7", "8", "9"}
+    want = set(a.only) or {str(i) for i in range(1, 12)}
     t0 = time.perf_counter()
     figs: list[Figure] = []
     if "1" in want:
@@ -605,6 +773,10 @@ def main() -> int:
         figs.append(fig_detectors(a.processes, a.repeats, min(a.sample_steps, 2000)))
     if "9" in want:
         figs += fig_loading(a.load_repeats, a.load_runs)
+    if "10" in want:
+        figs.append(fig_warm(a.warm_repeats))
+    if "11" in want:
+        figs.append(fig_scale([int(n) for n in a.scale_runs.split(",")]))
     md = table(figs)
     print(md)
     print(f"\nbench took {time.perf_counter() - t0:.0f}s")
@@ -614,7 +786,7 @@ def main() -> int:
     doc = {"figures": [asdict(f) for f in figs], "argv": sys.argv[1:], "cpus": os.cpu_count()}
     (out / f"bench-{stamp}.json").write_text(json.dumps(doc, indent=2, default=lambda o: o.item()))
     if a.readme:
-        update_readme(md, " ".join(["python scripts/bench.py", *(a for a in sys.argv[1:] if a != "--readme")]))
+        update_readme(figs, " ".join(["python scripts/bench.py", *(a for a in sys.argv[1:] if a != "--readme")]))
     return 0
 
 
