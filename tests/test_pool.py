@@ -105,7 +105,8 @@ def test_runs_on_a_warm_pool_equal_cold_runs_bit_for_bit(tmp_path: Path) -> None
     env = {"HARNESS_POOL_DIR": str(tmp_path / "pool")}
     args = ["sweep=smoke", "sweep.seed=[0]", "sweep.data_size=[1000]"]
     up = subprocess.run([os.sys.executable, "-m", "harness", "up", "--actors", "2", "--idle-minutes", "5"],
-                        capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+                        capture_output=True, text=True, timeout=300, env={**os.environ, **env},
+                        cwd=tmp_path)  # where the sweeps run: a pool started elsewhere is not used
     try:
         assert up.returncode == 0, up.stderr
         assert "warm pool up" in up.stdout
