@@ -28,8 +28,19 @@ def config_files(group: str, config_dir: str | None = None) -> dict[str, Any]:
 
 
 def _first_comment(text: str) -> str:
-    lines = [ln.lstrip("# ").strip() for ln in text.splitlines() if ln.startswith("#") and "@package" not in ln]
-    return lines[0] if lines else ""
+    """The first sentence of the file's leading comment block (which may wrap over several lines)."""
+    lines = []
+    for ln in text.splitlines():
+        if not ln.startswith("#"):
+            if lines:
+                break
+            continue
+        if "@package" not in ln:
+            lines.append(ln.lstrip("# ").strip())
+    block = " ".join(x for x in lines if x)
+    end = next((i + 1 for i, ch in enumerate(block) if ch == "." and (i + 1 == len(block) or block[i + 1] == " ")),
+               len(block))
+    return block[:end]
 
 
 def _describe_scenario(body: dict[str, Any]) -> list[str]:

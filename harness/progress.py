@@ -1,7 +1,7 @@
 """Terminal progress while a sweep runs (the closing summary is harness.summary).
 
 On a terminal: a live bar with runs done, pass/fail/error counts and ETA. Elsewhere
-(CI logs, `ray job submit`): a plain line every ~5% of the runs.
+(CI logs, `ray job submit`): a plain line every ~5% of the runs (every run when there are fewer than 40).
 """
 
 from __future__ import annotations

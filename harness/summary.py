@@ -85,4 +85,4 @@ def print_summary(console: Console, df: pd.DataFrame, path: str, elapsed_s: floa
     console.print(f"{len(runs)} runs stored ({new_runs} new, {skipped} already stored) in {elapsed_s:.1f}s; "
                   + (f"did not complete: {incomplete}" if incomplete else "all completed"), highlight=False)
     console.print(f"results: {path}", highlight=False, soft_wrap=True)
-    console.print(f"report:  python -m harness.report {path}", highlight=False, soft_wrap=True)
+    console.print(f"report:  python -m harness report {path}", highlight=False, soft_wrap=True)

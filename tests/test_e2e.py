@@ -34,7 +34,7 @@ def test_smoke_sweep_then_resume_skips_everything(tmp_path: Path) -> None:
     assert {"fp32", "fp16"} == set(df["precision"]) and lb["clip_value"].isna().sum() == 8
     assert (out / "_sweep.yaml").exists()
     assert "Run-level failure rate" in first.stdout and "embedded local Ray" in first.stdout
-    assert "fails from step" in first.stdout and "python -m harness.report" in first.stdout
+    assert "fails from step" in first.stdout and "python -m harness report" in first.stdout
     again = run_cli(["sweep=smoke", f"store.root={tmp_path}"], cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "24 already stored, 0 to run" in again.stdout and "embedded local Ray" not in again.stdout
