@@ -51,10 +51,11 @@ class ClusterInfo:
     note: str = ""  # why a warm pool that is up was not used
 
 
-def _module_stamp(module: Any) -> tuple[int, int] | None:
+def _file_stamp(path: str | None) -> tuple[int, int] | None:
+    """(modification time, size) of a module's file; None when it has none."""
     try:
-        st = os.stat(module.__file__)
-    except (AttributeError, TypeError, OSError):
+        st = os.stat(path)  # type: ignore[arg-type]
+    except (TypeError, OSError):
         return None
     return st.st_mtime_ns, st.st_size
 
@@ -82,7 +83,6 @@ class _Worker:
         import importlib
         import importlib.util
         import sys
-        import types
 
         name = target.rpartition(".")[0]
         module = sys.modules.get(name)
@@ -91,10 +91,9 @@ class _Worker:
                 spec = importlib.util.find_spec(name)
             except (ImportError, ValueError):
                 return
-            origin = getattr(spec, "origin", None)
-            self._stamps[name] = _module_stamp(types.SimpleNamespace(__file__=origin)) if origin else None
+            self._stamps[name] = _file_stamp(getattr(spec, "origin", None))
             return
-        stamp = _module_stamp(module)
+        stamp = _file_stamp(getattr(module, "__file__", None))
         if name in self._stamps and self._stamps[name] != stamp:
             from harness.engine import reuse
 

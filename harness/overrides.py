@@ -4,7 +4,7 @@ A sweep is one Hydra compose, not a Hydra multirun, but people type what Hydra t
 
 * ``sweep.seed=range(0,50)`` and ``sweep.seed=0,1,2`` (Hydra's sweep syntax) mean the lists
   ``[0, ..., 49]`` and ``[0,1,2]`` here: every axis is swept anyway (a range stays the string
-  ``range(0,50,1)`` through Hydra and the config expands it; a sweep file may say it too);
+  ``range(0,50)`` through Hydra and the config expands it; a sweep file may say it too);
 * ``-m`` / ``--multirun`` are accepted and change nothing, for the same reason;
 * ``hydra.*`` keys (``hydra.sweep.dir=...``, ``hydra/launcher=ray``) would be silently
   ignored by a compose, so they are refused in one line that says what to use instead.
@@ -13,10 +13,11 @@ A sweep is one Hydra compose, not a Hydra multirun, but people type what Hydra t
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from harness.config import RANGE
 
 
 class UsageError(ValueError):
@@ -29,9 +30,6 @@ class Options:
     show_cfg: bool = False
     dry_run: bool = False
     config_dir: str | None = None
-
-
-_RANGE = re.compile(r"^range\(\s*(-?\d+)\s*,\s*(-?\d+)\s*(?:,\s*(-?\d+)\s*)?\)$")
 
 
 def _top_level_commas(value: str) -> bool:
@@ -57,14 +55,10 @@ def translate(override: str) -> str:
     if bare == "hydra" or bare.startswith(("hydra.", "hydra/")):
         raise UsageError(f"{bare}: Hydra's own settings are not used by harness (results go to "
                          "<store.root>/<sweep.name>/; Ray runs the sweep: see ray.address); remove it")
-    m = _RANGE.match(value.strip())
-    if m:
-        start, stop, step = int(m.group(1)), int(m.group(2)), int(m.group(3) or 1)
-        if step == 0:
-            raise UsageError(f"{bare}: range step must not be 0")
-        # kept as one string, expanded by the config (harness.config.RANGE): Hydra's parser takes about
-        # a millisecond per list element, 100 s for range(0,100000)
-        return f"{key}='range({start},{stop},{step})'"
+    if RANGE.match(value.strip()):
+        # kept as one string, expanded and checked by the config (harness.config.RANGE): Hydra's parser
+        # takes about a millisecond per list element, 100 s for range(0,100000)
+        return f"{key}='{value.strip()}'"
     if value and not value.startswith(("[", "{", "'", '"')) and _top_level_commas(value):
         return f"{key}=[{value}]"
     return override

@@ -46,6 +46,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.store import pid_alive
+
 NAMESPACE = "harness-pool"
 STATE = "pool.json"
 USED = "pool.used"  # touched by every sweep that uses the pool (the idle clock)
@@ -109,16 +111,6 @@ def code_digest() -> str:
     return h.hexdigest()[:16]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def process_start(pid: int) -> str:
     """The process's start time in clock ticks since boot, with the boot id ("" where /proc has no such
     record): with the pid it names one process, even after the pid is reused."""
@@ -141,7 +133,7 @@ def read_state(directory: Path | None = None) -> PoolState | None:
         state = PoolState(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    if not _alive(state.pid) or (state.pid_start and process_start(state.pid) != state.pid_start):
+    if not pid_alive(state.pid) or (state.pid_start and process_start(state.pid) != state.pid_start):
         path.unlink(missing_ok=True)  # the daemon is gone (its pid may now be another process's)
         return None
     return state
@@ -345,9 +337,9 @@ def down(timeout_s: float = 30.0) -> int:
         return EXIT_OK
     os.kill(state.pid, signal.SIGTERM)
     t0 = time.monotonic()
-    while _alive(state.pid) and time.monotonic() - t0 < timeout_s:
+    while pid_alive(state.pid) and time.monotonic() - t0 < timeout_s:
         time.sleep(0.1)
-    if _alive(state.pid):
+    if pid_alive(state.pid):
         os.killpg(state.pid, signal.SIGKILL)  # its own session: Ray's processes go with it
     (pool_dir() / STATE).unlink(missing_ok=True)
     print(f"warm pool down ({state.actors} actors, up {(time.time() - state.started) / 60:.1f} min)")

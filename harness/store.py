@@ -297,7 +297,7 @@ def remove_stale_temporaries(directory: Path) -> list[Path]:
     for p in directory.glob(".*.tmp"):
         m = re.search(r"\.pid(\d+)\.", p.name)  # .<file name>.pid<pid>.<token>.<random>.tmp
         pid = int(m.group(1)) if m else None
-        if pid is None or not _alive(pid):
+        if pid is None or not pid_alive(pid):
             try:
                 p.unlink()
                 removed.append(p)
@@ -306,7 +306,8 @@ def remove_stale_temporaries(directory: Path) -> list[Path]:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one of another user's counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
