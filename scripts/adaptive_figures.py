@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness import load_results  # noqa: E402
+from markers import write_block  # noqa: E402
 
 SAVINGS_ARGS = ["sweep=smoke", "sweep.name=adaptive_savings", "sweep.scenario=[normalization,loss_bound]",
                 "scenarios.loss_bound.bound=6.3", "sweep.precision=[fp32,fp16,bf16]", "sweep.data_size=[1000,10000]",
@@ -85,11 +86,7 @@ def guarantee(root: Path) -> str:
 
 
 def write_readme(name: str, command: str, md: str) -> None:
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    path = ROOT / "README.md"
-    text = path.read_text()
-    block = f"{start}\nProduced by `{command}` on {time.strftime('%Y-%m-%d')}.\n\n{md}\n{end}"
-    path.write_text(text[: text.index(start)] + block + text[text.index(end) + len(end):])
+    write_block(ROOT / "README.md", name, f"Produced by `{command}` on {time.strftime('%Y-%m-%d')}.\n\n{md}")
 
 
 def main() -> int:

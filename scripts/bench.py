@@ -32,6 +32,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
+from markers import read_block, write_block  # noqa: E402
+
 
 @dataclass
 class Figure:
@@ -312,10 +314,16 @@ SWEEP48 = ["sweep=smoke", "sweep.scenario=[loss_bound]", "sweep.name=bench48", "
            "sweep.precision=[fp32,fp16,bf16]", "sweep.seed=[0,1,2,3]", "sweep.clip_value=[null,1.0]"]
 
 
-def _cli(args: list[str], cwd: Path) -> float:
+def _timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, check=True, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr.strip()[-400:]}")
     return time.perf_counter() - t0
+
+
+def _cli(args: list[str], cwd: Path) -> float:
+    return _timed([sys.executable, "-m", "harness", *args], dict(os.environ), cwd)
 
 
 PER_PROCESS = textwrap.dedent("""
@@ -556,21 +564,11 @@ def table(figs: list[Figure]) -> str:
 
 # ------------------------------------------------------------------ 10: warm start
 
-def _timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
-    t0 = time.perf_counter()
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr.strip()[-400:]}")
-    return time.perf_counter() - t0
-
-
 def fig_warm(repeats: int) -> Figure:
     """The smoke sweep (24 runs) on a warm pool against a cold start: wall time of the whole command,
     Python start included, each into a fresh results root (every run computed). Cold and warm sweeps
     alternate; medians. The first sweep on a new pool is reported apart: its actors trace the smoke
     sweep's loops once, as a cold sweep's do."""
-    import statistics
-
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         env = {**os.environ, "HARNESS_POOL_DIR": str(root / "pool")}
@@ -647,8 +645,6 @@ def fig_scale(sizes: list[int]) -> Figure:
     of ``sizes``: runs per second (Ray start included), the engine's time per run (median wall_s), the
     driver's CPU per run and peak memory, the store's size, and the time to load, report and resume;
     and how each grows with N (log-log slope over ``sizes``)."""
-    import statistics
-
     from harness import load_results
 
     rows = []
@@ -699,11 +695,7 @@ def update_readme(figs: list[Figure], command: str) -> None:
     """Rewrite docs/benchmarks.md's table: the figures measured now replace their rows, the others keep
     theirs, and each row's provenance (the command, date and CPU count that measured it) is listed."""
     path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text()
-    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
-    if start not in text or end not in text:
-        raise SystemExit("docs/benchmarks.md has no <!-- bench:start --> / <!-- bench:end --> markers")
-    old = text[text.index(start) + len(start): text.index(end)]
+    old = read_block(path, "bench")
     rows = {ln.split("|")[1].strip(): ln for ln in old.splitlines()
             if ln.startswith("| ") and not ln.startswith("| # ") and ln.count("|") >= 7}
     origin: dict[str, str] = {}
@@ -725,8 +717,7 @@ def update_readme(figs: list[Figure], command: str) -> None:
         by_how.setdefault(origin.get(k, "unknown"), []).append(k)
     provenance = "\n".join(f"- figure{'s' if len(ks) > 1 else ''} {', '.join(ks)}: {how}" for how, ks in by_how.items())
     md = "\n".join([*table([]).splitlines(), *(rows[k] for k in keys)])
-    block = f"{start}\nEach row was measured by the command listed for it:\n\n{provenance}\n\n{md}\n{end}"
-    path.write_text(text[: text.index(start)] + block + text[text.index(end) + len(end):])
+    write_block(path, "bench", f"Each row was measured by the command listed for it:\n\n{provenance}\n\n{md}")
 
 
 def main() -> int:

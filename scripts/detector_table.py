@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 from harness import load_results  # noqa: E402
 from harness.analysis import false_alarms  # noqa: E402
 from harness.analysis.frame import pct  # noqa: E402
+from markers import write_block  # noqa: E402
 
 OUTCOME = "val_accuracy_at_least"
 
@@ -70,12 +71,8 @@ def main() -> int:
     md = table(Path(a.root))
     print(md)
     if a.readme:
-        start, end = "<!-- detector-table:start -->", "<!-- detector-table:end -->"
-        path = ROOT / "README.md"
-        text = path.read_text()
-        block = (f"{start}\nProduced by `python scripts/detector_table.py --readme` on {time.strftime('%Y-%m-%d')}."
-                 f"\n\n{md}\n{end}")
-        path.write_text(text[: text.index(start)] + block + text[text.index(end) + len(end):])
+        write_block(ROOT / "README.md", "detector-table",
+                    f"Produced by `python scripts/detector_table.py --readme` on {time.strftime('%Y-%m-%d')}.\n\n{md}")
     return 0
 
 

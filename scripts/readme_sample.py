@@ -21,8 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from markers import write_block
+
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- smoke-output:start -->", "<!-- smoke-output:end -->"
 
 
 def sample(screenshot: Path | None = None) -> str:
@@ -65,13 +66,9 @@ def main() -> int:
     text = sample(ROOT / "docs" / "report.png" if args.readme else None)
     print(text)
     if args.readme:
-        path = ROOT / "README.md"
-        readme = path.read_text()
-        if START not in readme or END not in readme:
-            raise SystemExit(f"README.md has no {START} ... {END} block")
-        block = (f"{START}\nProduced by `python scripts/readme_sample.py --readme` on {time.strftime('%Y-%m-%d')}:"
-                 f"\n\n```text\n$ python -m harness sweep=smoke\n{text}\n```\n{END}")
-        path.write_text(readme[: readme.index(START)] + block + readme[readme.index(END) + len(END):])
+        write_block(ROOT / "README.md", "smoke-output",
+                    f"Produced by `python scripts/readme_sample.py --readme` on {time.strftime('%Y-%m-%d')}:\n\n"
+                    f"```text\n$ python -m harness sweep=smoke\n{text}\n```")
     return 0
 
 

@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 from harness import load_results  # noqa: E402
 from harness.analysis import failure_rates, with_variant  # noqa: E402
+from markers import write_block  # noqa: E402
 
-START, END = "<!-- seed-table:start -->", "<!-- seed-table:end -->"
 
 
 def table(df: pd.DataFrame) -> str:
@@ -59,12 +59,9 @@ def main() -> int:
     md = table(load_results(a.results))
     print(md)
     if a.readme:
-        path = ROOT / "docs" / "seed-sweep.md"
-        text = path.read_text()
-        block = (f"{START}\nProduced by `python scripts/seed_table.py {a.results} --readme` on "
-                 f"{time.strftime('%Y-%m-%d')}; cells are run-level failure rates (failed/completed runs).\n\n"
-                 f"{md}\n{END}")
-        path.write_text(text[: text.index(START)] + block + text[text.index(END) + len(END):])
+        write_block(ROOT / "docs" / "seed-sweep.md", "seed-table",
+                    f"Produced by `python scripts/seed_table.py {a.results} --readme` on {time.strftime('%Y-%m-%d')}; "
+                    f"cells are run-level failure rates (failed/completed runs).\n\n{md}")
     return 0
 
 
