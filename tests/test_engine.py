@@ -373,3 +373,24 @@ def test_a_broken_promise_in_build_or_in_the_final_evaluation_is_an_error(tf_wor
     assert r.status is Status.ERROR and "its build() runs stateful random ops (RandomStandardNormal)" in r.error, r.error
     r = execute(make_spec(scenario="hidden", target="test_engine.HiddenTensor", params={}, batch_size=None, steps=0))
     assert r.status is Status.ERROR and "its compiled final evaluation captures 1 tensor(s)" in r.error, r.error
+
+
+def test_a_worker_starts_without_the_modules_keras_would_pull_in_and_they_stay_importable() -> None:
+    """init_worker hides matplotlib, pandas and IPython while TF and Keras import (each costs an actor's
+    start time, none is used by a run); a scenario that imports one itself still gets it."""
+    import subprocess
+    import sys
+
+    from harness.engine.runtime import UNNEEDED_BY_KERAS
+
+    probe = ("import sys, importlib.util\n"
+             "from harness.engine import init_worker\n"
+             "init_worker(1)\n"
+             f"names = {UNNEEDED_BY_KERAS!r}\n"
+             "print([n for n in names if n in sys.modules])\n"
+             "print([n for n in names if importlib.util.find_spec(n) is not None])\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    loaded, findable = out.stdout.strip().splitlines()[-2:]
+    assert loaded == "[]"
+    import importlib.util
+    assert findable == repr([n for n in UNNEEDED_BY_KERAS if importlib.util.find_spec(n) is not None])

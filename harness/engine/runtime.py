@@ -14,9 +14,10 @@ _initialised = False
 FRESH_EVERY = 500  # a run in a kept session still starts a fresh one after this many (memory)
 _kept_runs = 0
 # Keras imports these when installed, each inside try/except ImportError: matplotlib.pyplot for an
-# image-gallery helper, pandas for DataFrame inputs to fit(). A worker needs neither, and they cost
-# about a second of every actor's start. Hidden while TF and Keras import; importable again after.
-UNNEEDED_BY_KERAS = ("matplotlib", "pandas")
+# image-gallery helper, pandas for DataFrame inputs to fit(), IPython for the notebook display of
+# its saved-model file editor. A worker needs none of them, and they cost about 1.5 s of every
+# actor's start (IPython alone 0.5 s). Hidden while TF and Keras import; importable again after.
+UNNEEDED_BY_KERAS = ("matplotlib", "pandas", "IPython")
 
 
 @contextmanager
