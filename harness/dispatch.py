@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import socket
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -120,6 +121,7 @@ def connect(cfg: RayConfig, namespace: str | None = None) -> tuple[Any, bool, bo
 
     Returns (ray, embedded, owned): owned is False when Ray was already initialised
     by the caller (then the caller also shuts it down)."""
+    wait_stopped()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if cfg.address is None or namespace is not None:  # embedded, or this machine's warm pool
         # Single-machine mode: Ray then uses 127.0.0.1 as the node address and binds every
@@ -159,6 +161,30 @@ def connect(cfg: RayConfig, namespace: str | None = None) -> tuple[Any, bool, bo
                     "is read from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)")
         raise DispatchError(f"ray.address={cfg.address or 'local'}: cannot start or join Ray: "
                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{hint}") from exc
+
+
+_stopping: list[threading.Thread] = []
+
+
+def _stop(ray: Any) -> None:
+    """ray.shutdown in the background. An embedded Ray's processes take over a second to exit (Ray
+    stops them one after another and waits for each), time the sweep's summary can use instead of
+    waiting; wait_stopped() joins it, and connecting again waits for it first."""
+    def stop() -> None:
+        try:
+            ray.shutdown()
+        except Exception as exc:  # Ray's processes are tied to this one: they end with it regardless
+            log.warning("ray.shutdown failed: %s: %s", type(exc).__name__, exc)
+
+    thread = threading.Thread(target=stop, name="harness-ray-shutdown")
+    _stopping.append(thread)
+    thread.start()
+
+
+def wait_stopped() -> None:
+    """Return once a Ray this process started has been shut down (see _stop)."""
+    while _stopping:
+        _stopping.pop().join()
 
 
 def _check_reachable(address: str) -> None:
@@ -390,7 +416,9 @@ def dispatch(specs: Sequence[RunSpec] | RunQueue, cfg: RayConfig, *, timeout_s: 
     """Connect to Ray, run ``specs`` on an actor pool, yield (spec, result) as runs finish,
     and disconnect at the end (also on error or Ctrl-C); an embedded Ray stops with it.
     Runs added to a RunQueue ``specs`` while iterating are run too (adaptive seeds). With ray.address
-    unset, a warm pool that matches (harness.pool) is joined instead of starting Ray, one sweep at a time."""
+    unset, a warm pool that matches (harness.pool) is joined instead of starting Ray, one sweep at a time.
+    Ray is shut down in the background once the runs are over: wait_stopped() waits for it."""
+    wait_stopped()
     state, note, lock = _warm_pool(cfg)
     try:
         yield from _dispatch(specs, cfg, state, note, timeout_s=timeout_s, retries=retries, on_ready=on_ready,
@@ -468,4 +496,4 @@ def _dispatch(specs: Sequence[RunSpec] | RunQueue, cfg: RayConfig, state: Any, n
                             on_verified=(lambda: on_ready(info)) if on_ready else None, heartbeat=heartbeat)
     finally:
         if owned:
-            ray.shutdown()
+            _stop(ray)

@@ -19,7 +19,7 @@ from rich.console import Console
 from harness import __version__
 from harness.analysis.frame import failed_mask, nonfinite_mask
 from harness.config import SweepConfig
-from harness.dispatch import ClusterInfo, RunQueue, dispatch
+from harness.dispatch import ClusterInfo, RunQueue, dispatch, wait_stopped
 from harness.grid import RunSpec, expand
 from harness.plan import Outcome, Planner, StopReason, cell_key
 from harness.progress import SweepProgress
@@ -136,6 +136,7 @@ def run_sweep(cfg: SweepConfig, *, resolved: dict[str, Any] | None = None, conso
         return _run(cfg, specs, directory, resolved, console, command)
     finally:  # a sweep that wrote nothing (Ray unavailable, disk full at start, ...) leaves nothing
         remove_if_empty(directory)
+        wait_stopped()  # Ray shuts down while the summary is made; the sweep returns with it stopped
 
 
 def _run(cfg: SweepConfig, specs: list[RunSpec], directory: Path, resolved: dict[str, Any] | None,
