@@ -50,6 +50,7 @@ from harness.store import pid_alive
 
 NAMESPACE = "harness-pool"
 STATE = "pool.json"
+STARTING = "pool.starting"  # the daemon's pid while it starts (before STATE exists): up and down see it
 USED = "pool.used"  # touched by every sweep that uses the pool (the idle clock)
 LOG = "pool.log"
 START_TIMEOUT_S = 180.0
@@ -146,6 +147,31 @@ def _write_state(directory: Path, state: PoolState) -> None:
     os.replace(tmp, directory / STATE)
 
 
+def starting_pid(directory: Path | None = None) -> int | None:
+    """The pid of a daemon that is still starting (its actors importing TensorFlow), or None."""
+    path = (directory or pool_dir()) / STARTING
+    try:
+        pid, start = json.loads(path.read_text())
+    except (OSError, ValueError, TypeError):
+        return None
+    if not pid_alive(pid) or (start and process_start(pid) != start):
+        path.unlink(missing_ok=True)
+        return None
+    return int(pid)
+
+
+def _mark_starting(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".{STARTING}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps([os.getpid(), process_start(os.getpid())]))
+    os.replace(tmp, directory / STARTING)
+
+
+def _unmark_starting(directory: Path) -> None:
+    if starting_pid(directory) == os.getpid():
+        (directory / STARTING).unlink(missing_ok=True)
+
+
 def touch_used(directory: Path | None = None) -> None:
     """Restart the idle clock (a sweep is using the pool)."""
     path = (directory or pool_dir()) / USED
@@ -176,6 +202,10 @@ def usable(cfg: Any) -> tuple[PoolState | None, str]:
         keys = sorted(set(state.env.items()) ^ set(_env().items()))
         return None, (f"the warm pool was started with other {', '.join(sorted({k for k, _ in keys}))}: running "
                       f"cold (restart it from this shell)")
+    clash = sorted(k for k in AUTH_VARS if k in os.environ and os.environ[k] != state.auth.get(k, os.environ[k]))
+    if clash:  # a driver joins with this shell's setting, which the pool's Ray would refuse
+        return None, (f"this shell sets {', '.join(f'{k}={os.environ[k]}' for k in clash)}, the warm pool runs with "
+                      f"{', '.join(f'{k}={state.auth[k]}' for k in clash)}: running cold (restart it from this shell)")
     return state, ""
 
 
@@ -220,19 +250,29 @@ def serve(actors: int, cpus_per_actor: float, gpus_per_actor: float, idle_minute
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
-    from harness.config import RayConfig
-    from harness.dispatch import DispatchError, _num_actors, worker_class
-
     directory = pool_dir()
+    _mark_starting(directory)
     stop = {"now": False}
 
     def _stop(signum: int, frame: Any) -> None:
         stop["now"] = True
 
+    try:
+        return _serve(ray, directory, stop, _stop, actors, cpus_per_actor, gpus_per_actor, idle_minutes)
+    finally:
+        _unmark_starting(directory)
+
+
+def _serve(ray: Any, directory: Path, stop: dict[str, bool], on_signal: Any, actors: int, cpus_per_actor: float,
+           gpus_per_actor: float, idle_minutes: float) -> int:
+    """serve, from ray.init on (the starting mark is removed around it)."""
+    from harness.config import RayConfig
+    from harness.dispatch import DispatchError, _num_actors, worker_class
+
     ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False,
              logging_level=logging.WARNING)
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     cls = worker_class(ray, cpus_per_actor, gpus_per_actor)
     threads = max(1, int(round(cpus_per_actor)))
     try:  # as many as the machine's CPUs and GPUs allow (the sweeps' own rule), at most --actors
@@ -255,7 +295,10 @@ def serve(actors: int, cpus_per_actor: float, gpus_per_actor: float, idle_minute
                           started=time.time(), idle_minutes=idle_minutes,
                           auth={k: v for k, v in os.environ.items() if k in AUTH_VARS}, cwd=os.getcwd(),
                           env=_env(), pid_start=process_start(os.getpid()))
+        if stop["now"]:  # down while the actors started
+            return EXIT_OK
         _write_state(directory, state)
+        _unmark_starting(directory)
         touch_used(directory)
         next_refill = time.monotonic() + REFILL_S
         while not stop["now"]:
@@ -302,6 +345,11 @@ def up(actors: int | None, cpus_per_actor: float, gpus_per_actor: float, idle_mi
         print(f"warm pool already up: {state.actors} actors at {state.address} (pid {state.pid}); "
               f"python -m harness down stops it")
         return EXIT_OK
+    pid = starting_pid()
+    if pid is not None:
+        print(f"a warm pool is starting (pid {pid}): python -m harness up --status says when it is up, "
+              f"python -m harness down stops it")
+        return EXIT_OK
     directory = pool_dir()
     directory.mkdir(parents=True, exist_ok=True)
     log_path = directory / LOG
@@ -332,24 +380,42 @@ def up(actors: int | None, cpus_per_actor: float, gpus_per_actor: float, idle_mi
 def down(timeout_s: float = 30.0) -> int:
     """Stop the daemon (SIGTERM, then SIGKILL after ``timeout_s``); Ray and the actors stop with it."""
     state = read_state()
-    if state is None:
+    pid = state.pid if state is not None else starting_pid()
+    if pid is None:
         print("no warm pool is up")
         return EXIT_OK
-    os.kill(state.pid, signal.SIGTERM)
-    t0 = time.monotonic()
-    while pid_alive(state.pid) and time.monotonic() - t0 < timeout_s:
-        time.sleep(0.1)
-    if pid_alive(state.pid):
-        os.killpg(state.pid, signal.SIGKILL)  # its own session: Ray's processes go with it
+    _terminate(pid, timeout_s)
     (pool_dir() / STATE).unlink(missing_ok=True)
-    print(f"warm pool down ({state.actors} actors, up {(time.time() - state.started) / 60:.1f} min)")
+    (pool_dir() / STARTING).unlink(missing_ok=True)
+    if state is None:
+        print(f"warm pool stopped while it was starting (pid {pid})")
+    else:
+        print(f"warm pool down ({state.actors} actors, up {(time.time() - state.started) / 60:.1f} min)")
     return EXIT_OK
+
+
+def _terminate(pid: int, timeout_s: float) -> None:
+    """SIGTERM the daemon, then SIGKILL its session (Ray's processes with it) after ``timeout_s``."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    t0 = time.monotonic()
+    while pid_alive(pid) and time.monotonic() - t0 < timeout_s:
+        time.sleep(0.1)
+    if pid_alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)  # its own session: Ray's processes go with it
+        except ProcessLookupError:
+            pass
 
 
 def status() -> int:
     state = read_state()
     if state is None:
-        print("no warm pool is up (python -m harness up starts one)")
+        pid = starting_pid()
+        print(f"a warm pool is starting (pid {pid}); its actors are importing TensorFlow" if pid is not None
+              else "no warm pool is up (python -m harness up starts one)")
         return EXIT_OK
     reason = "" if state.code == code_digest() else " (started from other harness code: sweeps run cold)"
     print(f"warm pool: {state.actors} actors of {state.num_cpus_per_actor:g} CPU / {state.num_gpus_per_actor:g} GPU "

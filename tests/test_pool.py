@@ -51,6 +51,38 @@ def test_a_matching_pool_is_used_and_why_another_is_not(pool_dir: Path) -> None:
     assert got is None and "XLA_FLAGS" in why
 
 
+def test_a_shell_whose_ray_authentication_differs_from_the_pools_runs_cold(pool_dir: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    state = write_state(pool_dir, auth={"RAY_AUTH_MODE": "token"})
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    assert pool.usable(RayConfig())[0] == state  # unset here: the driver joins with the pool's setting
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    assert pool.usable(RayConfig())[0] == state
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    got, why = pool.usable(RayConfig())
+    assert got is None and "RAY_AUTH_MODE=disabled" in why and "RAY_AUTH_MODE=token" in why and "cold" in why
+
+
+def test_a_pool_that_is_still_starting_is_seen_by_up_status_and_down(pool_dir: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import threading
+
+    daemon = subprocess.Popen(["sleep", "60"], start_new_session=True)  # stands in for a daemon importing TF
+    threading.Thread(target=daemon.wait, daemon=True).start()  # reaped as soon as it ends
+    pool_dir.mkdir(parents=True)
+    (pool_dir / pool.STARTING).write_text(json.dumps([daemon.pid, pool.process_start(daemon.pid)]))
+    assert pool.starting_pid() == daemon.pid
+    assert pool.main(["up"]) == pool.EXIT_OK  # does not start a second daemon beside it
+    assert f"starting (pid {daemon.pid})" in capsys.readouterr().out and not (pool_dir / pool.LOG).exists()
+    assert pool.main(["up", "--status"]) == pool.EXIT_OK and "starting" in capsys.readouterr().out
+    assert pool.main(["down"]) == pool.EXIT_OK
+    assert "while it was starting" in capsys.readouterr().out
+    daemon.wait(timeout=10)
+    assert pool.starting_pid() is None and not (pool_dir / pool.STARTING).exists()
+    (pool_dir / pool.STARTING).write_text(json.dumps([daemon.pid, "another-boot:1"]))  # a dead or reused pid
+    assert pool.starting_pid() is None and not (pool_dir / pool.STARTING).exists()
+
+
 def test_one_sweep_at_a_time_holds_the_pool(pool_dir: Path) -> None:
     first, second = pool.SweepLock(), pool.SweepLock()
     assert first.acquire() and not second.acquire(wait_s=0.1)  # a second sweep runs cold
@@ -110,6 +142,7 @@ def test_runs_on_a_warm_pool_equal_cold_runs_bit_for_bit(tmp_path: Path) -> None
     try:
         assert up.returncode == 0, up.stderr
         assert "warm pool up" in up.stdout
+        assert not (tmp_path / "pool" / pool.STARTING).exists()  # up once the daemon says it is up
         warm = run_cli([*args, f"store.root={tmp_path / 'warm'}"], cwd=tmp_path, env=env)
         assert warm.returncode == 0, warm.stderr
         assert "warm pool: " in warm.stdout
