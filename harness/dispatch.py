@@ -23,6 +23,7 @@ from typing import Any
 from harness.config import RayConfig
 from harness.grid import RunSpec
 from harness.records import RunResult, Status
+from harness.timeline import mark
 
 log = logging.getLogger(__name__)
 POLL_S = 0.25
@@ -70,7 +71,9 @@ class _Worker:
         from harness.engine import init_worker
         from harness.engine.run import worker_name
 
+        mark("actor tf import start")
         self.tf_version = init_worker(num_threads)
+        mark("actor tf import done")
         # host:pid:device, plus the Ray node: on one machine several nodes share a host name
         self.name = f"{worker_name()}:node={ray.get_runtime_context().get_node_id()[:8]}"
         self._stamps: dict[str, tuple[int, int] | None] = {}
@@ -143,14 +146,17 @@ def connect(cfg: RayConfig, namespace: str | None = None) -> tuple[Any, bool, bo
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     if cfg.address is not None:
         _check_reachable(cfg.address)
+    mark("ray.init start")
     try:
         if cfg.address is None:
             # "local" always starts a new instance; a bare ray.init() would join any cluster
             # that `ray start` left running on this machine (or RAY_ADDRESS).
             ray.init(address="local", **kwargs)
+            mark("ray.init done")
             return ray, True, True
         kwargs.pop("include_dashboard")
         ray.init(address=cfg.address, **kwargs)
+        mark("ray.init done")
         return ray, False, True
     except Exception as exc:
         hint = ""
@@ -171,10 +177,12 @@ def _stop(ray: Any) -> None:
     stops them one after another and waits for each), time the sweep's summary can use instead of
     waiting; wait_stopped() joins it, and connecting again waits for it first."""
     def stop() -> None:
+        mark("ray.shutdown start")
         try:
             ray.shutdown()
         except Exception as exc:  # Ray's processes are tied to this one: they end with it regardless
             log.warning("ray.shutdown failed: %s: %s", type(exc).__name__, exc)
+        mark("ray.shutdown done")
 
     thread = threading.Thread(target=stop, name="harness-ray-shutdown")
     _stopping.append(thread)
@@ -357,6 +365,7 @@ class ActorPool:
                     if on_start:
                         on_start(spec)
                     running[actor.run.remote(spec)] = (actor, name, spec, time.monotonic())
+                    mark("run dispatched")
                 if not starting and not running and not idle:
                     raise DispatchError("no actor is alive to run the remaining runs")
                 ready, _ = ray.wait([*starting, *running], num_returns=1, timeout=POLL_S)
@@ -373,6 +382,7 @@ class ActorPool:
                             starting[new_ref] = new
                         continue
                     actor, name, spec, t0 = running.pop(ref)
+                    mark("run finished")
                     try:
                         result = ray.get(ref)
                     except (exc.RayActorError, exc.WorkerCrashedError, exc.ObjectLostError) as err:

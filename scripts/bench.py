@@ -349,11 +349,17 @@ def fig_sweeps(steps: int, per_process_runs: int, want: set[str]) -> list[Figure
     from harness.config import sweep_config_from_dict
     from harness.grid import expand
 
+    from harness import timeline
+
     args = [*SWEEP48, f"sweep.steps=[{steps}]"]
     figs = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        wall = _cli([*args, f"store.root={root}"], root)
+        marks = root / "timeline.txt"
+        wall = _timed([sys.executable, "-m", "harness", *args, f"store.root={root}"],
+                      {**os.environ, timeline.ENV: str(marks)}, root)
+        phases = timeline.phases(timeline.read(marks))
+        split = ", ".join(f"{k} {v:.1f}s" for k, v in phases.items() if k != "runs")
         df = load_results(root / "bench48").drop_duplicates("run_id")
         actors = df["worker"].nunique()
         lower = df["train_s"].sum() / actors
@@ -366,8 +372,8 @@ def fig_sweeps(steps: int, per_process_runs: int, want: set[str]) -> list[Figure
                            "<= 1.3", eff <= 1.3,
                            f"wall {wall:.1f}s (Ray start included), {actors} actors, lower bound {lower:.1f}s; "
                            f"per actor {per_run:.1f}s in runs outside training (build, trace, copies), {fixed:.1f}s "
-                           f"outside runs (Python, Ray start and stop, TF import in actors, last-run imbalance, "
-                           f"summary); <= 1.3 from about {break_even:,.0f} steps/run"))
+                           f"outside runs (HARNESS_TIMELINE: {split}; Ray's shutdown runs during the end); "
+                           f"<= 1.3 from about {break_even:,.0f} steps/run"))
         if "6" in want:
             resume = _cli([*args, f"store.root={root}"], root)
             figs.append(Figure("6", "resume of the finished sweep vs the original", resume / wall * 100,
@@ -569,14 +575,23 @@ def fig_warm(repeats: int) -> Figure:
     Python start included, each into a fresh results root (every run computed). Cold and warm sweeps
     alternate; medians. The first sweep on a new pool is reported apart: its actors trace the smoke
     sweep's loops once, as a cold sweep's do."""
+    from harness import timeline
+
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         env = {**os.environ, "HARNESS_POOL_DIR": str(root / "pool")}
         harness = [sys.executable, "-m", "harness"]
 
+        phases: dict[str, list[dict[str, float]]] = {"cold": [], "warm": []}
+
         def sweep(kind: str, i: int) -> float:
             extra = ["ray.warm=false"] if kind == "cold" else []
-            return _timed([*harness, "sweep=smoke", f"store.root={root / kind / str(i)}", *extra], env, root)
+            marks = root / f"{kind}-{i}.timeline"
+            wall = _timed([*harness, "sweep=smoke", f"store.root={root / kind / str(i)}", *extra],
+                          {**env, timeline.ENV: str(marks)}, root)
+            if i >= 0:
+                phases[kind].append(timeline.phases(timeline.read(marks)))
+            return wall
 
         up = _timed([*harness, "up", "--idle-minutes", "30"], env, root)
         try:
@@ -588,10 +603,15 @@ def fig_warm(repeats: int) -> Figure:
         finally:
             subprocess.run([*harness, "down"], env=env, capture_output=True)
     c, w = statistics.median(cold), statistics.median(warm)
+
+    def split(kind: str) -> str:  # median seconds per phase (HARNESS_TIMELINE), Ray's background shutdown left out
+        names = [k for k in phases[kind][0] if k != "Ray shutdown"]
+        return ", ".join(f"{k} {statistics.median(p.get(k, 0.0) for p in phases[kind]):.2f}s" for k in names)
     return Figure("10", "smoke sweep (24 runs): warm pool vs cold start", c / w, "x faster", "<= 3 s warm, >= 4x",
                   w <= 3.0 and c / w >= 4,
                   f"warm {w:.1f}s, cold {c:.1f}s (medians of {repeats}, alternating); the first sweep on a new "
-                  f"pool {first:.1f}s; python -m harness up {up:.1f}s once")
+                  f"pool {first:.1f}s; python -m harness up {up:.1f}s once; warm: {split('warm')} (after Python's "
+                  f"own start); cold: {split('cold')}")
 
 
 # ------------------------------------------------------------------ 11: many trivial runs

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from harness import load_results, pool
+from harness import load_results, pool, timeline
 from harness.config import RayConfig
 
 
@@ -143,9 +143,13 @@ def test_runs_on_a_warm_pool_equal_cold_runs_bit_for_bit(tmp_path: Path) -> None
         assert up.returncode == 0, up.stderr
         assert "warm pool up" in up.stdout
         assert not (tmp_path / "pool" / pool.STARTING).exists()  # up once the daemon says it is up
-        warm = run_cli([*args, f"store.root={tmp_path / 'warm'}"], cwd=tmp_path, env=env)
+        warm = run_cli([*args, f"store.root={tmp_path / 'warm'}"], cwd=tmp_path,
+                       env={**env, timeline.ENV: str(tmp_path / "warm.timeline")})
         assert warm.returncode == 0, warm.stderr
         assert "warm pool: " in warm.stdout
+        names = {e.name for e in timeline.read(tmp_path / "warm.timeline")}  # the pool's actors started before
+        assert {"driver start", "ray.init done", "run finished", "driver exit"} <= names
+        assert "actor tf import start" not in names
         again = run_cli([*args, f"store.root={tmp_path / 'again'}"], cwd=tmp_path, env=env)  # actors reused
         assert again.returncode == 0 and "warm pool: " in again.stdout
     finally:
@@ -153,8 +157,14 @@ def test_runs_on_a_warm_pool_equal_cold_runs_bit_for_bit(tmp_path: Path) -> None
                               timeout=120, env={**os.environ, **env})
     assert down.returncode == 0 and "warm pool down" in down.stdout
     assert not (tmp_path / "pool" / pool.STATE).exists()
-    cold = run_cli([*args, f"store.root={tmp_path / 'cold'}"], cwd=tmp_path, env=env)
+    cold = run_cli([*args, f"store.root={tmp_path / 'cold'}"], cwd=tmp_path,
+                   env={**env, timeline.ENV: str(tmp_path / "cold.timeline")})
     assert cold.returncode == 0 and "embedded local Ray" in cold.stdout
+    events = timeline.read(tmp_path / "cold.timeline")
+    assert set(timeline.phases(events)) == {"driver before Ray", "Ray start", "actor start", "TF import in actors",
+                                            "runs", "end", "Ray shutdown"}
+    assert len({e.pid for e in events if e.name == "actor tf import done"}) == 2  # both actors, their own pids
+    assert sum(e.name == "run finished" for e in events) == 6
     measured = ["run_id", "check", "n_evaluated", "n_failed", "n_nonfinite", "first_failure_step", "worst_value",
                 "worst_margin", "final_loss", "passed"]
     frames = [load_results(tmp_path / d / "smoke").sort_values(["run_id", "check"])[measured].reset_index(drop=True)
