@@ -285,6 +285,7 @@ def compact_main(argv: list[str]) -> int:
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
         left = f"; {c.left} part file(s) left as they were (see the warnings)" if c.left else ""
+        left += f"; {c.quarantined} unreadable part file(s) moved to {d / '_quarantine'}" if c.quarantined else ""
         if not c.replaced:
             print(f"{d}: nothing to compact ({len(part_files(d))} part file(s)){left}")
         else:

@@ -115,6 +115,9 @@ def _compact_if_many(directory: Path, limit: int | None, console: Console) -> No
         return
     if c.replaced:
         console.print(f"compacted {c.replaced} part files into {c.written}", highlight=False)
+    if c.quarantined:
+        console.print(f"note: {c.quarantined} unreadable part file(s) moved to {directory / '_quarantine'}; "
+                      "a rerun recomputes their runs", style="yellow", highlight=False)
 
 
 def _cells_json(planner: Planner) -> str:

@@ -27,11 +27,20 @@ with more than ``store.compact_files`` part files) rewrites a sweep's part files
 large ones: the new files are renamed into place first, then the old ones are removed. A
 reader that meets a removed file, or sees a compacted file appear while it reads, reads
 again; so it never misses a run, and duplicates left by a crash are resolved by newest wins.
+Part files that cannot be read (truncated, garbage, a bad page) are moved by compaction into
+``<sweep>/_quarantine/`` (dataset discovery and every reader here ignore it): loads stop
+warning about them, and a resume recomputes their runs.
+
+Reading. load_table, the resume index and compaction open each part file once, reading its
+footer and the columns needed together, and read several files at once (a thread per core,
+Arrow releasing the GIL). Sweeps of earlier versions hold thousands of one-run files: there a
+pyarrow.dataset scan spends more on its per-file machinery than on the rows (a scan, as
+pandas.read_parquet does, costs about a third more CPU than reading the files directly).
 """
 
 from __future__ import annotations
 
-import functools
+import itertools
 import logging
 import math
 import os
@@ -42,7 +51,8 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -317,8 +327,14 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+QUARANTINE = "_quarantine"  # where compact moves part files that cannot be read; no reader looks inside
+
+
 def part_files(directory: Path) -> list[Path]:
-    """Finished part files, in name order (temporary and metadata files excluded)."""
+    """Finished part files, in name order (temporary and metadata files excluded). A quarantine
+    directory (``<sweep>/_quarantine``) holds none: the files compact moved there are never read."""
+    if os.path.basename(os.path.abspath(directory)) == QUARANTINE:
+        return []
     try:
         names = os.listdir(directory)
     except (FileNotFoundError, NotADirectoryError):
@@ -352,29 +368,6 @@ class _Vanished(Exception):
 _ATTEMPTS = 8
 
 
-@functools.cache
-def _parquet() -> tuple[Any, Any]:
-    """pyarrow.dataset's Parquet format and the local filesystem (imported when first read: a
-    third of a second that the CLI's start need not pay). Without pre-buffering, which coalesces
-    reads for object stores and only costs time on a local disk (5-15% of a load, measured)."""
-    import pyarrow.dataset as ds
-    import pyarrow.fs as pafs
-
-    options = ds.ParquetFragmentScanOptions(pre_buffer=False)
-    return ds.ParquetFileFormat(default_fragment_scan_options=options), pafs.LocalFileSystem()
-
-
-def _fragment(path: Path) -> Any:
-    fmt, fs = _parquet()
-    return fmt.make_fragment(os.path.abspath(path), filesystem=fs)
-
-
-def _dataset(fragments: Sequence[Any], schema: pa.Schema) -> Any:
-    import pyarrow.dataset as ds
-
-    return ds.FileSystemDataset(list(fragments), schema, *_parquet())
-
-
 def _read_error(path: Path, exc: BaseException) -> None:
     """A read of ``path`` failed: if the file is gone (a compaction removed it), read everything again."""
     if not path.exists():
@@ -398,59 +391,125 @@ def _retrying(root: Path, read: Any, listing: Any = _listing) -> Any:
 
 
 Piece = tuple[pa.Table, np.ndarray]  # rows, and for each row the index of the file it came from
+Part = tuple[pa.Schema, pa.Table]  # a part file's schema (every column, from its footer) and the columns read
+Pick = Callable[[pa.Schema], list[str]]  # the columns to read of a file of this schema
+
+_THREADED_ROWS = 65_536  # a part file this large is also read with Arrow's threads (a column each): one compacted file
+_CAST_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
 
 
-def _scan(files: Sequence[Path], fragments: Sequence[Any], which: Sequence[int], schema: pa.Schema,
-          columns: list[str], expr: Any, on_error: Any) -> tuple[list[Piece], pa.Schema]:
-    """The rows of ``files[i] for i in which`` read as one dataset of ``schema`` (a file's missing
-    columns null, types cast): ``columns`` of the rows matching ``expr``, in file order. If the
-    pass fails, the files are read one by one and ``on_error(i, exc)`` is called for each that
-    fails. Bad ``columns`` or ``expr`` raise before anything is read."""
-    def dataset(members: Sequence[int]) -> Any:
-        return _dataset([fragments[i] for i in members], schema)
-
-    scanner = dataset(which).scanner(columns=columns, filter=expr, use_threads=True)
+def _read_part(path: Path, pick: Pick | None = None) -> Part | Exception:
+    """One part file opened once: its footer, then the columns ``pick`` chooses from its schema
+    (every column without one), with Arrow's threads only for a large file (one thread reads a
+    small one faster); or the exception reading it raised (returned, not raised: reads run in
+    worker threads, and the caller decides what a failure means)."""
     try:
-        return [_in_order(scanner, fragments, which, expr)], scanner.projected_schema
+        with pa.OSFile(os.fspath(path)) as source:
+            reader = pq.ParquetFile(source, pre_buffer=False)  # pre-buffering only pays on object stores
+            threads = reader.metadata.num_rows >= _THREADED_ROWS
+            if pick is None:
+                table = reader.read(use_threads=threads)
+                return table.schema.remove_metadata(), table
+            schema = reader.schema_arrow.remove_metadata()
+            return schema, reader.read(columns=pick(schema), use_threads=threads)
     except Exception as exc:
-        for i in which:
-            _read_error(files[i], exc)
-    out: list[Piece] = []
-    for i in which:  # one pass failed: find the file(s) it failed on
+        return exc
+
+
+def _in_threads(read: Callable[[Path], Any], files: Sequence[Path]) -> list[Any]:
+    """``read(path)`` of every file, in order, on a thread per core. Each file is read by one thread
+    (a footer and a few small column chunks: Arrow's threads would only add hand-offs), which for
+    thousands of small part files costs a third less CPU than a pyarrow.dataset scan of them (its
+    per-file scan machinery, measured) and keeps every core busy: Arrow releases the GIL while it
+    reads."""
+    workers = min(pa.cpu_count(), len(files))
+    if workers <= 1:
+        return [read(p) for p in files]
+    size = -(-len(files) // (8 * workers))  # a few tasks per thread: balanced, little per-task overhead
+    chunks = [files[i:i + size] for i in range(0, len(files), size)]
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="harness-store")
+    try:
+        return [out for outs in pool.map(lambda chunk: [read(p) for p in chunk], chunks) for out in outs]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: the reads under way end (a chunk each), no more start
+
+
+def _read_parts(files: Sequence[Path], pick: Pick | None = None) -> list[Part | Exception]:
+    """``_read_part`` of every file, several at once (``_in_threads``)."""
+    return _in_threads(lambda p: _read_part(p, pick), files)
+
+
+def _footer(path: Path) -> Exception | None:
+    """None if the footer of ``path`` reads, else the exception reading it raised."""
+    try:
+        with pa.OSFile(os.fspath(path)) as source:
+            pq.ParquetFile(source, pre_buffer=False)  # parses the footer
+        return None
+    except Exception as exc:
+        return exc
+
+
+def _cast(column: Any, type: pa.DataType) -> Any:
+    return column if column.type == type else column.cast(type)
+
+
+def _align(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with the columns of ``schema``: cast where a type was promoted, null where missing."""
+    names = set(table.column_names)
+    return pa.Table.from_arrays(
+        [_cast(table.column(f.name), f.type) if f.name in names else pa.nulls(table.num_rows, f.type) for f in schema],
+        schema=schema)
+
+
+def _aligned(items: Sequence[tuple[int, pa.Table]], schema: pa.Schema, on_error: Callable[[int, Exception], None]) \
+        -> list[Piece]:
+    """``items`` (file index, its rows) as pieces of ``schema``: the tables of one schema joined
+    and aligned at once (one cast per column, not per file and column); a table whose columns do
+    not cast is left out with ``on_error(i, exc)``."""
+    groups: list[tuple[pa.Schema, list[int], list[pa.Table]]] = []  # Schema.equals: hashing one is slow
+    for i, table in items:
+        for known, members, tables in reversed(groups):
+            if known.equals(table.schema):
+                members.append(i)
+                tables.append(table)
+                break
+        else:
+            groups.append((table.schema, [i], [table]))
+    pieces: list[Piece] = []
+    for _, members, tables in groups:
         try:
-            out.append(_in_order(dataset([i]).scanner(columns=columns, filter=expr), fragments, [i], expr))
-        except Exception as exc:
-            _read_error(files[i], exc)
-            on_error(i, exc)
-    return out, scanner.projected_schema
-
-
-def _in_order(scanner: Any, fragments: Sequence[Any], which: Sequence[int], expr: Any) -> Piece:
-    """The scanner's rows, in file order, and each row's file index: unfiltered, from the files'
-    row counts (in the footers the scan read); filtered, from the file each batch came from."""
-    if expr is None:
-        table = scanner.to_table()
-        counts = [fragments[i].metadata.num_rows for i in which]
-        if sum(counts) == table.num_rows:
-            return table, np.repeat(np.asarray(which, np.int64), counts)
-    where = {fragments[i].path: i for i in which}
-    tagged = [(t.record_batch, where[t.fragment.path]) for t in scanner.scan_batches()]
-    return (pa.Table.from_batches([b for b, _ in tagged], schema=scanner.projected_schema),
-            np.repeat(np.array([i for _, i in tagged], np.int64), [b.num_rows for b, _ in tagged]))
+            pieces.append((_align(pa.concat_tables(tables), schema),
+                           np.repeat(np.asarray(members, np.int64), [t.num_rows for t in tables])))
+            continue
+        except _CAST_ERRORS:
+            pass
+        for i, table in zip(members, tables):  # find the table(s) that do not cast
+            try:
+                pieces.append((_align(table, schema), np.full(table.num_rows, i, np.int64)))
+            except _CAST_ERRORS as exc:
+                on_error(i, exc)
+    return pieces
 
 
 def _assemble(pieces: list[Piece], schema: pa.Schema) -> Piece:
+    """The pieces as one table, its rows in file order."""
     pieces = [(t, f) for t, f in pieces if t.num_rows]
-    if len(pieces) == 1:
-        return pieces[0]
     if not pieces:
         return schema.empty_table(), np.zeros(0, np.int64)
-    return pa.concat_tables([t for t, _ in pieces]), np.concatenate([f for _, f in pieces])
+    if len(pieces) == 1:
+        table, fidx = pieces[0]
+    else:
+        table, fidx = pa.concat_tables([t for t, _ in pieces]), np.concatenate([f for _, f in pieces])
+    if len(fidx) > 1 and (np.diff(fidx) < 0).any():  # several schemas: back in file order
+        order = np.argsort(fidx, kind="stable")
+        table, fidx = table.take(order), fidx[order]
+    return table, fidx
 
 
 def _newest(run_ids: Any, fidx: np.ndarray, files: Sequence[Path]) -> np.ndarray | None:
     """Newest wins: the rows to keep so that every run (per directory) keeps the rows of its
-    newest file only; None when no run is stored in more than one file (keep every row)."""
+    newest file only; None when no run is stored in more than one file (keep every row). Only
+    the files holding a run stored twice are ordered (a per-run file's time is a stat call)."""
     if not len(fidx) or fidx.min() == fidx.max():  # no rows, or all from one file
         return None
     ids = (run_ids.combine_chunks() if isinstance(run_ids, pa.ChunkedArray) else run_ids).fill_null("")
@@ -466,15 +525,16 @@ def _newest(run_ids: Any, fidx: np.ndarray, files: Sequence[Path]) -> np.ndarray
     lo, hi = np.full(n, len(files), np.int64), np.full(n, -1, np.int64)
     np.minimum.at(lo, key, fidx)
     np.maximum.at(hi, key, fidx)
-    if (lo == hi)[key].all():
+    twice = (lo != hi)[key]  # the rows of runs stored in more than one file
+    if not twice.any():
         return None
-    order = sorted(range(len(files)), key=lambda i: (_file_time(files[i]), files[i].name))
-    rank = np.empty(len(files), np.int64)
-    rank[order] = np.arange(len(files))
+    involved = sorted(set(fidx[twice].tolist()), key=lambda i: (_file_time(files[i]), files[i].name))
+    rank = np.full(len(files), -1, np.int64)
+    rank[involved] = np.arange(len(involved))
     r = rank[fidx]
     best = np.full(n, -1, np.int64)
-    np.maximum.at(best, key, r)
-    return r == best[key]
+    np.maximum.at(best, key[twice], r[twice])
+    return ~twice | (r == best[key])
 
 
 _INDEX_SCHEMA = pa.schema([("run_id", pa.string()), ("status", pa.string())])
@@ -486,11 +546,16 @@ def _unreadable(path: Path, exc: BaseException) -> None:
 
 
 def _index(files: Sequence[Path]) -> tuple[pa.Table, np.ndarray]:
-    """run_id and status of every row of ``files`` (one pass over those two columns) and each
-    row's file index; a file that cannot be read is left out with a logged warning."""
-    pieces, schema = _scan(files, [_fragment(p) for p in files], range(len(files)), _INDEX_SCHEMA,
-                           _INDEX_SCHEMA.names, None, lambda i, exc: _unreadable(files[i], exc))
-    return _assemble(pieces, schema)
+    """run_id and status of every row of ``files`` (those two columns of each file, several files
+    at once) and each row's file index; a file that cannot be read is left out with a logged warning."""
+    items = []
+    for i, part in enumerate(_read_parts(files, lambda schema: [c for c in _INDEX_SCHEMA.names if c in schema.names])):
+        if isinstance(part, Exception):
+            _read_error(files[i], part)
+            _unreadable(files[i], part)
+        else:
+            items.append((i, part[1]))
+    return _assemble(_aligned(items, _INDEX_SCHEMA, lambda i, exc: _unreadable(files[i], exc)), _INDEX_SCHEMA)
 
 
 def stored_run_ids(directory: Path, *, complete_only: bool = False) -> set[str]:
@@ -505,16 +570,15 @@ def stored_run_ids(directory: Path, *, complete_only: bool = False) -> set[str]:
 
 def _stored_run_ids(files: list[Path], complete_only: bool) -> set[str]:
     ids: set[str] = set()
-    per_run = set() if complete_only else {p for p in files if _RUN_ID_STEM.fullmatch(p.stem)}
-    for p in sorted(per_run):
-        try:
-            pq.read_metadata(p)
-        except Exception as exc:
+    per_run = [] if complete_only else [p for p in files if _RUN_ID_STEM.fullmatch(p.stem)]
+    for p, exc in zip(per_run, _in_threads(_footer, per_run)):  # their footers only, several at once
+        if exc is not None:
             _read_error(p, exc)
             _unreadable(p, exc)
             continue
         ids.add(p.stem)
-    rest = [p for p in files if p not in per_run]
+    counted = set(per_run)
+    rest = [p for p in files if p not in counted]
     if not rest:
         return ids
     table, fidx = _index(rest)
@@ -565,6 +629,12 @@ def _skip(path: Path, why: str) -> None:
     warnings.warn(f"skipping part file {path}: {why}", CorruptPartWarning, stacklevel=2)
 
 
+def _corrupt(exc: BaseException) -> bool:
+    """Did a read fail on the file's content (a truncated file, garbage bytes, a bad page), not on
+    the system (permission denied, an I/O error: errno set), which may well pass next time?"""
+    return not (isinstance(exc, OSError) and exc.errno is not None)
+
+
 def _conforming(path: Path, table: pa.Table) -> pa.Table | None:
     """``table`` with its core columns cast to the core types, or None (with a warning naming
     the file) when a core column cannot be cast or ``run_id`` is missing."""
@@ -575,24 +645,12 @@ def _conforming(path: Path, table: pa.Table) -> pa.Table | None:
         if f.name in table.column_names and table.schema.field(f.name).type != f.type:
             try:
                 column = table.column(f.name).cast(f.type)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            except _CAST_ERRORS as exc:
                 _skip(path, f"column {f.name!r} is {table.schema.field(f.name).type}, not {f.type} "
                             f"({type(exc).__name__})")
                 return None
             table = table.set_column(table.schema.get_field_index(f.name), f.name, column)
     return table
-
-
-def _physical_schemas(files: Sequence[Path], fragments: Sequence[Any]) -> list[pa.Schema | Exception]:
-    """Each file's schema, from its footer (kept by the fragment for the read that follows)."""
-    def one(i: int) -> pa.Schema | Exception:
-        try:
-            return fragments[i].physical_schema.remove_metadata()
-        except Exception as exc:
-            _read_error(files[i], exc)
-            return exc
-
-    return [one(i) for i in range(len(files))]  # threads do not help: the footer parse holds the GIL
 
 
 def _merge_extras(extras: dict[str, pa.Field], schema: pa.Schema) -> dict[str, pa.Field]:
@@ -611,6 +669,7 @@ class _Loaded:
     files: list[Path]
     skipped: set[int]  # files left out, with a CorruptPartWarning
     future: set[int]  # files with a schema_version newer than this harness
+    unreadable: set[int]  # of skipped: files whose content could not be read (for compact's quarantine)
 
 
 def _expression(filter: Any) -> tuple[Any, list[str]]:
@@ -661,106 +720,88 @@ def _with_helpers(want: list[str]) -> list[str]:
     return want + [c for c in ("run_id", "schema_version") if c not in want]
 
 
-def _quick(files: list[Path], fragments: list[Any], columns: Sequence[str] | None, expr: Any,
-           filter_columns: list[str]) -> tuple[Piece, dict[str, pa.Field], list[int]] | None:
-    """The usual case in one pass, no footer read twice: every file scanned with the first file's
-    schema; then each file's schema (from the footer the scan read) checked against it. Returns
-    the rows of the files it covers (all their columns present in it, with its types), its
-    extra columns and the files it does not cover; None where it does not apply (the first file
-    unreadable or odd, a column asked for that it lacks, any read error): read carefully."""
-    if not files:
-        return None
-    try:
-        first = fragments[0].physical_schema
-    except Exception as exc:
-        _read_error(files[0], exc)
-        return None
-    if "run_id" not in first.names or _odd(first):
-        return None
-    extras = {f.name: f for f in first if f.name not in CORE_COLUMNS}
-    target = _target(extras)
-    types = {f.name: f.type for f in target}
-    if any(c not in types for c in [*(columns or ()), *filter_columns]):
-        return None
-    read = _with_helpers(_projection(target, columns, filter_columns))
-    scanner = _dataset(fragments, target).scanner(columns=None if read == target.names else read, filter=expr,
-                                                  use_threads=True)
-    try:
-        table, fidx = _in_order(scanner, fragments, range(len(fragments)), expr)
-    except Exception as exc:
-        for p in files:
-            _read_error(p, exc)
-        return None
-    seen: list[tuple[pa.Schema, bool]] = []  # distinct schemas (Schema.equals: hashing one is slow)
-    covered, rest = set(), []
-    for i, fragment in enumerate(fragments):
-        try:
-            schema = fragment.physical_schema  # kept from the scan's read of the footer
-        except Exception:
-            rest.append(i)
-            continue
-        fits = next((ok for known, ok in reversed(seen) if known.equals(schema)), None)
-        if fits is None:
-            fits = "run_id" in schema.names and all(types.get(f.name) == f.type for f in schema)
-            seen.append((schema, fits))
-        if fits:
-            covered.add(i)
-        else:
-            rest.append(i)
-    if rest:
-        keep = np.isin(fidx, sorted(covered))
-        table, fidx = table.filter(keep), fidx[keep]
-    return (table, fidx), extras, rest
+class _Mentions:
+    """Does an expression filter use a column? It does not say which columns it reads, but it
+    names each (``str(expr)``): a column whose name occurs in it is read (at worst one too many).
+    Each name is looked up once per load (the text of a long ``isin`` is long)."""
+
+    def __init__(self, expr: Any) -> None:
+        self.text = str(expr) if expr is not None else ""
+        self.seen: dict[str, bool] = {}
+
+    def __call__(self, name: str) -> bool:
+        hit = self.seen.get(name)
+        if hit is None:
+            hit = self.seen[name] = bool(self.text) and name in self.text
+        return hit
 
 
-def _align(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``table`` with the columns of ``schema``: cast where a type was promoted, null where missing."""
-    names = table.column_names
-    return pa.Table.from_arrays(
-        [table.column(f.name).cast(f.type) if f.name in names else pa.nulls(table.num_rows, f.type) for f in schema],
-        schema=schema)
+def _matches(table: pa.Table, expr: Any, columns: Sequence[str]) -> np.ndarray:
+    """Which rows of ``table`` the expression keeps (null counts as no), as pyarrow.dataset's filter
+    would: evaluated on the ``columns`` it uses (joined into one chunk each: evaluating it per tiny
+    chunk, a file each, is slow), or on every column if it uses another too. An expression on a
+    column the table lacks raises ArrowInvalid; one that is not boolean, TypeError."""
+    import pyarrow.dataset as ds
+
+    try:
+        hit = ds.dataset(table.select(list(columns)).combine_chunks()).to_table(columns={"hit": expr}).column("hit")
+    except pa.ArrowInvalid:  # a column it uses that its text does not name as such: all of them
+        hit = ds.dataset(table).to_table(columns={"hit": expr}).column("hit")
+    if not pa.types.is_boolean(hit.type):
+        raise TypeError(f"filter: the expression gives {hit.type} values, not booleans: {expr}")
+    return pc.fill_null(hit, False).to_numpy(zero_copy_only=False).astype(bool, copy=False)
 
 
 def _load(files: list[Path], columns: Sequence[str] | None = None, filter: Any = None) -> _Loaded:
-    """Every usable part file of ``files`` read in one pass, newest wins applied (see load_table)."""
+    """Every usable part file of ``files`` read, newest wins and then ``filter`` applied (see
+    load_table). Each file is opened once, its footer and the columns needed read together
+    (several files at once, ``_read_parts``); then the files are checked by their schemas (the
+    footers'), one schema at a time: a file lacking run_id is skipped, one with a core column of
+    another type is checked and cast alone, and the others are joined per schema and cast to the
+    unified schema in one go."""
     expr, filter_columns = _expression(filter)
-    fragments = [_fragment(p) for p in files]
+    mentioned = _Mentions(expr if not filter_columns else None)  # a dict's columns are known
+    wanted = None if columns is None else {*columns, "run_id", "schema_version", *filter_columns}
+    pick = None if wanted is None else (lambda s: [n for n in s.names if n in wanted or mentioned(n)])
+    parts = _read_parts(files, pick)
     skipped: set[int] = set()
+    unreadable: set[int] = set()
 
     def skip(i: int, why: str) -> None:
         _skip(files[i], why)
         skipped.add(i)
 
-    quick = _quick(files, fragments, columns, expr, filter_columns)
-    done, extras, rest = quick if quick is not None else (None, {}, list(range(len(files))))
-    # the files the quick pass did not cover, carefully: footers first, grouped by schema
+    def failed(i: int, exc: Exception) -> None:
+        _read_error(files[i], exc)
+        skip(i, f"unreadable: {type(exc).__name__}: {exc}")
+        if _corrupt(exc):
+            unreadable.add(i)
+
     groups: list[tuple[pa.Schema, list[int]]] = []  # files by schema (Schema.equals: hashing one is slow)
-    for i, schema in zip(rest, _physical_schemas([files[i] for i in rest], [fragments[i] for i in rest])):
-        if isinstance(schema, Exception):
-            skip(i, f"unreadable: {type(schema).__name__}: {schema}")
+    for i, part in enumerate(parts):
+        if isinstance(part, Exception):
+            failed(i, part)
             continue
         for known, members in reversed(groups):
-            if known.equals(schema):
+            if known.equals(part[0]):
                 members.append(i)
                 break
         else:
-            groups.append((schema, [i]))
-    fast: list[int] = []  # read in one pass: their core columns have the core types
-    odd: list[tuple[int, pa.Table]] = []  # a core column of another type: read, checked and cast alone
+            groups.append((part[0], [i]))
+    extras: dict[str, pa.Field] = {}
+    tables: list[tuple[int, pa.Table]] = []
     for schema, members in groups:
         if "run_id" not in schema.names:
             for i in members:
                 skip(i, "it has no run_id column (not a harness part file?)")
             continue
-        if _odd(schema):
+        if _odd(schema):  # a core column of another type: every core column checked and cast, file by file
             for i in members:
-                try:
-                    table = pq.read_table(files[i])
-                except Exception as exc:
-                    _read_error(files[i], exc)
-                    skip(i, f"unreadable: {type(exc).__name__}: {exc}")
+                whole = parts[i] if pick is None else _read_part(files[i])
+                if isinstance(whole, Exception):
+                    failed(i, whole)
                     continue
-                table = _conforming(files[i], table)
+                table = _conforming(files[i], whole[1])
                 if table is None:
                     skipped.add(i)
                     continue
@@ -769,7 +810,7 @@ def _load(files: list[Path], columns: Sequence[str] | None = None, filter: Any =
                 except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
                     skip(i, f"an extra column's type clashes with other part files ({exc})")
                     continue
-                odd.append((i, table))
+                tables.append((i, table))
             continue
         try:
             extras = _merge_extras(extras, schema)
@@ -777,41 +818,27 @@ def _load(files: list[Path], columns: Sequence[str] | None = None, filter: Any =
             for i in members:
                 skip(i, f"an extra column's type clashes with other part files ({exc})")
             continue
-        fast += members
+        tables += [(i, parts[i][1]) for i in members]
     target = _target(extras)
     want = _projection(target, columns, filter_columns)
-    read = _with_helpers(want)
-    pieces: list[Piece] = []
-    schema = pa.schema([target.field(c) for c in read])
-    if fast:
-        pieces, schema = _scan(files, fragments, sorted(fast), target, read, expr,
-                               lambda i, exc: skip(i, f"unreadable: {type(exc).__name__}: {exc}"))
-    if done is not None:
-        table, fidx = done
-        pieces.append((table if table.schema.equals(schema) else _align(table, schema), fidx))  # fewer extras?
-    for i, table in odd:
-        try:
-            cols = [table.column(f.name).cast(f.type) if f.name in table.column_names
-                    else pa.nulls(table.num_rows, f.type) for f in target]
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            skip(i, f"a column does not cast to the unified schema ({exc})")
-            continue
-        table = pa.Table.from_arrays(cols, schema=target)
-        table = (table.filter(expr) if expr is not None else table).select(read)
-        pieces.append((table, np.full(table.num_rows, i, np.int64)))
-    table, fidx = _assemble(pieces, schema)
-    if len(fidx) > 1 and (np.diff(fidx) < 0).any():  # back in file order
-        order = np.argsort(fidx, kind="stable")
-        table, fidx = table.take(order), fidx[order]
-    future = _future(table["schema_version"], fidx, files)
-    used = sorted(set(range(len(files))) - skipped)
-    if expr is None:
-        keep = _newest(table["run_id"], fidx, files)
-    else:  # the newest rows of a run may not match the filter: which files are newest comes from all rows
-        keep = _stale_rows_dropped(table["run_id"], fidx, files, used)
+    needed = {*_with_helpers(want), *filter_columns}
+    layout = target if wanted is None else pa.schema([f for f in target if f.name in needed or mentioned(f.name)])
+    table, fidx = _assemble(_aligned(sorted(tables, key=lambda t: t[0]), layout,
+                                     lambda i, exc: skip(i, f"a column does not cast to the unified schema ({exc})")),
+                            layout)
+    uses = filter_columns or [n for n in layout.names if mentioned(n)] or ["run_id"]  # a constant: any column
+    hit = _matches(table, expr, uses) if expr is not None and table.num_rows else None
+    if hit is None:
+        future = _future(table["schema_version"], fidx, files)
+    else:  # as if the files had been read filtered
+        future = _future(table["schema_version"].filter(pa.array(hit)), fidx[hit], files)
+    keep = _newest(table["run_id"], fidx, files)  # judged by every row: the newest rows of a run may not match
+    if hit is not None:
+        keep = hit if keep is None else keep & hit
     if keep is not None:
-        table, fidx = table.filter(keep), fidx[keep]
-    return _Loaded(table if table.column_names == want else table.select(want), fidx, files, skipped, future)
+        table, fidx = table.filter(pa.array(keep)), fidx[keep]
+    return _Loaded(table if table.column_names == want else table.select(want), fidx, files, skipped, future,
+                   unreadable)
 
 
 def _future(versions: Any, fidx: np.ndarray, files: Sequence[Path]) -> set[int]:
@@ -830,33 +857,17 @@ def _future(versions: Any, fidx: np.ndarray, files: Sequence[Path]) -> set[int]:
     return set(future)
 
 
-def _stale_rows_dropped(run_ids: Any, fidx: np.ndarray, files: list[Path], used: list[int]) -> np.ndarray | None:
-    """For a filtered read: the rows to keep, judged by every row of the files read (an index pass)."""
-    table, local = _index([files[i] for i in used])
-    everywhere = np.asarray(used, np.int64)[local]
-    keep = _newest(table["run_id"], everywhere, files)
-    if keep is None:
-        return None
-    mask = np.ones(len(fidx), bool)
-    stale = table.filter(pa.array(~keep))
-    stale_files = everywhere[~keep]
-    for i in sorted(set(stale_files.tolist())):
-        ids = pc.unique(stale["run_id"].filter(pa.array(stale_files == i)))
-        mask &= ~((fidx == i) & pc.fill_null(pc.is_in(run_ids, value_set=ids), False).to_numpy(zero_copy_only=False))
-    return mask
-
-
 def load_table(path: str | os.PathLike[str], *, columns: Sequence[str] | None = None, filter: Any = None) -> pa.Table:
     """All finished runs under ``path`` (one sweep directory, or a root of several) as one Arrow
     table with a unified schema: core columns first, then every extra column any part file has
-    (null where a run lacks it), read in one pass (footers first, then one dataset scan). A run
-    stored in several files keeps the rows of its newest file only (per directory; see the
-    module docstring). ``columns`` selects columns; ``filter`` keeps the rows it matches: a
-    pyarrow.compute expression (``pc.field("precision") == "fp16"``) or a dict of column ->
-    value or list of values (``{"precision": ["fp16", "bf16"], "clip_value": None}``), applied
-    after newest wins. A part file that cannot be read, lacks run_id, or has a core column of a
-    type that does not cast is skipped with a CorruptPartWarning naming it; one of a newer
-    schema_version gets a FutureSchemaWarning."""
+    (null where a run lacks it), each part file opened once (its footer and columns read
+    together, several files at once). A run stored in several files keeps the rows of its
+    newest file only (per directory; see the module docstring). ``columns`` selects columns;
+    ``filter`` keeps the rows it matches: a pyarrow.compute expression (``pc.field("precision")
+    == "fp16"``) or a dict of column -> value or list of values (``{"precision": ["fp16",
+    "bf16"], "clip_value": None}``), applied after newest wins. A part file that cannot be read,
+    lacks run_id, or has a core column of a type that does not cast is skipped with a
+    CorruptPartWarning naming it; one of a newer schema_version gets a FutureSchemaWarning."""
     root = Path(path)
     if not root.exists():
         raise FileNotFoundError(f"no results at {root}")
@@ -881,7 +892,42 @@ class Compaction:
     written: int  # part files written in their place
     runs: int
     rows: int
-    left: int  # part files left as they were: unreadable, not conforming, or of a newer schema_version
+    left: int  # part files left as they were: not conforming, or of a newer schema_version
+    quarantined: int = 0  # unreadable part files moved into <directory>/_quarantine
+
+
+def _quarantine(directory: Path, paths: Sequence[Path]) -> int:
+    """Move ``paths`` (part files that cannot be read) into ``directory/_quarantine`` (created when
+    first needed), where no reader looks: their runs are recomputed by a resume, and loads stop
+    warning about them. A name taken there gets a suffix (``part-….1.parquet``): nothing there is
+    ever overwritten (the name is claimed with O_EXCL, then the file renamed onto the claim). Returns
+    how many were moved (one already gone, moved by another compaction, is not)."""
+    if not paths:
+        return 0
+    into = directory / QUARANTINE
+    moved = 0
+    for path in paths:
+        try:
+            into.mkdir(exist_ok=True)
+            for n in itertools.count():
+                claim = into / (path.name if n == 0 else f"{path.stem}.{n}{path.suffix}")
+                try:
+                    os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                    break
+                except FileExistsError:
+                    continue
+            try:
+                os.replace(path, claim)
+            except BaseException:
+                claim.unlink(missing_ok=True)
+                raise
+            moved += 1
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise StoreWriteError(f"cannot move unreadable part file {path} into {into}: {exc.strerror or exc}") \
+                from exc
+    return moved
 
 
 def compact(directory: str | os.PathLike[str], *, max_rows: int = 1_000_000) -> Compaction:
@@ -889,18 +935,23 @@ def compact(directory: str | os.PathLike[str], *, max_rows: int = 1_000_000) -> 
     most, a run never split), one row set per run (newest wins). The new files are written and
     renamed into place first, then the old ones removed: a reader at any moment sees every run
     (at worst twice, resolved by newest wins), and a crash leaves at most duplicates. Part files
-    that cannot be read, do not conform or are of a newer schema_version are left as they are
-    (with the warnings load_table gives). StoreWriteError if a file cannot be written (those
-    written are removed again) or an old one removed."""
+    that cannot be read (a truncated file, garbage, a bad page) are moved into
+    ``<directory>/_quarantine`` (kept for a look, never read: the next loads do not warn about
+    them again and a resume recomputes their runs); a read that failed on the system (permission
+    denied, an I/O error) moves nothing. Part files that do not conform or are of a newer
+    schema_version (valid for a newer harness) are left as they are (with the warnings load_table
+    gives). StoreWriteError if a file cannot be written (those written are removed again), an
+    old one removed or an unreadable one moved."""
     root = Path(directory)
     loaded = _retrying(root, _load, part_files)
     files = loaded.files
+    quarantined = _quarantine(root, [files[i] for i in sorted(loaded.unreadable)])
     replace = [i for i in range(len(files)) if i not in loaded.skipped and i not in loaded.future]
-    left = len(files) - len(replace)
+    left = len(files) - len(replace) - len(loaded.unreadable)
     table, fidx = loaded.table, loaded.fidx
     if len(replace) < 2:
-        return Compaction(root, 0, 0, 0, 0, left)
-    if left:
+        return Compaction(root, 0, 0, 0, 0, left, quarantined)
+    if len(replace) < len(files):
         mask = np.isin(fidx, replace)
         table = table.filter(mask)
     if table.num_rows > max_rows:
@@ -930,4 +981,4 @@ def compact(directory: str | os.PathLike[str], *, max_rows: int = 1_000_000) -> 
         except OSError as exc:
             raise StoreWriteError(f"cannot remove {files[i]} (its runs are in the compacted files too; readers "
                                   f"keep one copy): {exc.strerror or exc}") from exc
-    return Compaction(root, len(replace), len(written), len(set(ids.tolist())), table.num_rows, left)
+    return Compaction(root, len(replace), len(written), len(set(ids.tolist())), table.num_rows, left, quarantined)
