@@ -570,10 +570,15 @@ def table(figs: list[Figure]) -> str:
 
 # ------------------------------------------------------------------ 10: warm start
 
+SETTLE_S = 3.0
+
+
 def fig_warm(repeats: int) -> Figure:
     """The smoke sweep (24 runs) on a warm pool against a cold start: wall time of the whole command,
     Python start included, each into a fresh results root (every run computed). Cold and warm sweeps
-    alternate; medians. The first sweep on a new pool is reported apart: its actors trace the smoke
+    alternate, which goes first alternating too, each after SETTLE_S of quiet (ray.shutdown does not
+    wait for Ray's processes to exit: a sweep timed right after a cold one shares the CPUs with their
+    exit); medians. The first sweep on a new pool is reported apart: its actors trace the smoke
     sweep's loops once, as a cold sweep's do."""
     from harness import timeline
 
@@ -585,6 +590,7 @@ def fig_warm(repeats: int) -> Figure:
         phases: dict[str, list[dict[str, float]]] = {"cold": [], "warm": []}
 
         def sweep(kind: str, i: int) -> float:
+            time.sleep(SETTLE_S)
             extra = ["ray.warm=false"] if kind == "cold" else []
             marks = root / f"{kind}-{i}.timeline"
             wall = _timed([*harness, "sweep=smoke", f"store.root={root / kind / str(i)}", *extra],
@@ -598,8 +604,8 @@ def fig_warm(repeats: int) -> Figure:
             first = sweep("warm", -1)
             cold, warm = [], []
             for i in range(repeats):
-                cold.append(sweep("cold", i))
-                warm.append(sweep("warm", i))
+                for kind in (("cold", "warm") if i % 2 == 0 else ("warm", "cold")):
+                    (cold if kind == "cold" else warm).append(sweep(kind, i))
         finally:
             subprocess.run([*harness, "down"], env=env, capture_output=True)
     c, w = statistics.median(cold), statistics.median(warm)
@@ -609,7 +615,7 @@ def fig_warm(repeats: int) -> Figure:
         return ", ".join(f"{k} {statistics.median(p.get(k, 0.0) for p in phases[kind]):.2f}s" for k in names)
     return Figure("10", "smoke sweep (24 runs): warm pool vs cold start", c / w, "x faster", "<= 3 s warm, >= 4x",
                   w <= 3.0 and c / w >= 4,
-                  f"warm {w:.1f}s, cold {c:.1f}s (medians of {repeats}, alternating); the first sweep on a new "
+                  f"warm {w:.1f}s, cold {c:.1f}s (medians of {repeats}, alternating, {SETTLE_S:g} s apart); the first sweep on a new "
                   f"pool {first:.1f}s; python -m harness up {up:.1f}s once; warm: {split('warm')} (after Python's "
                   f"own start); cold: {split('cold')}")
 
