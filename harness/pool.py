@@ -134,17 +134,27 @@ def read_state(directory: Path | None = None) -> PoolState | None:
         state = PoolState(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    if not pid_alive(state.pid) or (state.pid_start and process_start(state.pid) != state.pid_start):
+    if not _alive(state.pid, state.pid_start):
         path.unlink(missing_ok=True)  # the daemon is gone (its pid may now be another process's)
         return None
     return state
 
 
-def _write_state(directory: Path, state: PoolState) -> None:
+def _alive(pid: int, start: str) -> bool:
+    """Is the process ``pid`` alive and, where its start time was recorded, still the same process?"""
+    return pid_alive(pid) and not (start and process_start(pid) != start)
+
+
+def _write_json(directory: Path, name: str, value: Any) -> None:
+    """``directory/name`` written whole or not at all (a temporary file renamed into place)."""
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{STATE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(asdict(state), indent=1))
-    os.replace(tmp, directory / STATE)
+    tmp = directory / f".{name}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(value, indent=1))
+    os.replace(tmp, directory / name)
+
+
+def _write_state(directory: Path, state: PoolState) -> None:
+    _write_json(directory, STATE, asdict(state))
 
 
 def starting_pid(directory: Path | None = None) -> int | None:
@@ -154,17 +164,14 @@ def starting_pid(directory: Path | None = None) -> int | None:
         pid, start = json.loads(path.read_text())
     except (OSError, ValueError, TypeError):
         return None
-    if not pid_alive(pid) or (start and process_start(pid) != start):
+    if not _alive(pid, start):
         path.unlink(missing_ok=True)
         return None
     return int(pid)
 
 
 def _mark_starting(directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{STARTING}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps([os.getpid(), process_start(os.getpid())]))
-    os.replace(tmp, directory / STARTING)
+    _write_json(directory, STARTING, [os.getpid(), process_start(os.getpid())])
 
 
 def _unmark_starting(directory: Path) -> None:
@@ -252,27 +259,27 @@ def serve(actors: int, cpus_per_actor: float, gpus_per_actor: float, idle_minute
 
     directory = pool_dir()
     _mark_starting(directory)
+    try:
+        return _serve(ray, directory, actors, cpus_per_actor, gpus_per_actor, idle_minutes)
+    finally:
+        _unmark_starting(directory)
+
+
+def _serve(ray: Any, directory: Path, actors: int, cpus_per_actor: float, gpus_per_actor: float,
+           idle_minutes: float) -> int:
+    """serve, from ray.init on (the starting mark is removed around it)."""
+    from harness.config import RayConfig
+    from harness.dispatch import DispatchError, _num_actors, worker_class
+
     stop = {"now": False}
 
     def _stop(signum: int, frame: Any) -> None:
         stop["now"] = True
 
-    try:
-        return _serve(ray, directory, stop, _stop, actors, cpus_per_actor, gpus_per_actor, idle_minutes)
-    finally:
-        _unmark_starting(directory)
-
-
-def _serve(ray: Any, directory: Path, stop: dict[str, bool], on_signal: Any, actors: int, cpus_per_actor: float,
-           gpus_per_actor: float, idle_minutes: float) -> int:
-    """serve, from ray.init on (the starting mark is removed around it)."""
-    from harness.config import RayConfig
-    from harness.dispatch import DispatchError, _num_actors, worker_class
-
     ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False,
              logging_level=logging.WARNING)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     cls = worker_class(ray, cpus_per_actor, gpus_per_actor)
     threads = max(1, int(round(cpus_per_actor)))
     try:  # as many as the machine's CPUs and GPUs allow (the sweeps' own rule), at most --actors
