@@ -322,8 +322,9 @@ def _timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     return time.perf_counter() - t0
 
 
-def _cli(args: list[str], cwd: Path) -> float:
-    return _timed([sys.executable, "-m", "harness", *args], dict(os.environ), cwd)
+def _cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
+    """Seconds of ``python -m harness ARGS`` in ``cwd``, with ``env`` added to this environment."""
+    return _timed([sys.executable, "-m", "harness", *args], {**os.environ, **(env or {})}, cwd)
 
 
 PER_PROCESS = textwrap.dedent("""
@@ -356,8 +357,7 @@ def fig_sweeps(steps: int, per_process_runs: int, want: set[str]) -> list[Figure
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         marks = root / "timeline.txt"
-        wall = _timed([sys.executable, "-m", "harness", *args, f"store.root={root}"],
-                      {**os.environ, timeline.ENV: str(marks)}, root)
+        wall = _cli([*args, f"store.root={root}"], root, {timeline.ENV: str(marks)})
         phases = timeline.phases(timeline.read(marks))
         split = ", ".join(f"{k} {v:.1f}s" for k, v in phases.items() if k != "runs")
         df = load_results(root / "bench48").drop_duplicates("run_id")
