@@ -119,9 +119,14 @@ def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *,
     """Trace the training loop, a function of (number of steps, seed, *data) returning
     (check states, numerics). Tracing happens here, outside any timing.
 
-    Per step, each check appends one float64 (its worst element) to a TensorArray and the
-    training numerics append one row; both are summarised after the loop, in the graph.
-    With ``series=True`` the function also returns those stacked series (LoopOutput.series,
+    Per step, one float64 row goes to a TensorArray: each check's value (its worst element)
+    and the training numerics (exact in float64); both are summarised after the loop, in the
+    graph. The loop carries as few loop variables as it can: TF lowers a while loop to a
+    graph in which every loop variable that is not a resource passes four control ops per
+    iteration (lower_while_op.cc), whether it changes or not. So the step counter is also
+    the sampling RNG's key ([seed, SAMPLING_STREAM + step]), the number of steps is the
+    loop's maximum_iterations and the row count is read off the data in the body; one
+    TensorArray holds every row. With ``series=True`` the function also returns those stacked series (LoopOutput.series,
     for ``replay --trace``); the default function is unchanged and returns only the summaries."""
     import tensorflow as tf
 
@@ -131,34 +136,37 @@ def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *,
 
     @tf.function(autograph=_autograph(scenario))
     def loop(n_steps: Any, seed: Any, *data: Any) -> tuple:
-        n_rows = tf.shape(data[0], out_type=tf.int64)[0]
+        width = len(step_checks) + len(NUMERIC_FIELDS)
 
-        def body(step: Any, values: tuple, numerics: Any) -> tuple:
-            idx = tf.random.stateless_uniform([batch_size], seed=tf.stack([seed, SAMPLING_STREAM + step]),
-                                              minval=0, maxval=n_rows, dtype=tf.int64)
+        def body(key: Any, rows: Any) -> tuple:  # key: [seed, SAMPLING_STREAM + step]
+            step = key[1] - SAMPLING_STREAM
+            n_rows = tf.shape(data[0], out_type=tf.int64)[0]
+            idx = tf.random.stateless_uniform([batch_size], seed=key, minval=0, maxval=n_rows, dtype=tf.int64)
             batch = tuple(tf.gather(t, idx) for t in data)
             obs = scenario.train_step(batch, step)
             if not isinstance(obs, Mapping) or "loss" not in obs:
                 raise TypeError(f"{type(scenario).__name__}.train_step must return a dict with a 'loss' "
                                 f"observation, got {sorted(obs) if isinstance(obs, Mapping) else type(obs).__name__}")
-            out = []
-            for c, ta in zip(step_checks, values):
+            row = []
+            for c in step_checks:
                 v, dtypes[c.name] = c.step_value(obs)
-                out.append(ta.write(tf.cast(step, tf.int32), v))
-            return step + 1, tuple(out), numerics.write(tf.cast(step, tf.int32), _step_numerics(obs))
+                row.append(v)
+            row = tf.concat([tf.stack(row), tf.cast(_step_numerics(obs), tf.float64)], 0) if row else \
+                tf.cast(_step_numerics(obs), tf.float64)
+            return key + tf.constant([0, 1], tf.int64), rows.write(tf.cast(step, tf.int32), row)
 
-        size = tf.cast(n_steps, tf.int32)
-        values = tuple(tf.TensorArray(tf.float64, size=size, element_shape=[]) for _ in step_checks)
-        numerics = tf.TensorArray(tf.float32, size=size, element_shape=[len(NUMERIC_FIELDS)])
-        _, values, numerics = tf.while_loop(lambda step, *_: step < n_steps, body,
-                                            (tf.constant(0, tf.int64), values, numerics), parallel_iterations=1)
+        rows = tf.TensorArray(tf.float64, size=tf.cast(n_steps, tf.int32), element_shape=[width])
+        key = tf.stack([seed, tf.constant(SAMPLING_STREAM, tf.int64)])
+        _, rows = tf.while_loop(lambda *_: True, body, (key, rows), maximum_iterations=tf.cast(n_steps, tf.int32),
+                                parallel_iterations=1)
+        table = rows.stack()
+        stacked = tuple(table[:, i] for i in range(len(step_checks)))
+        numerics = tf.cast(table[:, len(step_checks):], tf.float32)
         steps = tf.range(n_steps, dtype=tf.int64)
+        states = tuple(c.summarize(v, steps, dtypes[c.name]) for c, v in zip(step_checks, stacked))
         if series:  # the same summaries of the same stacked series, which are returned too
-            stacked, rows = tuple(ta.stack() for ta in values), numerics.stack()
-            states = tuple(c.summarize(v, steps, dtypes[c.name]) for c, v in zip(step_checks, stacked))
-            return states, _summarize_numerics(rows), (stacked, rows)
-        states = tuple(c.summarize(ta.stack(), steps, dtypes[c.name]) for c, ta in zip(step_checks, values))
-        return states, _summarize_numerics(numerics.stack())
+            return states, _summarize_numerics(numerics), (stacked, numerics)
+        return states, _summarize_numerics(numerics)
 
     specs = [tf.TensorSpec([None, *t.shape[1:]], t.dtype) for t in data]
     fn = loop.get_concrete_function(tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64), *specs)
