@@ -84,7 +84,7 @@ class RunContext:
                           for g in grads], 0)
         if scaling:
             flat = flat / scale
-        finite = tf.math.is_finite(tf.reduce_sum(flat * 0.0))  # inf * 0 and nan * 0 are nan; finite * 0 is 0
+        finite = tf.reduce_all(tf.math.is_finite(flat))
         if self.clip_value is not None:
             clip_active = tf.reduce_any(tf.abs(flat) > self.clip_value)
         else:

@@ -45,8 +45,10 @@ def _autograph(scenario: Any) -> bool:
 NUMERIC_FIELDS = ("loss", "grads_finite", "skipped", "loss_scale", "grad_norm", "clip_active")
 
 
-def _step_numerics(obs: Mapping[str, Any]) -> Any:
-    """The training numerics of one step (see RunContext.minimize) as one float32 vector."""
+def _step_numerics(obs: Mapping[str, Any]) -> list[Any]:
+    """The training numerics of one step (see RunContext.minimize), NUMERIC_FIELDS in order, as
+    float64 scalars of float32 values (a float loss of another dtype is rounded to float32 first:
+    the numerics are float32)."""
     import tensorflow as tf
 
     loss = tf.convert_to_tensor(obs["loss"])
@@ -54,7 +56,11 @@ def _step_numerics(obs: Mapping[str, Any]) -> Any:
         raise TypeError(f"the 'loss' observation must be a float scalar, got {loss.dtype.name} of shape {loss.shape}")
     defaults = {"grads_finite": True, "skipped": False, "loss_scale": float("nan"), "grad_norm": float("nan"),
                 "clip_active": False}
-    return tf.stack([tf.cast(obs[k] if k in obs else defaults[k], tf.float32) for k in NUMERIC_FIELDS])
+
+    def exact(x: Any) -> Any:
+        x = tf.convert_to_tensor(x)
+        return tf.cast(tf.cast(x, tf.float32) if x.dtype.is_floating else x, tf.float64)
+    return [exact(obs[k] if k in obs else defaults[k]) for k in NUMERIC_FIELDS]
 
 
 def _summarize_numerics(rows: Any) -> dict[str, Any]:
@@ -151,8 +157,7 @@ def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *,
             for c in step_checks:
                 v, dtypes[c.name] = c.step_value(obs)
                 row.append(v)
-            row = tf.concat([tf.stack(row), tf.cast(_step_numerics(obs), tf.float64)], 0) if row else \
-                tf.cast(_step_numerics(obs), tf.float64)
+            row = tf.stack(row + _step_numerics(obs))
             return key + tf.constant([0, 1], tf.int64), rows.write(tf.cast(step, tf.int32), row)
 
         rows = tf.TensorArray(tf.float64, size=tf.cast(n_steps, tf.int32), element_shape=[width])
