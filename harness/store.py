@@ -52,7 +52,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -416,6 +416,21 @@ def _read_part(path: Path, pick: Pick | None = None) -> Part | Exception:
         return exc
 
 
+_pool: tuple[int, ThreadPoolExecutor] | None = None  # (the pid that made it, the store's reader threads)
+_pool_lock = threading.Lock()
+
+
+def _readers() -> ThreadPoolExecutor:
+    """The store's reader threads, a thread per core, kept between loads: starting and joining
+    two threads costs about 2 ms, as much as reading a 2,000-run sweep's few part files. Made
+    anew in a forked child, where the parent's threads do not exist."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (os.getpid(), ThreadPoolExecutor(pa.cpu_count(), thread_name_prefix="harness-store"))
+        return _pool[1]
+
+
 def _in_threads(read: Callable[[Path], Any], files: Sequence[Path]) -> list[Any]:
     """``read(path)`` of every file, in order, on a thread per core. Each file is read by one thread
     (a footer and a few small column chunks: Arrow's threads would only add hand-offs), which for
@@ -427,11 +442,14 @@ def _in_threads(read: Callable[[Path], Any], files: Sequence[Path]) -> list[Any]
         return [read(p) for p in files]
     size = -(-len(files) // (8 * workers))  # a few tasks per thread: balanced, little per-task overhead
     chunks = [files[i:i + size] for i in range(0, len(files), size)]
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="harness-store")
+    futures = [_readers().submit(lambda chunk=chunk: [read(p) for p in chunk]) for chunk in chunks]
     try:
-        return [out for outs in pool.map(lambda chunk: [read(p) for p in chunk], chunks) for out in outs]
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: the reads under way end (a chunk each), no more start
+        return [out for future in futures for out in future.result()]
+    except BaseException:  # Ctrl-C: the reads under way end (a chunk each), no more start
+        for future in futures:
+            future.cancel()
+        wait(futures)
+        raise
 
 
 def _read_parts(files: Sequence[Path], pick: Pick | None = None) -> list[Part | Exception]:

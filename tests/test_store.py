@@ -494,3 +494,28 @@ def test_compact_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         assert err.count("\n") == 1 and words in err, err
     (tmp_path / "empty").mkdir()
     assert main(["compact", str(tmp_path / "empty")]) == 2 and "no part files" in capsys.readouterr().err
+
+
+def test_a_forked_child_reads_with_threads_of_its_own(tmp_path: Path) -> None:
+    """The reader threads are kept between loads; a forked child (whose copy of the pool names
+    threads that do not exist there) makes its own instead of waiting on them for ever."""
+    for seed in range(6):
+        write_batch(tmp_path, [rows(seed)[1]])  # six part files: read on several threads
+    assert len(part_files(tmp_path)) == 6 and len(store.load_results(tmp_path)) == 6  # the parent's pool exists
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report how many rows it read, then leave without running the parent's cleanups
+        try:
+            os.write(write, str(len(store.load_results(tmp_path))).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG) == (0, 0):
+        time.sleep(0.05)
+    else:
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail("the forked child's load_results did not finish")
+    assert os.read(read, 100) == b"6"
+    assert store._pool is not None and store._pool[0] == os.getpid()
