@@ -47,8 +47,8 @@ NUMERIC_FIELDS = ("loss", "grads_finite", "skipped", "loss_scale", "grad_norm", 
 
 def _step_numerics(obs: Mapping[str, Any]) -> list[Any]:
     """The training numerics of one step (see RunContext.minimize), NUMERIC_FIELDS in order, as
-    float64 scalars of float32 values (a float loss of another dtype is rounded to float32 first:
-    the numerics are float32)."""
+    float64 scalars holding float32 values: each is rounded to float32 first (the numerics are
+    float32), then widened exactly; a bool becomes 0 or 1."""
     import tensorflow as tf
 
     loss = tf.convert_to_tensor(obs["loss"])
@@ -59,7 +59,7 @@ def _step_numerics(obs: Mapping[str, Any]) -> list[Any]:
 
     def exact(x: Any) -> Any:
         x = tf.convert_to_tensor(x)
-        return tf.cast(tf.cast(x, tf.float32) if x.dtype.is_floating else x, tf.float64)
+        return tf.cast(x if x.dtype == tf.bool else tf.cast(x, tf.float32), tf.float64)
     return [exact(obs[k] if k in obs else defaults[k]) for k in NUMERIC_FIELDS]
 
 
@@ -132,8 +132,10 @@ def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *,
     iteration (lower_while_op.cc), whether it changes or not. So the step counter is also
     the sampling RNG's key ([seed, SAMPLING_STREAM + step]), the number of steps is the
     loop's maximum_iterations and the row count is read off the data in the body; one
-    TensorArray holds every row. With ``series=True`` the function also returns those stacked series (LoopOutput.series,
-    for ``replay --trace``); the default function is unchanged and returns only the summaries."""
+    TensorArray holds every row.
+
+    With ``series=True`` the function also returns the stacked series (LoopOutput.series, for
+    ``replay --trace``); the default function is unchanged and returns only the summaries."""
     import tensorflow as tf
 
     step_checks = [c for c in checks if c.when == "step"]
