@@ -172,6 +172,23 @@ def connect(cfg: RayConfig, namespace: str | None = None) -> tuple[Any, bool, bo
 _stopping: list[threading.Thread] = []
 
 
+def _end_monitor(ray: Any) -> None:
+    """Kill this process's embedded Ray's autoscaler monitor outright, before ray.shutdown. Ray stops
+    its processes one after another, each with SIGTERM and up to a second's wait before SIGKILL;
+    the monitor (nothing to autoscale on one machine) is stopped after the GCS it reports to and
+    does not exit on SIGTERM then, so it cost that whole second for the SIGKILL it gets anyway.
+    Ray's private API: if it has changed, ray.shutdown stops the monitor as before."""
+    try:
+        from ray._private import ray_constants
+
+        node = ray._private.worker._global_node  # None unless this process started or joined Ray
+        if node is not None and ray_constants.PROCESS_TYPE_MONITOR in node.all_processes:  # only ones it started
+            node._kill_process_type(ray_constants.PROCESS_TYPE_MONITOR, allow_graceful=False, check_alive=False,
+                                    wait=True)
+    except Exception as exc:
+        log.debug("could not stop Ray's monitor ahead of ray.shutdown: %s: %s", type(exc).__name__, exc)
+
+
 def _stop(ray: Any) -> None:
     """ray.shutdown in the background. An embedded Ray's processes take over a second to exit (Ray
     stops them one after another and waits for each), time the sweep's summary can use instead of
@@ -179,6 +196,7 @@ def _stop(ray: Any) -> None:
     def stop() -> None:
         mark("ray.shutdown start")
         try:
+            _end_monitor(ray)
             ray.shutdown()
         except Exception as exc:  # Ray's processes are tied to this one: they end with it regardless
             log.warning("ray.shutdown failed: %s: %s", type(exc).__name__, exc)

@@ -55,6 +55,36 @@ def test_embedded_ray_listens_on_loopback_only() -> None:
     assert not exposed, f"listening beyond loopback: {exposed}"
 
 
+STOP_PROBE = textwrap.dedent("""
+    import json
+    from harness.config import RayConfig
+    from harness.dispatch import _end_monitor, _stop, connect, wait_stopped
+
+    ray, embedded, owned = connect(RayConfig())
+    node = ray._private.worker._global_node
+    procs = {kind: [p.process for p in infos] for kind, infos in node.all_processes.items()}
+    _end_monitor(ray)
+    after_monitor = {kind: [p.poll() is None for p in ps] for kind, ps in procs.items()}
+    _stop(ray)
+    wait_stopped()
+    after_stop = {kind: [p.poll() is None for p in ps] for kind, ps in procs.items()}
+    print(json.dumps({"embedded": embedded, "after_monitor": after_monitor, "after_stop": after_stop}))
+""")
+
+
+def test_stopping_embedded_ray_ends_its_monitor_first_and_then_every_process() -> None:
+    """The autoscaler monitor is killed outright before ray.shutdown (which would give it a second
+    to exit on SIGTERM that it does not use); the rest stop as ray.shutdown stops them."""
+    import json
+
+    r = subprocess.run([sys.executable, "-c", STOP_PROBE], capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    assert info["embedded"] and info["after_monitor"]["monitor"] == [False]
+    assert info["after_monitor"]["gcs_server"] == [True] and info["after_monitor"]["raylet"] == [True]
+    assert not any(alive for flags in info["after_stop"].values() for alive in flags), info["after_stop"]
+
+
 def test_run_queue_keeps_an_actor_on_the_structure_it_traced() -> None:
     from conftest import make_spec
 
