@@ -172,7 +172,7 @@ def connect(cfg: RayConfig, namespace: str | None = None) -> tuple[Any, bool, bo
 _stopping: list[threading.Thread] = []
 
 
-def _end_monitor(ray: Any) -> None:
+def end_monitor(ray: Any) -> None:
     """Kill this process's embedded Ray's autoscaler monitor outright, before ray.shutdown. Ray stops
     its processes one after another, each with SIGTERM and up to a second's wait before SIGKILL;
     the monitor (nothing to autoscale on one machine) is stopped after the GCS it reports to and
@@ -196,7 +196,7 @@ def _stop(ray: Any) -> None:
     def stop() -> None:
         mark("ray.shutdown start")
         try:
-            _end_monitor(ray)
+            end_monitor(ray)
             ray.shutdown()
         except Exception as exc:  # Ray's processes are tied to this one: they end with it regardless
             log.warning("ray.shutdown failed: %s: %s", type(exc).__name__, exc)
