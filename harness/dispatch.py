@@ -172,7 +172,7 @@ def connect(cfg: RayConfig, namespace: str | None = None) -> tuple[Any, bool, bo
 _stopping: list[threading.Thread] = []
 
 
-def end_monitor(ray: Any) -> None:
+def _end_monitor(ray: Any) -> None:
     """Kill this process's embedded Ray's autoscaler monitor outright, before ray.shutdown. Ray stops
     its processes one after another, each with SIGTERM and up to a second's wait before SIGKILL;
     the monitor (nothing to autoscale on one machine) is stopped after the GCS it reports to and
@@ -189,6 +189,13 @@ def end_monitor(ray: Any) -> None:
         log.debug("could not stop Ray's monitor ahead of ray.shutdown: %s: %s", type(exc).__name__, exc)
 
 
+def shutdown(ray: Any) -> None:
+    """ray.shutdown of a Ray this process started or joined, its monitor ended outright first (see
+    _end_monitor): every place that stops a Ray goes through here."""
+    _end_monitor(ray)
+    ray.shutdown()
+
+
 def _stop(ray: Any) -> None:
     """ray.shutdown in the background. An embedded Ray's processes take over a second to exit (Ray
     stops them one after another and waits for each), time the sweep's summary can use instead of
@@ -196,8 +203,7 @@ def _stop(ray: Any) -> None:
     def stop() -> None:
         mark("ray.shutdown start")
         try:
-            end_monitor(ray)
-            ray.shutdown()
+            shutdown(ray)
         except Exception as exc:  # Ray's processes are tied to this one: they end with it regardless
             log.warning("ray.shutdown failed: %s: %s", type(exc).__name__, exc)
         mark("ray.shutdown done")

@@ -269,7 +269,7 @@ def _serve(ray: Any, directory: Path, actors: int, cpus_per_actor: float, gpus_p
            idle_minutes: float) -> int:
     """serve, from ray.init on (the starting mark is removed around it)."""
     from harness.config import RayConfig
-    from harness.dispatch import DispatchError, _num_actors, end_monitor, worker_class
+    from harness.dispatch import DispatchError, _num_actors, shutdown, worker_class
 
     stop = {"now": False}
 
@@ -287,7 +287,7 @@ def _serve(ray: Any, directory: Path, actors: int, cpus_per_actor: float, gpus_p
                            1 << 30)[0]
     except DispatchError as exc:
         print(f"error: {exc}", flush=True)
-        ray.shutdown()
+        shutdown(ray)
         return EXIT_CLUSTER
     actors = min(actors, fits) if actors else fits
 
@@ -338,8 +338,7 @@ def _serve(ray: Any, directory: Path, actors: int, cpus_per_actor: float, gpus_p
         mine = read_state(directory)
         if mine is not None and mine.pid == os.getpid():
             (directory / STATE).unlink(missing_ok=True)
-        end_monitor(ray)  # a second sooner, as a sweep's embedded Ray
-        ray.shutdown()
+        shutdown(ray)
     return EXIT_OK
 
 

@@ -442,7 +442,8 @@ def _in_threads(read: Callable[[Path], Any], files: Sequence[Path]) -> list[Any]
         return [read(p) for p in files]
     size = -(-len(files) // (8 * workers))  # a few tasks per thread: balanced, little per-task overhead
     chunks = [files[i:i + size] for i in range(0, len(files), size)]
-    futures = [_readers().submit(lambda chunk=chunk: [read(p) for p in chunk]) for chunk in chunks]
+    readers = _readers()
+    futures = [readers.submit(lambda chunk=chunk: [read(p) for p in chunk]) for chunk in chunks]
     try:
         return [out for future in futures for out in future.result()]
     except BaseException:  # Ctrl-C: the reads under way end (a chunk each), no more start

@@ -58,12 +58,12 @@ def test_embedded_ray_listens_on_loopback_only() -> None:
 STOP_PROBE = textwrap.dedent("""
     import json
     from harness.config import RayConfig
-    from harness.dispatch import _stop, connect, end_monitor, wait_stopped
+    from harness.dispatch import _end_monitor, _stop, connect, wait_stopped
 
     ray, embedded, owned = connect(RayConfig())
     node = ray._private.worker._global_node
     procs = {kind: [p.process for p in infos] for kind, infos in node.all_processes.items()}
-    end_monitor(ray)
+    _end_monitor(ray)
     after_monitor = {kind: [p.poll() is None for p in ps] for kind, ps in procs.items()}
     _stop(ray)
     wait_stopped()
