@@ -60,7 +60,9 @@ def test_faults_become_records_and_never_stop_the_sweep(tmp_path: Path) -> None:
 
 def test_driver_killed_with_sigkill_then_rerun_completes_once(tmp_path: Path) -> None:
     out = tmp_path / "smoke"
-    args = [sys.executable, "-m", "harness", "sweep=smoke", "sweep.scenario=[loss_bound]", "sweep.steps=[4000]", f"store.root={tmp_path}"]
+    # runs long enough (about a second each) that most are still to come when the first 4 are
+    # stored, which is store.flush_seconds after the first finished
+    args = [sys.executable, "-m", "harness", "sweep=smoke", "sweep.scenario=[loss_bound]", "sweep.steps=[16000]", f"store.root={tmp_path}"]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     deadline = time.monotonic() + 240
@@ -71,7 +73,7 @@ def test_driver_killed_with_sigkill_then_rerun_completes_once(tmp_path: Path) ->
     proc.wait()
     stored = len(stored_run_ids(out))  # the runs still in the driver's buffer (store.flush_seconds) are lost
     assert 4 <= stored < 16
-    r = run_cli(["sweep=smoke", "sweep.scenario=[loss_bound]", "sweep.steps=[4000]", f"store.root={tmp_path}"],
+    r = run_cli(["sweep=smoke", "sweep.scenario=[loss_bound]", "sweep.steps=[16000]", f"store.root={tmp_path}"],
                 cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert f"{stored} already stored, {16 - stored} to run" in r.stdout
