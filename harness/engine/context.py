@@ -98,7 +98,7 @@ class RunContext:
             "grads_finite": finite,
             "clip_active": clip_active,
             "loss_scale": scale,
-            "skipped": tf.logical_and(tf.constant(scaling), tf.logical_not(finite)),
+            "skipped": tf.logical_not(finite) if scaling else tf.constant(False),  # (a constant: no ops per step)
         }
         if groups is not None:
             out.update(_group_stats(flat, before, _flat(variables), grads, variables, groups))
