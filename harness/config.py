@@ -217,7 +217,10 @@ def _axes(raw: Mapping[str, Any], scenarios: Mapping[str, ScenarioConfig]) -> Ax
     names = _as_list("sweep.scenario", get("scenario"))
     for n in names:
         if not isinstance(n, str) or n not in scenarios:
-            raise ConfigError("sweep.scenario", f"unknown scenario {n!r} (known: {', '.join(sorted(scenarios))})")
+            from harness.overrides import did_you_mean  # (overrides imports this module)
+
+            raise ConfigError("sweep.scenario", f"unknown scenario {n!r} (known: {', '.join(sorted(scenarios))})"
+                              + (did_you_mean(n, scenarios) if isinstance(n, str) else ""))
     precisions = _as_list("sweep.precision", get("precision"))
     for p in precisions:
         if p not in PRECISIONS:

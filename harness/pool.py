@@ -426,7 +426,8 @@ def status() -> int:
         return EXIT_OK
     reason = "" if state.code == code_digest() else " (started from other harness code: sweeps run cold)"
     print(f"warm pool: {state.actors} actors of {state.num_cpus_per_actor:g} CPU / {state.num_gpus_per_actor:g} GPU "
-          f"at {state.address}, pid {state.pid}, up {(time.time() - state.started) / 60:.1f} min{reason}")
+          f"at {state.address}, pid {state.pid}, up since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(state.started))} "
+          f"({(time.time() - state.started) / 60:.1f} min){reason}")
     return EXIT_OK
 
 

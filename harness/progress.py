@@ -36,6 +36,7 @@ class SweepProgress:
         self.counts: Counter[str] = Counter()
         self.done = 0
         self._t0 = time.monotonic()
+        self._t_runs: float | None = None  # when Ray and the actors were up (see started)
         self._live = console.is_terminal
         self._every = max(1, total // 20)
         self._progress = Progress(
@@ -54,6 +55,11 @@ class SweepProgress:
     def __exit__(self, *exc: Any) -> None:
         if self._live:
             self._progress.stop()
+
+    def started(self) -> None:
+        """Ray and the actors are up: the ETA extrapolates the run rate from here, so that Ray's start
+        and TensorFlow's import, paid once, are not counted as if every run paid them."""
+        self._t_runs = time.monotonic()
 
     def grow(self, n: int) -> None:
         """``n`` more runs to do (adaptive seeds add rounds while the sweep runs)."""
@@ -74,8 +80,9 @@ class SweepProgress:
                                f"({spec.scenario} n={spec.data_size} {spec.precision} seed={spec.seed}): "
                                f"{escape(str(result.error))}", highlight=False, soft_wrap=True)
         if not self._live and (self.done % self._every == 0 or self.done == self.total):
-            elapsed = time.monotonic() - self._t0
-            eta = elapsed / self.done * (self.total - self.done)
+            now = time.monotonic()
+            elapsed = now - self._t0
+            eta = (now - (self._t_runs if self._t_runs is not None else self._t0)) / self.done * (self.total - self.done)
             self.console.print(f"runs {self.done}/{self.total}  passed {self.counts['passed']}  failed "
                                f"{self.counts['failed']}  errors {errors}  elapsed {elapsed:.0f}s  eta {eta:.0f}s",
                                highlight=False)

@@ -168,7 +168,9 @@ def _run(cfg: SweepConfig, specs: list[RunSpec], directory: Path, resolved: dict
                      else f"Ray at {info.address}")
             if info.note:
                 console.print(info.note, highlight=False)
-            console.print(f"{where}: {info.cpus:g} CPU, {info.gpus:g} GPU, {info.num_actors} actors", highlight=False)
+            console.print(f"{where}: {info.cpus:g} CPU, {info.gpus:g} GPU, {info.num_actors} "
+                          f"actor{'s' if info.num_actors != 1 else ''}", highlight=False)
+            progress.started()
 
         queue = RunQueue(todo)
         runs = dispatch(queue, cfg.ray, timeout_s=cfg.timeout_s, retries=cfg.retries, on_ready=ready,

@@ -40,6 +40,8 @@ BAD = [
     ([], "sweep: none selected"),
     (["sweep=smoke", "scenario=nope"], "scenario: not a top-level key"),
     (["sweep=smoke", "sweep.scenario=[nope]"], "sweep.scenario: unknown scenario 'nope'"),
+    (["sweep=smoke", "sweep.scenario=[loss_bnd]"], "(known: activation_bounds, circles, loss_bound, normalization, "
+                                                    "train_inference); did you mean loss_bound?"),
     (["sweep=smoke", "sweep.precision=[fp8]"], "sweep.precision: unknown precision 'fp8'"),
     (["sweep=smoke", "sweep.data_size=[0]"], "sweep.data_size: 0 is not a positive integer"),
     (["sweep=smoke", "sweep.data_size=[-5]"], "sweep.data_size: -5 is not a positive integer"),
