@@ -67,6 +67,7 @@ class RayConfig:
     include_dashboard: bool = False
     log_to_driver: bool = False
     warm: bool = True  # with address unset, use the warm pool (python -m harness up) when one is up
+    malloc: str = "system"  # the memory allocator of an embedded Ray's processes: system, jemalloc or a library path
 
 
 @dataclass(frozen=True)
@@ -295,6 +296,8 @@ def _ray(raw: Any) -> RayConfig:
     for flag in ("include_dashboard", "log_to_driver", "warm"):
         if not isinstance(raw.get(flag, False), bool):
             raise ConfigError(f"ray.{flag}", f"{raw[flag]!r} is not true or false")
+    malloc = raw.get("malloc", "system")
+    malloc_library(malloc)  # raises ConfigError for a value it cannot use
     return RayConfig(
         address=address,
         num_actors=n,
@@ -303,7 +306,30 @@ def _ray(raw: Any) -> RayConfig:
         include_dashboard=raw.get("include_dashboard", False),
         log_to_driver=raw.get("log_to_driver", False),
         warm=raw.get("warm", True),
+        malloc=malloc,
     )
+
+
+def malloc_library(value: Any) -> str | None:
+    """The shared library ray.malloc names, to be preloaded into an embedded Ray's processes, or None
+    for the system's allocator. ``jemalloc`` is looked up among the machine's libraries (Debian and
+    Ubuntu: ``apt install libjemalloc2``); a path (e.g. of libtcmalloc) must exist."""
+    import ctypes.util
+    import os
+
+    if value == "system":
+        return None
+    if value == "jemalloc":
+        found = ctypes.util.find_library("jemalloc")
+        if found is None:
+            raise ConfigError("ray.malloc", "jemalloc: no libjemalloc on this machine (Debian/Ubuntu: apt install "
+                                            "libjemalloc2), or set ray.malloc=system")
+        return found
+    if isinstance(value, str) and "/" in value:
+        if not os.path.isfile(value):
+            raise ConfigError("ray.malloc", f"{value}: no such file")
+        return value
+    raise ConfigError("ray.malloc", f"{value!r} is not system, jemalloc or the path of a malloc library")
 
 
 def _adaptive(raw: Any) -> AdaptiveConfig:

@@ -17,10 +17,11 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-from harness.config import RayConfig
+from harness.config import RayConfig, malloc_library
 from harness.grid import RunSpec
 from harness.records import RunResult, Status
 from harness.timeline import mark
@@ -151,7 +152,8 @@ def connect(cfg: RayConfig, namespace: str | None = None) -> tuple[Any, bool, bo
         if cfg.address is None:
             # "local" always starts a new instance; a bare ray.init() would join any cluster
             # that `ray start` left running on this machine (or RAY_ADDRESS).
-            ray.init(address="local", **kwargs)
+            with _preloaded(malloc_library(cfg.malloc)):
+                ray.init(address="local", **kwargs)
             mark("ray.init done")
             return ray, True, True
         kwargs.pop("include_dashboard")
@@ -167,6 +169,25 @@ def connect(cfg: RayConfig, namespace: str | None = None) -> tuple[Any, bool, bo
                     "is read from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)")
         raise DispatchError(f"ray.address={cfg.address or 'local'}: cannot start or join Ray: "
                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{hint}") from exc
+
+
+@contextmanager
+def _preloaded(library: str | None) -> Iterator[None]:
+    """LD_PRELOAD ``library`` in this process's environment while the block starts Ray: every process
+    Ray starts inherits it (the raylet starts the workers, and so the actors, with its environment).
+    The driver's own environment is as it was afterwards."""
+    if library is None:
+        yield
+        return
+    before = os.environ.get("LD_PRELOAD")
+    os.environ["LD_PRELOAD"] = f"{library} {before}" if before else library
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("LD_PRELOAD", None)
+        else:
+            os.environ["LD_PRELOAD"] = before
 
 
 _stopping: list[threading.Thread] = []

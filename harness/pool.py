@@ -195,6 +195,8 @@ def usable(cfg: Any) -> tuple[PoolState | None, str]:
     state = read_state()
     if state is None:
         return None, ""
+    if getattr(cfg, "malloc", "system") != "system":
+        return None, f"the warm pool runs the system's allocator, this sweep asks for ray.malloc={cfg.malloc}: running cold"
     if (state.num_cpus_per_actor, state.num_gpus_per_actor) != (cfg.num_cpus_per_actor, cfg.num_gpus_per_actor):
         return None, (f"the warm pool has actors of {state.num_cpus_per_actor:g} CPU / {state.num_gpus_per_actor:g} "
                       f"GPU, this sweep asks for ray.num_cpus_per_actor={cfg.num_cpus_per_actor:g}, "

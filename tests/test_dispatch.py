@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
 
 from conftest import ROOT
 
@@ -103,3 +108,46 @@ def test_run_queue_keeps_an_actor_on_the_structure_it_traced() -> None:
     # fp32 is exhausted: the actor moves to the structure nobody is on, then takes any
     assert q.pop(a.structure(), [b.structure()]).precision == "bf16"
     assert len(q) == 4 and {s.precision for s in [q.pop() for _ in range(4)]} == {"fp16", "bf16"} and not q
+
+
+MALLOC_PROBE = textwrap.dedent("""
+    import json, os
+    from harness.config import RayConfig
+    from harness.dispatch import connect, shutdown
+
+    before = os.environ.get("LD_PRELOAD")
+    ray, embedded, owned = connect(RayConfig(malloc="jemalloc"))
+
+    @ray.remote(num_cpus=1)
+    def mapped():
+        import os
+        return any("jemalloc" in line for line in open(f"/proc/{os.getpid()}/maps"))
+
+    print(json.dumps({"worker": ray.get(mapped.remote()), "driver": os.environ.get("LD_PRELOAD") == before}))
+    shutdown(ray)
+""")
+
+
+@pytest.mark.skipif(ctypes.util.find_library("jemalloc") is None, reason="no libjemalloc on this machine")
+def test_ray_malloc_jemalloc_reaches_the_workers_and_gives_the_same_results(tmp_path: Path) -> None:
+    """ray.malloc=jemalloc preloads it into an embedded Ray's processes (a worker maps it) and leaves the
+    driver's environment as it was; a sweep's results are the same as with the system's allocator."""
+    import json
+
+    from conftest import run_cli
+
+    from harness import load_results
+
+    r = subprocess.run([sys.executable, "-c", MALLOC_PROBE], capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"worker": True, "driver": True}
+    frames = []
+    for malloc in ("system", "jemalloc"):
+        args = ["sweep=smoke", "sweep.scenario=[loss_bound,normalization]", "sweep.data_size=[1000]",
+                "sweep.steps=[50]", f"sweep.name={malloc}", f"ray.malloc={malloc}", "ray.warm=false",
+                f"store.root={tmp_path}"]
+        done = run_cli(args, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        frames.append(load_results(tmp_path / malloc).drop(columns=["sweep", "wall_s", "train_s", "worker"])
+                      .sort_values(["run_id", "check"]).reset_index(drop=True))
+    pd.testing.assert_frame_equal(frames[0], frames[1])
