@@ -79,12 +79,14 @@ class Pair:
         return f"the median of {self.processes} processes, whose ratios span [{self.lo:.3g}, {self.hi:.3g}]"
 
 
-def measure_pair(name: str, processes: int, repeats: int, steps: int) -> Pair:
-    """Time the pair ``name`` (see PAIRS) in ``processes`` fresh processes, one after another."""
+def measure_pair(name: str, processes: int, repeats: int, steps: int, env: dict[str, str] | None = None) -> Pair:
+    """Time the pair ``name`` (see PAIRS) in ``processes`` fresh processes, one after another, with
+    ``env`` added to their environment."""
     medians = []
     for _ in range(processes):
         out = subprocess.run([sys.executable, __file__, "--pair", name, "--repeats", str(repeats),
-                              "--sample-steps", str(steps)], check=True, capture_output=True, text=True)
+                              "--sample-steps", str(steps)], check=True, capture_output=True, text=True,
+                             env={**os.environ, **(env or {})})
         medians.append(tuple(json.loads(out.stdout.strip().splitlines()[-1])))
     medians.sort(key=lambda m: m[0] / m[1])
     (a, b), (lo_a, lo_b), (hi_a, hi_b) = medians[(len(medians) - 1) // 2], medians[0], medians[-1]
@@ -247,9 +249,22 @@ def fig_detectors(processes: int, repeats: int, steps: int) -> Figure:
 
 
 def fig_seed_loop(processes: int, repeats: int, steps: int) -> Figure:
+    """The default configuration; where libjemalloc is installed, also ray.malloc=jemalloc: both sides
+    then run in processes started with it preloaded, as an embedded Ray's actors are."""
+    from harness.config import ConfigError, malloc_library
+
     p = measure_pair("seed", processes, repeats, steps)
+    detail = f"seed loop {p.a * 1e3:.2f} ms/step, harness {p.b * 1e6:.0f} us/step; {p.spread()}"
+    try:
+        jemalloc = malloc_library("jemalloc")
+    except ConfigError:
+        detail += "; ray.malloc=jemalloc not measured (no libjemalloc here)"
+    else:
+        j = measure_pair("seed", processes, repeats, steps, env={"LD_PRELOAD": str(jemalloc)})
+        detail += (f"; with ray.malloc=jemalloc (both sides in processes started with it): {j.ratio:.0f}x, seed loop "
+                   f"{j.a * 1e3:.2f} ms/step, harness {j.b * 1e6:.0f} us/step; {j.spread()}")
     return Figure("1", "per-step speed vs the seed's loop (1e5 rows)", p.ratio, "x faster", ">= 200x", p.ratio >= 200,
-                  f"seed loop {p.a * 1e3:.2f} ms/step, harness {p.b * 1e6:.0f} us/step; {p.spread()}")
+                  detail)
 
 
 def fig_overhead(processes: int, repeats: int, steps: int) -> Figure:
