@@ -188,6 +188,10 @@ def touch_used(directory: Path | None = None) -> None:
         pass
 
 
+def _actors(n: int) -> str:
+    return f"{n} actor{'s' if n != 1 else ''}"
+
+
 def usable(cfg: Any) -> tuple[PoolState | None, str]:
     """(the pool a sweep with RayConfig ``cfg`` should use, or None; why not, if there is a pool)."""
     if cfg.address is not None or not getattr(cfg, "warm", True):
@@ -196,7 +200,8 @@ def usable(cfg: Any) -> tuple[PoolState | None, str]:
     if state is None:
         return None, ""
     if getattr(cfg, "malloc", "system") != "system":
-        return None, f"the warm pool runs the system's allocator, this sweep asks for ray.malloc={cfg.malloc}: running cold"
+        return None, (f"the warm pool runs the system's allocator, this sweep asks for ray.malloc={cfg.malloc}: "
+                      "running cold")
     if (state.num_cpus_per_actor, state.num_gpus_per_actor) != (cfg.num_cpus_per_actor, cfg.num_gpus_per_actor):
         return None, (f"the warm pool has actors of {state.num_cpus_per_actor:g} CPU / {state.num_gpus_per_actor:g} "
                       f"GPU, this sweep asks for ray.num_cpus_per_actor={cfg.num_cpus_per_actor:g}, "
@@ -351,7 +356,7 @@ def up(actors: int | None, cpus_per_actor: float, gpus_per_actor: float, idle_mi
     """Start the daemon unless a pool is already up; wait until its actors are ready."""
     state = read_state()
     if state is not None:
-        print(f"warm pool already up: {state.actors} actors at {state.address} (pid {state.pid}); "
+        print(f"warm pool already up: {_actors(state.actors)} at {state.address} (pid {state.pid}); "
               f"python -m harness down stops it")
         return EXIT_OK
     pid = starting_pid()
@@ -372,7 +377,7 @@ def up(actors: int | None, cpus_per_actor: float, gpus_per_actor: float, idle_mi
         state = read_state()
         if state is not None and state.pid == proc.pid:
             idle = f"stops after {idle_minutes:g} idle minutes or on " if idle_minutes > 0 else "runs until "
-            print(f"warm pool up in {time.monotonic() - t0:.1f} s: {state.actors} actors of {cpus_per_actor:g} CPU at "
+            print(f"warm pool up in {time.monotonic() - t0:.1f} s: {_actors(state.actors)} of {cpus_per_actor:g} CPU at "
                   f"{state.address}; sweeps on this machine use it; it {idle}python -m harness down")
             return EXIT_OK
         if proc.poll() is not None:
@@ -399,7 +404,7 @@ def down(timeout_s: float = 30.0) -> int:
     if state is None:
         print(f"warm pool stopped while it was starting (pid {pid})")
     else:
-        print(f"warm pool down ({state.actors} actors, up {(time.time() - state.started) / 60:.1f} min)")
+        print(f"warm pool down ({_actors(state.actors)}, up {(time.time() - state.started) / 60:.1f} min)")
     return EXIT_OK
 
 
@@ -427,8 +432,9 @@ def status() -> int:
               else "no warm pool is up (python -m harness up starts one)")
         return EXIT_OK
     reason = "" if state.code == code_digest() else " (started from other harness code: sweeps run cold)"
-    print(f"warm pool: {state.actors} actors of {state.num_cpus_per_actor:g} CPU / {state.num_gpus_per_actor:g} GPU "
-          f"at {state.address}, pid {state.pid}, up since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(state.started))} "
+    since = time.localtime(state.started)
+    print(f"warm pool: {_actors(state.actors)} of {state.num_cpus_per_actor:g} CPU / {state.num_gpus_per_actor:g} GPU "
+          f"at {state.address}, pid {state.pid}, up since {time.strftime('%Y-%m-%d %H:%M:%S', since)} "
           f"({(time.time() - state.started) / 60:.1f} min){reason}")
     return EXIT_OK
 

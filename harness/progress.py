@@ -36,7 +36,7 @@ class SweepProgress:
         self.counts: Counter[str] = Counter()
         self.done = 0
         self._t0 = time.monotonic()
-        self._t_runs: float | None = None  # when Ray and the actors were up (see started)
+        self._t_runs = self._t0  # when Ray and the actors were up (see started)
         self._live = console.is_terminal
         self._every = max(1, total // 20)
         self._progress = Progress(
@@ -82,7 +82,7 @@ class SweepProgress:
         if not self._live and (self.done % self._every == 0 or self.done == self.total):
             now = time.monotonic()
             elapsed = now - self._t0
-            eta = (now - (self._t_runs if self._t_runs is not None else self._t0)) / self.done * (self.total - self.done)
+            eta = (now - self._t_runs) / self.done * (self.total - self.done)
             self.console.print(f"runs {self.done}/{self.total}  passed {self.counts['passed']}  failed "
                                f"{self.counts['failed']}  errors {errors}  elapsed {elapsed:.0f}s  eta {eta:.0f}s",
                                highlight=False)
