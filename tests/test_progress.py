@@ -8,8 +8,8 @@ import io
 import pytest
 from rich.console import Console
 
+from conftest import make_spec
 from harness import progress as progress_module
-from harness.grid import RunSpec
 from harness.progress import SweepProgress
 from harness.records import RunResult, Status
 
@@ -20,11 +20,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def _spec(i: int) -> RunSpec:
-    return RunSpec(sweep="t", scenario="s", target="x.Y", params={}, data_size=10, batch_size=None, steps=1,
-                   epochs=None, seed=i, precision="fp32", clip_value=None, run_id=f"r{i}")
 
 
 def _ok() -> RunResult:
@@ -40,7 +35,7 @@ def test_the_eta_extrapolates_the_runs_from_when_ray_and_the_actors_were_up(monk
         p.started()
         for i in range(4):
             clock.now += 2  # each run takes 2 s
-            p.finished(_spec(i), _ok())
+            p.finished(make_spec(seed=i), _ok())
     lines = out.getvalue().splitlines()
     assert lines[0] == "runs 1/4  passed 1  failed 0  errors 0  elapsed 62s  eta 6s", lines
     assert lines[-1].endswith("elapsed 68s  eta 0s"), lines
@@ -52,5 +47,5 @@ def test_without_a_start_signal_the_eta_counts_from_the_beginning(monkeypatch: p
     out = io.StringIO()
     with SweepProgress(Console(file=out, force_terminal=False, width=200), total=2, skipped=0) as p:
         clock.now += 10
-        p.finished(_spec(0), _ok())
+        p.finished(make_spec(), _ok())
     assert out.getvalue().splitlines()[0] == "runs 1/2  passed 1  failed 0  errors 0  elapsed 10s  eta 10s"
