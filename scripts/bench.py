@@ -82,15 +82,26 @@ class Pair:
 def measure_pair(name: str, processes: int, repeats: int, steps: int, env: dict[str, str] | None = None) -> Pair:
     """Time the pair ``name`` (see PAIRS) in ``processes`` fresh processes, one after another, with
     ``env`` added to their environment."""
-    medians = []
+    return measure_pairs(name, processes, repeats, steps, [env or {}])[0]
+
+
+def measure_pairs(name: str, processes: int, repeats: int, steps: int, envs: list[dict[str, str]]) -> list[Pair]:
+    """One Pair per environment in ``envs`` (each added to this one's), their processes interleaved
+    (a process of each in turn, ``processes`` rounds) so that a change of the machine's speed during
+    the measurement falls on all of them alike."""
+    medians: list[list[tuple[float, float]]] = [[] for _ in envs]
     for _ in range(processes):
-        out = subprocess.run([sys.executable, __file__, "--pair", name, "--repeats", str(repeats),
-                              "--sample-steps", str(steps)], check=True, capture_output=True, text=True,
-                             env={**os.environ, **(env or {})})
-        medians.append(tuple(json.loads(out.stdout.strip().splitlines()[-1])))
-    medians.sort(key=lambda m: m[0] / m[1])
-    (a, b), (lo_a, lo_b), (hi_a, hi_b) = medians[(len(medians) - 1) // 2], medians[0], medians[-1]
-    return Pair(a, b, lo_a / lo_b, hi_a / hi_b, processes)
+        for i, env in enumerate(envs):
+            out = subprocess.run([sys.executable, __file__, "--pair", name, "--repeats", str(repeats),
+                                  "--sample-steps", str(steps)], check=True, capture_output=True, text=True,
+                                 env={**os.environ, **env})
+            medians[i].append(tuple(json.loads(out.stdout.strip().splitlines()[-1])))
+    pairs = []
+    for m in medians:
+        m.sort(key=lambda ab: ab[0] / ab[1])
+        (a, b), (lo_a, lo_b), (hi_a, hi_b) = m[(len(m) - 1) // 2], m[0], m[-1]
+        pairs.append(Pair(a, b, lo_a / lo_b, hi_a / hi_b, processes))
+    return pairs
 
 
 # ------------------------------------------------------------------ 1 + 2 + 3a: loops in-process
@@ -249,20 +260,26 @@ def fig_detectors(processes: int, repeats: int, steps: int) -> Figure:
 
 
 def fig_seed_loop(processes: int, repeats: int, steps: int) -> Figure:
-    """The default configuration; where libjemalloc is installed, also ray.malloc=jemalloc: both sides
-    then run in processes started with it preloaded, as an embedded Ray's actors are."""
+    """The default configuration; besides, in processes interleaved with it: TensorFlow's oneDNN
+    rewrite off (TF_ENABLE_ONEDNN_OPTS=0, both sides), which runs the step's three tiny matmuls on
+    Eigen's kernels instead (other numbers in bf16, see docs/engine.md); and where libjemalloc is
+    installed, ray.malloc=jemalloc, both sides in processes started with it preloaded, as an
+    embedded Ray's actors are."""
     from harness.config import ConfigError, malloc_library
 
-    p = measure_pair("seed", processes, repeats, steps)
-    detail = f"seed loop {p.a * 1e3:.2f} ms/step, harness {p.b * 1e6:.0f} us/step; {p.spread()}"
+    variants = {"default": {}, "TF_ENABLE_ONEDNN_OPTS=0": {"TF_ENABLE_ONEDNN_OPTS": "0"}}
     try:
-        jemalloc = malloc_library("jemalloc")
+        variants["ray.malloc=jemalloc"] = {"LD_PRELOAD": str(malloc_library("jemalloc"))}
     except ConfigError:
+        pass
+    pairs = dict(zip(variants, measure_pairs("seed", processes, repeats, steps, list(variants.values()))))
+    p = pairs.pop("default")
+    detail = f"seed loop {p.a * 1e3:.2f} ms/step, harness {p.b * 1e6:.0f} us/step; {p.spread()}"
+    for name, q in pairs.items():
+        detail += (f"; with {name} (both sides, processes interleaved with the above): {q.ratio:.0f}x, seed loop "
+                   f"{q.a * 1e3:.2f} ms/step, harness {q.b * 1e6:.0f} us/step; {q.spread()}")
+    if "ray.malloc=jemalloc" not in pairs:
         detail += "; ray.malloc=jemalloc not measured (no libjemalloc here)"
-    else:
-        j = measure_pair("seed", processes, repeats, steps, env={"LD_PRELOAD": str(jemalloc)})
-        detail += (f"; with ray.malloc=jemalloc (both sides in processes started with it): {j.ratio:.0f}x, seed loop "
-                   f"{j.a * 1e3:.2f} ms/step, harness {j.b * 1e6:.0f} us/step; {j.spread()}")
     return Figure("1", "per-step speed vs the seed's loop (1e5 rows)", p.ratio, "x faster", ">= 200x", p.ratio >= 200,
                   detail)
 

@@ -1,0 +1,117 @@
+#!/usr/bin/env python
+"""Does a sweep's outcome depend on TensorFlow's oneDNN rewrite? The same sweep twice, with
+TF_ENABLE_ONEDNN_OPTS=1 (TensorFlow's default on x86) and =0 (Eigen's kernels), compared run
+by run.
+
+    python scripts/onednn.py                          # every scenario x fp32/fp16/bf16, 1,000 rows, 150 steps
+    python scripts/onednn.py 'sweep.scenario=[circles]' 'sweep.seed=range(0,20)'
+    python scripts/onednn.py --docs                   # also rewrites the table in docs/engine.md
+
+Each side is ``python -m harness sweep=smoke ... ray.warm=false`` in its own embedded Ray (the
+variable reaches the actors through the environment they inherit). Per scenario and precision
+it prints: check rows; rows whose worst value differs, and the largest relative difference;
+rows whose verdict (passed) or failure count differs; runs whose final loss differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DEFAULT = ["sweep=smoke", "sweep.scenario=[loss_bound,normalization,activation_bounds,train_inference,circles]",
+           "sweep.precision=[fp32,fp16,bf16]", "sweep.data_size=[1000]", "sweep.steps=[150]"]
+DOCS = ROOT / "docs" / "engine.md"
+START, END = "<!-- onednn:start -->", "<!-- onednn:end -->"
+
+
+def run_side(overrides: list[str], root: Path, flag: str) -> Any:
+    """The sweep with TF_ENABLE_ONEDNN_OPTS=flag, stored under root; its results frame."""
+    from harness import load_results
+
+    cmd = [sys.executable, "-m", "harness", *overrides, f"store.root={root}", "ray.warm=false"]
+    done = subprocess.run(cmd, env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": flag}, cwd=ROOT, text=True,
+                          capture_output=True)
+    if done.returncode not in (0, 1):  # 1: some runs errored, which is an outcome to compare too
+        sys.exit(f"onednn: the sweep with TF_ENABLE_ONEDNN_OPTS={flag} failed (exit {done.returncode}):\n"
+                 f"{done.stderr[-2000:]}")
+    (sweep,) = [p for p in root.iterdir() if p.is_dir()]
+    return load_results(sweep)
+
+
+def compare(on: Any, off: Any) -> Any:
+    """One row per scenario and precision: how the oneDNN-off side's results differ from the default."""
+    import numpy as np
+    import pandas as pd
+
+    m = on.merge(off, on=["run_id", "check"], suffixes=("_on", "_off"), validate="one_to_one")
+    if len(m) != len(on) or len(m) != len(off):
+        raise SystemExit(f"onednn: the two sweeps stored different runs ({len(on)} and {len(off)} check rows)")
+
+    def differs(col: str) -> Any:
+        a, b = m[f"{col}_on"], m[f"{col}_off"]
+        return ~((a == b) | (a.isna() & b.isna()))
+
+    worst = differs("worst_value")
+    rel = ((m["worst_value_on"] - m["worst_value_off"]).abs()
+           / m["worst_value_on"].abs().where(lambda x: x > 0)).where(worst)
+    frame = pd.DataFrame({"scenario": m["scenario_on"], "precision": m["precision_on"], "run_id": m["run_id"],
+                          "worst": worst, "rel": rel, "verdict": differs("passed"),
+                          "failures": differs("n_failed"), "loss": differs("final_loss")})
+    g = frame.groupby(["scenario", "precision"], sort=True)
+    out = g.agg(rows=("worst", "size"), worst_differs=("worst", "sum"), largest_relative=("rel", "max"),
+                verdict_differs=("verdict", "sum"), failures_differ=("failures", "sum"))
+    runs = frame.drop_duplicates("run_id").groupby(["scenario", "precision"], sort=True)
+    out["runs"] = runs.size()
+    out["final_loss_differs"] = runs["loss"].sum()
+    out["largest_relative"] = out["largest_relative"].map(lambda x: "" if np.isnan(x) else f"{x:.2g}")
+    return out.reset_index()
+
+
+def markdown(table: Any, overrides: list[str]) -> str:
+    cols = ["scenario", "precision", "runs", "final_loss_differs", "rows", "worst_differs", "largest_relative",
+            "verdict_differs", "failures_differ"]
+    head = ["scenario", "precision", "runs", "final loss differs", "check rows", "worst value differs",
+            "largest relative difference", "verdict differs", "failure count differs"]
+    lines = [f"Produced by `python scripts/onednn.py --docs` on {datetime.date.today().isoformat()} "
+             f"(TensorFlow's default, TF_ENABLE_ONEDNN_OPTS=1, against =0; sweep: `{' '.join(overrides)}`):", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in table.iterrows():
+        lines.append("| " + " | ".join(str(r[c]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("overrides", nargs="*", help="sweep overrides (default: %s)" % " ".join(DEFAULT))
+    ap.add_argument("--docs", action="store_true", help=f"rewrite the table between {START} and {END} "
+                                                        f"in {DOCS.relative_to(ROOT)}")
+    a = ap.parse_args(argv)
+    overrides = a.overrides or DEFAULT
+    with tempfile.TemporaryDirectory(prefix="onednn-") as tmp:
+        sides = {}
+        for flag in ("1", "0"):
+            print(f"sweep with TF_ENABLE_ONEDNN_OPTS={flag} ...", file=sys.stderr, flush=True)
+            sides[flag] = run_side(overrides, Path(tmp) / f"onednn{flag}", flag)
+    text = markdown(compare(sides["1"], sides["0"]), overrides)
+    print(text)
+    if a.docs:
+        doc = DOCS.read_text()
+        if START not in doc or END not in doc:
+            sys.exit(f"onednn: {DOCS} has no {START} ... {END} block")
+        DOCS.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{text}\n{END}", doc,
+                               flags=re.S))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
