@@ -21,7 +21,9 @@ import pyarrow as pa
 #    with those columns null.
 # 3: each check row records its statistic and window (a windowed step check, see checks.Check);
 #    earlier part files read with those columns null (every earlier check compared its value).
-SCHEMA_VERSION = "3"
+# 4: each run records ``onednn``, whether TensorFlow's oneDNN rewrite was on in its worker (its
+#    kernels give other numbers than Eigen's, see docs/engine.md); earlier part files read it null.
+SCHEMA_VERSION = "4"
 
 
 class Status(str, enum.Enum):
@@ -94,6 +96,7 @@ class RunResult:
     train_s: float = math.nan
     worker: str = ""
     tf_version: str = ""
+    onednn: bool | None = None  # TensorFlow's oneDNN rewrite on in the worker (None: unknown, or no worker ran it)
     steps: int | None = None  # resolved number of training steps
     compute_dtype: str | None = None
     final_loss: float | None = None
@@ -151,6 +154,7 @@ CORE_SCHEMA = pa.schema(
         ("schema_version", pa.string()),
         ("harness_version", pa.string()),
         ("tf_version", pa.string()),
+        ("onednn", pa.bool_()),
     ]
 )
 CORE_COLUMNS: tuple[str, ...] = tuple(CORE_SCHEMA.names)
@@ -206,6 +210,7 @@ def result_rows(spec: Any, result: RunResult, harness_version: str) -> pa.Table:
         "schema_version": SCHEMA_VERSION,
         "harness_version": harness_version,
         "tf_version": result.tf_version,
+        "onednn": result.onednn,
     }
     rows = []
     for meaning in declared:

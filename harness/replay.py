@@ -14,7 +14,9 @@ trusted: every invocation of a sweep rewrites it, so it describes the last grid,
 necessarily this run's. The rebuilt spec is accepted only if it hashes to the stored
 run_id (which hashes scenario, class, parameters, every axis and the engine's
 RUN_ID_VERSION): a replay either runs exactly the stored run or refuses with exit 2.
-TensorFlow's thread pools follow the stored ``ray.num_cpus_per_actor`` unless ``threads=``.
+TensorFlow's thread pools follow the stored ``ray.num_cpus_per_actor`` unless ``threads=``, and
+its oneDNN rewrite the stored ``onednn`` (TF_ENABLE_ONEDNN_OPTS is set for this process before
+TensorFlow is imported; its kernels give other numbers than Eigen's).
 
 Per-step traces. With ``--trace`` the loop also returns every step's check values and
 training numerics; the run's summary is still compared exactly (so the trace is the stored
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import replace
@@ -177,6 +180,20 @@ def _threads(doc: dict[str, Any], opts: dict[str, str]) -> int:
         return 1
 
 
+def match_onednn(stored: bool | None) -> str | None:
+    """Set TF_ENABLE_ONEDNN_OPTS for the stored run's oneDNN setting (unknown for part files of
+    schema < 4: left alone) while TensorFlow is not imported yet; a note when that overrides this
+    shell's value."""
+    if stored is None or "tensorflow" in sys.modules:
+        return None
+    flag, before = ("1" if stored else "0"), os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = flag
+    if before is not None and before != flag:
+        return (f"note: the run was stored with TensorFlow's oneDNN rewrite {'on' if stored else 'off'}: replaying "
+                f"with TF_ENABLE_ONEDNN_OPTS={flag} instead of this shell's {before}")
+    return None
+
+
 def compare(rows: list[dict[str, Any]], result: Any) -> list[tuple[str, str, Any, Any, bool]]:
     """(check, field, stored, replayed, equal) for every stored check and field, plus the
     status and any check the replay declares that is not stored."""
@@ -235,9 +252,19 @@ def replay(directory: Path, opts: dict[str, str]) -> int:
     if rows[0]["status"] in ("crashed", "timeout"):
         console.print(f"note: this run was stored as {rows[0]['status']}; replaying it in-process may crash or "
                       "hang this process", style="yellow", highlight=False)
+    stored_onednn = rows[0].get("onednn")
+    note = match_onednn(stored_onednn)
+    if note:
+        console.print(note, style="yellow", highlight=False)
     from harness.engine import execute, init_worker
+    from harness.engine.runtime import onednn_enabled
 
     init_worker(threads)
+    here = onednn_enabled()
+    if stored_onednn is not None and here is not None and here != stored_onednn:
+        console.print(f"note: the run was stored with TensorFlow's oneDNN rewrite {'on' if stored_onednn else 'off'}, "
+                      f"this process has it {'on' if here else 'off'} (TensorFlow was imported before the replay, or "
+                      "cannot use oneDNN here): its kernels can give other values", style="yellow", highlight=False)
     t0 = time.perf_counter()
     traced: list[Any] = []  # (series, checks), when --trace
     result = execute(spec, on_series=(lambda *a: traced.append(a)) if out is not None else None)

@@ -111,3 +111,50 @@ def test_rebuilt_spec_hashes_to_the_stored_run_id_or_is_refused(stored: Path) ->
     with pytest.raises(ReplayError, match="give target="):
         rebuild_spec(row, {})  # no _sweep.yaml: the class must be given
     assert rebuild_spec(row, {}, target=spec.target).run_id == row["run_id"]
+
+
+STORE_WITHOUT_ONEDNN = """
+import sys
+from dataclasses import replace
+from pathlib import Path
+from harness.engine import execute, init_worker
+from harness.grid import RunSpec, make_run_id
+from harness.records import result_rows
+from harness.scenarios.base import definition
+from harness.store import write_part
+
+init_worker(1)
+target = "harness.scenarios.loss_bound.LossBound"
+spec = RunSpec(sweep="od", scenario="loss_bound", target=target, params={}, data_size=1000, batch_size=32, steps=150,
+               epochs=None, seed=0, precision="bf16", clip_value=None, definition=definition(target, {}))
+spec = replace(spec, run_id=make_run_id(spec))
+result = execute(spec)
+write_part(Path(sys.argv[1]), spec.run_id, result_rows(spec, result, "test"))
+print(spec.run_id)
+"""
+
+
+def test_a_run_records_onednn_and_its_replay_follows_it(tmp_path: Path) -> None:
+    """A run stored with TensorFlow's oneDNN rewrite off (TF_ENABLE_ONEDNN_OPTS=0) records onednn=false, and
+    its replay from a shell that has the variable at 1 switches it off again, says so and matches exactly: in
+    bf16, where oneDNN's kernels give other values (docs/engine.md), it would not match otherwise."""
+    import os
+    import subprocess
+    import sys
+
+    from harness.engine.runtime import _read_onednn
+
+    if not _read_onednn():
+        pytest.skip("TensorFlow does not use oneDNN on this machine")
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
+    made = subprocess.run([sys.executable, "-c", STORE_WITHOUT_ONEDNN, str(tmp_path)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert made.returncode == 0, made.stderr
+    run_id = made.stdout.split()[-1]
+    assert load_results(tmp_path)["onednn"].tolist() == [False]
+    r = run_cli(["replay", str(tmp_path), f"run_id={run_id}", "target=harness.scenarios.loss_bound.LossBound"],
+                cwd=tmp_path, env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "stored with TensorFlow's oneDNN rewrite off: replaying with TF_ENABLE_ONEDNN_OPTS=0 instead of this " \
+           "shell's 1" in " ".join(r.stdout.split())
+    assert "match" in r.stdout

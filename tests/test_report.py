@@ -303,3 +303,18 @@ def test_report_subcommand_and_short_out_option(written: Path, tmp_path: Path):
                           check=False)
     assert proc.returncode == 0 and all(o in proc.stdout for o in ("-o OUT, --out OUT", "--fresh", "--outcome",
                                                                    "--holdout", "--target", "--gof"))
+
+
+def test_summary_says_what_the_runs_ran_on_and_flags_a_mix() -> None:
+    """The TensorFlow version and oneDNN setting of the completed runs; a sweep whose runs ran on other
+    versions or kernels (e.g. resumed from another shell) says so with its counts; unknown (null) is left out."""
+    from harness.report.sections.summary import _ran_on
+
+    done = pd.DataFrame({"tf_version": ["2.21.0"] * 3, "onednn": [True, True, True]})
+    assert _ran_on(done) == "ran on TensorFlow 2.21.0; oneDNN rewrite on"
+    mixed = _ran_on(done.assign(onednn=[True, False, None]))
+    assert "<strong>ran on TensorFlow 2.21.0; oneDNN rewrite on in 1 run, off in 1 run</strong>" in mixed
+    assert "compare like with like" in mixed
+    assert _ran_on(done.assign(onednn=None)) == "ran on TensorFlow 2.21.0"
+    assert "2.20.0 (1 run), 2.21.0 (2 runs)" in _ran_on(done.assign(tf_version=["2.20.0", "2.21.0", "2.21.0"]))
+    assert _ran_on(pd.DataFrame({"status": ["ok"]})) == ""

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from harness.checks import Check, CheckState, state_to_values
+from harness.engine.runtime import onednn_enabled
 from harness.grid import RunSpec
 from harness.records import CheckMeaning, CheckResult, RunResult, Status
 from harness.scenarios.base import declared_checks, instantiate
@@ -154,6 +155,7 @@ def _result(spec: RunSpec, scenario: Any, checks: Sequence[Check], declared: tup
         train_s=out.train_s,
         worker=worker_name(),
         tf_version=tf_version,
+        onednn=onednn_enabled(),
         steps=steps,
         compute_dtype=Precision(spec.precision).compute_dtype,
         final_loss=float(n["final_loss"]) if trains else None,
@@ -225,4 +227,5 @@ def execute(spec: RunSpec, *, on_series: Callable[[Any, Any], None] | None = Non
             wall_s=time.perf_counter() - t0,
             worker=worker_name(),
             tf_version=tf_version,
+            onednn=onednn_enabled(),
         )

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 _initialised = False
+_onednn: bool | None = None
 FRESH_EVERY = 500  # a run in a kept session still starts a fresh one after this many (memory)
 _kept_runs = 0
 # Keras imports these when installed, each inside try/except ImportError: matplotlib.pyplot for an
@@ -69,7 +70,28 @@ def init_tensorflow(num_threads: int | None = None) -> None:
     # never scanned again.
     gc.collect()  # what the imports left as garbage is freed, not frozen
     gc.freeze()
+    global _onednn
+    _onednn = _read_onednn()
     _initialised = True
+
+
+def _read_onednn() -> bool | None:
+    try:  # TF has no public call for it; this is what its own tests ask (test_util.IsMklEnabled)
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None
+
+
+def onednn_enabled() -> bool | None:
+    """Whether TensorFlow's oneDNN rewrite is on in this process: TF's default on x86, off with
+    TF_ENABLE_ONEDNN_OPTS=0; read once TF is imported, as TF reads the variable then. Its kernels
+    give other numbers than Eigen's (docs/engine.md), so every run records it. None when TF
+    cannot tell."""
+    if not _initialised:
+        init_tensorflow()
+    return _onednn
 
 
 def seed_everything(seed: int) -> None:

@@ -1,5 +1,5 @@
 """Summary: what is in the results (runs stored and planned, what did not complete, the
-checks, the axes that vary, the seeds)."""
+checks, the axes that vary, the seeds, the TensorFlow version and kernels the runs ran on)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,42 @@ def body(df: pd.DataFrame, planned: int | None) -> str:
                        else ""), f"{done} completed; did not complete: {bad}", f"checks: {html.escape(checks)}",
              "axes that vary: " + html.escape("; ".join(axes) or "none (a single configuration)"),
              f"seeds: {df['seed'].nunique()}"]
+    ran_on = _ran_on(runs[runs["status"] == "ok"])
+    if ran_on:
+        items.append(ran_on)
     return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+
+
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
+def _ran_on(done: pd.DataFrame) -> str:
+    """The TensorFlow version(s) and oneDNN setting of the completed runs (columns a frame of part files
+    of schema < 4 has null). Runs on other versions or kernels can differ beyond their seeds' effect
+    (docs/engine.md), so a mix is said, with its counts."""
+    parts, mixed = [], False
+    if "tf_version" in done.columns:
+        versions = done["tf_version"].replace("", np.nan).dropna().value_counts()
+        if len(versions) == 1:
+            parts.append(f"TensorFlow {versions.index[0]}")
+        elif len(versions) > 1:
+            mixed = True
+            parts.append("TensorFlow " + ", ".join(f"{v} ({_runs(n)})" for v, n in sorted(versions.items())))
+    if "onednn" in done.columns:
+        onednn = done["onednn"].dropna().astype(bool).value_counts()
+        if len(onednn) == 1:
+            parts.append(f"oneDNN rewrite {'on' if onednn.index[0] else 'off'}")
+        elif len(onednn) > 1:
+            mixed = True
+            parts.append(f"oneDNN rewrite on in {_runs(onednn[True])}, off in {_runs(onednn[False])}")
+    if not parts:
+        return ""
+    text = html.escape("ran on " + "; ".join(parts))
+    if mixed:
+        return (f"<strong>{text}</strong>: runs on other TensorFlow versions or kernels can differ beyond their "
+                "seeds' effect; compare like with like")
+    return text
 
 
 SECTION = Section(TITLE, lambda ctx: body(ctx.df, ctx.planned_runs))
