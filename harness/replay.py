@@ -188,7 +188,8 @@ def match_onednn(stored: bool | None) -> str | None:
         return None
     flag, before = ("1" if stored else "0"), os.environ.get("TF_ENABLE_ONEDNN_OPTS")
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = flag
-    if before is not None and before != flag:
+    as_tf_reads = {"1": "1", "true": "1", "0": "0", "false": "0"}.get((before or "").strip().lower())
+    if before is not None and as_tf_reads != flag:
         return (f"note: the run was stored with TensorFlow's oneDNN rewrite {'on' if stored else 'off'}: replaying "
                 f"with TF_ENABLE_ONEDNN_OPTS={flag} instead of this shell's {before}")
     return None
@@ -238,6 +239,8 @@ def replay(directory: Path, opts: dict[str, str]) -> int:
 
     part = find_part(directory, opts["run_id"])
     rows = read_rows(part)
+    stored_onednn = rows[0].get("onednn")
+    note = match_onednn(stored_onednn)  # before rebuild_spec: it imports the scenario's module, which may import TF
     doc = _sweep_doc(directory)
     spec = rebuild_spec(rows[0], doc, opts.get("target"))
     threads = _threads(doc, opts)
@@ -252,8 +255,6 @@ def replay(directory: Path, opts: dict[str, str]) -> int:
     if rows[0]["status"] in ("crashed", "timeout"):
         console.print(f"note: this run was stored as {rows[0]['status']}; replaying it in-process may crash or "
                       "hang this process", style="yellow", highlight=False)
-    stored_onednn = rows[0].get("onednn")
-    note = match_onednn(stored_onednn)
     if note:
         console.print(note, style="yellow", highlight=False)
     from harness.engine import execute, init_worker

@@ -1,16 +1,20 @@
 #!/usr/bin/env python
 """Does a sweep's outcome depend on TensorFlow's oneDNN rewrite? The same sweep twice, with
-TF_ENABLE_ONEDNN_OPTS=1 (TensorFlow's default on x86) and =0 (Eigen's kernels), compared run
-by run.
+TensorFlow's own choice (TF_ENABLE_ONEDNN_OPTS unset: on by default on Linux x86 CPUs with the
+newer vector instructions) and with TF_ENABLE_ONEDNN_OPTS=0 (Eigen's kernels), compared run by run.
 
     python scripts/onednn.py                          # every scenario x fp32/fp16/bf16, 1,000 rows, 150 steps
     python scripts/onednn.py 'sweep.scenario=[circles]' 'sweep.seed=range(0,20)'
     python scripts/onednn.py --docs                   # also rewrites the table in docs/engine.md
 
 Each side is ``python -m harness sweep=smoke ... ray.warm=false`` in its own embedded Ray (the
-variable reaches the actors through the environment they inherit). Per scenario and precision
-it prints: check rows; rows whose worst value differs, and the largest relative difference;
-rows whose verdict (passed) or failure count differs; runs whose final loss differs.
+variable reaches the actors through the environment they inherit); what each side's runs
+recorded (the ``onednn`` column) is checked: the comparison is refused if the first side did not
+run with oneDNN (TensorFlow does not use it here) or the second did (workers that do not inherit
+the driver's environment, e.g. of a cluster joined by ray.address). Per scenario and precision it
+prints: runs, and runs whose final loss differs; check rows, rows whose worst value differs and
+the largest relative difference (to the larger of the two magnitudes); rows whose verdict
+(passed) or failure count differs.
 """
 
 from __future__ import annotations
@@ -34,18 +38,33 @@ DOCS = ROOT / "docs" / "engine.md"
 START, END = "<!-- onednn:start -->", "<!-- onednn:end -->"
 
 
-def run_side(overrides: list[str], root: Path, flag: str) -> Any:
-    """The sweep with TF_ENABLE_ONEDNN_OPTS=flag, stored under root; its results frame."""
+def run_side(overrides: list[str], root: Path, flag: str | None) -> Any:
+    """The sweep with TF_ENABLE_ONEDNN_OPTS=flag (None: unset), stored under root; its results frame."""
     from harness import load_results
 
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if flag is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = flag
     cmd = [sys.executable, "-m", "harness", *overrides, f"store.root={root}", "ray.warm=false"]
-    done = subprocess.run(cmd, env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": flag}, cwd=ROOT, text=True,
-                          capture_output=True)
+    done = subprocess.run(cmd, env=env, cwd=ROOT, text=True, capture_output=True)
     if done.returncode not in (0, 1):  # 1: some runs errored, which is an outcome to compare too
-        sys.exit(f"onednn: the sweep with TF_ENABLE_ONEDNN_OPTS={flag} failed (exit {done.returncode}):\n"
+        sys.exit(f"onednn: the sweep with TF_ENABLE_ONEDNN_OPTS={flag or '(unset)'} failed (exit {done.returncode}):\n"
                  f"{done.stderr[-2000:]}")
-    (sweep,) = [p for p in root.iterdir() if p.is_dir()]
-    return load_results(sweep)
+    sweeps = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+    if len(sweeps) != 1:
+        sys.exit(f"onednn: the sweep with TF_ENABLE_ONEDNN_OPTS={flag or '(unset)'} stored no results under {root}")
+    return load_results(sweeps[0])
+
+
+def ran_as_labelled(frame: Any, want: bool) -> str | None:
+    """Why a side's runs did not run with oneDNN ``want`` (their recorded ``onednn``), or None."""
+    recorded = frame.drop_duplicates("run_id")["onednn"].dropna().astype(bool)
+    if recorded.empty:
+        return "its runs recorded no oneDNN setting (none completed?)"
+    if (recorded != want).any():
+        return (f"{int((recorded != want).sum())} of its {len(recorded)} runs ran with oneDNN "
+                f"{'off' if want else 'on'}")
+    return None
 
 
 def compare(on: Any, off: Any) -> Any:
@@ -62,8 +81,8 @@ def compare(on: Any, off: Any) -> Any:
         return ~((a == b) | (a.isna() & b.isna()))
 
     worst = differs("worst_value")
-    rel = ((m["worst_value_on"] - m["worst_value_off"]).abs()
-           / m["worst_value_on"].abs().where(lambda x: x > 0)).where(worst)
+    scale = np.maximum(m["worst_value_on"].abs(), m["worst_value_off"].abs())
+    rel = ((m["worst_value_on"] - m["worst_value_off"]).abs() / scale.where(scale > 0)).where(worst)
     frame = pd.DataFrame({"scenario": m["scenario_on"], "precision": m["precision_on"], "run_id": m["run_id"],
                           "worst": worst, "rel": rel, "verdict": differs("passed"),
                           "failures": differs("n_failed"), "loss": differs("final_loss")})
@@ -78,12 +97,13 @@ def compare(on: Any, off: Any) -> Any:
 
 
 def markdown(table: Any, overrides: list[str]) -> str:
+    """The comparison as a Markdown table, headed by the command and sweep that produced it."""
     cols = ["scenario", "precision", "runs", "final_loss_differs", "rows", "worst_differs", "largest_relative",
             "verdict_differs", "failures_differ"]
     head = ["scenario", "precision", "runs", "final loss differs", "check rows", "worst value differs",
             "largest relative difference", "verdict differs", "failure count differs"]
     lines = [f"Produced by `python scripts/onednn.py --docs` on {datetime.date.today().isoformat()} "
-             f"(TensorFlow's default, TF_ENABLE_ONEDNN_OPTS=1, against =0; sweep: `{' '.join(overrides)}`):", "",
+             f"(oneDNN on, as TensorFlow chose it here, against TF_ENABLE_ONEDNN_OPTS=0; sweep: `{' '.join(overrides)}`):", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
         lines.append("| " + " | ".join(str(r[c]) for c in cols) + " |")
@@ -92,17 +112,20 @@ def markdown(table: Any, overrides: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("overrides", nargs="*", help="sweep overrides (default: %s)" % " ".join(DEFAULT))
+    ap.add_argument("overrides", nargs="*", help=f"sweep overrides (default: {' '.join(DEFAULT)})")
     ap.add_argument("--docs", action="store_true", help=f"rewrite the table between {START} and {END} "
                                                         f"in {DOCS.relative_to(ROOT)}")
     a = ap.parse_args(argv)
     overrides = a.overrides or DEFAULT
     with tempfile.TemporaryDirectory(prefix="onednn-") as tmp:
         sides = {}
-        for flag in ("1", "0"):
-            print(f"sweep with TF_ENABLE_ONEDNN_OPTS={flag} ...", file=sys.stderr, flush=True)
-            sides[flag] = run_side(overrides, Path(tmp) / f"onednn{flag}", flag)
-    text = markdown(compare(sides["1"], sides["0"]), overrides)
+        for want, flag in ((True, None), (False, "0")):
+            print(f"sweep with TF_ENABLE_ONEDNN_OPTS={flag or '(unset)'} ...", file=sys.stderr, flush=True)
+            sides[want] = run_side(overrides, Path(tmp) / f"onednn-{want}", flag)
+            why = ran_as_labelled(sides[want], want)
+            if why:
+                sys.exit(f"onednn: the side meant to run with oneDNN {'on' if want else 'off'} did not: {why}")
+    text = markdown(compare(sides[True], sides[False]), overrides)
     print(text)
     if a.docs:
         doc = DOCS.read_text()

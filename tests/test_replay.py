@@ -113,7 +113,18 @@ def test_rebuilt_spec_hashes_to_the_stored_run_id_or_is_refused(stored: Path) ->
     assert rebuild_spec(row, {}, target=spec.target).run_id == row["run_id"]
 
 
-STORE_WITHOUT_ONEDNN = """
+
+KERAS_AT_THE_TOP = """
+import keras  # at the top, as a Keras scenario module has it: importing the module imports TensorFlow
+
+from harness.scenarios.loss_bound import LossBound
+
+
+class KerasAtTheTop(LossBound):
+    pass
+"""
+
+STORE_RUN = """
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -124,37 +135,45 @@ from harness.scenarios.base import definition
 from harness.store import write_part
 
 init_worker(1)
-target = "harness.scenarios.loss_bound.LossBound"
+target = "keras_at_the_top.KerasAtTheTop"
 spec = RunSpec(sweep="od", scenario="loss_bound", target=target, params={}, data_size=1000, batch_size=32, steps=150,
                epochs=None, seed=0, precision="bf16", clip_value=None, definition=definition(target, {}))
 spec = replace(spec, run_id=make_run_id(spec))
-result = execute(spec)
-write_part(Path(sys.argv[1]), spec.run_id, result_rows(spec, result, "test"))
+write_part(Path(sys.argv[1]), spec.run_id, result_rows(spec, execute(spec), "test"))
 print(spec.run_id)
 """
 
 
 def test_a_run_records_onednn_and_its_replay_follows_it(tmp_path: Path) -> None:
-    """A run stored with TensorFlow's oneDNN rewrite off (TF_ENABLE_ONEDNN_OPTS=0) records onednn=false, and
-    its replay from a shell that has the variable at 1 switches it off again, says so and matches exactly: in
-    bf16, where oneDNN's kernels give other values (docs/engine.md), it would not match otherwise."""
+    """A run stored with TensorFlow's oneDNN rewrite off (TF_ENABLE_ONEDNN_OPTS=0) records onednn=false, and its
+    replay from a shell that has the variable at 1 switches it off again, says so and matches exactly, although
+    the scenario's module imports Keras (and so TensorFlow) at its top. The same bf16 run with oneDNN on gives
+    another worst value, so the replay would not match without it."""
     import os
     import subprocess
     import sys
 
-    from harness.engine.runtime import _read_onednn
-
-    if not _read_onednn():
-        pytest.skip("TensorFlow does not use oneDNN on this machine")
-    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
-    made = subprocess.run([sys.executable, "-c", STORE_WITHOUT_ONEDNN, str(tmp_path)], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert made.returncode == 0, made.stderr
-    run_id = made.stdout.split()[-1]
-    assert load_results(tmp_path)["onednn"].tolist() == [False]
-    r = run_cli(["replay", str(tmp_path), f"run_id={run_id}", "target=harness.scenarios.loss_bound.LossBound"],
-                cwd=tmp_path, env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1"})
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "keras_at_the_top.py").write_text(KERAS_AT_THE_TOP)
+    stored = {}
+    for flag in ("0", "1"):
+        out = tmp_path / f"onednn{flag}"
+        out.mkdir()
+        env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": flag, "PYTHONPATH": str(tmp_path / "mods")}
+        made = subprocess.run([sys.executable, "-c", STORE_RUN, str(out)], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert made.returncode == 0, made.stderr
+        stored[flag] = load_results(out)
+    if not stored["1"]["onednn"].all():
+        pytest.skip("TensorFlow does not use oneDNN on this machine even with TF_ENABLE_ONEDNN_OPTS=1")
+    off = stored["0"]
+    assert off["onednn"].tolist() == [False]
+    assert off["worst_value"].iloc[0] != stored["1"]["worst_value"].iloc[0]  # the kernels matter for this run
+    r = run_cli(["replay", str(tmp_path / "onednn0"), f"run_id={off['run_id'].iloc[0]}",
+                 "target=keras_at_the_top.KerasAtTheTop"], cwd=tmp_path,
+                env={"TF_ENABLE_ONEDNN_OPTS": "1", "PYTHONPATH": str(tmp_path / "mods")})
     assert r.returncode == 0, r.stdout + r.stderr
+    text = " ".join(r.stdout.split())
     assert "stored with TensorFlow's oneDNN rewrite off: replaying with TF_ENABLE_ONEDNN_OPTS=0 instead of this " \
-           "shell's 1" in " ".join(r.stdout.split())
-    assert "match" in r.stdout
+           "shell's 1" in text
+    assert "match: all" in text

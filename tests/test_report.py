@@ -307,14 +307,17 @@ def test_report_subcommand_and_short_out_option(written: Path, tmp_path: Path):
 
 def test_summary_says_what_the_runs_ran_on_and_flags_a_mix() -> None:
     """The TensorFlow version and oneDNN setting of the completed runs; a sweep whose runs ran on other
-    versions or kernels (e.g. resumed from another shell) says so with its counts; unknown (null) is left out."""
+    versions or kernels (e.g. resumed from another shell, or over part files of schema < 4, which lack the
+    setting) says so with its counts; versions in version order; nothing known, nothing said."""
     from harness.report.sections.summary import _ran_on
 
     done = pd.DataFrame({"tf_version": ["2.21.0"] * 3, "onednn": [True, True, True]})
     assert _ran_on(done) == "ran on TensorFlow 2.21.0; oneDNN rewrite on"
     mixed = _ran_on(done.assign(onednn=[True, False, None]))
-    assert "<strong>ran on TensorFlow 2.21.0; oneDNN rewrite on in 1 run, off in 1 run</strong>" in mixed
-    assert "compare like with like" in mixed
+    assert "<strong>ran on TensorFlow 2.21.0; oneDNN rewrite on in 1 run, off in 1 run, unknown in 1 run</strong>" \
+        in mixed and "compare like with like" in mixed
+    assert "oneDNN rewrite off in 1 run, unknown in 2 runs</strong>" in _ran_on(done.assign(onednn=[None, False, None]))
     assert _ran_on(done.assign(onednn=None)) == "ran on TensorFlow 2.21.0"
-    assert "2.20.0 (1 run), 2.21.0 (2 runs)" in _ran_on(done.assign(tf_version=["2.20.0", "2.21.0", "2.21.0"]))
+    assert _ran_on(done.assign(onednn=pd.array([False] * 3, dtype="boolean"))).endswith("oneDNN rewrite off")
+    assert "TensorFlow 2.9.1 (1 run), 2.10.0 (2 runs);" in _ran_on(done.assign(tf_version=["2.10.0", "2.9.1", "2.10.0"]))
     assert _ran_on(pd.DataFrame({"status": ["ok"]})) == ""

@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from harness.checks import Check, CheckState, state_to_values
-from harness.engine.runtime import onednn_enabled
 from harness.grid import RunSpec
 from harness.records import CheckMeaning, CheckResult, RunResult, Status
 from harness.scenarios.base import declared_checks, instantiate
@@ -43,6 +42,12 @@ def worker_name() -> str:
     from harness.engine.runtime import device_name
 
     return f"{socket.gethostname()}:{os.getpid()}:{device_name()}"
+
+
+def _onednn() -> bool | None:
+    from harness.engine.runtime import onednn_enabled
+
+    return onednn_enabled()
 
 
 def _float(x: Any) -> float | None:
@@ -155,7 +160,7 @@ def _result(spec: RunSpec, scenario: Any, checks: Sequence[Check], declared: tup
         train_s=out.train_s,
         worker=worker_name(),
         tf_version=tf_version,
-        onednn=onednn_enabled(),
+        onednn=_onednn(),
         steps=steps,
         compute_dtype=Precision(spec.precision).compute_dtype,
         final_loss=float(n["final_loss"]) if trains else None,
@@ -227,5 +232,5 @@ def execute(spec: RunSpec, *, on_series: Callable[[Any, Any], None] | None = Non
             wall_s=time.perf_counter() - t0,
             worker=worker_name(),
             tf_version=tf_version,
-            onednn=onednn_enabled(),
+            onednn=_onednn(),
         )

@@ -40,7 +40,7 @@ def init_tensorflow(num_threads: int | None = None) -> None:
 
     Thread pools can only be set before TF's runtime starts, so this runs before any op.
     """
-    global _initialised
+    global _initialised, _onednn
     if _initialised:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -70,7 +70,6 @@ def init_tensorflow(num_threads: int | None = None) -> None:
     # never scanned again.
     gc.collect()  # what the imports left as garbage is freed, not frozen
     gc.freeze()
-    global _onednn
     _onednn = _read_onednn()
     _initialised = True
 
@@ -85,13 +84,11 @@ def _read_onednn() -> bool | None:
 
 
 def onednn_enabled() -> bool | None:
-    """Whether TensorFlow's oneDNN rewrite is on in this process: TF's default on x86, off with
-    TF_ENABLE_ONEDNN_OPTS=0; read once TF is imported, as TF reads the variable then. Its kernels
-    give other numbers than Eigen's (docs/engine.md), so every run records it. None when TF
-    cannot tell."""
-    if not _initialised:
-        init_tensorflow()
-    return _onednn
+    """Whether TensorFlow's oneDNN rewrite is on in this process. TensorFlow decides it once, when
+    it is imported: on by default on Linux x86 CPUs with the newer vector instructions (AVX512_VNNI,
+    AVX512_BF16, AVX_VNNI or AMX), off with TF_ENABLE_ONEDNN_OPTS=0. Its kernels give other numbers
+    than Eigen's (docs/engine.md), so every run records it. None when TensorFlow cannot tell."""
+    return _onednn if _initialised else _read_onednn()
 
 
 def seed_everything(seed: int) -> None:

@@ -23,7 +23,8 @@ def _sorted(values: np.ndarray) -> list:
 
 
 def body(df: pd.DataFrame, planned: int | None) -> str:
-    """A list: runs stored (of planned), completed and not, checks, varying axes, seeds."""
+    """A list: runs stored (of planned), completed and not, checks, varying axes, seeds, and what the
+    completed runs ran on (TensorFlow version, oneDNN)."""
     runs = df.drop_duplicates("run_id")
     status = runs["status"].value_counts()
     done = int(status.get("ok", 0))
@@ -55,10 +56,14 @@ def _runs(n: int) -> str:
     return f"{n} run" if n == 1 else f"{n} runs"
 
 
+def _version_key(v: str) -> tuple:
+    return tuple((0, int(x), "") if x.isdigit() else (1, 0, x) for x in v.replace("-", ".").split("."))
+
+
 def _ran_on(done: pd.DataFrame) -> str:
-    """The TensorFlow version(s) and oneDNN setting of the completed runs (columns a frame of part files
-    of schema < 4 has null). Runs on other versions or kernels can differ beyond their seeds' effect
-    (docs/engine.md), so a mix is said, with its counts."""
+    """The TensorFlow version(s) and oneDNN setting of the completed runs (null in part files of
+    schema < 4: counted as unknown when other runs know it). Runs on other versions or kernels can
+    differ beyond their seeds' effect (docs/engine.md), so a mix is said, with its counts."""
     parts, mixed = [], False
     if "tf_version" in done.columns:
         versions = done["tf_version"].replace("", np.nan).dropna().value_counts()
@@ -66,14 +71,20 @@ def _ran_on(done: pd.DataFrame) -> str:
             parts.append(f"TensorFlow {versions.index[0]}")
         elif len(versions) > 1:
             mixed = True
-            parts.append("TensorFlow " + ", ".join(f"{v} ({_runs(n)})" for v, n in sorted(versions.items())))
+            parts.append("TensorFlow " + ", ".join(f"{v} ({_runs(versions[v])})"
+                                                   for v in sorted(versions.index, key=_version_key)))
     if "onednn" in done.columns:
-        onednn = done["onednn"].dropna().astype(bool).value_counts()
-        if len(onednn) == 1:
-            parts.append(f"oneDNN rewrite {'on' if onednn.index[0] else 'off'}")
-        elif len(onednn) > 1:
+        known = done["onednn"].dropna().astype(bool)
+        counts = {k: int((known == k).sum()) for k in (True, False)}
+        unknown = len(done) - len(known)
+        if known.empty:
+            pass
+        elif not unknown and not all(counts.values()):
+            parts.append(f"oneDNN rewrite {'on' if counts[True] else 'off'}")
+        else:
             mixed = True
-            parts.append(f"oneDNN rewrite on in {_runs(onednn[True])}, off in {_runs(onednn[False])}")
+            said = [f"{w} in {_runs(counts[k])}" for k, w in ((True, "on"), (False, "off")) if counts[k]]
+            parts.append("oneDNN rewrite " + ", ".join(said + ([f"unknown in {_runs(unknown)}"] if unknown else [])))
     if not parts:
         return ""
     text = html.escape("ran on " + "; ".join(parts))
