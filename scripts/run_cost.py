@@ -4,6 +4,7 @@
     python scripts/run_cost.py normalization            # 100 rows, fp32, 50 runs
     python scripts/run_cost.py loss_bound circles -n 30  # 10 steps each
     python scripts/run_cost.py normalization --rows 1000 --precision fp16
+    python scripts/run_cost.py normalization loss_bound circles --docs   # also rewrites docs/engine.md's table
 
 Each run is ``harness.engine.execute(spec, timings=...)`` with its own seed (seeds 0..N-1,
 as a sweep's seed axis gives them), on a worker initialised as a Ray actor's is
@@ -16,7 +17,9 @@ the medians.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+import re
 import statistics
 import sys
 import time
@@ -82,6 +85,23 @@ def table(case: str, samples: list[dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+DOCS = ROOT / "docs" / "engine.md"
+START, END = "<!-- run_cost:start -->", "<!-- run_cost:end -->"
+
+
+def write_docs(tables: list[str], argv: list[str]) -> None:
+    """The tables, headed by the command that produced them, between START and END of DOCS."""
+    args = " ".join(a for a in argv if a != "--docs")
+    text = (f"Produced by `python scripts/run_cost.py {args} --docs` on {datetime.date.today().isoformat()} "
+            f"({os.cpu_count()} CPUs; milliseconds per phase, see `harness.engine.run.PHASES`):\n\n```text\n"
+            + "\n".join(tables) + "\n```")
+    doc = DOCS.read_text()
+    if START not in doc or END not in doc:
+        raise SystemExit(f"run_cost: {DOCS} has no {START} ... {END} block")
+    DOCS.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{text}\n{END}", doc,
+                           flags=re.S))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("cases", nargs="+", choices=sorted(CASES))
@@ -90,14 +110,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="steps of a training case (default 10)")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     ap.add_argument("--threads", type=int, default=1, help="TF threads, as one actor per CPU has (default 1)")
+    ap.add_argument("--docs", action="store_true", help=f"also rewrite the table in {DOCS.relative_to(ROOT)}")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(argv)
 
     from harness.engine import init_worker
 
     init_worker(args.threads)
+    tables = []
     for case in args.cases:
         spec = spec_for(case, rows=args.rows, steps=args.steps, precision=args.precision)
-        print(table(case, measure(spec, args.runs)), flush=True)
+        tables.append(table(case, measure(spec, args.runs)))
+        print(tables[-1], flush=True)
+    if args.docs:
+        write_docs(tables, argv)
     return 0
 
 
