@@ -45,7 +45,8 @@ class SweepProgress:
                        "[yellow]{task.fields[errors]} errors[/]"),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False,
         )
-        self._task = self._progress.add_task("runs", total=total, passed=0, failed=0, errors=0)
+        # "starting" while Ray and the actors come up (a cold start takes seconds): a bar at 0 that says why
+        self._task = self._progress.add_task("starting", total=total, passed=0, failed=0, errors=0)
 
     def __enter__(self) -> SweepProgress:
         if self._live:
@@ -60,6 +61,7 @@ class SweepProgress:
         """Ray and the actors are up: the ETA extrapolates the run rate from here, so that Ray's start
         and TensorFlow's import, paid once, are not counted as if every run paid them."""
         self._t_runs = time.monotonic()
+        self._progress.update(self._task, description="runs")
 
     def grow(self, n: int) -> None:
         """``n`` more runs to do (adaptive seeds add rounds while the sweep runs)."""
@@ -74,7 +76,7 @@ class SweepProgress:
         self.done += 1
         errors = sum(v for k, v in self.counts.items() if k not in ("passed", "failed"))
         self._progress.update(self._task, advance=1, passed=self.counts["passed"], failed=self.counts["failed"],
-                              errors=errors)
+                              errors=errors, description="runs")
         if result.status is not Status.OK:
             self.console.print(f"[yellow]{result.status.value}[/] run {spec.run_id} "
                                f"({spec.scenario} n={spec.data_size} {spec.precision} seed={spec.seed}): "

@@ -35,6 +35,9 @@ def test_smoke_sweep_then_resume_skips_everything(tmp_path: Path) -> None:
     assert (out / "_sweep.yaml").exists()
     assert "Run-level failure rate" in first.stdout and "embedded local Ray" in first.stdout
     assert "fails from step" in first.stdout and "python -m harness report" in first.stdout
+    # the README's second finding: "loss < 1.0 after every step" fails at step 0 in every run, and the summary says so
+    assert lb["first_failure_step"].eq(0).all() and (~lb["passed"].astype(bool)).all()
+    assert "loss_bound/loss_below fails at step 0 in every run" in " ".join(first.stdout.split())
     again = run_cli(["sweep=smoke", f"store.root={tmp_path}"], cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "24 already stored, 0 to run" in again.stdout and "embedded local Ray" not in again.stdout

@@ -49,3 +49,15 @@ def test_without_a_start_signal_the_eta_counts_from_the_beginning(monkeypatch: p
         clock.now += 10
         p.finished(make_spec(), _ok())
     assert out.getvalue().splitlines()[0] == "runs 1/2  passed 1  failed 0  errors 0  elapsed 10s  eta 10s"
+
+
+def test_the_bar_says_starting_until_ray_and_the_actors_are_up() -> None:
+    """A cold start takes seconds before the first run: the bar at 0 says why, then counts runs."""
+    out = io.StringIO()
+    with SweepProgress(Console(file=out, force_terminal=True, width=200), total=2, skipped=0) as p:
+        assert p._progress.tasks[0].description == "starting"
+        p._progress.refresh()
+        p.started()
+        assert p._progress.tasks[0].description == "runs"
+        p.finished(make_spec(), _ok())
+    assert "starting" in out.getvalue() and "runs" in out.getvalue()
