@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -38,20 +39,34 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _rate_table(sizes: list, rows: list[tuple[str, ...]], *, compact: bool) -> Table:
+    """The failure-rate table; ``compact``: no borders, shared padding and short headers (the title
+    says the size columns are rows), which fits 80 columns for the built-in checks' names."""
+    title = "Run-level failure rate: failed/completed runs (seeds pooled)"
+    if compact:
+        t = Table(title=title + ",\nby rows of data", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False,
+                  show_edge=False)
+    else:
+        t = Table(title=title, show_lines=False)
+    t.add_column("check", no_wrap=True)
+    t.add_column("precision", no_wrap=True)
+    for s in sizes:
+        t.add_column(label(s) if compact else f"{label(s)} rows", justify="right", no_wrap=True)
+    t.add_column("from step" if compact else "fails from step", justify="right", no_wrap=True)
+    t.add_column("NaN/Inf" if compact else "NaN/Inf runs", justify="right", no_wrap=True)
+    for row in rows:
+        t.add_row(*row)
+    return t
+
+
 def print_summary(console: Console, df: pd.DataFrame, path: str, elapsed_s: float, new_runs: int,
                   skipped: int) -> None:
     frame = summary_frame(df)
     if len(frame):
         sizes = sorted(frame["data_size"].dropna().unique())
-        t = Table(title="Run-level failure rate: failed/completed runs (seeds pooled)", show_lines=False)
-        t.add_column("check", no_wrap=True)
-        t.add_column("precision")
-        for s in sizes:
-            t.add_column(f"{label(s)} rows", justify="right")
-        t.add_column("fails from step", justify="right")
-        t.add_column("NaN/Inf runs", justify="right")
-        for (name, precision), rows in frame.groupby(["name", "precision"], sort=True):
-            by = rows.set_index("data_size")
+        table_rows = []
+        for (name, precision), part in frame.groupby(["name", "precision"], sort=True):
+            by = part.set_index("data_size")
             cells = []
             for s in sizes:
                 if s not in by.index:
@@ -60,10 +75,13 @@ def print_summary(console: Console, df: pd.DataFrame, path: str, elapsed_s: floa
                 r = by.loc[s]
                 style = "red" if r["failed"] == r["runs"] else "yellow" if r["failed"] else "green"
                 cells.append(f"[{style}]{r['rate']:.0%} {int(r['failed'])}/{int(r['runs'])}[/]")
-            first = rows["first_step"].dropna()
+            first = part["first_step"].dropna()
             cells.append(label(float(round(first.median()))) if len(first) else "–")
-            cells.append(str(int(rows["nonfinite"].sum())))
-            t.add_row(escape(str(name)), str(precision), *cells)
+            cells.append(str(int(part["nonfinite"].sum())))
+            table_rows.append((escape(str(name)), str(precision), *cells))
+        t = _rate_table(sizes, table_rows, compact=False)
+        if console.measure(t, options=console.options.update(max_width=10_000)).maximum > console.width:  # e.g. 80 columns
+            t = _rate_table(sizes, table_rows, compact=True)
         console.print(t)
         by_scenario = df.groupby("scenario") if "scenario" in df.columns else [("", df)]
         pooled = sorted({a for _, part in by_scenario for a in POOLED

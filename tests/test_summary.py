@@ -1,0 +1,35 @@
+"""The closing summary table of a sweep on the terminal."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+
+from harness.analysis.synthetic import synthetic_results
+from harness.summary import print_summary
+
+
+def _printed(width: int) -> list[str]:
+    df = synthetic_results(checks={"normalization/mean_near_zero": ("below", 1.0)}, data_sizes=(1000, 100000),
+                           precisions=("fp16", "fp32"), seeds=range(4), eval_rate=0.01)
+    out = io.StringIO()
+    print_summary(Console(file=out, width=width, force_terminal=False), df, "results/x", 1.0, 16, 0)
+    return out.getvalue().splitlines()
+
+
+@pytest.mark.parametrize("width", [80, 140])
+def test_the_failure_rate_table_fits_the_terminal_without_cutting_a_header_or_cell(width: int) -> None:
+    """At 80 columns (a default terminal) the table drops its borders and shortens its headers instead
+    of cutting them ("precis…"); wider, it keeps the full ones. Every line fits, nothing is elided."""
+    lines = _printed(width)
+    table = lines[:lines.index(next(x for x in lines if x.startswith("16 runs stored")))]
+    assert all(len(x) <= width for x in table), table
+    assert not any("…" in x for x in table), table
+    text = "\n".join(table)
+    assert "precision" in text and "100,000" in text and "normalization/mean_near_zero" in text
+    if width == 80:
+        assert "from step" in text and "NaN/Inf" in text and "┃" not in text
+    else:
+        assert "100,000 rows" in text and "fails from step" in text and "NaN/Inf runs" in text
