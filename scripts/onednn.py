@@ -102,7 +102,8 @@ def markdown(table: Any, overrides: list[str]) -> str:
             "verdict_differs", "failures_differ"]
     head = ["scenario", "precision", "runs", "final loss differs", "check rows", "worst value differs",
             "largest relative difference", "verdict differs", "failure count differs"]
-    lines = [f"Produced by `python scripts/onednn.py --docs` on {datetime.date.today().isoformat()} "
+    given = "" if overrides == DEFAULT else " " + " ".join(f"'{o}'" for o in overrides)
+    lines = [f"Produced by `python scripts/onednn.py{given} --docs` on {datetime.date.today().isoformat()} "
              f"(oneDNN on, as TensorFlow chose it here, against TF_ENABLE_ONEDNN_OPTS=0; sweep: `{' '.join(overrides)}`):", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
