@@ -312,24 +312,41 @@ def _ray(raw: Any) -> RayConfig:
 
 def malloc_library(value: Any) -> str | None:
     """The shared library ray.malloc names, to be preloaded into an embedded Ray's processes, or None
-    for the system's allocator. ``jemalloc`` is looked up among the machine's libraries (Debian and
-    Ubuntu: ``apt install libjemalloc2``); a path (e.g. of libtcmalloc) must exist."""
+    for the system's allocator. ``jemalloc`` is the copy Ray's own wheel ships (ray/core/libjemalloc.so,
+    which Ray preloads into some of its processes itself), so it needs nothing beyond the install;
+    else the machine's (Debian and Ubuntu: ``apt install libjemalloc2``). A path (e.g. of libtcmalloc)
+    must exist."""
     import ctypes.util
     import os
 
     if value == "system":
         return None
     if value == "jemalloc":
-        found = ctypes.util.find_library("jemalloc")
+        found = _ray_jemalloc() or ctypes.util.find_library("jemalloc")
         if found is None:
-            raise ConfigError("ray.malloc", "jemalloc: no libjemalloc on this machine (Debian/Ubuntu: apt install "
-                                            "libjemalloc2), or set ray.malloc=system")
+            raise ConfigError("ray.malloc", "jemalloc: neither Ray's wheel nor this machine has libjemalloc "
+                                            "(Debian/Ubuntu: apt install libjemalloc2), or set ray.malloc=system")
         return found
     if isinstance(value, str) and "/" in value:
         if not os.path.isfile(value):
             raise ConfigError("ray.malloc", f"{value}: no such file")
         return value
     raise ConfigError("ray.malloc", f"{value!r} is not system, jemalloc or the path of a malloc library")
+
+
+def _ray_jemalloc() -> str | None:
+    """The libjemalloc.so in Ray's package, found without importing Ray (a second of the driver's start)."""
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("ray")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for root in spec.submodule_search_locations:
+        path = os.path.join(root, "core", "libjemalloc.so")
+        if os.path.isfile(path):
+            return path
+    return None
 
 
 def _adaptive(raw: Any) -> AdaptiveConfig:

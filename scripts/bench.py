@@ -262,9 +262,9 @@ def fig_detectors(processes: int, repeats: int, steps: int) -> Figure:
 def fig_seed_loop(processes: int, repeats: int, steps: int) -> Figure:
     """The default configuration; besides, in processes interleaved with it: TensorFlow's oneDNN
     rewrite off (TF_ENABLE_ONEDNN_OPTS=0, both sides), which runs the step's three tiny matmuls on
-    Eigen's kernels instead (other numbers in bf16, see docs/engine.md); and where libjemalloc is
-    installed, ray.malloc=jemalloc, both sides in processes started with it preloaded, as an
-    embedded Ray's actors are."""
+    Eigen's kernels instead (other numbers in bf16, see docs/engine.md); and ray.malloc=jemalloc (the
+    copy Ray's wheel ships), both sides in processes started with it preloaded, as an embedded Ray's
+    actors are."""
     from harness.config import ConfigError, malloc_library
 
     variants = {"default": {}, "TF_ENABLE_ONEDNN_OPTS=0": {"TF_ENABLE_ONEDNN_OPTS": "0"}}
@@ -279,7 +279,7 @@ def fig_seed_loop(processes: int, repeats: int, steps: int) -> Figure:
         detail += (f"; with {name} (both sides, processes interleaved with the above): {q.ratio:.0f}x, seed loop "
                    f"{q.a * 1e3:.2f} ms/step, harness {q.b * 1e6:.0f} us/step; {q.spread()}")
     if "ray.malloc=jemalloc" not in pairs:
-        detail += "; ray.malloc=jemalloc not measured (no libjemalloc here)"
+        detail += "; ray.malloc=jemalloc not measured (no libjemalloc in Ray's wheel or on this machine)"
     return Figure("1", "per-step speed vs the seed's loop (1e5 rows)", p.ratio, "x faster", ">= 200x", p.ratio >= 200,
                   detail)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes.util
+import os
 import subprocess
 import sys
 import textwrap
@@ -128,7 +129,36 @@ MALLOC_PROBE = textwrap.dedent("""
 """)
 
 
-@pytest.mark.skipif(ctypes.util.find_library("jemalloc") is None, reason="no libjemalloc on this machine")
+def _jemalloc() -> str | None:
+    from harness.config import ConfigError, malloc_library
+
+    try:
+        return malloc_library("jemalloc")
+    except ConfigError:
+        return None
+
+
+JEMALLOC_PROBE = """
+import ctypes, os
+libc_malloc = ctypes.cast(ctypes.CDLL(None).malloc, ctypes.c_void_p).value
+spans = [line.split()[0].split("-") for line in open(f"/proc/{os.getpid()}/maps") if "jemalloc" in line]
+print(any(int(lo, 16) <= libc_malloc < int(hi, 16) for lo, hi in spans))
+"""
+
+
+def test_ray_malloc_jemalloc_is_the_copy_rays_wheel_ships() -> None:
+    """Nothing to install beyond the project: ray.malloc=jemalloc is the libjemalloc in Ray's wheel, and a
+    process started with it preloaded gets its malloc from it (not glibc's)."""
+    from harness.config import _ray_jemalloc
+
+    path = _jemalloc()
+    assert path is not None and path == _ray_jemalloc() and Path(path).parent.name == "core"
+    r = subprocess.run([sys.executable, "-c", JEMALLOC_PROBE], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "LD_PRELOAD": path})
+    assert r.returncode == 0 and r.stdout.split() == ["True"], r.stdout + r.stderr
+
+
+@pytest.mark.skipif(_jemalloc() is None, reason="no libjemalloc in Ray's wheel or on this machine")
 def test_ray_malloc_jemalloc_reaches_the_workers_and_gives_the_same_results(tmp_path: Path) -> None:
     """ray.malloc=jemalloc preloads it into an embedded Ray's processes (a worker maps it) and leaves the
     driver's environment as it was; a sweep's results are the same as with the system's allocator."""
