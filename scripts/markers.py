@@ -1,6 +1,7 @@
 """The generated blocks of README.md and docs/*.md: the text between ``<!-- NAME:start -->`` and
 ``<!-- NAME:end -->``, written by the script named inside each block. One reader and one writer for
-every script that keeps such a block (bench, detector_table, seed_table, adaptive_figures, readme_sample)."""
+every script that keeps such a block (bench, detector_table, seed_table, adaptive_figures, readme_sample,
+onednn, run_cost)."""
 
 from __future__ import annotations
 

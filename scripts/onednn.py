@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -31,11 +30,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from markers import write_block  # noqa: E402
 
 DEFAULT = ["sweep=smoke", "sweep.scenario=[loss_bound,normalization,activation_bounds,train_inference,circles]",
            "sweep.precision=[fp32,fp16,bf16]", "sweep.data_size=[1000]", "sweep.steps=[150]"]
 DOCS = ROOT / "docs" / "engine.md"
-START, END = "<!-- onednn:start -->", "<!-- onednn:end -->"
 
 
 def run_side(overrides: list[str], root: Path, flag: str | None) -> Any:
@@ -114,8 +113,8 @@ def markdown(table: Any, overrides: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("overrides", nargs="*", help=f"sweep overrides (default: {' '.join(DEFAULT)})")
-    ap.add_argument("--docs", action="store_true", help=f"rewrite the table between {START} and {END} "
-                                                        f"in {DOCS.relative_to(ROOT)}")
+    ap.add_argument("--docs", action="store_true", help=f"rewrite the table between the onednn markers "
+                                                        f"of {DOCS.relative_to(ROOT)}")
     a = ap.parse_args(argv)
     overrides = a.overrides or DEFAULT
     with tempfile.TemporaryDirectory(prefix="onednn-") as tmp:
@@ -129,11 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(compare(sides[True], sides[False]), overrides)
     print(text)
     if a.docs:
-        doc = DOCS.read_text()
-        if START not in doc or END not in doc:
-            sys.exit(f"onednn: {DOCS} has no {START} ... {END} block")
-        DOCS.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{text}\n{END}", doc,
-                               flags=re.S))
+        write_block(DOCS, "onednn", text)
     return 0
 
 

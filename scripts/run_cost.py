@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import re
 import statistics
 import sys
 import time
@@ -29,6 +28,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from markers import write_block  # noqa: E402
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # name -> (target, data_size, batch_size, steps): (a), (b), (c) of issue 15 item 4
@@ -86,20 +86,14 @@ def table(case: str, samples: list[dict[str, float]]) -> str:
 
 
 DOCS = ROOT / "docs" / "engine.md"
-START, END = "<!-- run_cost:start -->", "<!-- run_cost:end -->"
 
 
 def write_docs(tables: list[str], argv: list[str]) -> None:
-    """The tables, headed by the command that produced them, between START and END of DOCS."""
+    """The tables, headed by the command that produced them, as the run_cost block of DOCS."""
     args = " ".join(a for a in argv if a != "--docs")
-    text = (f"Produced by `python scripts/run_cost.py {args} --docs` on {datetime.date.today().isoformat()} "
-            f"({os.cpu_count()} CPUs; milliseconds per phase, see `harness.engine.run.PHASES`):\n\n```text\n"
-            + "\n".join(tables) + "\n```")
-    doc = DOCS.read_text()
-    if START not in doc or END not in doc:
-        raise SystemExit(f"run_cost: {DOCS} has no {START} ... {END} block")
-    DOCS.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{text}\n{END}", doc,
-                           flags=re.S))
+    write_block(DOCS, "run_cost", f"Produced by `python scripts/run_cost.py {args} --docs` on "
+                f"{datetime.date.today().isoformat()} ({os.cpu_count()} CPUs; milliseconds per phase, see "
+                "`harness.engine.run.PHASES`):\n\n```text\n" + "\n".join(tables) + "\n```")
 
 
 def main(argv: list[str] | None = None) -> int:
