@@ -77,11 +77,9 @@ def _ran_on(done: pd.DataFrame) -> str:
         known = done["onednn"].dropna().astype(bool)
         counts = {k: int((known == k).sum()) for k in (True, False)}
         unknown = len(done) - len(known)
-        if known.empty:
-            pass
-        elif not unknown and not all(counts.values()):
+        if not known.empty and not unknown and not all(counts.values()):
             parts.append(f"oneDNN rewrite {'on' if counts[True] else 'off'}")
-        else:
+        elif not known.empty:
             mixed = True
             said = [f"{w} in {_runs(counts[k])}" for k, w in ((True, "on"), (False, "off")) if counts[k]]
             parts.append("oneDNN rewrite " + ", ".join(said + ([f"unknown in {_runs(unknown)}"] if unknown else [])))
