@@ -70,6 +70,7 @@ class Pair:
     lo: float  # smallest and largest per-process ratio
     hi: float
     processes: int
+    more: tuple[float, ...] = ()  # that process's medians of any further sides the pair times
 
     @property
     def ratio(self) -> float:
@@ -89,7 +90,7 @@ def measure_pairs(name: str, processes: int, repeats: int, steps: int, envs: lis
     """One Pair per environment in ``envs`` (each added to this one's), their processes interleaved
     (a process of each in turn, ``processes`` rounds) so that a change of the machine's speed during
     the measurement falls on all of them alike."""
-    medians: list[list[tuple[float, float]]] = [[] for _ in envs]
+    medians: list[list[tuple[float, ...]]] = [[] for _ in envs]
     for _ in range(processes):
         for i, env in enumerate(envs):
             out = subprocess.run([sys.executable, __file__, "--pair", name, "--repeats", str(repeats),
@@ -99,8 +100,8 @@ def measure_pairs(name: str, processes: int, repeats: int, steps: int, envs: lis
     pairs = []
     for m in medians:
         m.sort(key=lambda ab: ab[0] / ab[1])
-        (a, b), (lo_a, lo_b), (hi_a, hi_b) = m[(len(m) - 1) // 2], m[0], m[-1]
-        pairs.append(Pair(a, b, lo_a / lo_b, hi_a / hi_b, processes))
+        (a, b, *more), lo, hi = m[(len(m) - 1) // 2], m[0], m[-1]
+        pairs.append(Pair(a, b, lo[0] / lo[1], hi[0] / hi[1], processes, tuple(more)))
     return pairs
 
 
@@ -119,8 +120,17 @@ def _spec(**kw: Any) -> Any:
     return replace(s, run_id=make_run_id(s))
 
 
-def _compiled(data_size: int, steps: int, with_checks: bool = True) -> Callable[[], float]:
-    """Seconds per step of the harness's compiled loop (traced once, timed per call)."""
+def _hot(loop: Any, data: Any, steps: int) -> None:
+    """Bring ``loop`` to the steady state of a structure that many runs of a worker reuse: hot, so
+    that a run of ``steps`` steps runs its unrolled variant (harness.engine.loop.CompiledLoop),
+    traced and warmed here."""
+    loop.unroll_after = 0.0
+    loop.run(data, steps=steps, seed=0)
+
+
+def _compiled(data_size: int, steps: int, with_checks: bool = True, unroll: int | None = None) -> Callable[[], float]:
+    """Seconds per step of the harness's compiled loop at steady state (traced once, hot, timed per call);
+    ``unroll=1``: the loop of single steps, which a loop is until it is hot."""
     import tensorflow as tf
 
     from harness.engine.context import RunContext
@@ -141,8 +151,8 @@ def _compiled(data_size: int, steps: int, with_checks: bool = True) -> Callable[
                 out["loss"] = out["loss"] + 0.0 * tf.stop_gradient(out.pop("post_loss"))
                 return out
         checks, sc = [], NoChecks()
-    loop = compile_loop(sc, data, checks, batch_size=32)
-    loop.run(data, steps=5, seed=0)  # warm
+    loop = compile_loop(sc, data, checks, batch_size=32, unroll=unroll)
+    _hot(loop, data, steps)
 
     def run() -> float:
         return loop.run(data, steps=steps, seed=0).train_s / steps
@@ -225,7 +235,7 @@ def _keras_step(steps: int, mode: str) -> Callable[[], float]:
     data = scenario.build(RunContext(spec))
     chosen = [c for c in scenario.checks() if c.when == "step"] if mode != "none" else [checks.finite("f", "loss")]
     loop = compile_loop(scenario, data, chosen, batch_size=128)
-    loop.run(data, steps=5, seed=0)  # warm
+    _hot(loop, data, steps)
 
     def run() -> float:
         return loop.run(data, steps=steps, seed=0).train_s / steps
@@ -235,7 +245,7 @@ def _keras_step(steps: int, mode: str) -> Callable[[], float]:
 PAIRS: dict[str, Callable[[int], list[Callable[[], float]]]] = {
     "detectors": lambda steps: [_keras_step(steps, "one_pass"), _keras_step(steps, "two_pass"),
                                 _keras_step(steps, "none")],
-    "seed": lambda steps: [_seed_loop(100_000, 100), _compiled(100_000, steps)],
+    "seed": lambda steps: [_seed_loop(100_000, 100), _compiled(100_000, steps), _compiled(100_000, steps, unroll=1)],
     "checks": lambda steps: [_compiled(100_000, steps, True), _compiled(100_000, steps, False)],
     "flat": lambda steps: [_compiled(10_000_000, steps), _compiled(1_000, steps)],
 }
@@ -260,7 +270,8 @@ def fig_detectors(processes: int, repeats: int, steps: int) -> Figure:
 
 
 def fig_seed_loop(processes: int, repeats: int, steps: int) -> Figure:
-    """The default configuration; besides, in processes interleaved with it: TensorFlow's oneDNN
+    """The default configuration, the harness's loop hot (a structure many runs reuse; the loop of
+    single steps it starts as is timed beside it in the same processes); besides, in processes interleaved with it: TensorFlow's oneDNN
     rewrite off (TF_ENABLE_ONEDNN_OPTS=0, both sides), which runs the step's three tiny matmuls on
     Eigen's kernels instead (other numbers in bf16, see docs/engine.md); and ray.malloc=jemalloc (the
     copy Ray's wheel ships), both sides in processes started with it preloaded, as an embedded Ray's
@@ -274,7 +285,9 @@ def fig_seed_loop(processes: int, repeats: int, steps: int) -> Figure:
         pass
     pairs = dict(zip(variants, measure_pairs("seed", processes, repeats, steps, list(variants.values()))))
     p = pairs.pop("default")
-    detail = f"seed loop {p.a * 1e3:.2f} ms/step, harness {p.b * 1e6:.0f} us/step; {p.spread()}"
+    detail = (f"seed loop {p.a * 1e3:.2f} ms/step, harness {p.b * 1e6:.0f} us/step (a hot loop, unrolled; "
+              f"the loop of single steps in the same processes {p.more[0] * 1e6:.0f} us/step, "
+              f"{p.a / p.more[0]:.0f}x); {p.spread()}")
     for name, q in pairs.items():
         detail += (f"; with {name} (both sides, processes interleaved with the above): {q.ratio:.0f}x, seed loop "
                    f"{q.a * 1e3:.2f} ms/step, harness {q.b * 1e6:.0f} us/step; {q.spread()}")

@@ -407,3 +407,53 @@ def test_a_worker_starts_without_the_modules_keras_would_pull_in_and_they_stay_i
     seen = ast.literal_eval(seen)  # generations collected during init_worker: the explicit full collection
     assert seen.count(2) == 1 and seen[-1] == 2 and len(seen) <= 3, seen  # (with the GC on: dozens, several full)
     assert (enabled, frozen) == ("True", "True")
+
+
+# ---------------------------------------------------------------- the unrolled loop of hot structures
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
+@pytest.mark.parametrize("name", ["loss_bound", "train_inference", "circles"])
+def test_the_unrolled_loop_gives_the_single_step_loops_results_bit_for_bit(tf_worker: None, name: str, precision: str,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hot loop's unrolled variant (here: hot from the start, 3 steps per iteration, 20 steps so
+    that 2 run in the remainder loop) gives the results of the loop of single steps, bit for bit,
+    in the run that traced the structure and in a run that reuses it."""
+    from harness.engine import loop, reuse
+
+    spec = replace(_builtin_spec(name, 1, BUILTIN_REUSE[name][3][0]), precision=precision)
+    spec = replace(spec, run_id=f"{spec.run_id}-{precision}")
+    results = {}
+    for unroll in (1, 3):
+        monkeypatch.setattr(loop, "UNROLL", unroll)
+        monkeypatch.setattr(loop, "UNROLL_AFTER", 0.0)
+        reuse.clear()
+        results[unroll] = [execute(spec), execute(replace(spec, seed=2))]  # traced for the run, then reused
+        if unroll > 1:
+            (entry,) = reuse._cache.values()
+            assert sorted(entry.loop.variants) == [1, 3]  # the unrolled loop did run
+    for plain, unrolled in zip(results[1], results[3]):
+        assert plain.status is unrolled.status is Status.OK, (plain.error, unrolled.error)
+        assert _bits(plain) == _bits(unrolled)
+
+
+def test_a_loop_is_unrolled_once_it_has_run_long_enough_and_only_for_runs_that_fill_an_iteration(
+        tf_worker: None) -> None:
+    import tensorflow as tf
+
+    from harness.engine.context import RunContext
+    from harness.engine.loop import compile_loop
+    from harness.engine.runtime import seed_everything
+    from harness.scenarios.base import declared_checks, instantiate
+
+    spec = _builtin_spec("loss_bound", 1, 200)
+    scenario = instantiate(spec.target, spec.params)
+    seed_everything(spec.seed)
+    data = tuple(tf.convert_to_tensor(t) for t in scenario.build(RunContext(spec)))
+    loop = compile_loop(scenario, data, declared_checks(scenario), batch_size=32, unroll=4, unroll_after=1e9)
+    assert loop.trace_s > 0 and loop.ran_s == 0
+    loop.run(data, steps=50, seed=0)
+    assert sorted(loop.variants) == [1] and loop.ran_s > 0  # not hot yet
+    loop.unroll_after = loop.ran_s / loop.trace_s  # hot from now on
+    assert loop.prepare(3) is loop.fn and sorted(loop.variants) == [1]  # 3 steps do not fill an iteration
+    assert loop.prepare(4) is loop.variants[4] is not loop.fn
+    with pytest.raises(ValueError, match="unroll must be >= 1, got 0"):
+        compile_loop(scenario, data, [], batch_size=32, unroll=0)

@@ -83,25 +83,57 @@ def _summarize_numerics(rows: Any) -> dict[str, Any]:
     }
 
 
+UNROLL = 8  # steps per loop iteration of a hot loop's unrolled variant (see compile_loop)
+UNROLL_AFTER = 8.0  # a loop is hot once it has run for this many times as long as its tracing took
+
+
 class CompiledLoop:
     """A traced training loop: ``run(data, steps=, seed=)`` runs ``steps`` steps in one call.
 
     The data tensors and the seed are arguments of the traced function (the data with any
-    number of rows), so one trace can serve every run of the same structure."""
+    number of rows), so one trace can serve every run of the same structure. Once the loop
+    has run for ``unroll_after`` times as long as tracing it took (a structure reused by many
+    runs, see harness.engine.reuse), runs of at least ``unroll`` steps run its unrolled
+    variant, ``unroll`` steps per loop iteration, traced then; the results are bit-identical."""
 
-    def __init__(self, fn: Any, step_checks: Sequence[Check], series: bool = False) -> None:
-        self.fn = fn
+    def __init__(self, trace: Any, step_checks: Sequence[Check], series: bool = False, *, unroll: int = 1,
+                 unroll_after: float = 0.0) -> None:
+        self._trace = trace
+        t0 = time.perf_counter()
+        self.variants: dict[int, Any] = {1: trace(1)}
+        self.trace_s = time.perf_counter() - t0  # tracing the single-step loop
+        self.ran_s = 0.0  # time spent in run() so far
         self.step_checks = list(step_checks)
         self.series = series
+        self.unroll = unroll
+        self.unroll_after = unroll_after
+
+    @property
+    def fn(self) -> Any:
+        """The concrete function of one step per loop iteration (traced at construction)."""
+        return self.variants[1]
+
+    def prepare(self, steps: int) -> Any:
+        """The concrete function a run of ``steps`` steps runs; the unrolled variant is traced here
+        the first time the loop is hot (ski rental: its tracing, about ``unroll`` + 1 times the
+        single-step loop's, is paid once the loop has cost about as much)."""
+        k = self.unroll
+        if steps < k:
+            return self.variants[1]
+        if k not in self.variants and self.ran_s >= self.unroll_after * self.trace_s:
+            self.variants[k] = self._trace(k)
+        return self.variants.get(k, self.variants[1])
 
     def run(self, data: Sequence[Any], *, steps: int, seed: int) -> LoopOutput:
         import tensorflow as tf
 
+        fn = self.prepare(steps)
         t0 = time.perf_counter()
-        out = self.fn(tf.constant(steps, tf.int64), tf.constant(seed, tf.int64), *data)
+        out = fn(tf.constant(steps, tf.int64), tf.constant(seed, tf.int64), *data)
         states, numerics = out[0], out[1]
         numerics = {k: v.numpy() for k, v in numerics.items()}
         train_s = time.perf_counter() - t0
+        self.ran_s += train_s
         series = None
         if self.series:
             values, rows = out[2]
@@ -109,9 +141,9 @@ class CompiledLoop:
         return LoopOutput({c.name: s for c, s in zip(self.step_checks, states)}, numerics, train_s, series)
 
     def operations(self) -> list[Any]:
-        """Every op of the traced loop: its graph's and those of its nested functions (the
-        while loop's body and condition)."""
-        return operations(self.fn)
+        """Every op of the traced loops (each variant traced so far): their graphs' and those of
+        their nested functions (the while loops' bodies and conditions)."""
+        return [op for fn in self.variants.values() for op in operations(fn)]
 
 
 def operations(fn: Any) -> list[Any]:
@@ -121,7 +153,7 @@ def operations(fn: Any) -> list[Any]:
 
 
 def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *, batch_size: int,
-                 series: bool = False) -> CompiledLoop:
+                 series: bool = False, unroll: int | None = None, unroll_after: float | None = None) -> CompiledLoop:
     """Trace the training loop, a function of (number of steps, seed, *data) returning
     (check states, numerics). Tracing happens here, outside any timing.
 
@@ -134,50 +166,73 @@ def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *,
     loop's maximum_iterations and the row count is read off the data in the body; one
     TensorArray holds every row.
 
+    Those control ops and the body's constants run once per iteration whatever the step
+    costs, a large share of a tiny step (measured in docs/engine.md). So a hot loop (one that
+    has run for ``unroll_after`` times as long as its tracing took: a structure that many runs
+    of a worker reuse) runs runs of at least ``unroll`` steps in a variant whose loop body is
+    ``unroll`` steps (the step traced that many times, in order), followed by a loop of single
+    steps for the remaining steps % unroll: the same ops on the same values in the same order,
+    so the same results bit for bit (tests/test_engine.py). ``unroll`` and ``unroll_after``
+    default to UNROLL and UNROLL_AFTER; ``unroll=1`` turns it off.
+
     With ``series=True`` the function also returns the stacked series (LoopOutput.series, for
     ``replay --trace``); the default function is unchanged and returns only the summaries."""
     import tensorflow as tf
 
+    unroll = UNROLL if unroll is None else unroll
+    unroll_after = UNROLL_AFTER if unroll_after is None else unroll_after
+    if unroll < 1:
+        raise ValueError(f"unroll must be >= 1, got {unroll}")
     step_checks = [c for c in checks if c.when == "step"]
     data = tuple(tf.convert_to_tensor(t) for t in data)
     dtypes: dict[str, Any] = {}  # measured dtype of each check, learnt while the body is traced
+    width = len(step_checks) + len(NUMERIC_FIELDS)
 
-    @tf.function(autograph=_autograph(scenario))
-    def loop(n_steps: Any, seed: Any, *data: Any) -> tuple:
-        width = len(step_checks) + len(NUMERIC_FIELDS)
+    def step(key: Any, rows: Any, data: Sequence[Any]) -> tuple:  # key: [seed, SAMPLING_STREAM + step]
+        step = key[1] - SAMPLING_STREAM
+        n_rows = tf.shape(data[0], out_type=tf.int64)[0]
+        idx = tf.random.stateless_uniform([batch_size], seed=key, minval=0, maxval=n_rows, dtype=tf.int64)
+        batch = tuple(tf.gather(t, idx) for t in data)
+        obs = scenario.train_step(batch, step)
+        if not isinstance(obs, Mapping) or "loss" not in obs:
+            raise TypeError(f"{type(scenario).__name__}.train_step must return a dict with a 'loss' "
+                            f"observation, got {sorted(obs) if isinstance(obs, Mapping) else type(obs).__name__}")
+        row = []
+        for c in step_checks:
+            v, dtypes[c.name] = c.step_value(obs)
+            row.append(v)
+        row = tf.stack(row + _step_numerics(obs))
+        return key + tf.constant([0, 1], tf.int64), rows.write(tf.cast(step, tf.int32), row)
 
-        def body(key: Any, rows: Any) -> tuple:  # key: [seed, SAMPLING_STREAM + step]
-            step = key[1] - SAMPLING_STREAM
-            n_rows = tf.shape(data[0], out_type=tf.int64)[0]
-            idx = tf.random.stateless_uniform([batch_size], seed=key, minval=0, maxval=n_rows, dtype=tf.int64)
-            batch = tuple(tf.gather(t, idx) for t in data)
-            obs = scenario.train_step(batch, step)
-            if not isinstance(obs, Mapping) or "loss" not in obs:
-                raise TypeError(f"{type(scenario).__name__}.train_step must return a dict with a 'loss' "
-                                f"observation, got {sorted(obs) if isinstance(obs, Mapping) else type(obs).__name__}")
-            row = []
-            for c in step_checks:
-                v, dtypes[c.name] = c.step_value(obs)
-                row.append(v)
-            row = tf.stack(row + _step_numerics(obs))
-            return key + tf.constant([0, 1], tf.int64), rows.write(tf.cast(step, tf.int32), row)
+    def steps_loop(k: int, key: Any, rows: Any, iterations: Any, data: Sequence[Any]) -> tuple:
+        def body(key: Any, rows: Any) -> tuple:
+            for _ in range(k):
+                key, rows = step(key, rows, data)
+            return key, rows
+        return tf.while_loop(lambda *_: True, body, (key, rows), maximum_iterations=tf.cast(iterations, tf.int32),
+                             parallel_iterations=1)
 
-        rows = tf.TensorArray(tf.float64, size=tf.cast(n_steps, tf.int32), element_shape=[width])
-        key = tf.stack([seed, tf.constant(SAMPLING_STREAM, tf.int64)])
-        _, rows = tf.while_loop(lambda *_: True, body, (key, rows), maximum_iterations=tf.cast(n_steps, tf.int32),
-                                parallel_iterations=1)
-        table = rows.stack()
-        stacked = tuple(table[:, i] for i in range(len(step_checks)))
-        numerics = tf.cast(table[:, len(step_checks):], tf.float32)
-        steps = tf.range(n_steps, dtype=tf.int64)
-        states = tuple(c.summarize(v, steps, dtypes[c.name]) for c, v in zip(step_checks, stacked))
-        if series:  # the same summaries of the same stacked series, which are returned too
-            return states, _summarize_numerics(numerics), (stacked, numerics)
-        return states, _summarize_numerics(numerics)
+    def trace(k: int) -> Any:
+        @tf.function(autograph=_autograph(scenario))
+        def loop(n_steps: Any, seed: Any, *data: Any) -> tuple:
+            rows = tf.TensorArray(tf.float64, size=tf.cast(n_steps, tf.int32), element_shape=[width])
+            key = tf.stack([seed, tf.constant(SAMPLING_STREAM, tf.int64)])
+            if k > 1:
+                key, rows = steps_loop(k, key, rows, n_steps // k, data)
+            _, rows = steps_loop(1, key, rows, n_steps % k if k > 1 else n_steps, data)
+            table = rows.stack()
+            stacked = tuple(table[:, i] for i in range(len(step_checks)))
+            numerics = tf.cast(table[:, len(step_checks):], tf.float32)
+            steps = tf.range(n_steps, dtype=tf.int64)
+            states = tuple(c.summarize(v, steps, dtypes[c.name]) for c, v in zip(step_checks, stacked))
+            if series:  # the same summaries of the same stacked series, which are returned too
+                return states, _summarize_numerics(numerics), (stacked, numerics)
+            return states, _summarize_numerics(numerics)
 
-    specs = [tf.TensorSpec([None, *t.shape[1:]], t.dtype) for t in data]
-    fn = loop.get_concrete_function(tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64), *specs)
-    return CompiledLoop(fn, step_checks, series)
+        specs = [tf.TensorSpec([None, *t.shape[1:]], t.dtype) for t in data]
+        return loop.get_concrete_function(tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64), *specs)
+
+    return CompiledLoop(trace, step_checks, series, unroll=unroll, unroll_after=unroll_after)
 
 
 def train(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *, steps: int, batch_size: int,

@@ -281,6 +281,8 @@ def run_reusing(key: Hashable, scenario: Any, variables: list[Any], data: Sequen
         raise ScenarioReuseError(f"{type(scenario).__name__} sets reuse_trace = True, but this run holds tensors in "
                                  f"attributes where the traced run held none ({exc}); keep the same attributes "
                                  f"in every run, or remove reuse_trace") from exc
+    if entry.loop is not None:
+        entry.loop.prepare(steps)  # a hot loop's unrolled variant is traced here the first time
     mark("trace")
     own = len(entry.variables) == len(variables) and all(a is b for a, b in zip(entry.variables, variables))
     if not own:
