@@ -67,7 +67,7 @@ class RayConfig:
     include_dashboard: bool = False
     log_to_driver: bool = False
     warm: bool = True  # with address unset, use the warm pool (python -m harness up) when one is up
-    malloc: str = "system"  # the memory allocator of an embedded Ray's processes: system, jemalloc or a library path
+    malloc: str = "auto"  # the allocator of an embedded Ray's processes: auto, system, jemalloc or a library path
 
 
 @dataclass(frozen=True)
@@ -296,7 +296,7 @@ def _ray(raw: Any) -> RayConfig:
     for flag in ("include_dashboard", "log_to_driver", "warm"):
         if not isinstance(raw.get(flag, False), bool):
             raise ConfigError(f"ray.{flag}", f"{raw[flag]!r} is not true or false")
-    malloc = raw.get("malloc", "system")
+    malloc = raw.get("malloc", "auto")
     malloc_library(malloc)  # raises ConfigError for a value it cannot use
     return RayConfig(
         address=address,
@@ -314,13 +314,19 @@ def malloc_library(value: Any) -> str | None:
     """The shared library ray.malloc names, to be preloaded into an embedded Ray's processes, or None
     for the system's allocator. ``jemalloc`` is the copy Ray's own wheel ships (ray/core/libjemalloc.so,
     which Ray preloads into some of its processes itself), so it needs nothing beyond the install;
-    else the machine's (Debian and Ubuntu: ``apt install libjemalloc2``). A path (e.g. of libtcmalloc)
-    must exist."""
+    else the machine's (Debian and Ubuntu: ``apt install libjemalloc2``). ``auto`` (the default) is
+    jemalloc where there is one on Linux (LD_PRELOAD is how it is loaded), else the system's. A path
+    (e.g. of libtcmalloc) must exist."""
     import ctypes.util
     import os
+    import sys
 
     if value == "system":
         return None
+    if value == "auto":
+        if not sys.platform.startswith("linux"):
+            return None
+        return _ray_jemalloc() or ctypes.util.find_library("jemalloc")
     if value == "jemalloc":
         found = _ray_jemalloc() or ctypes.util.find_library("jemalloc")
         if found is None:
@@ -331,7 +337,7 @@ def malloc_library(value: Any) -> str | None:
         if not os.path.isfile(value):
             raise ConfigError("ray.malloc", f"{value}: no such file")
         return value
-    raise ConfigError("ray.malloc", f"{value!r} is not system, jemalloc or the path of a malloc library")
+    raise ConfigError("ray.malloc", f"{value!r} is not auto, system, jemalloc or the path of a malloc library")
 
 
 def _ray_jemalloc() -> str | None:

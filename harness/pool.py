@@ -1,6 +1,6 @@
 """A warm pool: a local Ray instance and its actors, TensorFlow imported, kept alive between sweeps.
 
-    python -m harness up [--actors N] [--cpus-per-actor C] [--idle-minutes M]
+    python -m harness up [--actors N] [--cpus-per-actor C] [--idle-minutes M] [--malloc M]
     python -m harness down
     python -m harness up --status
 
@@ -15,7 +15,8 @@ pool, nothing changes: the embedded default starts and stops its own Ray.
 
 A pool is used only when it matches the sweep: the same ``ray.num_cpus_per_actor`` and
 ``ray.num_gpus_per_actor`` (TensorFlow's thread pools are fixed when an actor starts, and replays
-set them from the stored value), the same harness code (a digest of the package's sources, taken
+set them from the stored value), the same allocator (``--malloc`` as ``ray.malloc``, default auto:
+the library preloaded into Ray's processes is compared), the same harness code (a digest of the package's sources, taken
 when the pool started), the same working directory and the same environment variables that
 change what an actor imports or computes (ENV_KEYS); and only by one sweep at a time (a lock in
 the pool's directory, held for the sweep). Otherwise the sweep says why and runs cold. A scenario module
@@ -86,6 +87,7 @@ class PoolState:
     cwd: str = ""  # the daemon's working directory (the actors import from it)
     env: dict[str, str] = field(default_factory=dict)  # the daemon's ENV_KEYS
     pid_start: str = ""  # the daemon's start time (/proc/PID/stat): a reused pid is not the daemon
+    malloc: str | None = None  # the library preloaded into the pool's Ray processes (None: the system's allocator)
 
     def names(self) -> list[str]:
         return [actor_name(i) for i in range(self.actors)]
@@ -192,6 +194,10 @@ def _actors(n: int) -> str:
     return f"{n} actor{'s' if n != 1 else ''}"
 
 
+def _allocator(library: str | None) -> str:
+    return f"the allocator {library}" if library else "the system's allocator"
+
+
 def usable(cfg: Any) -> tuple[PoolState | None, str]:
     """(the pool a sweep with RayConfig ``cfg`` should use, or None; why not, if there is a pool)."""
     if cfg.address is not None or not getattr(cfg, "warm", True):
@@ -199,9 +205,13 @@ def usable(cfg: Any) -> tuple[PoolState | None, str]:
     state = read_state()
     if state is None:
         return None, ""
-    if getattr(cfg, "malloc", "system") != "system":
-        return None, (f"the warm pool runs the system's allocator, this sweep asks for ray.malloc={cfg.malloc}: "
-                      "running cold")
+    from harness.config import malloc_library
+
+    wanted = malloc_library(getattr(cfg, "malloc", "auto"))
+    if state.malloc != wanted:
+        return None, (f"the warm pool runs {_allocator(state.malloc)}, this sweep asks for ray.malloc={cfg.malloc} "
+                      f"({_allocator(wanted)}): running cold (restart it: python -m harness down && "
+                      f"python -m harness up --malloc {cfg.malloc})")
     if (state.num_cpus_per_actor, state.num_gpus_per_actor) != (cfg.num_cpus_per_actor, cfg.num_gpus_per_actor):
         return None, (f"the warm pool has actors of {state.num_cpus_per_actor:g} CPU / {state.num_gpus_per_actor:g} "
                       f"GPU, this sweep asks for ray.num_cpus_per_actor={cfg.num_cpus_per_actor:g}, "
@@ -258,7 +268,7 @@ class SweepLock:
 # ------------------------------------------------------------------------------------------------ the daemon
 
 
-def serve(actors: int, cpus_per_actor: float, gpus_per_actor: float, idle_minutes: float) -> int:
+def serve(actors: int, cpus_per_actor: float, gpus_per_actor: float, idle_minutes: float, malloc: str = "auto") -> int:
     """The daemon: embedded Ray, named actors, the state file; refills dead actors; exits on SIGTERM/idle."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -267,24 +277,26 @@ def serve(actors: int, cpus_per_actor: float, gpus_per_actor: float, idle_minute
     directory = pool_dir()
     _mark_starting(directory)
     try:
-        return _serve(ray, directory, actors, cpus_per_actor, gpus_per_actor, idle_minutes)
+        return _serve(ray, directory, actors, cpus_per_actor, gpus_per_actor, idle_minutes, malloc)
     finally:
         _unmark_starting(directory)
 
 
 def _serve(ray: Any, directory: Path, actors: int, cpus_per_actor: float, gpus_per_actor: float,
-           idle_minutes: float) -> int:
+           idle_minutes: float, malloc: str) -> int:
     """serve, from ray.init on (the starting mark is removed around it)."""
-    from harness.config import RayConfig
-    from harness.dispatch import DispatchError, _num_actors, shutdown, worker_class
+    from harness.config import RayConfig, malloc_library
+    from harness.dispatch import DispatchError, _num_actors, _preloaded, shutdown, worker_class
 
     stop = {"now": False}
 
     def _stop(signum: int, frame: Any) -> None:
         stop["now"] = True
 
-    ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.WARNING)
+    library = malloc_library(malloc)
+    with _preloaded(library):  # as a cold sweep's embedded Ray (dispatch.connect)
+        ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING)
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     cls = worker_class(ray, cpus_per_actor, gpus_per_actor)
@@ -308,7 +320,7 @@ def _serve(ray: Any, directory: Path, actors: int, cpus_per_actor: float, gpus_p
                           num_cpus_per_actor=cpus_per_actor, num_gpus_per_actor=gpus_per_actor, code=code_digest(),
                           started=time.time(), idle_minutes=idle_minutes,
                           auth={k: v for k, v in os.environ.items() if k in AUTH_VARS}, cwd=os.getcwd(),
-                          env=_env(), pid_start=process_start(os.getpid()))
+                          env=_env(), pid_start=process_start(os.getpid()), malloc=library)
         if stop["now"]:  # down while the actors started
             return EXIT_OK
         _write_state(directory, state)
@@ -352,7 +364,8 @@ def _serve(ray: Any, directory: Path, actors: int, cpus_per_actor: float, gpus_p
 # ------------------------------------------------------------------------------------------------ up / down
 
 
-def up(actors: int | None, cpus_per_actor: float, gpus_per_actor: float, idle_minutes: float) -> int:
+def up(actors: int | None, cpus_per_actor: float, gpus_per_actor: float, idle_minutes: float,
+       malloc: str = "auto") -> int:
     """Start the daemon unless a pool is already up; wait until its actors are ready."""
     state = read_state()
     if state is not None:
@@ -371,7 +384,7 @@ def up(actors: int | None, cpus_per_actor: float, gpus_per_actor: float, idle_mi
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "harness.pool", "serve", *([f"--actors={actors}"] if actors else []),
                                  f"--cpus-per-actor={cpus_per_actor}", f"--gpus-per-actor={gpus_per_actor}",
-                                 f"--idle-minutes={idle_minutes}"],
+                                 f"--idle-minutes={idle_minutes}", f"--malloc={malloc}"],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     while time.monotonic() - t0 < START_TIMEOUT_S:
         state = read_state()
@@ -435,7 +448,7 @@ def status() -> int:
     since = time.localtime(state.started)
     print(f"warm pool: {_actors(state.actors)} of {state.num_cpus_per_actor:g} CPU / {state.num_gpus_per_actor:g} GPU "
           f"at {state.address}, pid {state.pid}, up since {time.strftime('%Y-%m-%d %H:%M:%S', since)} "
-          f"({(time.time() - state.started) / 60:.1f} min){reason}")
+          f"({(time.time() - state.started) / 60:.1f} min), {_allocator(state.malloc)}{reason}")
     return EXIT_OK
 
 
@@ -465,6 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpus-per-actor", type=_positive(float, 0.0), default=0.0)
     parser.add_argument("--idle-minutes", type=_positive(float, 0.0), default=60.0,
                         help="stop after this long without a sweep (0: never)")
+    parser.add_argument("--malloc", default="auto",
+                        help="the allocator of the pool's Ray processes, as ray.malloc (auto, system, jemalloc or a "
+                             "library's path); must match the sweeps' ray.malloc")
     parser.add_argument("--status", action="store_true", help="say whether a pool is up, and stop")
     try:
         args = parser.parse_args(argv)
@@ -473,13 +489,20 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK if exc.code == 0 else EXIT_USAGE
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from harness.config import ConfigError, malloc_library
+
+    try:
+        malloc_library(args.malloc)
+    except ConfigError as exc:
+        print(f"error: --malloc: {str(exc).split(': ', 1)[-1]}", file=sys.stderr)
+        return EXIT_USAGE
     if args.status:
         return status()
     if args.command == "down":
         return down()
     if args.command == "serve":
-        return serve(args.actors or 0, args.cpus_per_actor, args.gpus_per_actor, args.idle_minutes)
-    return up(args.actors, args.cpus_per_actor, args.gpus_per_actor, args.idle_minutes)
+        return serve(args.actors or 0, args.cpus_per_actor, args.gpus_per_actor, args.idle_minutes, args.malloc)
+    return up(args.actors, args.cpus_per_actor, args.gpus_per_actor, args.idle_minutes, args.malloc)
 
 
 if __name__ == "__main__":

@@ -80,22 +80,33 @@ class Pair:
         return f"the median of {self.processes} processes, whose ratios span [{self.lo:.3g}, {self.hi:.3g}]"
 
 
-def measure_pair(name: str, processes: int, repeats: int, steps: int, env: dict[str, str] | None = None) -> Pair:
-    """Time the pair ``name`` (see PAIRS) in ``processes`` fresh processes, one after another, with
-    ``env`` added to their environment."""
-    return measure_pairs(name, processes, repeats, steps, [env or {}])[0]
+def actor_env() -> dict[str, str]:
+    """What an embedded Ray's actor has in its environment beyond the driver's by default: the allocator
+    ray.malloc=auto preloads (jemalloc on Linux), if any. The pairs' processes start with it, so that a
+    step is timed as an actor runs it."""
+    from harness.config import malloc_library
+
+    library = malloc_library("auto")
+    return {"LD_PRELOAD": library} if library else {}
 
 
-def measure_pairs(name: str, processes: int, repeats: int, steps: int, envs: list[dict[str, str]]) -> list[Pair]:
-    """One Pair per environment in ``envs`` (each added to this one's), their processes interleaved
-    (a process of each in turn, ``processes`` rounds) so that a change of the machine's speed during
-    the measurement falls on all of them alike."""
+def measure_pair(name: str, processes: int, repeats: int, steps: int) -> Pair:
+    """Time the pair ``name`` (see PAIRS) in ``processes`` fresh processes, one after another, each
+    started as an actor is (actor_env)."""
+    return measure_pairs(name, processes, repeats, steps, [actor_env()])[0]
+
+
+def measure_pairs(name: str, processes: int, repeats: int, steps: int,
+                  envs: list[dict[str, str | None]]) -> list[Pair]:
+    """One Pair per environment in ``envs`` (each added to this one's; a None value unsets the variable),
+    their processes interleaved (a process of each in turn, ``processes`` rounds) so that a change of the
+    machine's speed during the measurement falls on all of them alike."""
     medians: list[list[tuple[float, ...]]] = [[] for _ in envs]
     for _ in range(processes):
         for i, env in enumerate(envs):
             out = subprocess.run([sys.executable, __file__, "--pair", name, "--repeats", str(repeats),
                                   "--sample-steps", str(steps)], check=True, capture_output=True, text=True,
-                                 env={**os.environ, **env})
+                                 env={k: v for k, v in {**os.environ, **env}.items() if v is not None})
             medians[i].append(tuple(json.loads(out.stdout.strip().splitlines()[-1])))
     pairs = []
     for m in medians:
@@ -257,7 +268,8 @@ def fig_detectors(processes: int, repeats: int, steps: int) -> Figure:
     runs = []
     for _ in range(processes):
         out = subprocess.run([sys.executable, __file__, "--pair", "detectors", "--repeats", str(repeats),
-                              "--sample-steps", str(steps)], check=True, capture_output=True, text=True)
+                              "--sample-steps", str(steps)], check=True, capture_output=True, text=True,
+                             env={**os.environ, **actor_env()})
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     runs.sort(key=lambda r: (r[0] - r[2]) / (r[1] - r[2]))
     one, two, none = runs[(len(runs) - 1) // 2]
@@ -270,29 +282,27 @@ def fig_detectors(processes: int, repeats: int, steps: int) -> Figure:
 
 
 def fig_seed_loop(processes: int, repeats: int, steps: int) -> Figure:
-    """The default configuration, the harness's loop hot (a structure many runs reuse; the loop of
-    single steps it starts as is timed beside it in the same processes); besides, in processes interleaved with it: TensorFlow's oneDNN
-    rewrite off (TF_ENABLE_ONEDNN_OPTS=0, both sides), which runs the step's three tiny matmuls on
-    Eigen's kernels instead (other numbers in bf16, see docs/engine.md); and ray.malloc=jemalloc (the
-    copy Ray's wheel ships), both sides in processes started with it preloaded, as an embedded Ray's
-    actors are."""
-    from harness.config import ConfigError, malloc_library
-
-    variants = {"default": {}, "TF_ENABLE_ONEDNN_OPTS=0": {"TF_ENABLE_ONEDNN_OPTS": "0"}}
-    try:
-        variants["ray.malloc=jemalloc"] = {"LD_PRELOAD": str(malloc_library("jemalloc"))}
-    except ConfigError:
-        pass
+    """The default configuration: both sides in processes started as an embedded Ray's actors are (the
+    allocator ray.malloc=auto preloads, see actor_env), the harness's loop hot (a structure many runs
+    reuse; the loop of single steps it starts as is timed beside it in the same processes). Besides, in
+    processes interleaved with those: both sides with the system's allocator (ray.malloc=system, and
+    the seed's loop as a plain `python` runs it); and with TensorFlow's oneDNN rewrite off
+    (TF_ENABLE_ONEDNN_OPTS=0), which runs the step's three tiny matmuls on Eigen's kernels instead
+    (other numbers in bf16, see docs/engine.md)."""
+    base = actor_env()
+    variants: dict[str, dict[str, str | None]] = {"default": base}
+    if base:
+        variants["ray.malloc=system"] = {k: None for k in base}
+    variants["TF_ENABLE_ONEDNN_OPTS=0"] = {**base, "TF_ENABLE_ONEDNN_OPTS": "0"}
     pairs = dict(zip(variants, measure_pairs("seed", processes, repeats, steps, list(variants.values()))))
     p = pairs.pop("default")
+    allocator = f"preloaded {Path(base['LD_PRELOAD']).name}" if base else "the system's allocator (no jemalloc found)"
     detail = (f"seed loop {p.a * 1e3:.2f} ms/step, harness {p.b * 1e6:.0f} us/step (a hot loop, unrolled; "
               f"the loop of single steps in the same processes {p.more[0] * 1e6:.0f} us/step, "
-              f"{p.a / p.more[0]:.0f}x); {p.spread()}")
+              f"{p.a / p.more[0]:.0f}x), both with {allocator} as an actor; {p.spread()}")
     for name, q in pairs.items():
         detail += (f"; with {name} (both sides, processes interleaved with the above): {q.ratio:.0f}x, seed loop "
                    f"{q.a * 1e3:.2f} ms/step, harness {q.b * 1e6:.0f} us/step; {q.spread()}")
-    if "ray.malloc=jemalloc" not in pairs:
-        detail += "; ray.malloc=jemalloc not measured (no libjemalloc in Ray's wheel or on this machine)"
     return Figure("1", "per-step speed vs the seed's loop (1e5 rows)", p.ratio, "x faster", ">= 200x", p.ratio >= 200,
                   detail)
 
@@ -343,14 +353,16 @@ MEM_PROBE = textwrap.dedent("""
 def fig_memory() -> Figure:
     n = 10_000_000
     out = subprocess.run([sys.executable, "-c", MEM_PROBE.format(root=str(ROOT)), str(n)], capture_output=True,
-                         text=True, check=True)
+                         text=True, check=True, env={**os.environ, **actor_env()})  # as an actor runs
     m = json.loads(out.stdout.strip().splitlines()[-1])
     tf_baseline, peak = m["base"], m["peak"]
     data_bytes = n * 2 * 4  # x and y, float32
     ratio = (peak - tf_baseline) / data_bytes
+    allocator = actor_env().get("LD_PRELOAD")
     return Figure("3b", "actor peak memory at 1e7 rows, above TF's baseline", ratio, "x data size", "<= 3x",
                   ratio <= 3, f"actor RSS after a first run (TF baseline) {tf_baseline / 2**20:.0f} MiB, peak during "
-                  f"the 1e7-row run {peak / 2**20:.0f} MiB, data {data_bytes / 2**20:.0f} MiB")
+                  f"the 1e7-row run {peak / 2**20:.0f} MiB, data {data_bytes / 2**20:.0f} MiB; "
+                  f"{'preloaded ' + Path(allocator).name if allocator else 'the system allocator'}, as an actor")
 
 
 # ------------------------------------------------------------------ 4 + 5 + 6: sweeps

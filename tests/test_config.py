@@ -60,7 +60,7 @@ BAD = [
     (["sweep=smoke", "sweep.exclude=[{data_size:[1000,100000]}]"], "sweep.exclude: every run of the grid is excluded"),
     (["sweep=smoke", "ray.address=nowhere"], "ray.address: 'nowhere' is not auto, host:port"),
     (["sweep=smoke", "ray.num_actors=0"], "ray.num_actors: 0 is not a positive integer"),
-    (["sweep=smoke", "ray.malloc=fast"], "ray.malloc: 'fast' is not system, jemalloc or the path of a malloc library"),
+    (["sweep=smoke", "ray.malloc=fast"], "ray.malloc: 'fast' is not auto, system, jemalloc or the path of a malloc library"),
     (["sweep=smoke", "ray.malloc=/no/libtcmalloc.so"], "ray.malloc: /no/libtcmalloc.so: no such file"),
     (["sweep=smoke", "sweep.timeout_s=-1"], "sweep.timeout_s: -1 is not a positive number"),
     (["sweep=smoke", "scenarios.loss_bound._target_=no.such.Module"], "scenario: cannot import 'no.such'"),

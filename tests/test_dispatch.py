@@ -147,12 +147,13 @@ print(any(int(lo, 16) <= libc_malloc < int(hi, 16) for lo, hi in spans))
 
 
 def test_ray_malloc_jemalloc_is_the_copy_rays_wheel_ships() -> None:
-    """Nothing to install beyond the project: ray.malloc=jemalloc is the libjemalloc in Ray's wheel, and a
-    process started with it preloaded gets its malloc from it (not glibc's)."""
-    from harness.config import _ray_jemalloc
+    """Nothing to install beyond the project: ray.malloc=jemalloc, and the default (auto) on Linux, is the
+    libjemalloc in Ray's wheel, and a process started with it preloaded gets its malloc from it (not glibc's)."""
+    from harness.config import RayConfig, _ray_jemalloc, malloc_library
 
     path = _jemalloc()
     assert path is not None and path == _ray_jemalloc() and Path(path).parent.name == "core"
+    assert RayConfig().malloc == "auto" and malloc_library("auto") == (path if sys.platform == "linux" else None)
     r = subprocess.run([sys.executable, "-c", JEMALLOC_PROBE], capture_output=True, text=True, timeout=60,
                        env={**os.environ, "LD_PRELOAD": path})
     assert r.returncode == 0 and r.stdout.split() == ["True"], r.stdout + r.stderr

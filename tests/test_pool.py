@@ -13,13 +13,14 @@ import pytest
 from conftest import run_cli
 
 from harness import load_results, pool, timeline
-from harness.config import RayConfig
+from harness.config import RayConfig, malloc_library
 
 
 def write_state(directory: Path, **kw: object) -> pool.PoolState:
     state = pool.PoolState(address="127.0.0.1:1", pid=os.getpid(), actors=2, num_cpus_per_actor=1.0,
                            num_gpus_per_actor=0.0, code=pool.code_digest(), started=0.0, idle_minutes=60.0,
-                           cwd=os.getcwd(), env=pool._env(), pid_start=pool.process_start(os.getpid()))
+                           cwd=os.getcwd(), env=pool._env(), pid_start=pool.process_start(os.getpid()),
+                           malloc=malloc_library("auto"))
     state = replace(state, **kw)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / pool.STATE).write_text(json.dumps(asdict(state)))
@@ -49,6 +50,11 @@ def test_a_matching_pool_is_used_and_why_another_is_not(pool_dir: Path) -> None:
     write_state(pool_dir, env={"XLA_FLAGS": "--xla_cpu_fast_math"})
     got, why = pool.usable(RayConfig())
     assert got is None and "XLA_FLAGS" in why
+    state = write_state(pool_dir, malloc=None)  # a pool started with --malloc system
+    assert pool.usable(RayConfig(malloc="system"))[0] == state
+    if malloc_library("auto") is not None:
+        got, why = pool.usable(RayConfig())
+        assert got is None and "the system's allocator" in why and "ray.malloc=auto" in why and "--malloc auto" in why
 
 
 def test_a_shell_whose_ray_authentication_differs_from_the_pools_runs_cold(pool_dir: Path,
@@ -104,6 +110,9 @@ def test_bad_arguments_are_one_line_and_exit_2(pool_dir: Path, capsys: pytest.Ca
     assert pool.main(["up", "--actors", "0"]) == pool.EXIT_USAGE
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--actors" in err and "below 1" in err
+    assert pool.main(["up", "--malloc", "fast"]) == pool.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --malloc: 'fast' is not auto, system, jemalloc or the path of a malloc library"
     assert pool.main(["down"]) == pool.EXIT_OK and "no warm pool" in capsys.readouterr().out
 
 
@@ -143,6 +152,9 @@ def test_runs_on_a_warm_pool_equal_cold_runs_bit_for_bit(tmp_path: Path) -> None
         assert up.returncode == 0, up.stderr
         assert "warm pool up" in up.stdout
         assert not (tmp_path / "pool" / pool.STARTING).exists()  # up once the daemon says it is up
+        status = subprocess.run([os.sys.executable, "-m", "harness", "up", "--status"], capture_output=True, text=True,
+                                timeout=60, env={**os.environ, **env})
+        assert pool._allocator(malloc_library("auto")) in status.stdout  # as a cold sweep's embedded Ray
         warm = run_cli([*args, f"store.root={tmp_path / 'warm'}"], cwd=tmp_path,
                        env={**env, timeline.ENV: str(tmp_path / "warm.timeline")})
         assert warm.returncode == 0, warm.stderr
