@@ -133,7 +133,8 @@ def read_state(directory: Path | None = None) -> PoolState | None:
     """The running pool's state, or None (no state file, or its daemon is gone: the file is removed)."""
     path = (directory or pool_dir()) / STATE
     try:
-        state = PoolState(**json.loads(path.read_text()))
+        raw = json.loads(path.read_text())
+        state = PoolState(**{k: v for k, v in raw.items() if k in PoolState.__dataclass_fields__})  # a newer one's too
     except (OSError, ValueError, TypeError):
         return None
     if not _alive(state.pid, state.pid_start):
@@ -194,6 +195,10 @@ def _actors(n: int) -> str:
     return f"{n} actor{'s' if n != 1 else ''}"
 
 
+def _same_library(a: str | None, b: str | None) -> bool:
+    return (a is None) == (b is None) and (a is None or os.path.realpath(a) == os.path.realpath(b or ""))
+
+
 def _allocator(library: str | None) -> str:
     return f"the allocator {library}" if library else "the system's allocator"
 
@@ -208,7 +213,7 @@ def usable(cfg: Any) -> tuple[PoolState | None, str]:
     from harness.config import malloc_library
 
     wanted = malloc_library(getattr(cfg, "malloc", "auto"))
-    if state.malloc != wanted:
+    if not _same_library(state.malloc, wanted):
         return None, (f"the warm pool runs {_allocator(state.malloc)}, this sweep asks for ray.malloc={cfg.malloc} "
                       f"({_allocator(wanted)}): running cold (restart it: python -m harness down && "
                       f"python -m harness up --malloc {cfg.malloc})")
@@ -367,10 +372,15 @@ def _serve(ray: Any, directory: Path, actors: int, cpus_per_actor: float, gpus_p
 def up(actors: int | None, cpus_per_actor: float, gpus_per_actor: float, idle_minutes: float,
        malloc: str = "auto") -> int:
     """Start the daemon unless a pool is already up; wait until its actors are ready."""
+    from harness.config import malloc_library
+
     state = read_state()
     if state is not None:
         print(f"warm pool already up: {_actors(state.actors)} at {state.address} (pid {state.pid}); "
               f"python -m harness down stops it")
+        if not _same_library(state.malloc, malloc_library(malloc)):
+            print(f"note: it runs {_allocator(state.malloc)}, not the {_allocator(malloc_library(malloc))} "
+                  f"--malloc {malloc} asks for: sweeps with ray.malloc={malloc} run cold until it is restarted")
         return EXIT_OK
     pid = starting_pid()
     if pid is not None:

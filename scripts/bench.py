@@ -87,7 +87,8 @@ def actor_env() -> dict[str, str]:
     from harness.config import malloc_library
 
     library = malloc_library("auto")
-    return {"LD_PRELOAD": library} if library else {}
+    before = os.environ.get("LD_PRELOAD")
+    return {"LD_PRELOAD": f"{library} {before}" if before else library} if library else {}
 
 
 def measure_pair(name: str, processes: int, repeats: int, steps: int) -> Pair:
@@ -292,11 +293,12 @@ def fig_seed_loop(processes: int, repeats: int, steps: int) -> Figure:
     base = actor_env()
     variants: dict[str, dict[str, str | None]] = {"default": base}
     if base:
-        variants["ray.malloc=system"] = {k: None for k in base}
+        variants["ray.malloc=system"] = {"LD_PRELOAD": os.environ.get("LD_PRELOAD")}  # as this process has it
     variants["TF_ENABLE_ONEDNN_OPTS=0"] = {**base, "TF_ENABLE_ONEDNN_OPTS": "0"}
     pairs = dict(zip(variants, measure_pairs("seed", processes, repeats, steps, list(variants.values()))))
     p = pairs.pop("default")
-    allocator = f"preloaded {Path(base['LD_PRELOAD']).name}" if base else "the system's allocator (no jemalloc found)"
+    allocator = (f"preloaded {Path(base['LD_PRELOAD'].split()[0]).name}" if base
+                 else "the system's allocator (no jemalloc found)")
     detail = (f"seed loop {p.a * 1e3:.2f} ms/step, harness {p.b * 1e6:.0f} us/step (a hot loop, unrolled; "
               f"the loop of single steps in the same processes {p.more[0] * 1e6:.0f} us/step, "
               f"{p.a / p.more[0]:.0f}x), both with {allocator} as an actor; {p.spread()}")
@@ -358,11 +360,11 @@ def fig_memory() -> Figure:
     tf_baseline, peak = m["base"], m["peak"]
     data_bytes = n * 2 * 4  # x and y, float32
     ratio = (peak - tf_baseline) / data_bytes
-    allocator = actor_env().get("LD_PRELOAD")
+    allocator = actor_env().get("LD_PRELOAD", "").split()[0:1]
     return Figure("3b", "actor peak memory at 1e7 rows, above TF's baseline", ratio, "x data size", "<= 3x",
                   ratio <= 3, f"actor RSS after a first run (TF baseline) {tf_baseline / 2**20:.0f} MiB, peak during "
                   f"the 1e7-row run {peak / 2**20:.0f} MiB, data {data_bytes / 2**20:.0f} MiB; "
-                  f"{'preloaded ' + Path(allocator).name if allocator else 'the system allocator'}, as an actor")
+                  f"{'preloaded ' + Path(allocator[0]).name if allocator else 'the system allocator'}, as an actor")
 
 
 # ------------------------------------------------------------------ 4 + 5 + 6: sweeps

@@ -414,9 +414,10 @@ def test_a_worker_starts_without_the_modules_keras_would_pull_in_and_they_stay_i
 @pytest.mark.parametrize("name", ["loss_bound", "train_inference", "circles"])
 def test_the_unrolled_loop_gives_the_single_step_loops_results_bit_for_bit(tf_worker: None, name: str, precision: str,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    """A hot loop's unrolled variant (here: hot from the start, 3 steps per iteration, 20 steps so
-    that 2 run in the remainder loop) gives the results of the loop of single steps, bit for bit,
-    in the run that traced the structure and in a run that reuses it."""
+    """A hot loop's unrolled variant (here: 3 steps per iteration, 20 steps so that 2 run in the
+    remainder loop) gives the results of the loop of single steps, bit for bit: the run that traces
+    the structure runs single steps, and the structure is then hot, so the next run, reusing it,
+    runs the unrolled variant (traced on the structure's template) and so does the one after."""
     from harness.engine import loop, reuse
 
     spec = replace(_builtin_spec(name, 1, BUILTIN_REUSE[name][3][0]), precision=precision)
@@ -424,15 +425,65 @@ def test_the_unrolled_loop_gives_the_single_step_loops_results_bit_for_bit(tf_wo
     results = {}
     for unroll in (1, 3):
         monkeypatch.setattr(loop, "UNROLL", unroll)
-        monkeypatch.setattr(loop, "UNROLL_AFTER", 0.0)
+        monkeypatch.setattr(loop, "UNROLL_AFTER", 1e-9)  # hot as soon as it has run at all
         reuse.clear()
-        results[unroll] = [execute(spec), execute(replace(spec, seed=2))]  # traced for the run, then reused
+        results[unroll] = [execute(spec)]  # traces the structure, runs single steps
         if unroll > 1:
             (entry,) = reuse._cache.values()
-            assert sorted(entry.loop.variants) == [1, 3]  # the unrolled loop did run
+            assert sorted(entry.loop.variants) == [1]
+        results[unroll] += [execute(replace(spec, seed=2)), execute(spec)]  # reused, hot: unrolled
+        if unroll > 1:
+            assert sorted(entry.loop.variants) == [1, 3] and entry.loop.variants[3] is not entry.loop.fn
     for plain, unrolled in zip(results[1], results[3]):
         assert plain.status is unrolled.status is Status.OK, (plain.error, unrolled.error)
         assert _bits(plain) == _bits(unrolled)
+
+
+@pytest.mark.parametrize("unroll", [4, 8, 25])
+def test_unrolled_loops_with_an_empty_or_long_remainder_or_none_at_all_give_the_same_bits(
+        tf_worker: None, unroll: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """20 steps: 5 iterations of 4 and an empty remainder loop; 2 of 8 and 4 single steps; 25 steps per
+    iteration is more than the run has, so it runs single steps."""
+    from harness.engine import loop, reuse
+
+    spec = _builtin_spec("loss_bound", 1, 200)
+    monkeypatch.setattr(loop, "UNROLL_AFTER", 0.0)
+    results = []
+    for k in (1, unroll):
+        monkeypatch.setattr(loop, "UNROLL", k)
+        reuse.clear()
+        results.append(execute(spec))
+        (entry,) = reuse._cache.values()
+        assert sorted(entry.loop.variants) == sorted({1, k} if k <= spec.steps else {1})
+    assert results[0].status is results[1].status is Status.OK and _bits(results[0]) == _bits(results[1])
+
+
+def test_a_loop_whose_unrolled_tracing_fails_stays_a_loop_of_single_steps(tf_worker: None,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    import tensorflow as tf
+
+    from harness.engine.context import RunContext
+    from harness.engine.loop import compile_loop
+    from harness.engine.runtime import seed_everything
+    from harness.scenarios.base import declared_checks, instantiate
+
+    spec = _builtin_spec("loss_bound", 1, 200)
+    scenario = instantiate(spec.target, spec.params)
+    seed_everything(spec.seed)
+    data = tuple(tf.convert_to_tensor(t) for t in scenario.build(RunContext(spec)))
+    loop = compile_loop(scenario, data, declared_checks(scenario), batch_size=32, unroll=4, unroll_after=0.0)
+    trace = loop._trace
+
+    def failing(k: int, sc: Any) -> Any:
+        if k > 1:
+            raise RuntimeError("no room")
+        return trace(k, sc)
+    loop._trace = failing
+    with caplog.at_level("WARNING"):
+        assert loop.prepare(20) is loop.fn and loop.prepare(20) is loop.fn
+    assert [r.getMessage() for r in caplog.records if "unrolled" in r.getMessage()] == [
+        "LossBound: tracing the loop unrolled 4 steps per iteration failed (RuntimeError: no room); keeping the "
+        "loop of single steps"]  # once
 
 
 def test_a_loop_is_unrolled_once_it_has_run_long_enough_and_only_for_runs_that_fill_an_iteration(

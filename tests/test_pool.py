@@ -55,6 +55,15 @@ def test_a_matching_pool_is_used_and_why_another_is_not(pool_dir: Path) -> None:
     if malloc_library("auto") is not None:
         got, why = pool.usable(RayConfig())
         assert got is None and "the system's allocator" in why and "ray.malloc=auto" in why and "--malloc auto" in why
+        link = pool_dir / "libjemalloc-link.so"
+        link.symlink_to(malloc_library("auto"))
+        state = write_state(pool_dir, malloc=str(link))  # another path to the same library
+        assert pool.usable(RayConfig())[0] == state
+    raw = json.loads((pool_dir / pool.STATE).read_text())
+    del raw["malloc"]  # a state file an older harness wrote (before the pool recorded its allocator) ...
+    raw["from_a_newer_harness"] = 1  # ... or a newer one, with a field this one does not know
+    (pool_dir / pool.STATE).write_text(json.dumps(raw))
+    assert pool.read_state() is not None and pool.read_state().malloc is None
 
 
 def test_a_shell_whose_ray_authentication_differs_from_the_pools_runs_cold(pool_dir: Path,

@@ -7,6 +7,7 @@ batches for the same run on every machine.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 from harness.checks import Check, CheckState
 from harness.engine.held import Held, holding
 
+log = logging.getLogger(__name__)
 SAMPLING_STREAM = 7_919  # keeps batch sampling apart from the scenario's data streams
 
 
@@ -94,34 +96,64 @@ class CompiledLoop:
     number of rows), so one trace can serve every run of the same structure. Once the loop
     has run for ``unroll_after`` times as long as tracing it took (a structure reused by many
     runs, see harness.engine.reuse), runs of at least ``unroll`` steps run its unrolled
-    variant, ``unroll`` steps per loop iteration, traced then; the results are bit-identical."""
+    variant, ``unroll`` steps per loop iteration, traced then; the results are bit-identical.
 
-    def __init__(self, trace: Any, step_checks: Sequence[Check], series: bool = False, *, unroll: int = 1,
-                 unroll_after: float = 0.0) -> None:
+    ``trace(k, scenario)`` traces the variant of ``k`` steps per iteration on ``scenario``
+    (``rebind`` changes which scenario later variants are traced on); ``empty`` are zero-row
+    tensors like the data, with which each new variant is called once for zero steps so that
+    TensorFlow instantiates it before any run is timed. Neither holds a run's data."""
+
+    def __init__(self, trace: Any, scenario: Any, empty: Sequence[Any], step_checks: Sequence[Check],
+                 series: bool = False, *, unroll: int = 1, unroll_after: float = 0.0) -> None:
         self._trace = trace
-        t0 = time.perf_counter()
-        self.variants: dict[int, Any] = {1: trace(1)}
-        self.trace_s = time.perf_counter() - t0  # tracing the single-step loop
-        self.ran_s = 0.0  # time spent in run() so far
+        self._scenario = scenario
+        self._empty = tuple(empty)
         self.step_checks = list(step_checks)
         self.series = series
         self.unroll = unroll
         self.unroll_after = unroll_after
+        t0 = time.perf_counter()
+        self.variants: dict[int, Any] = {1: self._instantiated(1)}
+        self.trace_s = time.perf_counter() - t0  # tracing and instantiating the single-step loop
+        self.ran_s = 0.0  # time spent in run() so far
+
+    def _instantiated(self, k: int) -> Any:
+        import tensorflow as tf
+
+        fn = self._trace(k, self._scenario)
+        fn(tf.constant(0, tf.int64), tf.constant(0, tf.int64), *self._empty)  # zero steps: no variable is touched
+        return fn
+
+    def rebind(self, scenario: Any) -> None:
+        """Trace later variants on ``scenario`` (reuse: the structure's template, which holds no
+        run's tensors) instead of the one the loop was compiled for."""
+        self._scenario = scenario
 
     @property
     def fn(self) -> Any:
         """The concrete function of one step per loop iteration (traced at construction)."""
         return self.variants[1]
 
+    @property
+    def captured_inputs(self) -> list[Any]:
+        """The tensors (variable handles) the variants traced so far capture."""
+        return [t for fn in self.variants.values() for t in fn.captured_inputs]
+
     def prepare(self, steps: int) -> Any:
-        """The concrete function a run of ``steps`` steps runs; the unrolled variant is traced here
-        the first time the loop is hot (ski rental: its tracing, about ``unroll`` + 1 times the
-        single-step loop's, is paid once the loop has cost about as much)."""
+        """The concrete function a run of ``steps`` steps runs; the unrolled variant is traced and
+        instantiated here the first time the loop is hot (ski rental: its tracing, a few times the
+        single-step loop's, is paid once the loop has cost about as much). Should that tracing fail,
+        the loop stays one of single steps (logged once)."""
         k = self.unroll
         if steps < k:
             return self.variants[1]
         if k not in self.variants and self.ran_s >= self.unroll_after * self.trace_s:
-            self.variants[k] = self._trace(k)
+            try:
+                self.variants[k] = self._instantiated(k)
+            except Exception as exc:  # the single-step loop traced; its unrolled copy is only an optimisation
+                log.warning("%s: tracing the loop unrolled %d steps per iteration failed (%s: %s); keeping the loop "
+                            "of single steps", type(self._scenario).__name__, k, type(exc).__name__, exc)
+                self.variants[k] = self.variants[1]
         return self.variants.get(k, self.variants[1])
 
     def run(self, data: Sequence[Any], *, steps: int, seed: int) -> LoopOutput:
@@ -143,7 +175,7 @@ class CompiledLoop:
     def operations(self) -> list[Any]:
         """Every op of the traced loops (each variant traced so far): their graphs' and those of
         their nested functions (the while loops' bodies and conditions)."""
-        return [op for fn in self.variants.values() for op in operations(fn)]
+        return [op for fn in {id(f): f for f in self.variants.values()}.values() for op in operations(fn)]
 
 
 def operations(fn: Any) -> list[Any]:
@@ -188,7 +220,7 @@ def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *,
     dtypes: dict[str, Any] = {}  # measured dtype of each check, learnt while the body is traced
     width = len(step_checks) + len(NUMERIC_FIELDS)
 
-    def step(key: Any, rows: Any, data: Sequence[Any]) -> tuple:  # key: [seed, SAMPLING_STREAM + step]
+    def step(scenario: Any, key: Any, rows: Any, data: Sequence[Any]) -> tuple:  # key: [seed, SAMPLING_STREAM + step]
         step = key[1] - SAMPLING_STREAM
         n_rows = tf.shape(data[0], out_type=tf.int64)[0]
         idx = tf.random.stateless_uniform([batch_size], seed=key, minval=0, maxval=n_rows, dtype=tf.int64)
@@ -204,22 +236,26 @@ def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *,
         row = tf.stack(row + _step_numerics(obs))
         return key + tf.constant([0, 1], tf.int64), rows.write(tf.cast(step, tf.int32), row)
 
-    def steps_loop(k: int, key: Any, rows: Any, iterations: Any, data: Sequence[Any]) -> tuple:
+    def steps_loop(scenario: Any, k: int, key: Any, rows: Any, iterations: Any, data: Sequence[Any]) -> tuple:
         def body(key: Any, rows: Any) -> tuple:
             for _ in range(k):
-                key, rows = step(key, rows, data)
+                key, rows = step(scenario, key, rows, data)
             return key, rows
         return tf.while_loop(lambda *_: True, body, (key, rows), maximum_iterations=tf.cast(iterations, tf.int32),
                              parallel_iterations=1)
 
-    def trace(k: int) -> Any:
+    specs = [tf.TensorSpec([None, *t.shape[1:]], t.dtype) for t in data]
+    empty = [tf.zeros([0, *t.shape[1:]], t.dtype) for t in data]
+    del data  # the loop keeps no run's data: it takes the data as arguments
+
+    def trace(k: int, scenario: Any) -> Any:
         @tf.function(autograph=_autograph(scenario))
         def loop(n_steps: Any, seed: Any, *data: Any) -> tuple:
             rows = tf.TensorArray(tf.float64, size=tf.cast(n_steps, tf.int32), element_shape=[width])
             key = tf.stack([seed, tf.constant(SAMPLING_STREAM, tf.int64)])
             if k > 1:
-                key, rows = steps_loop(k, key, rows, n_steps // k, data)
-            _, rows = steps_loop(1, key, rows, n_steps % k if k > 1 else n_steps, data)
+                key, rows = steps_loop(scenario, k, key, rows, n_steps // k, data)
+            _, rows = steps_loop(scenario, 1, key, rows, n_steps % k if k > 1 else n_steps, data)
             table = rows.stack()
             stacked = tuple(table[:, i] for i in range(len(step_checks)))
             numerics = tf.cast(table[:, len(step_checks):], tf.float32)
@@ -229,10 +265,9 @@ def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *,
                 return states, _summarize_numerics(numerics), (stacked, numerics)
             return states, _summarize_numerics(numerics)
 
-        specs = [tf.TensorSpec([None, *t.shape[1:]], t.dtype) for t in data]
         return loop.get_concrete_function(tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64), *specs)
 
-    return CompiledLoop(trace, step_checks, series, unroll=unroll, unroll_after=unroll_after)
+    return CompiledLoop(trace, scenario, empty, step_checks, series, unroll=unroll, unroll_after=unroll_after)
 
 
 def train(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *, steps: int, batch_size: int,
@@ -258,6 +293,10 @@ class CompiledFinal:
         import tensorflow as tf
 
         return {c.name: s for c, s in zip(self.checks, self.fn(tf.constant(step, tf.int64), *tensors))}
+
+    @property
+    def captured_inputs(self) -> list[Any]:
+        return list(self.fn.captured_inputs)
 
     def operations(self) -> list[Any]:
         return operations(self.fn)

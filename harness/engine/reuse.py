@@ -15,8 +15,10 @@ plus Python values fixed by its parameters, the precision, the clip value and th
 size (the structure; the cache key adds the data's dtypes and trailing shapes). It uses
 no stateful TF random ops, in its compiled code or in build(); it does not read ctx.seed,
 ctx.steps or ctx.data_size in train_step or evaluate(), and extras() does not read Python
-attributes that train_step or evaluate() set while they are traced (a reused run never
-traces). Then each run still builds its scenario afresh (seeded model initialisation,
+attributes that train_step or evaluate() set while they are traced (a reused run traces
+nothing on its own scenario; once a structure is hot, its loop is traced once more, unrolled,
+on the structure's template, so train_step's Python runs several more times then: it must do
+the same each time it is traced). Then each run still builds its scenario afresh (seeded model initialisation,
 data), and the first run of a structure traces the loop and the final evaluation; a later
 run copies its freshly built variables into the traced run's variables, runs the traced
 loop on its own data and seed and the traced evaluation on the tensors its scenario holds,
@@ -178,7 +180,7 @@ def _check_promise(scenario: Any, fn: CompiledLoop | CompiledFinal, variables: S
             f"({', '.join(stateful)}); use stateless ops seeded from a variable (e.g. keras.random with a "
             f"SeedGenerator, as Keras layers do) or remove reuse_trace")
     handles = {id(v.handle) for v in variables}
-    foreign = [t for t in fn.fn.captured_inputs if id(t) not in handles]
+    foreign = [t for t in fn.captured_inputs if id(t) not in handles]
     if foreign:
         t = foreign[0]
         raise ScenarioReuseError(
@@ -192,7 +194,7 @@ def _shared(entry: _Entry) -> list[int]:
     """Indices of the entry's variables that its traced functions capture (the others are never
     read or written by them, so they need no copy)."""
     fns = [f for f in (entry.loop, *entry.finals.values()) if f is not None]
-    captured = {id(t) for f in fns for t in f.fn.captured_inputs}
+    captured = {id(t) for f in fns for t in f.captured_inputs}
     return [i for i, v in enumerate(entry.variables) if id(v.handle) in captured]
 
 
@@ -246,6 +248,8 @@ def _create(key: Hashable, scenario: Any, variables: list[Any], data: Sequence[A
         _check_promise(scenario, loop, variables)
     _traces += 1
     entry = _Entry(list(variables), _template(scenario, held), loop)
+    if loop is not None:
+        loop.rebind(entry.template)  # a later, unrolled variant is traced on it: the cache keeps no run's tensors
     _cache[key] = entry
     _cache.move_to_end(key)
     while len(_cache) > CACHE_SIZE:
@@ -282,7 +286,11 @@ def run_reusing(key: Hashable, scenario: Any, variables: list[Any], data: Sequen
                                  f"attributes where the traced run held none ({exc}); keep the same attributes "
                                  f"in every run, or remove reuse_trace") from exc
     if entry.loop is not None:
+        known = len(entry.loop.variants)
         entry.loop.prepare(steps)  # a hot loop's unrolled variant is traced here the first time
+        if len(entry.loop.variants) > known:
+            _check_promise(scenario, entry.loop, entry.variables)
+            entry.shared = _shared(entry)
     mark("trace")
     own = len(entry.variables) == len(variables) and all(a is b for a, b in zip(entry.variables, variables))
     if not own:
