@@ -86,7 +86,11 @@ def _summarize_numerics(rows: Any) -> dict[str, Any]:
 
 
 UNROLL = 8  # steps per loop iteration of a hot loop's unrolled variant (see compile_loop)
-UNROLL_AFTER = 8.0  # a loop is hot once it has run for this many times as long as its tracing took
+# A loop is hot once it has run for this many times as long as its tracing took: the unrolled variant
+# costs a few times the single-step loop's tracing and saves a fraction of the loop's time (figure 1's
+# detail column times both loops), so it pays back only after many times that tracing time of further
+# running. Rent or buy, with the structure's past use as the forecast of its future use.
+UNROLL_AFTER = 16.0
 
 
 class CompiledLoop:
