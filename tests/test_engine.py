@@ -508,3 +508,20 @@ def test_a_loop_is_unrolled_once_it_has_run_long_enough_and_only_for_runs_that_f
     assert loop.prepare(4) is loop.variants[4] is not loop.fn
     with pytest.raises(ValueError, match="unroll must be >= 1, got 0"):
         compile_loop(scenario, data, [], batch_size=32, unroll=0)
+
+
+def test_a_scenario_with_unroll_1_keeps_a_loop_of_single_steps(tf_worker: None) -> None:
+    import tensorflow as tf
+
+    from harness.engine.context import RunContext
+    from harness.engine.loop import compile_loop
+    from harness.engine.runtime import seed_everything
+    from harness.scenarios.base import declared_checks, instantiate
+
+    spec = _builtin_spec("loss_bound", 1, 200)
+    scenario = instantiate(spec.target, spec.params)
+    seed_everything(spec.seed)
+    data = tuple(tf.convert_to_tensor(t) for t in scenario.build(RunContext(spec)))
+    scenario.unroll = 1  # as a class attribute would
+    loop = compile_loop(scenario, data, declared_checks(scenario), batch_size=32, unroll_after=0.0)
+    assert loop.unroll == 1 and loop.prepare(100) is loop.fn and sorted(loop.variants) == [1]

@@ -89,8 +89,9 @@ UNROLL = 8  # steps per loop iteration of a hot loop's unrolled variant (see com
 # A loop is hot once it has run for this many times as long as its tracing took: the unrolled variant
 # costs a few times the single-step loop's tracing and saves a fraction of the loop's time (figure 1's
 # detail column times both loops), so it pays back only after many times that tracing time of further
-# running. Rent or buy, with the structure's past use as the forecast of its future use.
-UNROLL_AFTER = 16.0
+# running. Rent or buy, with the structure's past use as the forecast of its future use. At 8 and 16,
+# figure 4's sweep (4 runs of 25,000 steps per structure and actor) tiered up and lost wall time by it.
+UNROLL_AFTER = 64.0
 
 
 class CompiledLoop:
@@ -209,13 +210,14 @@ def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *,
     ``unroll`` steps (the step traced that many times, in order), followed by a loop of single
     steps for the remaining steps % unroll: the same ops on the same values in the same order,
     so the same results bit for bit (tests/test_engine.py). ``unroll`` and ``unroll_after``
-    default to UNROLL and UNROLL_AFTER; ``unroll=1`` turns it off.
+    default to the scenario's class attribute ``unroll`` (else UNROLL) and UNROLL_AFTER;
+    ``unroll=1`` turns it off (a scenario whose train_step must be traced only once).
 
     With ``series=True`` the function also returns the stacked series (LoopOutput.series, for
     ``replay --trace``); the default function is unchanged and returns only the summaries."""
     import tensorflow as tf
 
-    unroll = UNROLL if unroll is None else unroll
+    unroll = (getattr(scenario, "unroll", UNROLL) if unroll is None else unroll)
     unroll_after = UNROLL_AFTER if unroll_after is None else unroll_after
     if unroll < 1:
         raise ValueError(f"unroll must be >= 1, got {unroll}")

@@ -35,6 +35,10 @@ and optionally:
                              and reuses them for later runs, in a kept session (see
                              harness.engine.reuse); default False, and not inherited: a
                              subclass makes the promise again
+    unroll = 1            -> a class attribute keeping the training loop one of single steps:
+                             otherwise a loop that many runs reuse gets hot and is traced
+                             again, 8 steps per loop iteration (train_step's Python then runs
+                             9 more times; results are the same, see harness.engine.loop)
 
 Import tensorflow inside the methods, not at module level: the driver imports
 scenario modules to validate them and must stay free of TensorFlow.
