@@ -146,9 +146,9 @@ class CompiledLoop:
 
     def prepare(self, steps: int) -> Any:
         """The concrete function a run of ``steps`` steps runs; the unrolled variant is traced and
-        instantiated here the first time the loop is hot (ski rental: its tracing, a few times the
-        single-step loop's, is paid once the loop has cost about as much). Should that tracing fail,
-        the loop stays one of single steps (logged once)."""
+        instantiated here the first time the loop is hot (rent or buy: its tracing, a few times the
+        single-step loop's, is paid once the loop has cost unroll_after times that). Should that
+        tracing fail, the loop stays one of single steps (logged once)."""
         k = self.unroll
         if steps < k:
             return self.variants[1]
