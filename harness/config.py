@@ -323,13 +323,11 @@ def malloc_library(value: Any) -> str | None:
 
     if value == "system":
         return None
-    if value == "auto":
-        if not sys.platform.startswith("linux"):
+    if value in ("auto", "jemalloc"):
+        if value == "auto" and not sys.platform.startswith("linux"):
             return None
-        return _ray_jemalloc() or ctypes.util.find_library("jemalloc")
-    if value == "jemalloc":
         found = _ray_jemalloc() or ctypes.util.find_library("jemalloc")
-        if found is None:
+        if found is None and value == "jemalloc":
             raise ConfigError("ray.malloc", "jemalloc: neither Ray's wheel nor this machine has libjemalloc "
                                             "(Debian/Ubuntu: apt install libjemalloc2), or set ray.malloc=system")
         return found

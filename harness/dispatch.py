@@ -171,6 +171,12 @@ def connect(cfg: RayConfig, namespace: str | None = None) -> tuple[Any, bool, bo
                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{hint}") from exc
 
 
+def preload_value(library: str) -> str:
+    """LD_PRELOAD with ``library`` in front of what this process's environment already preloads."""
+    before = os.environ.get("LD_PRELOAD")
+    return f"{library} {before}" if before else library
+
+
 @contextmanager
 def _preloaded(library: str | None) -> Iterator[None]:
     """LD_PRELOAD ``library`` in this process's environment while the block starts Ray: every process
@@ -180,7 +186,7 @@ def _preloaded(library: str | None) -> Iterator[None]:
         yield
         return
     before = os.environ.get("LD_PRELOAD")
-    os.environ["LD_PRELOAD"] = f"{library} {before}" if before else library
+    os.environ["LD_PRELOAD"] = preload_value(library)
     try:
         yield
     finally:

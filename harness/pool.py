@@ -378,8 +378,9 @@ def up(actors: int | None, cpus_per_actor: float, gpus_per_actor: float, idle_mi
     if state is not None:
         print(f"warm pool already up: {_actors(state.actors)} at {state.address} (pid {state.pid}); "
               f"python -m harness down stops it")
-        if not _same_library(state.malloc, malloc_library(malloc)):
-            print(f"note: it runs {_allocator(state.malloc)}, not the {_allocator(malloc_library(malloc))} "
+        wanted = malloc_library(malloc)
+        if not _same_library(state.malloc, wanted):
+            print(f"note: it runs {_allocator(state.malloc)}, not the {_allocator(wanted)} "
                   f"--malloc {malloc} asks for: sweeps with ray.malloc={malloc} run cold until it is restarted")
         return EXIT_OK
     pid = starting_pid()

@@ -85,10 +85,10 @@ def actor_env() -> dict[str, str]:
     ray.malloc=auto preloads (jemalloc on Linux), if any. The pairs' processes start with it, so that a
     step is timed as an actor runs it."""
     from harness.config import malloc_library
+    from harness.dispatch import preload_value
 
     library = malloc_library("auto")
-    before = os.environ.get("LD_PRELOAD")
-    return {"LD_PRELOAD": f"{library} {before}" if before else library} if library else {}
+    return {"LD_PRELOAD": preload_value(library)} if library else {}
 
 
 def measure_pair(name: str, processes: int, repeats: int, steps: int) -> Pair:

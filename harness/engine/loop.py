@@ -217,7 +217,7 @@ def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *,
     ``replay --trace``); the default function is unchanged and returns only the summaries."""
     import tensorflow as tf
 
-    unroll = (getattr(scenario, "unroll", UNROLL) if unroll is None else unroll)
+    unroll = getattr(scenario, "unroll", UNROLL) if unroll is None else unroll
     unroll_after = UNROLL_AFTER if unroll_after is None else unroll_after
     if unroll < 1:
         raise ValueError(f"unroll must be >= 1, got {unroll}")

@@ -77,12 +77,14 @@ def _ran_on(done: pd.DataFrame) -> str:
         known = done["onednn"].dropna().astype(bool)
         counts = {k: int((known == k).sum()) for k in (True, False)}
         unknown = len(done) - len(known)
-        if not known.empty and not unknown and not all(counts.values()):
-            parts.append(f"oneDNN rewrite {'on' if counts[True] else 'off'}")
-        elif not known.empty:
-            mixed = True
-            said = [f"{w} in {_runs(counts[k])}" for k, w in ((True, "on"), (False, "off")) if counts[k]]
-            parts.append("oneDNN rewrite " + ", ".join(said + ([f"unknown in {_runs(unknown)}"] if unknown else [])))
+        if not known.empty:  # else no run recorded it (results from before the column): nothing to say
+            if not unknown and not all(counts.values()):
+                parts.append(f"oneDNN rewrite {'on' if counts[True] else 'off'}")
+            else:
+                mixed = True
+                said = [f"{w} in {_runs(counts[k])}" for k, w in ((True, "on"), (False, "off")) if counts[k]]
+                parts.append("oneDNN rewrite " + ", ".join(said + ([f"unknown in {_runs(unknown)}"] if unknown
+                                                                    else [])))
     if not parts:
         return ""
     text = html.escape("ran on " + "; ".join(parts))
