@@ -152,7 +152,7 @@ def connect(cfg: RayConfig, namespace: str | None = None) -> tuple[Any, bool, bo
         if cfg.address is None:
             # "local" always starts a new instance; a bare ray.init() would join any cluster
             # that `ray start` left running on this machine (or RAY_ADDRESS).
-            with _preloaded(malloc_library(cfg.malloc)):
+            with embedded_env(malloc_library(cfg.malloc)):
                 ray.init(address="local", **kwargs)
             mark("ray.init done")
             return ray, True, True
@@ -177,23 +177,36 @@ def preload_value(library: str) -> str:
     return f"{library} {before}" if before else library
 
 
+# The raylet's plasma client connects to the object store's socket, which a thread of the same raylet
+# opens at about the same moment: when the socket is not there yet, the client waits
+# raylet_client_connect_timeout_milliseconds (Ray's default: 1000) before trying again, and the
+# node registers, and ray.init returns, a whole second later (about every other start on this
+# machine, scripts/bench.py's figure 4 detail). Workers connecting to the raylet use the same two
+# settings. An embedded Ray retries every 50 ms instead, 200 times: the same 10 s before giving up.
+CONNECT_RETRY = {"RAY_raylet_client_connect_timeout_milliseconds": "50",
+                 "RAY_raylet_client_num_connect_attempts": "200"}
+
+
 @contextmanager
-def _preloaded(library: str | None) -> Iterator[None]:
-    """LD_PRELOAD ``library`` in this process's environment while the block starts Ray: every process
-    Ray starts inherits it (the raylet starts the workers, and so the actors, with its environment).
-    The driver's own environment is as it was afterwards."""
-    if library is None:
-        yield
-        return
-    before = os.environ.get("LD_PRELOAD")
-    os.environ["LD_PRELOAD"] = preload_value(library)
+def embedded_env(library: str | None) -> Iterator[None]:
+    """The environment an embedded Ray (a sweep's, or the warm pool's) starts in, set in this process
+    while the block starts it: every process Ray starts inherits it (the raylet starts the workers,
+    and so the actors, with its environment). ``library`` (an allocator, or None) is preloaded with
+    LD_PRELOAD; CONNECT_RETRY is set unless this environment sets either of its variables (then
+    both are left as they are). This process's environment is as it was afterwards."""
+    changes = dict(CONNECT_RETRY) if not any(k in os.environ for k in CONNECT_RETRY) else {}
+    if library is not None:
+        changes["LD_PRELOAD"] = preload_value(library)
+    before = {k: os.environ.get(k) for k in changes}
+    os.environ.update(changes)
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop("LD_PRELOAD", None)
-        else:
-            os.environ["LD_PRELOAD"] = before
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 _stopping: list[threading.Thread] = []

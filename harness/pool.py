@@ -291,7 +291,7 @@ def _serve(ray: Any, directory: Path, actors: int, cpus_per_actor: float, gpus_p
            idle_minutes: float, malloc: str) -> int:
     """serve, from ray.init on (the starting mark is removed around it)."""
     from harness.config import RayConfig, malloc_library
-    from harness.dispatch import DispatchError, _num_actors, _preloaded, shutdown, worker_class
+    from harness.dispatch import DispatchError, _num_actors, embedded_env, shutdown, worker_class
 
     stop = {"now": False}
 
@@ -299,7 +299,7 @@ def _serve(ray: Any, directory: Path, actors: int, cpus_per_actor: float, gpus_p
         stop["now"] = True
 
     library = malloc_library(malloc)
-    with _preloaded(library):  # as a cold sweep's embedded Ray (dispatch.connect)
+    with embedded_env(library):  # as a cold sweep's embedded Ray (dispatch.connect)
         ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING)
     signal.signal(signal.SIGTERM, _stop)

@@ -116,15 +116,20 @@ MALLOC_PROBE = textwrap.dedent("""
     from harness.config import RayConfig
     from harness.dispatch import connect, shutdown
 
-    before = os.environ.get("LD_PRELOAD")
+    from harness.dispatch import CONNECT_RETRY
+
+    ours = ("LD_PRELOAD", *CONNECT_RETRY)
+    before = {k: os.environ.get(k) for k in ours}
     ray, embedded, owned = connect(RayConfig(malloc="jemalloc"))
 
     @ray.remote(num_cpus=1)
     def mapped():
         import os
-        return any("jemalloc" in line for line in open(f"/proc/{os.getpid()}/maps"))
+        return (any("jemalloc" in line for line in open(f"/proc/{os.getpid()}/maps")),
+                {k: os.environ.get(k) for k in CONNECT_RETRY})
 
-    print(json.dumps({"worker": ray.get(mapped.remote()), "driver": os.environ.get("LD_PRELOAD") == before}))
+    jemalloc, retry = ray.get(mapped.remote())
+    print(json.dumps({"worker": jemalloc, "retry": retry == CONNECT_RETRY, "driver": {k: os.environ.get(k) for k in ours} == before}))
     shutdown(ray)
 """)
 
@@ -144,6 +149,29 @@ libc_malloc = ctypes.cast(ctypes.CDLL(None).malloc, ctypes.c_void_p).value
 spans = [line.split()[0].split("-") for line in open(f"/proc/{os.getpid()}/maps") if "jemalloc" in line]
 print(any(int(lo, 16) <= libc_malloc < int(hi, 16) for lo, hi in spans))
 """
+
+
+def test_embedded_env_sets_and_restores_and_keeps_what_the_user_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An embedded Ray starts with the allocator preloaded in front of what LD_PRELOAD had and Ray's
+    connect retry every 50 ms (CONNECT_RETRY); a user who set either retry variable keeps both as set;
+    the environment is as it was after the block, also when the block raises."""
+    from harness.dispatch import CONNECT_RETRY, embedded_env
+
+    for k in (*CONNECT_RETRY, "LD_PRELOAD"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("LD_PRELOAD", "/x/libother.so")
+    before = dict(os.environ)
+    with pytest.raises(KeyError), embedded_env("/x/libjemalloc.so"):
+        assert os.environ["LD_PRELOAD"] == "/x/libjemalloc.so /x/libother.so"
+        assert {k: os.environ[k] for k in CONNECT_RETRY} == CONNECT_RETRY
+        raise KeyError
+    assert dict(os.environ) == before
+    monkeypatch.setenv("RAY_raylet_client_num_connect_attempts", "7")
+    with embedded_env(None):
+        assert os.environ["RAY_raylet_client_num_connect_attempts"] == "7"
+        assert "RAY_raylet_client_connect_timeout_milliseconds" not in os.environ
+        assert os.environ["LD_PRELOAD"] == "/x/libother.so"
+    assert os.environ["RAY_raylet_client_num_connect_attempts"] == "7"
 
 
 def test_ray_malloc_jemalloc_is_the_copy_rays_wheel_ships() -> None:
@@ -171,7 +199,7 @@ def test_ray_malloc_jemalloc_reaches_the_workers_and_gives_the_same_results(tmp_
 
     r = subprocess.run([sys.executable, "-c", MALLOC_PROBE], capture_output=True, text=True, timeout=180, cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"worker": True, "driver": True}
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"worker": True, "retry": True, "driver": True}
     frames = []
     for malloc in ("system", "jemalloc"):
         args = ["sweep=smoke", "sweep.scenario=[loss_bound,normalization]", "sweep.data_size=[1000]",

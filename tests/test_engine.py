@@ -378,8 +378,8 @@ def test_a_broken_promise_in_build_or_in_the_final_evaluation_is_an_error(tf_wor
 def test_a_worker_starts_without_the_modules_keras_would_pull_in_and_they_stay_importable() -> None:
     """init_worker hides matplotlib, pandas and IPython while TF and Keras import (each costs an actor's
     start time, none is used by a run); a scenario that imports one itself still gets it. The cyclic GC
-    stays off during the import (its collections there cost a third of it), makes one full collection
-    after it, and is on again afterwards with what the import left frozen."""
+    stays off during the import (its collections there cost a third of it) and is on again afterwards
+    with what the import left frozen, before any collection walked it: no full collection at all."""
     import subprocess
     import sys
 
@@ -404,8 +404,8 @@ def test_a_worker_starts_without_the_modules_keras_would_pull_in_and_they_stay_i
     import ast
 
     seen, enabled, frozen = gc_seen.rsplit(" ", 2)
-    seen = ast.literal_eval(seen)  # generations collected during init_worker: the explicit full collection
-    assert seen.count(2) == 1 and seen[-1] == 2 and len(seen) <= 3, seen  # (with the GC on: dozens, several full)
+    seen = ast.literal_eval(seen)  # generations collected during init_worker
+    assert 2 not in seen and len(seen) <= 3, seen  # (with the GC on: dozens, several full)
     assert (enabled, frozen) == ("True", "True")
 
 
