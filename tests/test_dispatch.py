@@ -116,9 +116,9 @@ MALLOC_PROBE = textwrap.dedent("""
     from harness.config import RayConfig
     from harness.dispatch import connect, shutdown
 
-    from harness.dispatch import CONNECT_RETRY
+    from harness.dispatch import CONNECT_RETRY, NO_TASK_EVENTS
 
-    ours = ("LD_PRELOAD", *CONNECT_RETRY)
+    ours = ("LD_PRELOAD", *CONNECT_RETRY, *NO_TASK_EVENTS)
     before = {k: os.environ.get(k) for k in ours}
     ray, embedded, owned = connect(RayConfig(malloc="jemalloc"))
 
@@ -126,10 +126,10 @@ MALLOC_PROBE = textwrap.dedent("""
     def mapped():
         import os
         return (any("jemalloc" in line for line in open(f"/proc/{os.getpid()}/maps")),
-                {k: os.environ.get(k) for k in CONNECT_RETRY})
+                {k: os.environ.get(k) for k in (*CONNECT_RETRY, *NO_TASK_EVENTS)})
 
     jemalloc, retry = ray.get(mapped.remote())
-    print(json.dumps({"worker": jemalloc, "retry": retry == CONNECT_RETRY, "driver": {k: os.environ.get(k) for k in ours} == before}))
+    print(json.dumps({"worker": jemalloc, "retry": retry == {**CONNECT_RETRY, **NO_TASK_EVENTS}, "driver": {k: os.environ.get(k) for k in ours} == before}))
     shutdown(ray)
 """)
 
@@ -152,26 +152,30 @@ print(any(int(lo, 16) <= libc_malloc < int(hi, 16) for lo, hi in spans))
 
 
 def test_embedded_env_sets_and_restores_and_keeps_what_the_user_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An embedded Ray starts with the allocator preloaded in front of what LD_PRELOAD had and Ray's
-    connect retry every 50 ms (CONNECT_RETRY); a user who set either retry variable keeps both as set;
-    the environment is as it was after the block, also when the block raises."""
-    from harness.dispatch import CONNECT_RETRY, embedded_env
+    """An embedded Ray starts with the allocator preloaded in front of what LD_PRELOAD had, Ray's
+    connect retry every 50 ms (CONNECT_RETRY) and, without its dashboard, no task events; a user who
+    set either retry variable keeps both as set, one who set the task events' interval keeps it; the
+    environment is as it was after the block, also when the block raises."""
+    from harness.dispatch import CONNECT_RETRY, NO_TASK_EVENTS, embedded_env
 
-    for k in (*CONNECT_RETRY, "LD_PRELOAD"):
+    for k in (*CONNECT_RETRY, *NO_TASK_EVENTS, "LD_PRELOAD"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("LD_PRELOAD", "/x/libother.so")
     before = dict(os.environ)
     with pytest.raises(KeyError), embedded_env("/x/libjemalloc.so"):
         assert os.environ["LD_PRELOAD"] == "/x/libjemalloc.so /x/libother.so"
-        assert {k: os.environ[k] for k in CONNECT_RETRY} == CONNECT_RETRY
+        assert {k: os.environ[k] for k in (*CONNECT_RETRY, *NO_TASK_EVENTS)} == {**CONNECT_RETRY, **NO_TASK_EVENTS}
         raise KeyError
     assert dict(os.environ) == before
     monkeypatch.setenv("RAY_raylet_client_num_connect_attempts", "7")
-    with embedded_env(None):
+    with embedded_env(None, dashboard=True):  # the dashboard's task views need the task events
         assert os.environ["RAY_raylet_client_num_connect_attempts"] == "7"
-        assert "RAY_raylet_client_connect_timeout_milliseconds" not in os.environ
+        assert not any(k in os.environ for k in ("RAY_raylet_client_connect_timeout_milliseconds", *NO_TASK_EVENTS))
         assert os.environ["LD_PRELOAD"] == "/x/libother.so"
     assert os.environ["RAY_raylet_client_num_connect_attempts"] == "7"
+    monkeypatch.setenv("RAY_task_events_report_interval_ms", "500")
+    with embedded_env(None):
+        assert os.environ["RAY_task_events_report_interval_ms"] == "500"
 
 
 def test_ray_malloc_jemalloc_is_the_copy_rays_wheel_ships() -> None:
