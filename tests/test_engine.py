@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import textwrap
 from dataclasses import replace
 from typing import Any
 
@@ -525,3 +527,57 @@ def test_a_scenario_with_unroll_1_keeps_a_loop_of_single_steps(tf_worker: None) 
     scenario.unroll = 1  # as a class attribute would
     loop = compile_loop(scenario, data, declared_checks(scenario), batch_size=32, unroll_after=0.0)
     assert loop.unroll == 1 and loop.prepare(100) is loop.fn and sorted(loop.variants) == [1]
+
+
+@pytest.mark.parametrize("flags, on", [("", False), ("--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit", True),
+                                       ("--tf_xla_auto_jit=1", True), ("--tf_xla_auto_jit=0", False),
+                                       ("--tf_xla_auto_jit=-1 --xla_cpu_multi_thread_eigen=false", False),
+                                       ("--tf_xla_cpu_global_jit", True), ("--tf_xla_cpu_global_jit=false", False)])
+def test_xla_auto_clustering_is_recognised_from_the_flags_and_the_config(tf_worker: None, flags: str, on: bool,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import tensorflow as tf
+
+    from harness.engine.loop import xla_clustering
+
+    monkeypatch.setenv("TF_XLA_FLAGS", flags)
+    assert xla_clustering() is on
+    if not on:  # tf.config.optimizer.set_jit turns it on too
+        tf.config.optimizer.set_jit(True)
+        try:
+            assert xla_clustering()
+        finally:
+            tf.config.optimizer.set_jit(False)
+
+
+XLA_PROBE = textwrap.dedent("""
+    import json, struct, sys
+    from dataclasses import asdict, replace
+    sys.path.insert(0, {tests!r})
+    from conftest import make_spec
+    from harness.engine import execute, init_worker, loop, reuse
+
+    init_worker(1)
+    loop.UNROLL_AFTER = 1e-9  # hot as soon as it has run at all
+    spec = make_spec(scenario="circles", target="harness.examples.autotrainer_circles.Circles", params={{}},
+                     data_size=256, batch_size=32, steps=20, seed=1, precision="fp32", clip_value=None)
+    runs = [execute(spec), execute(replace(spec, seed=2)), execute(spec)]
+    (entry,) = reuse._cache.values()
+    bits = [json.dumps(asdict(replace(r, wall_s=0.0, train_s=0.0)), default=str) for r in runs]
+    print(json.dumps({{"variants": sorted(entry.loop.variants), "ok": [r.status.value for r in runs],
+                      "same": bits[0] == bits[2]}}))
+""")
+
+
+def test_with_xla_auto_clustering_a_hot_loop_stays_single_steps_and_replays_bit_for_bit() -> None:
+    """With TF_XLA_FLAGS turning auto-clustering on, XLA would fuse across the steps of an unrolled
+    body and give other bits (measured on circles in fp32); so the structure stays a loop of single
+    steps when hot, and the same run reused gives the bits of its first, freshly traced run."""
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TF_XLA_FLAGS": "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    r = subprocess.run([sys.executable, "-c", XLA_PROBE.format(tests=str(ROOT / "tests"))], capture_output=True,
+                       text=True, timeout=600, cwd=ROOT, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"variants": [1], "ok": ["ok"] * 3, "same": True}

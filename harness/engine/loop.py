@@ -8,6 +8,7 @@ batches for the same run on every machine.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -92,6 +93,27 @@ UNROLL = 8  # steps per loop iteration of a hot loop's unrolled variant (see com
 # running. Rent or buy, with the structure's past use as the forecast of its future use. At 8 and 16,
 # figure 4's sweep (4 runs of 25,000 steps per structure and actor) tiered up and lost wall time by it.
 UNROLL_AFTER = 64.0
+
+
+def xla_clustering() -> bool:
+    """Whether XLA may compile clusters of a loop's ops into fused kernels (auto-clustering):
+    ``TF_XLA_FLAGS`` with ``--tf_xla_auto_jit`` set to anything but 0 or -1, or with
+    ``--tf_xla_cpu_global_jit``, or ``tf.config.optimizer.set_jit`` on. XLA then fuses ops across
+    the steps of an unrolled loop body, which changes rounding: with auto-clustering on this CPU,
+    the circles scenario in fp32 gave other bits unrolled than in single steps. So a loop does not
+    run unrolled then (compile_loop), and its runs replay bit for bit."""
+    for flag in os.environ.get("TF_XLA_FLAGS", "").split():
+        name, _, value = flag.lstrip("-").partition("=")
+        if name == "tf_xla_auto_jit" and value.strip() not in ("0", "-1"):
+            return True
+        if name == "tf_xla_cpu_global_jit" and value.strip().lower() not in ("0", "false"):
+            return True
+    import tensorflow as tf
+
+    try:
+        return bool(tf.config.optimizer.get_jit())
+    except (AttributeError, RuntimeError):  # no such call in this TF: the flags above are what it reads
+        return False
 
 
 class CompiledLoop:
@@ -211,13 +233,17 @@ def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *,
     steps for the remaining steps % unroll: the same ops on the same values in the same order,
     so the same results bit for bit (tests/test_engine.py). ``unroll`` and ``unroll_after``
     default to the scenario's class attribute ``unroll`` (else UNROLL) and UNROLL_AFTER;
-    ``unroll=1`` turns it off (a scenario whose train_step must be traced only once).
+    ``unroll=1`` turns it off (a scenario whose train_step must be traced only once), and so does
+    XLA's auto-clustering (xla_clustering), whose fusion across steps would change the bits.
 
     With ``series=True`` the function also returns the stacked series (LoopOutput.series, for
     ``replay --trace``); the default function is unchanged and returns only the summaries."""
     import tensorflow as tf
 
-    unroll = getattr(scenario, "unroll", UNROLL) if unroll is None else unroll
+    if unroll is None:
+        unroll = getattr(scenario, "unroll", UNROLL)
+        if unroll > 1 and xla_clustering():
+            unroll = 1
     unroll_after = UNROLL_AFTER if unroll_after is None else unroll_after
     if unroll < 1:
         raise ValueError(f"unroll must be >= 1, got {unroll}")
