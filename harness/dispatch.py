@@ -181,12 +181,14 @@ def preload_value(library: str) -> str:
 # opens at about the same moment: when the socket is not there yet, the client waits
 # raylet_client_connect_timeout_milliseconds (Ray's default: 1000) before trying again, and the
 # node registers, and ray.init returns, a whole second later (about every other start on this
-# machine). Workers connecting to the raylet use the same two settings. An embedded Ray retries
-# every 50 ms instead, 200 times: the same 10 s before giving up.
+# machine). Workers connecting to the raylet, and asking it for Ray's config, use the same two
+# settings. An embedded Ray retries every 50 ms instead, 200 times: the same 10 s of waiting
+# before giving up (each missed try is one "Retrying to connect" line in raylet.out).
 CONNECT_RETRY = {"RAY_raylet_client_connect_timeout_milliseconds": "50",
                  "RAY_raylet_client_num_connect_attempts": "200"}
 # Task events (each task's state changes, sent to the GCS every second) feed only the dashboard's
-# task views and `ray list tasks`, which an embedded Ray without its dashboard does not serve, and
+# task views, `ray list tasks` and ray.timeline(), which an embedded Ray without its dashboard does
+# not serve (and the harness does not call), and
 # the driver's ray.shutdown waits on them: it took 0.36-0.46 s in four of five shutdowns measured
 # here (0.17 s in the fifth), 0.13-0.17 s in five with them off. 0 turns them off (ray_config_def.h).
 NO_TASK_EVENTS = {"RAY_task_events_report_interval_ms": "0"}

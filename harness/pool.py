@@ -59,7 +59,8 @@ REFILL_S = 5.0
 EXIT_OK, EXIT_USAGE, EXIT_CLUSTER = 0, 2, 3
 AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")  # Ray turns token auth on for a local cluster by itself
 # what an actor imports and how TF computes: a sweep whose values differ from the pool's runs cold
-ENV_KEYS = ("PYTHONPATH", "TF_ENABLE_ONEDNN_OPTS", "XLA_FLAGS", "CUDA_VISIBLE_DEVICES", "TF_DETERMINISTIC_OPS")
+ENV_KEYS = ("PYTHONPATH", "TF_ENABLE_ONEDNN_OPTS", "XLA_FLAGS", "TF_XLA_FLAGS", "CUDA_VISIBLE_DEVICES",
+            "TF_DETERMINISTIC_OPS")
 LOCK = "pool.lock"
 
 

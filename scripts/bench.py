@@ -448,7 +448,7 @@ def fig_sweeps(steps: int, per_process_runs: int, want: set[str], repeats: int =
             r.mkdir()
             sweeps.append(_sweep48(args, r))
         order = sorted(range(len(sweeps)), key=lambda i: sweeps[i].ratio)
-        mid = order[(len(order) - 1) // 2]  # the median (the lower middle one of an even count)
+        mid = order[len(order) // 2]  # the median (main() asks for an odd count)
         m, root = sweeps[mid], roots[mid]
         eff, wall = m.ratio, m.wall
         # wall = fixed + lower * (1 + per_run / lower): the run length from which the ratio is <= 1.3
@@ -845,7 +845,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=25000, help="steps per run of the 48-run sweep")
     ap.add_argument("--sample-steps", type=int, default=5000, help="steps per timed sample of figures 1, 2, 3a")
     ap.add_argument("--sweep-repeats", type=int, default=3,
-                    help="cold 48-run sweeps of figure 4, one after another (the median ratio is the figure)")
+                    help="cold 48-run sweeps of figure 4, one after another, an odd number (the median ratio is the figure)")
     ap.add_argument("--per-process-runs", type=int, default=24,
                     help="how many of the 48 runs to time as processes (a fixed random sample; 48 for all)")
     ap.add_argument("--report-rows", type=int, default=1_000_000)
@@ -858,6 +858,8 @@ def main() -> int:
     ap.add_argument("--readme", action="store_true", help="rewrite the table between the bench markers of docs/benchmarks.md")
     ap.add_argument("--pair", choices=sorted(PAIRS), help=argparse.SUPPRESS)  # a child of measure_pair
     a = ap.parse_args()
+    if a.sweep_repeats < 1 or a.sweep_repeats % 2 == 0:
+        ap.error(f"--sweep-repeats: an odd number of sweeps (the median is one of them), got {a.sweep_repeats}")
     if a.pair:
         from harness.engine import init_worker
 

@@ -122,14 +122,21 @@ MALLOC_PROBE = textwrap.dedent("""
     before = {k: os.environ.get(k) for k in ours}
     ray, embedded, owned = connect(RayConfig(malloc="jemalloc"))
 
+    def applied():  # what Ray's config in this process holds (Ray's private view of it, where it has one)
+        import ray._raylet as r
+        names = ("raylet_client_connect_timeout_milliseconds", "raylet_client_num_connect_attempts")
+        return [str(getattr(r.Config, n)()) if hasattr(r.Config, n) else None for n in names]
+
     @ray.remote(num_cpus=1)
     def mapped():
         import os
         return (any("jemalloc" in line for line in open(f"/proc/{os.getpid()}/maps")),
-                {k: os.environ.get(k) for k in (*CONNECT_RETRY, *NO_TASK_EVENTS)})
+                {k: os.environ.get(k) for k in (*CONNECT_RETRY, *NO_TASK_EVENTS)}, applied())
 
-    jemalloc, retry = ray.get(mapped.remote())
-    print(json.dumps({"worker": jemalloc, "retry": retry == {**CONNECT_RETRY, **NO_TASK_EVENTS}, "driver": {k: os.environ.get(k) for k in ours} == before}))
+    jemalloc, retry, worker_config = ray.get(mapped.remote())
+    expected = [v if worker_config[i] is not None else None for i, v in enumerate(CONNECT_RETRY.values())]
+    print(json.dumps({"worker": jemalloc, "retry": retry == {**CONNECT_RETRY, **NO_TASK_EVENTS},
+                      "applied": worker_config == expected and applied() == expected, "driver": {k: os.environ.get(k) for k in ours} == before}))
     shutdown(ray)
 """)
 
@@ -203,7 +210,8 @@ def test_ray_malloc_jemalloc_reaches_the_workers_and_gives_the_same_results(tmp_
 
     r = subprocess.run([sys.executable, "-c", MALLOC_PROBE], capture_output=True, text=True, timeout=180, cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"worker": True, "retry": True, "driver": True}
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"worker": True, "retry": True, "applied": True,
+                                                              "driver": True}
     frames = []
     for malloc in ("system", "jemalloc"):
         args = ["sweep=smoke", "sweep.scenario=[loss_bound,normalization]", "sweep.data_size=[1000]",

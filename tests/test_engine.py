@@ -531,14 +531,23 @@ def test_a_scenario_with_unroll_1_keeps_a_loop_of_single_steps(tf_worker: None) 
 
 @pytest.mark.parametrize("flags, on", [("", False), ("--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit", True),
                                        ("--tf_xla_auto_jit=1", True), ("--tf_xla_auto_jit=0", False),
-                                       ("--tf_xla_auto_jit=-1 --xla_cpu_multi_thread_eigen=false", False),
-                                       ("--tf_xla_cpu_global_jit", True), ("--tf_xla_cpu_global_jit=false", False)])
-def test_xla_auto_clustering_is_recognised_from_the_flags_and_the_config(tf_worker: None, flags: str, on: bool,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+                                       ("--tf_xla_auto_jit=-1 --tf_xla_min_cluster_size=4", False),
+                                       ("--tf_xla_cpu_global_jit", True), ("--tf_xla_cpu_global_jit=false", False),
+                                       ('--tf_xla_auto_jit="0"', False), ("--tf_xla_auto_jit='2'", True),
+                                       ("@file: --tf_xla_auto_jit=2", True), ("@file: --tf_xla_auto_jit=0", False),
+                                       ("@missing", False)])
+def test_xla_auto_clustering_is_recognised_from_the_flags_and_the_config(
+        tf_worker: None, flags: str, on: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """TF_XLA_FLAGS as XLA reads it: flags, quoted values, or (not starting with -) a file of flags."""
     import tensorflow as tf
 
     from harness.engine.loop import xla_clustering
 
+    if flags.startswith("@file: "):
+        (tmp_path / "flags").write_text(flags.removeprefix("@file: ") + "\n")
+        flags = str(tmp_path / "flags")
+    elif flags == "@missing":
+        flags = str(tmp_path / "no-such-file")
     monkeypatch.setenv("TF_XLA_FLAGS", flags)
     assert xla_clustering() is on
     if not on:  # tf.config.optimizer.set_jit turns it on too

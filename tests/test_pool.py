@@ -50,6 +50,9 @@ def test_a_matching_pool_is_used_and_why_another_is_not(pool_dir: Path) -> None:
     write_state(pool_dir, env={"XLA_FLAGS": "--xla_cpu_fast_math"})
     got, why = pool.usable(RayConfig())
     assert got is None and "XLA_FLAGS" in why
+    write_state(pool_dir, env={"TF_XLA_FLAGS": "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit"})  # XLA clusters
+    got, why = pool.usable(RayConfig())
+    assert got is None and "TF_XLA_FLAGS" in why
     state = write_state(pool_dir, malloc=None)  # a pool started with --malloc system
     assert pool.usable(RayConfig(malloc="system"))[0] == state
     if malloc_library("auto") is not None:

@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from harness.checks import Check, CheckState
@@ -101,12 +102,22 @@ def xla_clustering() -> bool:
     ``--tf_xla_cpu_global_jit``, or ``tf.config.optimizer.set_jit`` on. XLA then fuses ops across
     the steps of an unrolled loop body, which changes rounding: with auto-clustering on this CPU,
     the circles scenario in fp32 gave other bits unrolled than in single steps. So a loop does not
-    run unrolled then (compile_loop), and its runs replay bit for bit."""
-    for flag in os.environ.get("TF_XLA_FLAGS", "").split():
+    run unrolled then (compile_loop), and its runs replay bit for bit. Either flag alone is taken
+    as on, though on a CPU XLA clusters only with both (on a GPU one is enough): a loop of single
+    steps is slower, never wrong. Like XLA, a value that does not start with ``-`` names a file of
+    flags, and quotes around a flag's value are dropped."""
+    flags = os.environ.get("TF_XLA_FLAGS", "").strip()
+    if flags and not flags.startswith("-"):
+        try:
+            flags = Path(flags).read_text()
+        except OSError:
+            flags = ""
+    for flag in flags.split():
         name, _, value = flag.lstrip("-").partition("=")
-        if name == "tf_xla_auto_jit" and value.strip() not in ("0", "-1"):
+        value = value.strip().strip("'\"").lower()
+        if name == "tf_xla_auto_jit" and value not in ("0", "-1"):
             return True
-        if name == "tf_xla_cpu_global_jit" and value.strip().lower() not in ("0", "false"):
+        if name == "tf_xla_cpu_global_jit" and value not in ("0", "false"):
             return True
     import tensorflow as tf
 
