@@ -664,11 +664,14 @@ SETTLE_S = 3.0
 
 def fig_warm(repeats: int) -> Figure:
     """The smoke sweep (24 runs) on a warm pool against a cold start: wall time of the whole command,
-    Python start included, each into a fresh results root (every run computed). Cold and warm sweeps
-    alternate, which goes first alternating too, each after SETTLE_S of quiet (ray.shutdown does not
-    wait for Ray's processes to exit: a sweep timed right after a cold one shares the CPUs with their
-    exit); medians. The first sweep on a new pool is reported apart: its actors trace the smoke
-    sweep's loops once, as a cold sweep's do."""
+    Python start included, each into a fresh results root (every run computed), each after SETTLE_S
+    of quiet (ray.shutdown does not wait for Ray's processes to exit: a sweep timed right after a
+    cold one shares the CPUs with their exit); medians. The cold sweeps run with no pool up, half
+    before the pool starts and half after it stops, the warm ones between: a second Ray on the
+    machine starts seconds slower (its dashboard agent retries the HTTP port the first one holds,
+    with backoff, and ray.init cannot give it another), which a user's first cold sweep does not
+    pay. The first sweep on a new pool is reported apart: its actors trace the smoke sweep's loops
+    once, as a cold sweep's do."""
     from harness import timeline
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -688,15 +691,15 @@ def fig_warm(repeats: int) -> Figure:
                 phases[kind].append(timeline.phases(timeline.read(marks)))
             return wall
 
+        before = (repeats + 1) // 2
+        cold = [sweep("cold", i) for i in range(before)]
         up = _timed([*harness, "up", "--idle-minutes", "30"], env, root)
         try:
             first = sweep("warm", -1)
-            cold, warm = [], []
-            for i in range(repeats):
-                for kind in (("cold", "warm") if i % 2 == 0 else ("warm", "cold")):
-                    (cold if kind == "cold" else warm).append(sweep(kind, i))
+            warm = [sweep("warm", i) for i in range(repeats)]
         finally:
             subprocess.run([*harness, "down"], env=env, capture_output=True)
+        cold += [sweep("cold", i) for i in range(before, repeats)]
     c, w = statistics.median(cold), statistics.median(warm)
 
     def split(kind: str) -> str:  # median seconds per phase (HARNESS_TIMELINE), Ray's background shutdown left out
@@ -704,7 +707,8 @@ def fig_warm(repeats: int) -> Figure:
         return ", ".join(f"{k} {statistics.median(p.get(k, 0.0) for p in phases[kind]):.2f}s" for k in names)
     return Figure("10", "smoke sweep (24 runs): warm pool vs cold start", c / w, "x faster", "<= 3 s warm, >= 4x",
                   w <= 3.0 and c / w >= 4,
-                  f"warm {w:.1f}s, cold {c:.1f}s (medians of {repeats}, alternating, {SETTLE_S:g} s apart); the first sweep on a new "
+                  f"warm {w:.1f}s, cold {c:.1f}s (medians of {repeats}, {SETTLE_S:g} s apart; cold ones with no pool up, "
+                  f"{before} before it started, {repeats - before} after it stopped); the first sweep on a new "
                   f"pool {first:.1f}s; python -m harness up {up:.1f}s once; warm: {split('warm')} (after Python's "
                   f"own start); cold: {split('cold')}")
 
