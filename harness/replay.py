@@ -258,9 +258,10 @@ def replay(directory: Path, opts: dict[str, str]) -> int:
     if note:
         console.print(note, style="yellow", highlight=False)
     from harness.engine import execute, init_worker
-    from harness.engine.runtime import onednn_enabled
+    from harness.engine.runtime import onednn_enabled, startup_notices_dropped
 
-    init_worker(threads)
+    with startup_notices_dropped():  # TensorFlow's import notices (the header above says what runs where)
+        init_worker(threads)
     here = onednn_enabled()
     if stored_onednn is not None and here is not None and here != stored_onednn:
         console.print(f"note: the run was stored with TensorFlow's oneDNN rewrite {'on' if stored_onednn else 'off'}, "

@@ -590,3 +590,32 @@ def test_with_xla_auto_clustering_a_hot_loop_stays_single_steps_and_replays_bit_
                        text=True, timeout=600, cwd=ROOT, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads(r.stdout.strip().splitlines()[-1]) == {"variants": [1], "ok": ["ok"] * 3, "same": True}
+
+
+NOTICES_PROBE = textwrap.dedent("""
+    import os, sys
+    from harness.engine.runtime import startup_notices_dropped
+
+    with startup_notices_dropped():
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n"
+                    b"I0000 00:00:1796282564.885649    3283 port.cc:153] oneDNN custom operations are on.\\n"
+                    b"I0000 00:00:1796282564.886878    3283 cudart_stub.cc:31] Could not find cuda drivers.\\n"
+                    b"kept: something else\\n"
+                    b"E0000 00:00:1796280881.735837    4037 cuda_platform.cc:52] failed call to cuInit\\n")
+        print("kept: from Python", file=sys.stderr)
+    print("after", file=sys.stderr)
+    os.write(2, b"I0000 00:00:1796282564.885649    3283 port.cc:153] after the block\\n")
+""")
+
+
+def test_tensorflows_start_up_notices_are_dropped_and_everything_else_passes() -> None:
+    """startup_notices_dropped (replay's TF import) drops TF's native start-up notices, which no
+    variable silences, passes every other line on (errors included), in order, and restores stderr."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", NOTICES_PROBE], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [
+        "kept: something else", "E0000 00:00:1796280881.735837    4037 cuda_platform.cc:52] failed call to cuInit",
+        "kept: from Python", "after", "I0000 00:00:1796282564.885649    3283 port.cc:153] after the block"]

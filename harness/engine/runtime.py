@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import random
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -33,6 +34,50 @@ def _hidden(names: tuple[str, ...]) -> Iterator[None]:
         for n in hidden:
             if n in sys.modules and sys.modules[n] is None:
                 del sys.modules[n]
+
+
+# TensorFlow's native start-up notices: written to the process's stderr while it is imported, before
+# its logging reads TF_CPP_MIN_LOG_LEVEL, so no variable silences them (TF 2.19+, reported as
+# tensorflow/tensorflow#100442): absl's line about logging before InitializeLog, and the I/W lines
+# that oneDNN is on, that no CUDA driver was found, which CPU instructions the build uses.
+STARTUP_NOTICES = re.compile(r"(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+                             r"|[IW]\d{4} [\d:.]+ +\d+ (port|cudart_stub|cpu_feature_guard)\.cc:\d+\] )")
+
+
+@contextmanager
+def startup_notices_dropped() -> Iterator[None]:
+    """Inside the block, the lines this process writes to its stderr (file descriptor 2) that are
+    TensorFlow's start-up notices (STARTUP_NOTICES) are dropped; every other line goes on to
+    stderr as it comes (a thread forwards it), so a crash in the block loses nothing written before
+    it. For a command a user reads (``replay``): an actor's stderr is Ray's log file. Where stderr
+    is not a file descriptor (e.g. captured by pytest), nothing is filtered."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, fd)
+    os.close(write_end)
+
+    def forward() -> None:
+        with os.fdopen(read_end, "rb") as pipe:
+            for line in pipe:
+                if not STARTUP_NOTICES.match(line.decode(errors="replace")):
+                    os.write(saved, line)
+
+    thread = threading.Thread(target=forward, name="harness-stderr-filter", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, fd)  # the pipe's last write end closes: the thread reads to its end and stops
+        thread.join(timeout=10)
+        if not thread.is_alive():  # else it may still write to it (a process that kept a copy of the pipe)
+            os.close(saved)
 
 
 def init_tensorflow(num_threads: int | None = None) -> None:
