@@ -48,9 +48,10 @@ STARTUP_NOTICES = re.compile(r"(WARNING: All log messages before absl::Initializ
 def startup_notices_dropped() -> Iterator[None]:
     """Inside the block, the lines this process writes to its stderr (file descriptor 2) that are
     TensorFlow's start-up notices (STARTUP_NOTICES) are dropped; every other line goes on to
-    stderr as it comes (a thread forwards it), so a crash in the block loses nothing written before
-    it. For a command a user reads (``replay``): an actor's stderr is Ray's log file. Where stderr
-    is not a file descriptor (e.g. captured by pytest), nothing is filtered."""
+    stderr as it comes (a thread forwards it), so a crash in the block loses at most a line the
+    thread had not forwarded yet. For a command a user reads (``replay``): an actor's stderr is
+    Ray's log file. Where stderr is not a file descriptor (e.g. captured by pytest), nothing is
+    filtered."""
     try:
         fd = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):
@@ -66,7 +67,9 @@ def startup_notices_dropped() -> Iterator[None]:
         with os.fdopen(read_end, "rb") as pipe:
             for line in pipe:
                 if not STARTUP_NOTICES.match(line.decode(errors="replace")):
-                    os.write(saved, line)
+                    view = memoryview(line)
+                    while view:
+                        view = view[os.write(saved, view):]
 
     thread = threading.Thread(target=forward, name="harness-stderr-filter", daemon=True)
     thread.start()
@@ -75,7 +78,7 @@ def startup_notices_dropped() -> Iterator[None]:
     finally:
         sys.stderr.flush()
         os.dup2(saved, fd)  # the pipe's last write end closes: the thread reads to its end and stops
-        thread.join(timeout=10)
+        thread.join(timeout=2)
         if not thread.is_alive():  # else it may still write to it (a process that kept a copy of the pipe)
             os.close(saved)
 
