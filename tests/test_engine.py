@@ -505,7 +505,7 @@ def test_a_loop_is_unrolled_once_it_has_run_long_enough_and_only_for_runs_that_f
     assert loop.trace_s > 0 and loop.ran_s == 0
     loop.run(data, steps=50, seed=0)
     assert sorted(loop.variants) == [1] and loop.ran_s > 0  # not hot yet
-    loop.unroll_after = loop.ran_s / loop.trace_s  # hot from now on
+    loop.unroll_after = 0.5 * loop.ran_s / loop.trace_s  # hot from now on (ran / trace exactly can round above ran)
     assert loop.prepare(3) is loop.fn and sorted(loop.variants) == [1]  # 3 steps do not fill an iteration
     assert loop.prepare(4) is loop.variants[4] is not loop.fn
     with pytest.raises(ValueError, match="unroll must be >= 1, got 0"):
