@@ -188,9 +188,9 @@ CONNECT_RETRY = {"RAY_raylet_client_connect_timeout_milliseconds": "50",
                  "RAY_raylet_client_num_connect_attempts": "200"}
 # Task events (each task's state changes, sent to the GCS every second) feed only the dashboard's
 # task views, `ray list tasks` and ray.timeline(), which an embedded Ray without its dashboard does
-# not serve (and the harness does not call), and
-# the driver's ray.shutdown waits on them: it took 0.36-0.46 s in four of five shutdowns measured
-# here (0.17 s in the fifth), 0.13-0.17 s in five with them off. 0 turns them off (ray_config_def.h).
+# not serve (and the harness does not call), and the driver's ray.shutdown waits on them: it took
+# 0.36-0.46 s in four of five shutdowns measured here (0.17 s in the fifth), 0.13-0.17 s in five
+# with them off. 0 turns them off (ray_config_def.h).
 NO_TASK_EVENTS = {"RAY_task_events_report_interval_ms": "0"}
 
 

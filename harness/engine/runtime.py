@@ -68,8 +68,11 @@ def startup_notices_dropped() -> Iterator[None]:
             for line in pipe:
                 if not STARTUP_NOTICES.match(line.decode(errors="replace")):
                     view = memoryview(line)
-                    while view:
-                        view = view[os.write(saved, view):]
+                    try:
+                        while view:
+                            view = view[os.write(saved, view):]
+                    except OSError:  # stderr itself is gone (a closed pipe): nothing left to write to
+                        pass
 
     thread = threading.Thread(target=forward, name="harness-stderr-filter", daemon=True)
     thread.start()
