@@ -114,9 +114,7 @@ def test_run_queue_keeps_an_actor_on_the_structure_it_traced() -> None:
 MALLOC_PROBE = textwrap.dedent("""
     import json, os
     from harness.config import RayConfig
-    from harness.dispatch import connect, shutdown
-
-    from harness.dispatch import CONNECT_RETRY, NO_TASK_EVENTS
+    from harness.dispatch import CONNECT_RETRY, NO_TASK_EVENTS, connect, shutdown
 
     ours = ("LD_PRELOAD", *CONNECT_RETRY, *NO_TASK_EVENTS)
     before = {k: os.environ.get(k) for k in ours}
@@ -136,7 +134,8 @@ MALLOC_PROBE = textwrap.dedent("""
     jemalloc, retry, worker_config = ray.get(mapped.remote())
     expected = [v if worker_config[i] is not None else None for i, v in enumerate(CONNECT_RETRY.values())]
     print(json.dumps({"worker": jemalloc, "retry": retry == {**CONNECT_RETRY, **NO_TASK_EVENTS},
-                      "applied": worker_config == expected and applied() == expected, "driver": {k: os.environ.get(k) for k in ours} == before}))
+                      "applied": worker_config == expected and applied() == expected,
+                      "driver": {k: os.environ.get(k) for k in ours} == before}))
     shutdown(ray)
 """)
 

@@ -559,10 +559,11 @@ def test_xla_auto_clustering_is_recognised_from_the_flags_and_the_config(
 
 
 XLA_PROBE = textwrap.dedent("""
-    import json, struct, sys
-    from dataclasses import asdict, replace
+    import json, sys
+    from dataclasses import replace
     sys.path.insert(0, {tests!r})
     from conftest import make_spec
+    from test_engine import _bits
     from harness.engine import execute, init_worker, loop, reuse
 
     init_worker(1)
@@ -571,9 +572,8 @@ XLA_PROBE = textwrap.dedent("""
                      data_size=256, batch_size=32, steps=20, seed=1, precision="fp32", clip_value=None)
     runs = [execute(spec), execute(replace(spec, seed=2)), execute(spec)]
     (entry,) = reuse._cache.values()
-    bits = [json.dumps(asdict(replace(r, wall_s=0.0, train_s=0.0)), default=str) for r in runs]
     print(json.dumps({{"variants": sorted(entry.loop.variants), "ok": [r.status.value for r in runs],
-                      "same": bits[0] == bits[2]}}))
+                      "same": _bits(runs[0]) == _bits(runs[2])}}))
 """)
 
 
