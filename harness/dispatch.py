@@ -23,6 +23,7 @@ from typing import Any
 
 from harness.config import RayConfig, malloc_library
 from harness.grid import RunSpec
+from harness.raystart import lean_start
 from harness.records import RunResult, Status
 from harness.timeline import mark
 
@@ -120,8 +121,10 @@ def worker_class(ray: Any, num_cpus: float, num_gpus: float) -> Any:
     return ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=0, max_task_retries=0)(_Worker)
 
 
-def connect(cfg: RayConfig, namespace: str | None = None) -> tuple[Any, bool, bool]:
-    """ray.init: an embedded local instance when address is None, else join ``address``.
+def connect(cfg: RayConfig, namespace: str | None = None, *, preload: bool = False) -> tuple[Any, bool, bool]:
+    """ray.init: an embedded local instance when address is None, else join ``address``. An
+    embedded one starts lean (harness.raystart), its workers importing TensorFlow as they start if
+    ``preload`` (embedded_env).
 
     Returns (ray, embedded, owned): owned is False when Ray was already initialised
     by the caller (then the caller also shuts it down)."""
@@ -152,7 +155,8 @@ def connect(cfg: RayConfig, namespace: str | None = None) -> tuple[Any, bool, bo
         if cfg.address is None:
             # "local" always starts a new instance; a bare ray.init() would join any cluster
             # that `ray start` left running on this machine (or RAY_ADDRESS).
-            with embedded_env(malloc_library(cfg.malloc), dashboard=cfg.include_dashboard):
+            with embedded_env(malloc_library(cfg.malloc), dashboard=cfg.include_dashboard, preload=preload), \
+                    lean_start(dashboard=cfg.include_dashboard, log_to_driver=cfg.log_to_driver):
                 ray.init(address="local", **kwargs)
             mark("ray.init done")
             return ray, True, True
@@ -192,19 +196,29 @@ CONNECT_RETRY = {"RAY_raylet_client_connect_timeout_milliseconds": "50",
 # 0.36-0.46 s in four of five shutdowns measured here (0.17 s in the fifth), 0.13-0.17 s in five
 # with them off. 0 turns them off (ray_config_def.h).
 NO_TASK_EVENTS = {"RAY_task_events_report_interval_ms": "0"}
+# A raylet starts one worker per CPU as soon as it is up (services.start_raylet passes
+# --num_prestart_python_workers), and a sweep's actors are created in them; each actor then imports
+# TensorFlow (about 2 s on 2 cores, the longest part of its start). preload_python_modules (Ray
+# system config, ray_config_def.h, read from RAY_<name> by the raylet) has every worker import
+# harness.engine.preload (TensorFlow) as it starts, before it takes work: the import starts while
+# the driver is still in ray.init, not after it has created the actors.
+PRELOAD = {"RAY_preload_python_modules": "harness.engine.preload"}
 
 
 @contextmanager
-def embedded_env(library: str | None, *, dashboard: bool = False) -> Iterator[None]:
+def embedded_env(library: str | None, *, dashboard: bool = False, preload: bool = False) -> Iterator[None]:
     """The environment an embedded Ray (a sweep's, or the warm pool's) starts in, set in this process
     while the block starts it: every process Ray starts inherits it (the raylet starts the workers,
     and so the actors, with its environment). ``library`` (an allocator, or None) is preloaded with
     LD_PRELOAD; CONNECT_RETRY is set unless this environment sets either of its variables (then
-    both are left as they are), NO_TASK_EVENTS unless it is set or the Ray has its ``dashboard``.
-    This process's environment is as it was afterwards."""
+    both are left as they are), NO_TASK_EVENTS unless it is set or the Ray has its ``dashboard``,
+    PRELOAD if ``preload`` (see preload_tensorflow) and it is not set. This process's environment
+    is as it was afterwards."""
     changes = dict(CONNECT_RETRY) if not any(k in os.environ for k in CONNECT_RETRY) else {}
     if not dashboard:
         changes.update({k: v for k, v in NO_TASK_EVENTS.items() if k not in os.environ})
+    if preload:
+        changes.update({k: v for k, v in PRELOAD.items() if k not in os.environ})
     if library is not None:
         changes["LD_PRELOAD"] = preload_value(library)
     before = {k: os.environ.get(k) for k in changes}
@@ -307,6 +321,25 @@ def _num_actors(ray: Any, cfg: RayConfig, n_runs: int) -> tuple[int, float, floa
                             f"ray.num_cpus_per_actor={cfg.num_cpus_per_actor:g}, "
                             f"ray.num_gpus_per_actor={cfg.num_gpus_per_actor:g}")
     return max(1, min(n, n_runs)), cpus, gpus
+
+
+def preload_tensorflow(cfg: RayConfig, n_runs: int) -> bool:
+    """Whether the workers of a sweep's embedded Ray should import TensorFlow as they start (PRELOAD):
+    when each worker the raylet prestarts (one per CPU, as Ray counts them: cgroup quotas included)
+    will hold one of the sweep's actors, as _num_actors counts them once Ray is up. Else a worker
+    no actor uses would import it on cores the actors need. Never for actors that take GPUs: Ray
+    gives a worker its GPUs (CUDA_VISIBLE_DEVICES) only when an actor is created in it."""
+    if cfg.address is not None or cfg.num_gpus_per_actor > 0:
+        return False
+    try:
+        from ray._private.utils import get_num_cpus  # what ray.init counts; private API, hence the fallback
+
+        cpus = float(get_num_cpus())
+    except Exception:
+        cpus = float(os.cpu_count() or 1)
+    fits = int(cpus // cfg.num_cpus_per_actor)
+    actors = min(fits if cfg.num_actors is None else min(cfg.num_actors, fits), n_runs)
+    return actors >= int(cpus) >= 1
 
 
 def _failed(spec: RunSpec, status: Status, error: str, worker: str, started: float) -> RunResult:
@@ -545,9 +578,9 @@ def _dispatch(specs: Sequence[RunSpec] | RunQueue, cfg: RayConfig, state: Any, n
             ray, embedded, owned = connect(replace(cfg, address=state.address), namespace=warm_pool.NAMESPACE)
         except DispatchError as exc:
             state, note = None, f"the warm pool did not answer ({exc}): running cold"
-            ray, embedded, owned = connect(cfg)
+            ray, embedded, owned = connect(cfg, preload=preload_tensorflow(cfg, len(specs)))
     else:
-        ray, embedded, owned = connect(cfg)
+        ray, embedded, owned = connect(cfg, preload=preload_tensorflow(cfg, len(specs)))
     from harness.signals import install
 
     install()  # ray.init replaced the SIGTERM handler with sys.exit: SIGTERM stops a sweep like Ctrl-C

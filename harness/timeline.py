@@ -68,7 +68,9 @@ def phases(events: Sequence[Event]) -> dict[str, float]:
     """Seconds per phase of a sweep (those whose two ends are in the file): the driver before Ray,
     Ray's start, actors from Ray's start to their TensorFlow import, the import (first actor start
     to last actor ready), the runs (first dispatched to last finished), the end (last run to the
-    driver's exit), Ray's shut-down (in the background, inside the end)."""
+    driver's exit), Ray's shut-down (in the background, inside the end). Workers that Ray started
+    with its raylet may import TensorFlow while ray.init still runs (harness.engine.preload): only
+    the part after Ray's start counts as the import, and actor start is then 0."""
     spans = {  # name: (event, first or last of it; event, first or last of it)
         "driver before Ray": ("driver start", first, "ray.init start", first),
         "Ray start": ("ray.init start", first, "ray.init done", first),
@@ -78,9 +80,12 @@ def phases(events: Sequence[Event]) -> dict[str, float]:
         "end": ("run finished", last, "driver exit", last),
         "Ray shutdown": ("ray.shutdown start", first, "ray.shutdown done", last),
     }
+    ray_up = first(events, "ray.init done")
     out = {}
     for name, (a, pick_a, b, pick_b) in spans.items():
         t0, t1 = pick_a(events, a), pick_b(events, b)
+        if ray_up is not None and name in ("actor start", "TF import in actors"):
+            t0, t1 = (t0 if t0 is None else max(t0, ray_up)), (t1 if t1 is None else max(t1, ray_up))
         if t0 is not None and t1 is not None and t1 >= t0:
             out[name] = t1 - t0
     return out

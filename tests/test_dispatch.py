@@ -63,10 +63,11 @@ def test_embedded_ray_listens_on_loopback_only() -> None:
 
 STOP_PROBE = textwrap.dedent("""
     import json
-    from harness.config import RayConfig
-    from harness.dispatch import _end_monitor, _stop, connect, wait_stopped
+    import ray
+    from harness.dispatch import _end_monitor, _stop, wait_stopped
 
-    ray, embedded, owned = connect(RayConfig())
+    ray.init(address="local", include_dashboard=False)  # as Ray starts it (a warm pool's): with its monitor
+    embedded = True
     node = ray._private.worker._global_node
     procs = {kind: [p.process for p in infos] for kind, infos in node.all_processes.items()}
     _end_monitor(ray)
@@ -80,7 +81,8 @@ STOP_PROBE = textwrap.dedent("""
 
 def test_stopping_embedded_ray_ends_its_monitor_first_and_then_every_process() -> None:
     """The autoscaler monitor is killed outright before ray.shutdown (which would give it a second
-    to exit on SIGTERM that it does not use); the rest stop as ray.shutdown stops them."""
+    to exit on SIGTERM that it does not use); the rest stop as ray.shutdown stops them. (A sweep's
+    embedded Ray starts without a monitor unless it has its dashboard: harness.raystart.)"""
     import json
 
     r = subprocess.run([sys.executable, "-c", STOP_PROBE], capture_output=True, text=True, timeout=180, cwd=ROOT)
@@ -161,16 +163,18 @@ def test_embedded_env_sets_and_restores_and_keeps_what_the_user_set(monkeypatch:
     """An embedded Ray starts with the allocator preloaded in front of what LD_PRELOAD had, Ray's
     connect retry every 50 ms (CONNECT_RETRY) and, without its dashboard, no task events; a user who
     set either retry variable keeps both as set, one who set the task events' interval keeps it; the
-    environment is as it was after the block, also when the block raises."""
-    from harness.dispatch import CONNECT_RETRY, NO_TASK_EVENTS, embedded_env
+    environment is as it was after the block, also when the block raises. TensorFlow's preload is
+    set only when asked for, and a preload list the user set is kept."""
+    from harness.dispatch import CONNECT_RETRY, NO_TASK_EVENTS, PRELOAD, embedded_env
 
-    for k in (*CONNECT_RETRY, *NO_TASK_EVENTS, "LD_PRELOAD"):
+    for k in (*CONNECT_RETRY, *NO_TASK_EVENTS, *PRELOAD, "LD_PRELOAD"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("LD_PRELOAD", "/x/libother.so")
     before = dict(os.environ)
     with pytest.raises(KeyError), embedded_env("/x/libjemalloc.so"):
         assert os.environ["LD_PRELOAD"] == "/x/libjemalloc.so /x/libother.so"
         assert {k: os.environ[k] for k in (*CONNECT_RETRY, *NO_TASK_EVENTS)} == {**CONNECT_RETRY, **NO_TASK_EVENTS}
+        assert not any(k in os.environ for k in PRELOAD)
         raise KeyError
     assert dict(os.environ) == before
     monkeypatch.setenv("RAY_raylet_client_num_connect_attempts", "7")
@@ -182,6 +186,12 @@ def test_embedded_env_sets_and_restores_and_keeps_what_the_user_set(monkeypatch:
     monkeypatch.setenv("RAY_task_events_report_interval_ms", "500")
     with embedded_env(None):
         assert os.environ["RAY_task_events_report_interval_ms"] == "500"
+    with embedded_env(None, preload=True):
+        assert {k: os.environ[k] for k in PRELOAD} == PRELOAD
+    assert not any(k in os.environ for k in PRELOAD)
+    monkeypatch.setenv("RAY_preload_python_modules", "mine")
+    with embedded_env(None, preload=True):
+        assert os.environ["RAY_preload_python_modules"] == "mine"
 
 
 def test_ray_malloc_jemalloc_is_the_copy_rays_wheel_ships() -> None:

@@ -42,3 +42,15 @@ def test_phases_span_first_start_to_last_end_and_skip_what_is_missing(tmp_path: 
     assert "TF import in actors" in out and "5.50 s" in out and "total" in out and "14.60 s" in out
     assert timeline.main([str(tmp_path / "missing.txt")]) == 2
     assert "missing.txt" in capsys.readouterr().err
+
+
+def test_a_tensorflow_import_that_starts_during_ray_start_counts_from_ray_start_on() -> None:
+    """Workers that Ray starts with its raylet import TensorFlow as they start (harness.engine.preload),
+    possibly before ray.init returns: the phases still add up, with no actor start."""
+    events = [timeline.Event(t, pid, name) for t, pid, name in [
+        (100.0, 1, "driver start"), (101.0, 1, "ray.init start"), (102.5, 2, "actor tf import start"),
+        (103.0, 1, "ray.init done"), (104.0, 2, "actor tf import done"), (104.1, 2, "actor tf import start"),
+        (104.1, 2, "actor tf import done"), (104.2, 1, "run dispatched"), (105.0, 1, "run finished")]]
+    got = timeline.phases(events)
+    assert got == pytest.approx({"driver before Ray": 1.0, "Ray start": 2.0, "actor start": 0.0,
+                                 "TF import in actors": 1.1, "runs": 0.8})

@@ -86,14 +86,13 @@ def startup_notices_dropped() -> Iterator[None]:
             os.close(saved)
 
 
-def init_tensorflow(num_threads: int | None = None) -> None:
-    """Import TF, pin its thread pools to this worker's CPU share, make ops deterministic.
+def import_tensorflow() -> bool:
+    """Import TF and Keras the way a worker should (below); False if both were imported already.
 
-    Thread pools can only be set before TF's runtime starts, so this runs before any op.
-    """
-    global _initialised, _onednn
-    if _initialised:
-        return
+    Safe before Ray gives the process its resources: it starts no TF runtime and lists no device
+    (harness.engine.preload runs it as a worker process starts, before an actor is created in it)."""
+    if "tensorflow" in sys.modules and "keras" in sys.modules:
+        return False
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # The import allocates some 10^6 objects, and the cyclic GC's collections during it walk
     # everything allocated so far, again and again: a third of the import's time (3.2 s -> 2.3 s
@@ -106,12 +105,25 @@ def init_tensorflow(num_threads: int | None = None) -> None:
     gc.disable()
     try:
         with _hidden(UNNEEDED_BY_KERAS):
-            import tensorflow as tf
+            import tensorflow  # noqa: F401
             import keras  # noqa: F401  (loaded here, before the freeze)
         gc.freeze()
     finally:
         if enabled:
             gc.enable()
+    return True
+
+
+def init_tensorflow(num_threads: int | None = None) -> None:
+    """Import TF, pin its thread pools to this worker's CPU share, make ops deterministic.
+
+    Thread pools can only be set before TF's runtime starts, so this runs before any op.
+    """
+    global _initialised, _onednn
+    if _initialised:
+        return
+    import_tensorflow()
+    import tensorflow as tf
 
     for gpu in tf.config.list_physical_devices("GPU"):  # several actors may share one GPU (fractional
         tf.config.experimental.set_memory_growth(gpu, True)  # num_gpus_per_actor): take memory as needed

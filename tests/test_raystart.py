@@ -1,0 +1,114 @@
+"""A sweep's embedded Ray starts lean (harness.raystart) and its workers import TensorFlow as they
+start (harness.engine.preload): what each changes, on the installed Ray, and that a start with them
+still does what a sweep needs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import ROOT
+from harness.config import RayConfig
+
+
+def test_every_part_of_the_lean_start_applies_to_the_installed_ray_and_is_undone_after() -> None:
+    """Ray's private API: a Ray whose Node or services changed would start as before, silently
+    slower; this says so instead."""
+    from ray._private import node, services
+
+    from harness.raystart import lean_start
+
+    before = {name: getattr(node.Node, name) for name in ("start_api_server", "start_monitor", "start_log_monitor")}
+    get_node = services.get_node
+    with lean_start(dashboard=False, log_to_driver=False) as changed:
+        assert changed == ["dashboard head", "autoscaler monitor", "log monitor", "registration poll"]
+        assert all(getattr(node.Node, name) is not fn for name, fn in before.items())
+    assert {name: getattr(node.Node, name) for name in before} == before and services.get_node is get_node
+    with lean_start(dashboard=True, log_to_driver=True) as changed:  # what the configuration uses is started
+        assert changed == ["registration poll"]
+        assert {name: getattr(node.Node, name) for name in before} == before
+    with pytest.raises(KeyError), lean_start(dashboard=False, log_to_driver=True) as changed:
+        assert changed == ["dashboard head", "autoscaler monitor", "registration poll"]
+        raise KeyError
+    assert {name: getattr(node.Node, name) for name in before} == before and services.get_node is get_node
+
+
+@pytest.mark.parametrize(("cfg", "runs", "cpus", "expected"), [
+    (RayConfig(), 48, 2.0, True),  # one actor per CPU: every prestarted worker holds one
+    (RayConfig(), 1, 2.0, False),  # one run, one actor: the second worker would import it for nothing
+    (RayConfig(num_cpus_per_actor=2.0), 48, 2.0, False),
+    (RayConfig(num_cpus_per_actor=0.5), 48, 2.0, True),  # four actors, the two prestarted workers among them
+    (RayConfig(num_actors=1), 48, 2.0, False),
+    (RayConfig(num_actors=8), 48, 2.0, True),
+    (RayConfig(num_gpus_per_actor=0.5), 48, 2.0, False),  # a worker gets its GPUs with its actor
+    (RayConfig(address="auto"), 48, 2.0, False),
+])
+def test_tensorflow_is_preloaded_only_where_every_prestarted_worker_holds_an_actor(
+        monkeypatch: pytest.MonkeyPatch, cfg: RayConfig, runs: int, cpus: float, expected: bool) -> None:
+    import ray._private.utils
+
+    from harness.dispatch import preload_tensorflow
+
+    monkeypatch.setattr(ray._private.utils, "get_num_cpus", lambda *a, **k: cpus)
+    assert preload_tensorflow(cfg, runs) is expected
+
+
+PROBE = textwrap.dedent("""
+    import json, sys, time
+    from harness.config import RayConfig
+    from harness.dispatch import connect, shutdown
+    from harness import raystart
+
+    ray, embedded, owned = connect(RayConfig(log_to_driver=sys.argv[1] == "logs"), preload=True)
+    node = ray._private.worker._global_node
+    kinds = sorted(node.all_processes)
+    procs = [p.process for infos in node.all_processes.values() for p in infos]
+    gcs = ray.get_runtime_context().gcs_address
+
+    @ray.remote(num_cpus=1)
+    def worker():
+        import sys
+        print("hello from a worker", flush=True)
+        return ["harness.engine.preload" in sys.modules, "tensorflow" in sys.modules]
+
+    preloaded = ray.get(worker.remote())
+    t = time.monotonic()
+    raystart._wait_registered(gcs, ray.get_runtime_context().get_node_id())
+    known_s = time.monotonic() - t
+    raystart.REGISTRATION_WAIT_S = 0.3
+    t = time.monotonic()
+    raystart._wait_registered(gcs, "ab" * 28)  # never registers: gives up, and Ray's own wait takes over
+    unknown_s = time.monotonic() - t
+    time.sleep(1.5 if sys.argv[1] == "logs" else 0)  # the log monitor reads the worker's log file
+    shutdown(ray)
+    print(json.dumps({"embedded": embedded, "kinds": kinds, "preloaded": preloaded, "known_s": known_s,
+                      "unknown_s": unknown_s, "alive": [p.poll() is None for p in procs]}))
+""")
+
+
+def _probe(mode: str) -> tuple[dict, str]:
+    r = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1]), r.stdout + r.stderr
+
+
+def test_a_lean_embedded_ray_runs_work_preloads_tensorflow_and_stops_every_process() -> None:
+    info, _ = _probe("quiet")
+    assert info["embedded"]
+    assert {"gcs_server", "raylet"} <= set(info["kinds"])
+    assert not {"dashboard", "monitor", "log_monitor"} & set(info["kinds"]), info["kinds"]
+    assert info["preloaded"] == [True, True]  # the task ran in a worker that had imported TF as it started
+    assert info["known_s"] < 1.0  # a registered node is found on the first ask (Ray's own asks are 1 s apart)
+    assert 0.25 <= info["unknown_s"] < 5.0
+    assert not any(info["alive"]), info
+
+
+def test_log_to_driver_keeps_its_log_monitor_and_a_workers_output_reaches_the_driver() -> None:
+    info, output = _probe("logs")
+    assert "log_monitor" in info["kinds"] and "monitor" not in info["kinds"], info["kinds"]
+    assert "hello from a worker" in output
+    assert not any(info["alive"]), info
