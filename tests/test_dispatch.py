@@ -231,3 +231,26 @@ def test_ray_malloc_jemalloc_reaches_the_workers_and_gives_the_same_results(tmp_
         frames.append(load_results(tmp_path / malloc).drop(columns=["sweep", "wall_s", "train_s", "worker"])
                       .sort_values(["run_id", "check"]).reset_index(drop=True))
     pd.testing.assert_frame_equal(frames[0], frames[1])
+
+
+def test_a_driver_joining_the_warm_pool_records_no_task_events_and_one_joining_a_cluster_does(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The warm pool's Ray has no dashboard, so its drivers send no task events (a driver's ray.shutdown
+    waited on their flush); a driver joining a user's cluster records them as the cluster does. The
+    variable is set only while ray.init reads it."""
+    import ray
+
+    from harness import dispatch
+    from harness.config import RayConfig
+    from harness.dispatch import NO_TASK_EVENTS
+
+    for k in NO_TASK_EVENTS:
+        monkeypatch.delenv(k, raising=False)
+    seen: list[dict[str, str | None]] = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: seen.append({k: os.environ.get(k) for k in NO_TASK_EVENTS}))
+    monkeypatch.setattr(dispatch, "_check_reachable", lambda address: None)
+    dispatch.connect(RayConfig(address="127.0.0.1:6379"), namespace="harness-pool")
+    dispatch.connect(RayConfig(address="127.0.0.1:6379"))
+    assert seen == [dict(NO_TASK_EVENTS), {k: None for k in NO_TASK_EVENTS}]
+    assert not any(k in os.environ for k in NO_TASK_EVENTS)
