@@ -156,7 +156,7 @@ def connect(cfg: RayConfig, namespace: str | None = None, *, preload: bool = Fal
             # "local" always starts a new instance; a bare ray.init() would join any cluster
             # that `ray start` left running on this machine (or RAY_ADDRESS).
             with embedded_env(malloc_library(cfg.malloc), dashboard=cfg.include_dashboard, preload=preload), \
-                    lean_start(dashboard=cfg.include_dashboard, log_to_driver=cfg.log_to_driver):
+                    lean_start(dashboard=cfg.include_dashboard or _usage_stats_on(), log_to_driver=cfg.log_to_driver):
                 ray.init(address="local", **kwargs)
             mark("ray.init done")
             return ray, True, True
@@ -176,6 +176,12 @@ def connect(cfg: RayConfig, namespace: str | None = None, *, preload: bool = Fal
                     "is read from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)")
         raise DispatchError(f"ray.address={cfg.address or 'local'}: cannot start or join Ray: "
                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{hint}") from exc
+
+
+def _usage_stats_on() -> bool:
+    """Whether the user turned Ray's usage stats on (the harness turns them off by default): the
+    dashboard head is what reports them, so an embedded Ray then keeps it (harness.raystart)."""
+    return os.environ.get("RAY_USAGE_STATS_ENABLED", "0").strip().lower() in ("1", "true")
 
 
 def preload_value(library: str) -> str:

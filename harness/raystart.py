@@ -13,8 +13,9 @@ sweep needs, three Python processes that a sweep's embedded Ray does not use unl
 Each imports Ray on the cores the rest of the start needs. And ray.init asks the GCS once a second
 (``GlobalStateAccessor::GetNode``) whether the raylet has registered, so a registration just after
 an ask costs up to a second more. ``lean_start`` (around the ray.init of a sweep's embedded Ray)
-starts none of the three that the configuration does not use (``ray.include_dashboard=true`` keeps
-the dashboard head and the monitor, ``ray.log_to_driver=true`` the log monitor) and asks every
+starts none of the three that the configuration does not use (``ray.include_dashboard=true``, or
+usage stats the user turned on, keeps the dashboard head and the monitor, ``ray.log_to_driver=true``
+the log monitor) and asks every
 20 ms until the raylet is there, then lets Ray's own call fetch it. docs/benchmarks.md (figure 4,
 figure 10) has what a cold sweep's start costs with it; scripts/bench.py measures it.
 

@@ -112,3 +112,13 @@ def test_log_to_driver_keeps_its_log_monitor_and_a_workers_output_reaches_the_dr
     assert "log_monitor" in info["kinds"] and "monitor" not in info["kinds"], info["kinds"]
     assert "hello from a worker" in output
     assert not any(info["alive"]), info
+
+
+def test_usage_stats_a_user_turned_on_keep_the_dashboard_head_that_reports_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.dispatch import _usage_stats_on
+
+    monkeypatch.delenv("RAY_USAGE_STATS_ENABLED", raising=False)
+    assert not _usage_stats_on()
+    for value, on in (("0", False), ("1", True), ("true", True), ("False", False)):
+        monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", value)
+        assert _usage_stats_on() is on
