@@ -121,10 +121,10 @@ def worker_class(ray: Any, num_cpus: float, num_gpus: float) -> Any:
     return ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=0, max_task_retries=0)(_Worker)
 
 
-def connect(cfg: RayConfig, namespace: str | None = None, *, preload: bool = False) -> tuple[Any, bool, bool]:
+def connect(cfg: RayConfig, namespace: str | None = None, *, runs: int = 0) -> tuple[Any, bool, bool]:
     """ray.init: an embedded local instance when address is None, else join ``address``. An
-    embedded one starts lean (harness.raystart), its workers importing TensorFlow as they start if
-    ``preload`` (embedded_env).
+    embedded one starts lean (harness.raystart), its workers importing TensorFlow as they start
+    where a sweep of ``runs`` runs will have an actor in each of them (preload_tensorflow).
 
     Returns (ray, embedded, owned): owned is False when Ray was already initialised
     by the caller (then the caller also shuts it down)."""
@@ -155,9 +155,14 @@ def connect(cfg: RayConfig, namespace: str | None = None, *, preload: bool = Fal
         if cfg.address is None:
             # "local" always starts a new instance; a bare ray.init() would join any cluster
             # that `ray start` left running on this machine (or RAY_ADDRESS).
-            with embedded_env(malloc_library(cfg.malloc), dashboard=cfg.include_dashboard, preload=preload), \
-                    lean_start(dashboard=cfg.include_dashboard or _usage_stats_on(), log_to_driver=cfg.log_to_driver):
+            threads = max(math.floor(cfg.num_cpus_per_actor), 1) if preload_tensorflow(cfg, runs) else None
+            # lean_start patches Ray process-wide while ray.init runs: wait_stopped() above made sure
+            # no other Ray of this process is starting or stopping meanwhile
+            with embedded_env(malloc_library(cfg.malloc), dashboard=cfg.include_dashboard, preload_threads=threads), \
+                    lean_start(dashboard=cfg.include_dashboard, usage_stats=_usage_stats_on(),
+                               log_to_driver=cfg.log_to_driver) as changed:
                 ray.init(address="local", **kwargs)
+            log.debug("embedded Ray started without or with: %s", ", ".join(changed) or "nothing changed")
             mark("ray.init done")
             return ray, True, True
         kwargs.pop("include_dashboard")
@@ -181,7 +186,7 @@ def connect(cfg: RayConfig, namespace: str | None = None, *, preload: bool = Fal
 def _usage_stats_on() -> bool:
     """Whether the user turned Ray's usage stats on (the harness turns them off by default): the
     dashboard head is what reports them, so an embedded Ray then keeps it (harness.raystart)."""
-    return os.environ.get("RAY_USAGE_STATS_ENABLED", "0").strip().lower() in ("1", "true")
+    return os.environ.get("RAY_USAGE_STATS_ENABLED", "0").strip() == "1"  # Ray's rule: 0 or 1
 
 
 def preload_value(library: str) -> str:
@@ -205,29 +210,36 @@ CONNECT_RETRY = {"RAY_raylet_client_connect_timeout_milliseconds": "50",
 # 0.36-0.46 s in four of five shutdowns measured here (0.17 s in the fifth), 0.13-0.17 s in five
 # with them off. 0 turns them off (ray_config_def.h).
 NO_TASK_EVENTS = {"RAY_task_events_report_interval_ms": "0"}
-# A raylet starts one worker per CPU as soon as it is up (services.start_raylet passes
-# --num_prestart_python_workers), and a sweep's actors are created in them; each actor then imports
-# TensorFlow (about 2 s on 2 cores, the longest part of its start). preload_python_modules (Ray
-# system config, ray_config_def.h, read from RAY_<name> by the raylet) has every worker import
-# harness.engine.preload (TensorFlow) as it starts, before it takes work: the import starts while
-# the driver is still in ray.init, not after it has created the actors.
+# A raylet starts one worker per CPU (services.start_raylet passes --num_prestart_python_workers)
+# soon after it has registered, before ray.init returns in the starts logged here, and a sweep's
+# actors are created in them; each actor then imports TensorFlow (about 2 s on 2 cores, the longest
+# part of its start). preload_python_modules (Ray system config, ray_config_def.h, read from
+# RAY_<name> by the raylet) has every worker import harness.engine.preload (TensorFlow) as it
+# starts, before it takes work: the import starts before the sweep has created its actors. Ray
+# sets a worker's OMP_NUM_THREADS (numpy's BLAS reads it as it loads) only when an actor is
+# created in it, unless set: with the preload it is set beforehand to what Ray would set.
 PRELOAD = {"RAY_preload_python_modules": "harness.engine.preload"}
+THREADS = "OMP_NUM_THREADS"
 
 
 @contextmanager
-def embedded_env(library: str | None, *, dashboard: bool = False, preload: bool = False) -> Iterator[None]:
+def embedded_env(library: str | None, *, dashboard: bool = False, preload_threads: int | None = None) -> Iterator[None]:
     """The environment an embedded Ray (a sweep's, or the warm pool's) starts in, set in this process
     while the block starts it: every process Ray starts inherits it (the raylet starts the workers,
     and so the actors, with its environment). ``library`` (an allocator, or None) is preloaded with
     LD_PRELOAD; CONNECT_RETRY is set unless this environment sets either of its variables (then
-    both are left as they are), NO_TASK_EVENTS unless it is set or the Ray has its ``dashboard``,
-    PRELOAD if ``preload`` (see preload_tensorflow) and it is not set. This process's environment
-    is as it was afterwards."""
+    both are left as they are), NO_TASK_EVENTS unless it is set or the Ray has its ``dashboard``;
+    with ``preload_threads`` (an actor's CPUs, see preload_tensorflow), PRELOAD (after the modules
+    the user's list names) and OMP_NUM_THREADS unless set. This process's environment is as it was
+    afterwards."""
     changes = dict(CONNECT_RETRY) if not any(k in os.environ for k in CONNECT_RETRY) else {}
     if not dashboard:
         changes.update({k: v for k, v in NO_TASK_EVENTS.items() if k not in os.environ})
-    if preload:
-        changes.update({k: v for k, v in PRELOAD.items() if k not in os.environ})
+    if preload_threads is not None:
+        for k, v in PRELOAD.items():
+            changes[k] = ",".join(m for m in (os.environ.get(k, "").strip(","), v) if m)
+        if THREADS not in os.environ:
+            changes[THREADS] = str(preload_threads)
     if library is not None:
         changes["LD_PRELOAD"] = preload_value(library)
     with _environ(changes):
@@ -343,8 +355,10 @@ def preload_tensorflow(cfg: RayConfig, n_runs: int) -> bool:
     """Whether the workers of a sweep's embedded Ray should import TensorFlow as they start (PRELOAD):
     when each worker the raylet prestarts (one per CPU, as Ray counts them: cgroup quotas included)
     will hold one of the sweep's actors, as _num_actors counts them once Ray is up. Else a worker
-    no actor uses would import it on cores the actors need. Never for actors that take GPUs: Ray
-    gives a worker its GPUs (CUDA_VISIBLE_DEVICES) only when an actor is created in it."""
+    no actor uses would import it on cores the actors need. Not for actors that take GPUs, out of
+    caution: Ray gives a worker its GPUs (CUDA_VISIBLE_DEVICES) only when an actor is created in it,
+    and the preload has not been tried on a GPU. Imports Ray: call it after connect() has set the
+    environment Ray reads as it is imported."""
     if cfg.address is not None or cfg.num_gpus_per_actor > 0:
         return False
     try:
@@ -594,9 +608,9 @@ def _dispatch(specs: Sequence[RunSpec] | RunQueue, cfg: RayConfig, state: Any, n
             ray, embedded, owned = connect(replace(cfg, address=state.address), namespace=warm_pool.NAMESPACE)
         except DispatchError as exc:
             state, note = None, f"the warm pool did not answer ({exc}): running cold"
-            ray, embedded, owned = connect(cfg, preload=preload_tensorflow(cfg, len(specs)))
+            ray, embedded, owned = connect(cfg, runs=len(specs))
     else:
-        ray, embedded, owned = connect(cfg, preload=preload_tensorflow(cfg, len(specs)))
+        ray, embedded, owned = connect(cfg, runs=len(specs))
     from harness.signals import install
 
     install()  # ray.init replaced the SIGTERM handler with sys.exit: SIGTERM stops a sweep like Ctrl-C

@@ -5,7 +5,7 @@ sweep needs, three Python processes that a sweep's embedded Ray does not use unl
 
 - a dashboard head, even without the dashboard: it then loads only Ray's usage-stats module (the
   harness turns usage stats off, RAY_USAGE_STATS_ENABLED=0, unless the user set it), and ray.init
-  waits until it has imported and started its HTTP server before it starts the raylet;
+  waits until it has imported and published its address before it starts the raylet;
 - the autoscaler's monitor: nothing to scale on one machine;
 - a log monitor: it streams the workers' output to the driver, which ``ray.log_to_driver`` (off
   by default) asks for.
@@ -13,11 +13,12 @@ sweep needs, three Python processes that a sweep's embedded Ray does not use unl
 Each imports Ray on the cores the rest of the start needs. And ray.init asks the GCS once a second
 (``GlobalStateAccessor::GetNode``) whether the raylet has registered, so a registration just after
 an ask costs up to a second more. ``lean_start`` (around the ray.init of a sweep's embedded Ray)
-starts none of the three that the configuration does not use (``ray.include_dashboard=true``, or
-usage stats the user turned on, keeps the dashboard head and the monitor, ``ray.log_to_driver=true``
-the log monitor) and asks every
-20 ms until the raylet is there, then lets Ray's own call fetch it. docs/benchmarks.md (figure 4,
-figure 10) has what a cold sweep's start costs with it; scripts/bench.py measures it.
+starts none of the three that the configuration does not use (``ray.include_dashboard=true`` keeps
+the dashboard head and the monitor, usage stats the user turned on the dashboard head,
+``ray.log_to_driver=true`` the log monitor) and asks every 20 ms until the raylet is there, then
+lets Ray's own call fetch it. Without the monitor, ``ray status`` has no cluster status to show
+for a sweep's embedded Ray (``ray.include_dashboard=true`` keeps it; a warm pool has it).
+docs/benchmarks.md (figures 4 and 10) has what a cold sweep's start costs with it.
 
 This is Ray's private API (``ray._private.node.Node``, ``ray._private.services.get_node``): where
 it has changed, that part is left to Ray and the start is as before (``lean_start`` yields what it
@@ -33,7 +34,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 REGISTRATION_POLL_S = 0.02
-REGISTRATION_WAIT_S = 10.0  # then Ray's own, once-a-second wait takes over (it gives up after 30 s)
+REGISTRATION_WAIT_S = 10.0  # then Ray's own call and its once-a-second wait take over
 SKIPPED = {  # Node method: the process it starts
     "start_api_server": "dashboard head",
     "start_monitor": "autoscaler monitor",
@@ -91,7 +92,7 @@ def _patch(stack: ExitStack, owner: Any, name: str, wrap: Callable[[Callable[...
 
 
 @contextmanager
-def lean_start(*, dashboard: bool, log_to_driver: bool) -> Iterator[list[str]]:
+def lean_start(*, dashboard: bool, usage_stats: bool, log_to_driver: bool) -> Iterator[list[str]]:
     """Inside the block, a Ray started by this process (ray.init) starts without the processes the
     configuration does not use and polls for its raylet every REGISTRATION_POLL_S (module doc).
     Yields what it changed, e.g. ["dashboard head", "autoscaler monitor", "log monitor",
@@ -103,7 +104,8 @@ def lean_start(*, dashboard: bool, log_to_driver: bool) -> Iterator[list[str]]:
         except ImportError:
             yield changed
             return
-        skip = [] if dashboard else ["start_api_server", "start_monitor"]
+        skip = [] if dashboard or usage_stats else ["start_api_server"]
+        skip += [] if dashboard else ["start_monitor"]
         skip += [] if log_to_driver else ["start_log_monitor"]
         changed += [SKIPPED[name] for name in skip if _patch(stack, node.Node, name, _not_started)]
         if _patch(stack, services, "get_node", _polled):

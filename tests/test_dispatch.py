@@ -41,7 +41,7 @@ PROBE = textwrap.dedent("""
         return out
 
     before = listeners()
-    ray, embedded, owned = connect(RayConfig())
+    ray, embedded, owned = connect(RayConfig(), runs=48)  # as a sweep connects: its preload decision imports Ray
     gcs = ray.get_runtime_context().gcs_address
     new = listeners() - before
     ray.shutdown()
@@ -186,12 +186,16 @@ def test_embedded_env_sets_and_restores_and_keeps_what_the_user_set(monkeypatch:
     monkeypatch.setenv("RAY_task_events_report_interval_ms", "500")
     with embedded_env(None):
         assert os.environ["RAY_task_events_report_interval_ms"] == "500"
-    with embedded_env(None, preload=True):
-        assert {k: os.environ[k] for k in PRELOAD} == PRELOAD
-    assert not any(k in os.environ for k in PRELOAD)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    with embedded_env(None, preload_threads=2):  # numpy's BLAS reads it as TF's import loads it
+        assert {k: os.environ[k] for k in PRELOAD} == PRELOAD and os.environ["OMP_NUM_THREADS"] == "2"
+    assert not any(k in os.environ for k in (*PRELOAD, "OMP_NUM_THREADS"))
     monkeypatch.setenv("RAY_preload_python_modules", "mine")
-    with embedded_env(None, preload=True):
-        assert os.environ["RAY_preload_python_modules"] == "mine"
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    with embedded_env(None, preload_threads=1):
+        assert os.environ["RAY_preload_python_modules"] == "mine,harness.engine.preload"
+        assert os.environ["OMP_NUM_THREADS"] == "4"
+    assert os.environ["RAY_preload_python_modules"] == "mine"
 
 
 def test_ray_malloc_jemalloc_is_the_copy_rays_wheel_ships() -> None:
@@ -246,6 +250,8 @@ def test_a_driver_joining_the_warm_pool_records_no_task_events_and_one_joining_a
 
     for k in NO_TASK_EVENTS:
         monkeypatch.delenv(k, raising=False)
+    for k, v in (("RAY_USAGE_STATS_ENABLED", "0"), ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")):  # connect sets them
+        monkeypatch.setenv(k, os.environ.get(k, v))
     seen: list[dict[str, str | None]] = []
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kw: seen.append({k: os.environ.get(k) for k in NO_TASK_EVENTS}))

@@ -5,6 +5,7 @@ still does what a sweep needs."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -24,16 +25,18 @@ def test_every_part_of_the_lean_start_applies_to_the_installed_ray_and_is_undone
 
     before = {name: getattr(node.Node, name) for name in ("start_api_server", "start_monitor", "start_log_monitor")}
     get_node = services.get_node
-    with lean_start(dashboard=False, log_to_driver=False) as changed:
+    with lean_start(dashboard=False, usage_stats=False, log_to_driver=False) as changed:
         assert changed == ["dashboard head", "autoscaler monitor", "log monitor", "registration poll"]
         assert all(getattr(node.Node, name) is not fn for name, fn in before.items())
     assert {name: getattr(node.Node, name) for name in before} == before and services.get_node is get_node
-    with lean_start(dashboard=True, log_to_driver=True) as changed:  # what the configuration uses is started
+    with lean_start(dashboard=True, usage_stats=False, log_to_driver=True) as changed:  # what the config uses starts
         assert changed == ["registration poll"]
         assert {name: getattr(node.Node, name) for name in before} == before
-    with pytest.raises(KeyError), lean_start(dashboard=False, log_to_driver=True) as changed:
+    with pytest.raises(KeyError), lean_start(dashboard=False, usage_stats=False, log_to_driver=True) as changed:
         assert changed == ["dashboard head", "autoscaler monitor", "registration poll"]
         raise KeyError
+    with lean_start(dashboard=False, usage_stats=True, log_to_driver=False) as changed:  # the head reports them
+        assert changed == ["autoscaler monitor", "log monitor", "registration poll"]
     assert {name: getattr(node.Node, name) for name in before} == before and services.get_node is get_node
 
 
@@ -63,7 +66,22 @@ PROBE = textwrap.dedent("""
     from harness.dispatch import connect, shutdown
     from harness import raystart
 
-    ray, embedded, owned = connect(RayConfig(log_to_driver=sys.argv[1] == "logs"), preload=True)
+    asked = []
+    wait_registered = raystart._wait_registered
+    raystart._wait_registered = lambda *a: (asked.append(a), wait_registered(*a))[1]
+    logs = sys.argv[1] == "logs"  # one run, one actor: no TF preload; else every worker holds an actor
+    ray, embedded, owned = connect(RayConfig(log_to_driver=logs), runs=1 if logs else 10**6)
+    raystart._wait_registered = wait_registered
+
+    class Tee:  # what this process prints, to wait for the worker's line (Ray prints it from a thread)
+        def __init__(self, stream):
+            self.stream, self.text = stream, []
+        def write(self, s):
+            self.text.append(s)
+            return self.stream.write(s)
+        def __getattr__(self, name):
+            return getattr(self.stream, name)
+    sys.stdout, sys.stderr = Tee(sys.stdout), Tee(sys.stderr)
     node = ray._private.worker._global_node
     kinds = sorted(node.all_processes)
     procs = [p.process for infos in node.all_processes.values() for p in infos]
@@ -83,15 +101,19 @@ PROBE = textwrap.dedent("""
     t = time.monotonic()
     raystart._wait_registered(gcs, "ab" * 28)  # never registers: gives up, and Ray's own wait takes over
     unknown_s = time.monotonic() - t
-    time.sleep(1.5 if sys.argv[1] == "logs" else 0)  # the log monitor reads the worker's log file
+    deadline = time.monotonic() + (15 if logs else 0)
+    while time.monotonic() < deadline and "hello from a worker" not in "".join(sys.stdout.text + sys.stderr.text):
+        time.sleep(0.1)
     shutdown(ray)
     print(json.dumps({"embedded": embedded, "kinds": kinds, "preloaded": preloaded, "known_s": known_s,
-                      "unknown_s": unknown_s, "alive": [p.poll() is None for p in procs]}))
+                      "unknown_s": unknown_s, "asked": len(asked), "alive": [p.poll() is None for p in procs]}))
 """)
 
 
 def _probe(mode: str) -> tuple[dict, str]:
-    r = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, timeout=240, cwd=ROOT)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}  # a user's =1 would keep the dashboard head
+    r = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, timeout=240, cwd=ROOT,
+                       env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1]), r.stdout + r.stderr
 
@@ -102,6 +124,7 @@ def test_a_lean_embedded_ray_runs_work_preloads_tensorflow_and_stops_every_proce
     assert {"gcs_server", "raylet"} <= set(info["kinds"])
     assert not {"dashboard", "monitor", "log_monitor"} & set(info["kinds"]), info["kinds"]
     assert info["preloaded"] == [True, True]  # the task ran in a worker that had imported TF as it started
+    assert info["asked"] >= 1  # ray.init's wait for the raylet went through the 20 ms poll
     assert info["known_s"] < 1.0  # a registered node is found on the first ask (Ray's own asks are 1 s apart)
     assert 0.25 <= info["unknown_s"] < 5.0
     assert not any(info["alive"]), info
@@ -110,6 +133,7 @@ def test_a_lean_embedded_ray_runs_work_preloads_tensorflow_and_stops_every_proce
 def test_log_to_driver_keeps_its_log_monitor_and_a_workers_output_reaches_the_driver() -> None:
     info, output = _probe("logs")
     assert "log_monitor" in info["kinds"] and "monitor" not in info["kinds"], info["kinds"]
+    assert info["preloaded"] == [False, False]  # one run: a worker would hold no actor, so no preload
     assert "hello from a worker" in output
     assert not any(info["alive"]), info
 
@@ -119,6 +143,6 @@ def test_usage_stats_a_user_turned_on_keep_the_dashboard_head_that_reports_them(
 
     monkeypatch.delenv("RAY_USAGE_STATS_ENABLED", raising=False)
     assert not _usage_stats_on()
-    for value, on in (("0", False), ("1", True), ("true", True), ("False", False)):
+    for value, on in (("0", False), ("1", True), (" 1 ", True)):  # Ray takes 0 or 1
         monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", value)
         assert _usage_stats_on() is on
