@@ -168,7 +168,7 @@ def connect(cfg: RayConfig, namespace: str | None = None, *, runs: int = 0) -> t
         kwargs.pop("include_dashboard")
         # The warm pool's Ray has no dashboard: its drivers record no task events either (see
         # NO_TASK_EVENTS; a driver's ray.shutdown waited 0.27 s on their flush in 3 of 4 here)
-        with _environ({k: v for k, v in NO_TASK_EVENTS.items() if k not in os.environ} if namespace else {}):
+        with _environ(_unset(NO_TASK_EVENTS) if namespace else {}):
             ray.init(address=cfg.address, **kwargs)
         mark("ray.init done")
         return ray, False, True
@@ -234,7 +234,7 @@ def embedded_env(library: str | None, *, dashboard: bool = False, preload_thread
     afterwards."""
     changes = dict(CONNECT_RETRY) if not any(k in os.environ for k in CONNECT_RETRY) else {}
     if not dashboard:
-        changes.update({k: v for k, v in NO_TASK_EVENTS.items() if k not in os.environ})
+        changes.update(_unset(NO_TASK_EVENTS))
     if preload_threads is not None:
         for k, v in PRELOAD.items():
             changes[k] = ",".join(m for m in (os.environ.get(k, "").strip(","), v) if m)
@@ -244,6 +244,11 @@ def embedded_env(library: str | None, *, dashboard: bool = False, preload_thread
         changes["LD_PRELOAD"] = preload_value(library)
     with _environ(changes):
         yield
+
+
+def _unset(defaults: dict[str, str]) -> dict[str, str]:
+    """The entries of ``defaults`` whose variable this process's environment does not set."""
+    return {k: v for k, v in defaults.items() if k not in os.environ}
 
 
 @contextmanager
@@ -335,15 +340,16 @@ def _check_reachable(address: str) -> None:
                             f"{exc.strerror or type(exc).__name__}") from exc
 
 
+def _fitting(cfg: RayConfig, cpus: float, gpus: float) -> int:
+    """How many actors of the configured CPU and GPU share fit in ``cpus`` and ``gpus``."""
+    n = int(cpus // cfg.num_cpus_per_actor)
+    return min(n, int(gpus // cfg.num_gpus_per_actor)) if cfg.num_gpus_per_actor > 0 else n
+
+
 def _num_actors(ray: Any, cfg: RayConfig, n_runs: int) -> tuple[int, float, float]:
     res = ray.cluster_resources()
     cpus, gpus = float(res.get("CPU", 0)), float(res.get("GPU", 0))
-    if cfg.num_actors is not None:
-        n = cfg.num_actors
-    else:
-        n = int(cpus // cfg.num_cpus_per_actor)
-        if cfg.num_gpus_per_actor > 0:
-            n = min(n, int(gpus // cfg.num_gpus_per_actor))
+    n = cfg.num_actors if cfg.num_actors is not None else _fitting(cfg, cpus, gpus)
     if n < 1:
         raise DispatchError(f"the cluster ({cpus:g} CPU, {gpus:g} GPU) cannot fit one actor of "
                             f"ray.num_cpus_per_actor={cfg.num_cpus_per_actor:g}, "
@@ -367,7 +373,7 @@ def preload_tensorflow(cfg: RayConfig, n_runs: int) -> bool:
         cpus = float(get_num_cpus())
     except Exception:
         cpus = float(os.cpu_count() or 1)
-    fits = int(cpus // cfg.num_cpus_per_actor)
+    fits = _fitting(cfg, cpus, 0.0)
     actors = min(fits if cfg.num_actors is None else min(cfg.num_actors, fits), n_runs)
     return actors >= int(cpus) >= 1
 
