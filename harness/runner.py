@@ -37,6 +37,7 @@ class SweepOutcome:
     completed: int  # runs of this invocation with status ok
     incomplete: int  # runs of this invocation that errored, crashed or timed out
     stored_incomplete: int = 0  # runs of the sweep, as stored now, that errored, crashed or timed out
+    missing: int = 0  # runs of the sweep's plan whose rows cannot be loaded now (a part file damaged meanwhile)
 
 
 def preflight(cfg: SweepConfig) -> list[RunSpec]:
@@ -87,7 +88,7 @@ def stored_outcomes(directory: Path, run_ids: set[str]) -> dict[str, Outcome]:
     """Outcomes of the runs of ``run_ids`` already stored under ``directory``."""
     if not run_ids or not directory.is_dir():
         return {}
-    df = load_results(directory)
+    df = load_results(directory, quarantine=True)
     df = df[df["run_id"].isin(run_ids)]
     df = df.assign(_failed=failed_mask(df).to_numpy(), _nonfinite=nonfinite_mask(df).to_numpy())
     out: dict[str, Outcome] = {}
@@ -145,7 +146,9 @@ def run_sweep(cfg: SweepConfig, *, resolved: dict[str, Any] | None = None, conso
 def _run(cfg: SweepConfig, specs: list[RunSpec], directory: Path, resolved: dict[str, Any] | None,
          console: Console, command: list[str] | None) -> SweepOutcome:
     remove_stale_temporaries(directory)
-    done = set() if cfg.rerun == "all" else stored_run_ids(directory, complete_only=cfg.rerun == "incomplete")
+    # a run counts as stored only if its rows load; a damaged part file is moved aside (named in one line)
+    done = set() if cfg.rerun == "all" else stored_run_ids(directory, complete_only=cfg.rerun == "incomplete",
+                                                           quarantine=True)
     planner = Planner(specs, cfg.adaptive, cfg.axes.seed) if cfg.adaptive.adaptive else None
     if planner is not None:
         todo = planner.start(stored_outcomes(directory, done))
@@ -193,9 +196,15 @@ def _run(cfg: SweepConfig, specs: list[RunSpec], directory: Path, resolved: dict
         write_text(directory / "_cells.json", _cells_json(planner))
         specs = planner.specs()
     _compact_if_many(directory, cfg.store.compact_files, console)
-    df = load_results(directory)
-    df = df[df["run_id"].isin({s.run_id for s in specs})]
+    df = load_results(directory, quarantine=True)
+    planned = {s.run_id for s in specs}
+    df = df[df["run_id"].isin(planned)]
     print_summary(console, df, str(directory), time.monotonic() - t0, completed + incomplete, skipped)
+    missing = len(planned) - int(df["run_id"].nunique())
+    if missing:  # never an exit 0 over runs that are not stored
+        console.print(f"[bold red]{missing} of the sweep's {len(planned)} runs are not stored[/] (a part file could "
+                      "not be loaded: see the warnings above); rerun the same command to compute them",
+                      highlight=False)
     stored_incomplete = int(df.loc[df["status"] != "ok", "run_id"].nunique())
-    return SweepOutcome(str(directory), len(specs), skipped, completed, incomplete, stored_incomplete)
+    return SweepOutcome(str(directory), len(specs), skipped, completed, incomplete, stored_incomplete, missing)
 

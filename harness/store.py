@@ -177,11 +177,17 @@ def _write_then_rename(path: Path, write: Any) -> None:
         pass
 
 
+def _write_parquet(table: pa.Table, fh: Any, **kw: Any) -> None:
+    """A part file's bytes: zstd pages, each with its CRC (Parquet's page checksum), which every read here
+    verifies, so a damaged page is found whatever column it is in, not decoded into other values."""
+    pq.write_table(table, fh, compression="zstd", write_page_checksum=True, **kw)
+
+
 def write_part(directory: Path, run_id: str, table: pa.Table) -> Path:
     """Write one run's rows as ``<run_id>.parquet``, atomically (StoreWriteError on failure): the
     layout of part files before batching, still read alike (a sweep writes ``PartBuffer`` batches)."""
     path = directory / f"{run_id}{PART_SUFFIX}"
-    _atomic_write(path, lambda fh: pq.write_table(table, fh, compression="zstd"))
+    _atomic_write(path, lambda fh: _write_parquet(table, fh))
     return path
 
 
@@ -219,7 +225,7 @@ def write_batch(directory: Path, tables: Sequence[pa.Table]) -> list[Path]:
     paths = []
     for table in _schema_groups(tables) if tables else []:
         path = directory / _batched_name(time.time_ns())
-        _atomic_write(path, lambda fh, t=table: pq.write_table(t, fh, compression="zstd"))
+        _atomic_write(path, lambda fh, t=table: _write_parquet(t, fh))
         paths.append(path)
     return paths
 
@@ -248,7 +254,8 @@ class PartBuffer:
         self._error: BaseException | None = None  # a timed flush failed: the next add or close tries again
 
     def __len__(self) -> int:
-        return len(self._tables)
+        with self._lock:  # a flush under way (the file renamed into place, the runs not yet dropped) is waited for
+            return len(self._tables)
 
     def __enter__(self) -> PartBuffer:
         return self
@@ -405,7 +412,8 @@ def _read_part(path: Path, pick: Pick | None = None) -> Part | Exception:
     worker threads, and the caller decides what a failure means)."""
     try:
         with pa.OSFile(os.fspath(path)) as source:
-            reader = pq.ParquetFile(source, pre_buffer=False)  # pre-buffering only pays on object stores
+            # pre-buffering only pays on object stores; pages written with a CRC are checked against it
+            reader = pq.ParquetFile(source, pre_buffer=False, page_checksum_verification=True)
             threads = reader.metadata.num_rows >= _THREADED_ROWS
             if pick is None:
                 table = reader.read(use_threads=threads)
@@ -456,16 +464,6 @@ def _in_threads(read: Callable[[Path], Any], files: Sequence[Path]) -> list[Any]
 def _read_parts(files: Sequence[Path], pick: Pick | None = None) -> list[Part | Exception]:
     """``_read_part`` of every file, several at once (``_in_threads``)."""
     return _in_threads(lambda p: _read_part(p, pick), files)
-
-
-def _footer(path: Path) -> Exception | None:
-    """None if the footer of ``path`` reads, else the exception reading it raised."""
-    try:
-        with pa.OSFile(os.fspath(path)) as source:
-            pq.ParquetFile(source, pre_buffer=False)  # parses the footer
-        return None
-    except Exception as exc:
-        return exc
 
 
 def _cast(column: Any, type: pa.DataType) -> Any:
@@ -557,7 +555,6 @@ def _newest(run_ids: Any, fidx: np.ndarray, files: Sequence[Path]) -> np.ndarray
 
 
 _INDEX_SCHEMA = pa.schema([("run_id", pa.string()), ("status", pa.string())])
-_RUN_ID_STEM = re.compile(r"[0-9a-f]{16}")  # a per-run part file of an earlier version: <run_id>.parquet
 
 
 def _unreadable(path: Path, exc: BaseException) -> None:
@@ -577,38 +574,22 @@ def _index(files: Sequence[Path]) -> tuple[pa.Table, np.ndarray]:
     return _assemble(_aligned(items, _INDEX_SCHEMA, lambda i, exc: _unreadable(files[i], exc)), _INDEX_SCHEMA)
 
 
-def stored_run_ids(directory: Path, *, complete_only: bool = False) -> set[str]:
-    """run_ids already stored (the resume index). A per-run part file of an earlier version
-    (``<run_id>.parquet``) counts by its name once its footer reads; the other part files are
-    read in one pass over their run_id and status columns. A part file that cannot be read does
-    not count (a logged warning names it; its runs are recomputed). With complete_only, a run
-    counts only if its rows in its newest file all have status ok (runs stored as error,
-    crashed or timeout are recomputed)."""
-    return _retrying(Path(directory), lambda files: _stored_run_ids(files, complete_only), part_files)
-
-
-def _stored_run_ids(files: list[Path], complete_only: bool) -> set[str]:
-    ids: set[str] = set()
-    per_run = [] if complete_only else [p for p in files if _RUN_ID_STEM.fullmatch(p.stem)]
-    for p, exc in zip(per_run, _in_threads(_footer, per_run)):  # their footers only, several at once
-        if exc is not None:
-            _read_error(p, exc)
-            _unreadable(p, exc)
-            continue
-        ids.add(p.stem)
-    counted = set(per_run)
-    rest = [p for p in files if p not in counted]
-    if not rest:
-        return ids
-    table, fidx = _index(rest)
+def stored_run_ids(directory: Path, *, complete_only: bool = False, quarantine: bool = False) -> set[str]:
+    """run_ids already stored (the resume index): a run counts as stored only if its rows load, so
+    the index reads part files as load_table does, every column of every page (each page's CRC
+    checked): a damaged page in any column, or a core column of a type that does not convert,
+    leaves the file's runs out (a CorruptPartWarning names it) and a resume recomputes them. With
+    ``quarantine`` (the commands), such a file is also moved into ``_quarantine/`` (see
+    load_table). With complete_only, a run counts only if its rows in its newest file all have
+    status ok (runs stored as error, crashed or timeout are recomputed)."""
+    loaded = _retrying(Path(directory), _load, part_files)
+    _settle(loaded, quarantine)
+    table = loaded.table
+    ids = set(pc.unique(table["run_id"]).drop_null().to_pylist())
     if complete_only:
-        keep = _newest(table["run_id"], fidx, rest)
-        if keep is not None:
-            table = table.filter(keep)
         ok = pc.fill_null(pc.equal(table["status"], "ok"), False)
-        incomplete = set(pc.unique(table.filter(pc.invert(ok))["run_id"]).to_pylist())
-        return ids | (set(pc.unique(table["run_id"]).drop_null().to_pylist()) - incomplete)
-    return ids | set(pc.unique(table["run_id"]).drop_null().to_pylist())
+        ids -= set(pc.unique(table.filter(pc.invert(ok))["run_id"]).to_pylist())
+    return ids
 
 
 class RunPath(type(Path())):  # type: ignore[misc]
@@ -645,7 +626,7 @@ KNOWN_SCHEMA_VERSIONS: tuple[str, ...] = tuple(str(v) for v in range(1, int(SCHE
 
 def _skip(path: Path, why: str) -> None:
     """A part file left out of the load: never silently, a warning names it and says why."""
-    warnings.warn(f"skipping part file {path}: {why}", CorruptPartWarning, stacklevel=2)
+    warnings.warn(f"skipping part file {path}: {why}", CorruptPartWarning, stacklevel=3)
 
 
 def _corrupt(exc: BaseException) -> bool:
@@ -654,22 +635,28 @@ def _corrupt(exc: BaseException) -> bool:
     return not (isinstance(exc, OSError) and exc.errno is not None)
 
 
-def _conforming(path: Path, table: pa.Table) -> pa.Table | None:
-    """``table`` with its core columns cast to the core types, or None (with a warning naming
-    the file) when a core column cannot be cast or ``run_id`` is missing."""
+def _conforming(table: pa.Table) -> tuple[pa.Table | None, str]:
+    """(``table`` with its core columns cast to the core types, ""), or (None, why) when a core
+    column cannot be cast or ``run_id`` is missing."""
     if "run_id" not in table.column_names:
-        _skip(path, "it has no run_id column (not a harness part file?)")
-        return None
+        return None, "it has no run_id column (not a harness part file?)"
     for f in CORE_SCHEMA:
         if f.name in table.column_names and table.schema.field(f.name).type != f.type:
             try:
                 column = table.column(f.name).cast(f.type)
             except _CAST_ERRORS as exc:
-                _skip(path, f"column {f.name!r} is {table.schema.field(f.name).type}, not {f.type} "
-                            f"({type(exc).__name__})")
-                return None
+                return None, (f"column {f.name!r} is {table.schema.field(f.name).type}, not {f.type} "
+                              f"({type(exc).__name__})")
             table = table.set_column(table.schema.get_field_index(f.name), f.name, column)
-    return table
+    return table, ""
+
+
+def _newer_schema(table: pa.Table) -> bool:
+    """Does ``table`` hold rows of a schema_version this harness does not know (a newer harness wrote it)?"""
+    if "schema_version" not in table.column_names:
+        return False
+    versions = set(pc.unique(table.column("schema_version").cast(pa.string())).drop_null().to_pylist())
+    return bool(versions - set(KNOWN_SCHEMA_VERSIONS))
 
 
 def _merge_extras(extras: dict[str, pa.Field], schema: pa.Schema) -> dict[str, pa.Field]:
@@ -686,9 +673,9 @@ class _Loaded:
     table: pa.Table
     fidx: np.ndarray  # each row's file, an index into files
     files: list[Path]
-    skipped: set[int]  # files left out, with a CorruptPartWarning
+    skipped: dict[int, str]  # files left out, and why (named in a CorruptPartWarning by _settle)
     future: set[int]  # files with a schema_version newer than this harness
-    unreadable: set[int]  # of skipped: files whose content could not be read (for compact's quarantine)
+    damaged: set[int]  # of skipped: harness part files that cannot be read whole (the commands quarantine them)
 
 
 def _expression(filter: Any) -> tuple[Any, list[str]]:
@@ -783,18 +770,17 @@ def _load(files: list[Path], columns: Sequence[str] | None = None, filter: Any =
     wanted = None if columns is None else {*columns, "run_id", "schema_version", *filter_columns}
     pick = None if wanted is None else (lambda s: [n for n in s.names if n in wanted or mentioned(n)])
     parts = _read_parts(files, pick)
-    skipped: set[int] = set()
-    unreadable: set[int] = set()
+    skipped: dict[int, str] = {}
+    damaged: set[int] = set()
 
     def skip(i: int, why: str) -> None:
-        _skip(files[i], why)
-        skipped.add(i)
+        skipped.setdefault(i, why)
 
     def failed(i: int, exc: Exception) -> None:
         _read_error(files[i], exc)
-        skip(i, f"unreadable: {type(exc).__name__}: {exc}")
+        skip(i, f"unreadable: {type(exc).__name__}: {' '.join(str(exc).split())}")
         if _corrupt(exc):
-            unreadable.add(i)
+            damaged.add(i)
 
     groups: list[tuple[pa.Schema, list[int]]] = []  # files by schema (Schema.equals: hashing one is slow)
     for i, part in enumerate(parts):
@@ -820,9 +806,11 @@ def _load(files: list[Path], columns: Sequence[str] | None = None, filter: Any =
                 if isinstance(whole, Exception):
                     failed(i, whole)
                     continue
-                table = _conforming(files[i], whole[1])
+                table, why = _conforming(whole[1])
                 if table is None:
-                    skipped.add(i)
+                    skip(i, why)
+                    if "run_id" in whole[1].column_names and not _newer_schema(whole[1]):
+                        damaged.add(i)  # a harness part file whose rows cannot be loaded as this harness wrote them
                     continue
                 try:
                     extras = _merge_extras(extras, table.schema)
@@ -857,7 +845,7 @@ def _load(files: list[Path], columns: Sequence[str] | None = None, filter: Any =
     if keep is not None:
         table, fidx = table.filter(pa.array(keep)), fidx[keep]
     return _Loaded(table if table.column_names == want else table.select(want), fidx, files, skipped, future,
-                   unreadable)
+                   damaged)
 
 
 def _future(versions: Any, fidx: np.ndarray, files: Sequence[Path]) -> set[int]:
@@ -876,7 +864,33 @@ def _future(versions: Any, fidx: np.ndarray, files: Sequence[Path]) -> set[int]:
     return set(future)
 
 
-def load_table(path: str | os.PathLike[str], *, columns: Sequence[str] | None = None, filter: Any = None) -> pa.Table:
+def _settle(loaded: _Loaded, quarantine: bool) -> list[Path]:
+    """Name every part file the load left out in one CorruptPartWarning line; with ``quarantine``,
+    move the damaged ones (content that cannot be read, a core column that does not convert) into
+    their sweep's ``_quarantine/`` first, so that the next loads do not meet them again. Returns the
+    files moved. A move that fails (a read-only results directory) leaves the file where it is, said
+    in the same line: its runs count as not stored either way."""
+    moved: list[Path] = []
+    for i, why in sorted(loaded.skipped.items()):
+        path = loaded.files[i]
+        if quarantine and i in loaded.damaged:
+            try:
+                [(_, dest)] = _quarantine(path.parent, [path]) or [(path, None)]
+            except StoreWriteError as exc:
+                _skip(path, f"{why}; its runs count as not stored ({exc})")
+                continue
+            if dest is not None:
+                moved.append(path)
+                _skip(path, f"{why}; moved to {dest}: its runs count as not stored, and a rerun of the sweep "
+                            "recomputes them")
+            continue
+        _skip(path, f"{why}" + ("; its runs count as not stored (a rerun of the sweep recomputes them)"
+                                if i in loaded.damaged else ""))
+    return moved
+
+
+def load_table(path: str | os.PathLike[str], *, columns: Sequence[str] | None = None, filter: Any = None,
+               quarantine: bool = False) -> pa.Table:
     """All finished runs under ``path`` (one sweep directory, or a root of several) as one Arrow
     table with a unified schema: core columns first, then every extra column any part file has
     (null where a run lacks it), each part file opened once (its footer and columns read
@@ -886,19 +900,25 @@ def load_table(path: str | os.PathLike[str], *, columns: Sequence[str] | None = 
     == "fp16"``) or a dict of column -> value or list of values (``{"precision": ["fp16",
     "bf16"], "clip_value": None}``), applied after newest wins. A part file that cannot be read,
     lacks run_id, or has a core column of a type that does not cast is skipped with a
-    CorruptPartWarning naming it; one of a newer schema_version gets a FutureSchemaWarning."""
+    CorruptPartWarning naming it; one of a newer schema_version gets a FutureSchemaWarning. With
+    ``quarantine`` (what the harness's commands do), a damaged part file (unreadable content, a
+    core column that does not convert) is moved into ``<sweep>/_quarantine/``, named in the
+    warning, the first time it is met."""
     root = Path(path)
     if not root.exists():
         raise FileNotFoundError(f"no results at {root}")
-    return _retrying(root, lambda files: _load(files, columns, filter)).table
+    loaded = _retrying(root, lambda files: _load(files, columns, filter))
+    _settle(loaded, quarantine)
+    return loaded.table
 
 
-def load_results(path: str | os.PathLike[str], *, columns: Sequence[str] | None = None, filter: Any = None) -> Any:
-    """Results as a pandas DataFrame, one row per (run, check); ``columns`` and ``filter`` as in
-    load_table. Safe while a sweep is still writing, or being compacted: only finished part
-    files are read, and a run stored twice counts once (its newest rows). Unreadable part
-    files are skipped with a CorruptPartWarning naming the file."""
-    table = load_table(path, columns=columns, filter=filter)
+def load_results(path: str | os.PathLike[str], *, columns: Sequence[str] | None = None, filter: Any = None,
+                 quarantine: bool = False) -> Any:
+    """Results as a pandas DataFrame, one row per (run, check); ``columns``, ``filter`` and
+    ``quarantine`` as in load_table. Safe while a sweep is still writing, or being compacted: only
+    finished part files are read, and a run stored twice counts once (its newest rows). Unreadable
+    part files are skipped with a CorruptPartWarning naming the file."""
+    table = load_table(path, columns=columns, filter=filter, quarantine=quarantine)
     if table.num_columns and table.num_rows < 64 * table.column(0).num_chunks:  # tiny chunks convert slowly
         table = table.combine_chunks()
     return table.to_pandas()
@@ -915,16 +935,16 @@ class Compaction:
     quarantined: int = 0  # unreadable part files moved into <directory>/_quarantine
 
 
-def _quarantine(directory: Path, paths: Sequence[Path]) -> int:
-    """Move ``paths`` (part files that cannot be read) into ``directory/_quarantine`` (created when
-    first needed), where no reader looks: their runs are recomputed by a resume, and loads stop
-    warning about them. A name taken there gets a suffix (``part-….1.parquet``): nothing there is
-    ever overwritten (the name is claimed with O_EXCL, then the file renamed onto the claim). Returns
-    how many were moved (one already gone, moved by another compaction, is not)."""
+def _quarantine(directory: Path, paths: Sequence[Path]) -> list[tuple[Path, Path]]:
+    """Move ``paths`` (damaged part files) into ``directory/_quarantine`` (created when first
+    needed), where no reader looks: their runs are recomputed by a resume, and loads stop warning
+    about them. A name taken there gets a suffix (``part-….1.parquet``): nothing there is ever
+    overwritten (the name is claimed with O_EXCL, then the file renamed onto the claim). Returns
+    (file, where it went) of each file moved (one already gone, moved by another command, is not)."""
     if not paths:
-        return 0
+        return []
     into = directory / QUARANTINE
-    moved = 0
+    moved = []
     for path in paths:
         try:
             into.mkdir(exist_ok=True)
@@ -940,11 +960,11 @@ def _quarantine(directory: Path, paths: Sequence[Path]) -> int:
             except BaseException:
                 claim.unlink(missing_ok=True)
                 raise
-            moved += 1
+            moved.append((path, claim))
         except FileNotFoundError:
             continue
         except OSError as exc:
-            raise StoreWriteError(f"cannot move unreadable part file {path} into {into}: {exc.strerror or exc}") \
+            raise StoreWriteError(f"cannot move damaged part file {path} into {into}: {exc.strerror or exc}") \
                 from exc
     return moved
 
@@ -953,20 +973,21 @@ def compact(directory: str | os.PathLike[str], *, max_rows: int = 1_000_000) -> 
     """Rewrite the part files of one sweep directory as few large ones (``max_rows`` rows each at
     most, a run never split), one row set per run (newest wins). The new files are written and
     renamed into place first, then the old ones removed: a reader at any moment sees every run
-    (at worst twice, resolved by newest wins), and a crash leaves at most duplicates. Part files
-    that cannot be read (a truncated file, garbage, a bad page) are moved into
-    ``<directory>/_quarantine`` (kept for a look, never read: the next loads do not warn about
-    them again and a resume recomputes their runs); a read that failed on the system (permission
-    denied, an I/O error) moves nothing. Part files that do not conform or are of a newer
-    schema_version (valid for a newer harness) are left as they are (with the warnings load_table
-    gives). StoreWriteError if a file cannot be written (those written are removed again), an
-    old one removed or an unreadable one moved."""
+    (at worst twice, resolved by newest wins), and a crash leaves at most duplicates. Damaged part
+    files (a truncated file, garbage, a bad page, a core column that does not convert) are moved
+    into ``<directory>/_quarantine`` (kept for a look, never read: the next loads do not warn
+    about them again and a resume recomputes their runs); a read that failed on the system
+    (permission denied, an I/O error) moves nothing, and a move that fails is named in the
+    warning. Part files without run_id (not a harness part file) or of a newer schema_version
+    (valid for a newer harness) are left as they are (with the warnings load_table gives).
+    StoreWriteError if a file cannot be written (those written are removed again) or an old one
+    removed."""
     root = Path(directory)
     loaded = _retrying(root, _load, part_files)
     files = loaded.files
-    quarantined = _quarantine(root, [files[i] for i in sorted(loaded.unreadable)])
+    quarantined = len(_settle(loaded, quarantine=True))
     replace = [i for i in range(len(files)) if i not in loaded.skipped and i not in loaded.future]
-    left = len(files) - len(replace) - len(loaded.unreadable)
+    left = len(files) - len(replace) - len(loaded.damaged)
     table, fidx = loaded.table, loaded.fidx
     if len(replace) < 2:
         return Compaction(root, 0, 0, 0, 0, left, quarantined)
@@ -988,7 +1009,7 @@ def compact(directory: str | os.PathLike[str], *, max_rows: int = 1_000_000) -> 
     try:
         for chunk in chunks:
             path = root / _batched_name(at, compacted=True)
-            _atomic_write(path, lambda fh, t=chunk: pq.write_table(t, fh, compression="zstd", row_group_size=65536))
+            _atomic_write(path, lambda fh, t=chunk: _write_parquet(t, fh, row_group_size=65536))
             written.append(path)
     except BaseException:
         for p in written:

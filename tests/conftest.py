@@ -42,6 +42,17 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 300, env: Mapping[str, 
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def gated_sweep(tmp_path: Path, free: int) -> list[str]:
+    """A 16-run sweep of plugins.gated.Gated: seeds 0..free-1 run at once, the others wait until
+    ``tmp_path/gate`` exists. So how many runs finish before the test acts is an event the test
+    sets, the same on 1 or 16 cores; 8 actors (of a quarter CPU each) as on a larger machine."""
+    return ["sweep=smoke", "+scenarios.gated._target_=plugins.gated.Gated", f"+scenarios.gated.gate={tmp_path / 'gate'}",
+            f"+scenarios.gated.free_seeds=[{','.join(map(str, range(free)))}]", "sweep.scenario=[gated]",
+            "sweep.seed=range(0,8)", "sweep.data_size=[1000]", "sweep.precision=[fp32,fp16]", "sweep.clip_value=[null]",
+            "sweep.batch_size=[32]", "sweep.steps=[200]", "ray.num_actors=8", "ray.num_cpus_per_actor=0.25",
+            f"store.root={tmp_path}"]
+
+
 @pytest.fixture(scope="session")
 def tf_worker() -> None:
     """Initialise TF in this process once (threads, determinism) for in-process engine tests."""

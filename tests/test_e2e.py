@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TESTS, run_cli
+from conftest import ROOT, TESTS, gated_sweep, run_cli
 
 from harness import load_results
 from harness.store import stored_run_ids
@@ -63,23 +63,19 @@ def test_faults_become_records_and_never_stop_the_sweep(tmp_path: Path) -> None:
 
 def test_driver_killed_with_sigkill_then_rerun_completes_once(tmp_path: Path) -> None:
     out = tmp_path / "smoke"
-    # runs long enough (about a second each) that most are still to come when the first 4 are
-    # stored, which is store.flush_seconds after the first finished
-    args = [sys.executable, "-m", "harness", "sweep=smoke", "sweep.scenario=[loss_bound]", "sweep.steps=[16000]", f"store.root={tmp_path}"]
-    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-    deadline = time.monotonic() + 240
+    proc = subprocess.Popen([sys.executable, "-m", "harness", *gated_sweep(tmp_path, free=2)], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(TESTS)})
+    deadline = time.monotonic() + 240  # a limit for a broken sweep only: the event is the 4 free runs stored
     while len(stored_run_ids(out)) < 4 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
-    assert proc.poll() is None, "the sweep finished before it could be killed"
+    assert proc.poll() is None, "the sweep ended before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    stored = len(stored_run_ids(out))  # the runs still in the driver's buffer (store.flush_seconds) are lost
-    assert 4 <= stored < 16
-    r = run_cli(["sweep=smoke", "sweep.scenario=[loss_bound]", "sweep.steps=[16000]", f"store.root={tmp_path}"],
-                cwd=tmp_path)
+    assert len(stored_run_ids(out)) == 4  # seeds 0 and 1 in both precisions; the other 12 wait at the gate
+    (tmp_path / "gate").touch()
+    r = run_cli(gated_sweep(tmp_path, free=2), cwd=tmp_path, env={"PYTHONPATH": str(TESTS)})
     assert r.returncode == 0, r.stderr
-    assert f"{stored} already stored, {16 - stored} to run" in r.stdout
+    assert "4 already stored, 12 to run" in r.stdout
     df = load_results(out)
     assert len(df) == 16 and df["run_id"].is_unique and (df["status"] == "ok").all()
     assert not list(out.glob(".*"))  # no temporary left behind, not even hidden ones

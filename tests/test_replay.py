@@ -148,8 +148,10 @@ print(spec.run_id)
 def test_a_run_records_onednn_and_its_replay_follows_it(tmp_path: Path) -> None:
     """A run stored with TensorFlow's oneDNN rewrite off (TF_ENABLE_ONEDNN_OPTS=0) records onednn=false, and its
     replay from a shell that has the variable at 1 switches it off again, says so and matches exactly, although
-    the scenario's module imports Keras (and so TensorFlow) at its top. The same bf16 run with oneDNN on gives
-    another worst value, so the replay would not match without it."""
+    the scenario's module imports Keras (and so TensorFlow) at its top. What replay promises is tested: the
+    stored setting is applied (the replaying process has oneDNN off, else it prints a note saying it differs)
+    and the values are equal. Whether this CPU's oneDNN kernels give other bf16 values than Eigen's is not: on
+    some CPUs (AVX2/FMA without AVX-512) both give the same bits."""
     import os
     import subprocess
     import sys
@@ -169,7 +171,6 @@ def test_a_run_records_onednn_and_its_replay_follows_it(tmp_path: Path) -> None:
         pytest.skip("TensorFlow does not use oneDNN on this machine even with TF_ENABLE_ONEDNN_OPTS=1")
     off = stored["0"]
     assert off["onednn"].tolist() == [False]
-    assert off["worst_value"].iloc[0] != stored["1"]["worst_value"].iloc[0]  # the kernels matter for this run
     r = run_cli(["replay", str(tmp_path / "onednn0"), f"run_id={off['run_id'].iloc[0]}",
                  "target=keras_at_the_top.KerasAtTheTop"], cwd=tmp_path,
                 env={"TF_ENABLE_ONEDNN_OPTS": "1", "PYTHONPATH": str(tmp_path / "mods")})
@@ -177,4 +178,5 @@ def test_a_run_records_onednn_and_its_replay_follows_it(tmp_path: Path) -> None:
     text = " ".join(r.stdout.split())
     assert "stored with TensorFlow's oneDNN rewrite off: replaying with TF_ENABLE_ONEDNN_OPTS=0 instead of this " \
            "shell's 1" in text
+    assert "this process has it on" not in text  # the replaying process has the stored setting
     assert "match: all" in text

@@ -3,5 +3,8 @@
 import sys
 
 from harness.report.cli import main
+from harness.warnfmt import one_line_warnings
+
+one_line_warnings()
 
 sys.exit(main())

@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from harness.store import load_results
 
     try:
-        df = load_results(results)
+        df = load_results(results, quarantine=True)  # a damaged part file is moved aside, named once
     except Exception as exc:  # unreadable directory
         print(f"error: cannot read results in {results}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fresh = None
     if args.fresh:
         try:
-            fresh = load_results(args.fresh)
+            fresh = load_results(args.fresh, quarantine=True)
         except Exception as exc:  # missing or unreadable
             print(f"error: --fresh: cannot read results in {args.fresh}: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 2
