@@ -27,9 +27,13 @@ with more than ``store.compact_files`` part files) rewrites a sweep's part files
 large ones: the new files are renamed into place first, then the old ones are removed. A
 reader that meets a removed file, or sees a compacted file appear while it reads, reads
 again; so it never misses a run, and duplicates left by a crash are resolved by newest wins.
-Part files that cannot be read (truncated, garbage, a bad page) are moved by compaction into
-``<sweep>/_quarantine/`` (dataset discovery and every reader here ignore it): loads stop
-warning about them, and a resume recomputes their runs.
+
+Damage. A run counts as stored only if its rows load: the resume index reads part files as
+load_table does, every column, and every page is written with a CRC that every read checks.
+Damaged part files (truncated, garbage, a bad page, a core column that does not convert) are
+moved into ``<sweep>/_quarantine/`` (dataset discovery and every reader here ignore it) the
+first time a command meets them (``quarantine=True``): each is named in one warning line, loads
+stop meeting it, and a resume recomputes its runs.
 
 Reading. load_table, the resume index and compaction open each part file once, reading its
 footer and the columns needed together, and read several files at once (a thread per core,
