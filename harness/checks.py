@@ -42,6 +42,12 @@ OPS: tuple[str, ...] = ("<", "<=", ">", ">=")
 # period means of it (see Check.statistic). Declared once; recorded in the results' ``statistic`` column.
 Statistic = Literal["value", "max_relative_decrease", "range"]
 STATISTICS: tuple[str, ...] = ("value", "max_relative_decrease", "range")
+# Which steps a step check judges: every step ("all"), or only the steps whose update the optimizer
+# applied ("applied"): under fp16, dynamic loss scaling skips a step whose scaled gradients
+# overflowed, by design (the run's skipped_steps counts them), so rules about gradients, updates and
+# weights judge the applied steps. Recorded in the results' ``on`` column.
+On = Literal["all", "applied"]
+ONS: tuple[str, ...] = ("all", "applied")
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,13 @@ class Check:
     judge: "any" (the run fails the check when any scheduled evaluation fails) or "last" (only
         the last scheduled evaluation decides, e.g. "the loss has fallen by the end"; the
         counts still cover every evaluation).
+    on: "all" (default) judges every scheduled step; "applied" only the scheduled steps whose
+        update the optimizer applied: a step that fp16's dynamic loss scaling skipped (its scaled
+        gradients overflowed, so no update was made, by design) is not evaluated, and is counted
+        once, in the run's ``skipped_steps``. For checks of gradients, updates and weights. The
+        step's ``skipped`` observation (``RunContext.minimize``) decides; a scenario that does not
+        return it has every step applied. A run whose every step was skipped evaluates such a
+        check zero times (``n_evaluated`` 0).
     statistic, window: what a step check compares with its bound. "value" (default): the step's
         value at each scheduled step. Otherwise the step values are first averaged over each
         period of ``every`` steps (the period ending at step after + j*every; the first one also
@@ -84,6 +97,7 @@ class Check:
     judge: Judge = "any"
     statistic: Statistic = "value"
     window: int = 1
+    on: On = "all"
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -111,11 +125,16 @@ class Check:
         if self.statistic != "value" and (self.window < 2 or self.when != "step"):
             raise ValueError(f"check {self.name}: statistic={self.statistic} needs when='step' and window >= 2 "
                              f"(got when={self.when!r}, window={self.window})")
+        if self.on not in ONS:
+            raise ValueError(f"check {self.name}: on={self.on!r} is not one of {', '.join(ONS)}")
+        if self.on != "all" and (self.when != "step" or self.statistic != "value"):
+            raise ValueError(f"check {self.name}: on={self.on!r} needs when='step' and statistic='value' "
+                             f"(got when={self.when!r}, statistic={self.statistic!r})")
 
     def meaning(self) -> CheckMeaning:
         """What the check asserts, as recorded on every result row (the bound as declared)."""
         return CheckMeaning(self.name, float(self.bound), self.op, self.compare, self.when, self.every, self.after,
-                            self.judge, self.statistic, self.window)
+                            self.judge, self.statistic, self.window, self.on)
 
     # ------------------------------------------------------------------ in-graph
     #
@@ -157,10 +176,12 @@ class Check:
             value = tf.where(tf.reduce_all(tf.math.is_finite(raw)), value, tf.constant(float("nan"), tf.float64))
         return value, measured.dtype
 
-    def summarize(self, values: Any, steps: Any, dtype: Any) -> CheckState:
+    def summarize(self, values: Any, steps: Any, dtype: Any, skipped: Any = None) -> CheckState:
         """Counts, first failing step, worst value and margin of a series of float64 step
         values measured in ``dtype`` (the bound is rounded to it for native comparison),
-        then the bound as compared and the name of the measured dtype."""
+        then the bound as compared and the name of the measured dtype. ``skipped`` (bool, one per
+        step, or None: none skipped) marks the steps whose update was not applied, which a check
+        ``on="applied"`` does not evaluate."""
         import tensorflow as tf
 
         x = tf.reshape(tf.cast(values, tf.float64), [-1])
@@ -168,8 +189,11 @@ class Check:
         if self.statistic != "value":  # a windowed statistic owns the schedule; compared exactly in float64
             x, steps = self._windowed(x, steps)
             dtype = tf.float64
-        elif self.when == "step" and (self.every > 1 or self.after > 0):  # the schedule: only these steps count
+        elif self.when == "step" and (self.every > 1 or self.after > 0 or (self.on == "applied" and skipped is not None)):
+            # the schedule: only these steps count
             keep = tf.logical_and(steps >= self.after, tf.math.floormod(steps - self.after, self.every) == 0)
+            if self.on == "applied" and skipped is not None:
+                keep = tf.logical_and(keep, tf.logical_not(tf.reshape(tf.cast(skipped, tf.bool), [-1])))
             x, steps = tf.boolean_mask(x, keep), tf.boolean_mask(steps, keep)
         finite = tf.math.is_finite(x)
         bound = tf.constant(self.bound, tf.float64)
@@ -217,11 +241,14 @@ class Check:
         return value, tf.gather(ends, tf.range(tf.shape(value)[0], dtype=tf.int64) * w + (w - 1))
 
     def evaluate(self, observations: Sequence[Mapping[str, Any]]) -> CheckState:
-        """Eager convenience: summarize a list of observation dicts (steps 0, 1, ...)."""
+        """Eager convenience: summarize a list of observation dicts (steps 0, 1, ...); a step whose
+        observations hold ``skipped`` True was not applied."""
         import tensorflow as tf
 
         pairs = [self.step_value(o) for o in observations]
-        return self.summarize(tf.stack([v for v, _ in pairs]), tf.range(len(pairs), dtype=tf.int64), pairs[0][1])
+        skipped = tf.stack([tf.cast(o.get("skipped", False), tf.bool) for o in observations])
+        return self.summarize(tf.stack([v for v, _ in pairs]), tf.range(len(pairs), dtype=tf.int64), pairs[0][1],
+                              skipped)
 
 
 # ---------------------------------------------------------------------- the small API
@@ -231,17 +258,17 @@ Compare = Literal["native", "exact"]
 
 
 def below(name: str, observe: Observe, bound: float, *, inclusive: bool = False, when: When = "step",
-          compare: Compare = "native", every: int = 1, after: int = 0, judge: Judge = "any") -> Check:
-    """Passes while value < bound (<= with inclusive=True)."""
+          compare: Compare = "native", every: int = 1, after: int = 0, judge: Judge = "any", on: On = "all") -> Check:
+    """Passes while value < bound (<= with inclusive=True); ``on="applied"`` judges applied steps only."""
     return Check(name, observe, float(bound), "<=" if inclusive else "<", when, compare=compare, every=every,
-                 after=after, judge=judge)
+                 after=after, judge=judge, on=on)
 
 
 def above(name: str, observe: Observe, bound: float, *, inclusive: bool = False, when: When = "step",
-          compare: Compare = "native", every: int = 1, after: int = 0, judge: Judge = "any") -> Check:
-    """Passes while value > bound (>= with inclusive=True)."""
+          compare: Compare = "native", every: int = 1, after: int = 0, judge: Judge = "any", on: On = "all") -> Check:
+    """Passes while value > bound (>= with inclusive=True); ``on="applied"`` judges applied steps only."""
     return Check(name, observe, float(bound), ">=" if inclusive else ">", when, compare=compare, every=every,
-                 after=after, judge=judge)
+                 after=after, judge=judge, on=on)
 
 
 def within(name: str, observe: Observe, lo: float, hi: float, *, when: When = "step",
@@ -270,15 +297,17 @@ def near(name: str, observe: Observe, target: float, tol: float, *, when: When =
     return Check(name, observe, float(tol), "<", when, transform=distance, compare=compare)
 
 
-def finite(name: str, observe: Observe, *, when: When = "step", every: int = 1, after: int = 0) -> Check:
-    """Every element finite. The value is the number of non-finite elements."""
+def finite(name: str, observe: Observe, *, when: When = "step", every: int = 1, after: int = 0,
+           on: On = "all") -> Check:
+    """Every element finite. The value is the number of non-finite elements. ``on="applied"``:
+    applied steps only (the gradients of a step fp16 loss scaling skipped are not finite, by design)."""
 
     def count(x: Any) -> Any:
         import tensorflow as tf
 
         return tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(x)), tf.float64))
 
-    return Check(name, observe, 0.0, "<=", when, transform=count, every=every, after=after)
+    return Check(name, observe, 0.0, "<=", when, transform=count, every=every, after=after, on=on)
 
 
 def equal_shape(name: str, a: Observe, b: Observe, *, when: When = "step") -> Check:

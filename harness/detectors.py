@@ -30,7 +30,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from harness.checks import Check, Judge
+from harness.checks import Check, Judge, On
+
+
+# Rules about gradients, updates and weights judge only the steps whose update was applied: under fp16,
+# dynamic loss scaling skips a step whose scaled gradients overflowed (no update, by design; the run's
+# skipped_steps counts it), and those gradients are inf, which every gradient rule would take for a fault.
+# Rules about the loss and the activations (the forward pass) judge every step.
+APPLIED: On = "applied"
 
 
 def _get(obs: Mapping[str, Any], key: str, name: str) -> Any:
@@ -71,13 +78,13 @@ def _first_last(obs: Mapping[str, Any], name: str) -> tuple[Any, Any, Any, Any]:
     return first, last, r, tf.reduce_all(tf.math.is_finite(n))
 
 
-def _flag(name: str, key: str, every: int, after: int, judge: Judge) -> Check:
+def _flag(name: str, key: str, every: int, after: int, judge: Judge, on: On = "all") -> Check:
     """Passes while a boolean observation is True (value 1 >= 1)."""
-    return Check(name, key, 1.0, ">=", every=every, after=after, judge=judge)
+    return Check(name, key, 1.0, ">=", every=every, after=after, judge=judge, on=on)
 
 
 def _finite(name: str, key: str, every: int, after: int, judge: Judge) -> Check:
-    """Passes while every element is finite (the value counts the non-finite ones)."""
+    """Passes while every element is finite (the value counts the non-finite ones): judges every step."""
 
     def count(x: Any) -> Any:
         import tensorflow as tf
@@ -101,6 +108,8 @@ def autotrainer_exploding_gradient(*, ratio: float = 70.0, every: int = 1, after
     clipping), divided and compared in its dtype as the tool's float32 numpy does. Passes while ratio <= 70. A
     non-finite norm in any layer fires (the tool: nan_gradient); a last norm of 0 fires when the first is > 0 (numpy:
     inf > 70) and passes when the first is 0 too (numpy: NaN > 70 is False).
+
+    Steps judged: applied steps only (a step fp16 loss scaling skipped is not judged).
     """
     name = "autotrainer.exploding_gradient"
 
@@ -108,7 +117,7 @@ def autotrainer_exploding_gradient(*, ratio: float = 70.0, every: int = 1, after
         _, _, r, ok = _first_last(obs, name)
         return _nan_unless(ok, r)
 
-    return Check(name, observe, float(ratio), "<=", every=every, after=after, judge=judge)
+    return Check(name, observe, float(ratio), "<=", every=every, after=after, judge=judge, on=APPLIED)
 
 
 def autotrainer_vanishing_gradient(*, ratio: float = 1e-3, first_norm: float = 1e-4, every: int = 1,
@@ -122,6 +131,8 @@ def autotrainer_vanishing_gradient(*, ratio: float = 1e-3, first_norm: float = 1
     numpy (thresholds rounded to it). The value is the ratio where the norm condition holds (first < 1e-4, last > 0),
     else the ratio raised to at least 1e-3, so ``value >= 1e-3`` passes exactly when the two-part condition is false.
     A last norm of 0 never fires (numpy: inf or NaN < 1e-3 is False); a non-finite norm fires.
+
+    Steps judged: applied steps only (a step fp16 loss scaling skipped is not judged).
     """
     name = "autotrainer.vanishing_gradient"
 
@@ -132,7 +143,7 @@ def autotrainer_vanishing_gradient(*, ratio: float = 1e-3, first_norm: float = 1
         gate = tf.logical_and(first < tf.cast(first_norm, first.dtype), last > 0)
         return _nan_unless(ok, tf.where(gate, r, tf.maximum(r, tf.cast(ratio, r.dtype))))
 
-    return Check(name, observe, float(ratio), ">=", every=every, after=after, judge=judge)
+    return Check(name, observe, float(ratio), ">=", every=every, after=after, judge=judge, on=APPLIED)
 
 
 def autotrainer_dying_relu(*, zero_fraction: float = 0.7, sizes: str | None = "layer_grad_size", every: int = 1,
@@ -148,6 +159,8 @@ def autotrainer_dying_relu(*, zero_fraction: float = 0.7, sizes: str | None = "l
     layer_grad_size), which gives exactly the tool's pooled ratio; without that observation (or sizes=None) the
     value is the unweighted mean of the per-layer fractions. Averaged in
     float64, compared in the fractions' dtype. Passes while the value < 0.7.
+
+    Steps judged: applied steps only (a step fp16 loss scaling skipped is not judged).
     """
     name = "autotrainer.dying_relu"
 
@@ -163,7 +176,7 @@ def autotrainer_dying_relu(*, zero_fraction: float = 0.7, sizes: str | None = "l
             pooled = tf.reduce_sum(f64 * s) / tf.reduce_sum(s)
         return _nan_unless(tf.reduce_all(tf.math.is_finite(f)), tf.cast(pooled, f.dtype))
 
-    return Check(name, observe, float(zero_fraction), "<", every=every, after=after, judge=judge)
+    return Check(name, observe, float(zero_fraction), "<", every=every, after=after, judge=judge, on=APPLIED)
 
 
 def autotrainer_not_converged(*, accuracy: float = 0.7, metric: str = "accuracy") -> Check:
@@ -173,6 +186,8 @@ def autotrainer_not_converged(*, accuracy: float = 0.7, metric: str = "accuracy"
     max(train_acc) < satisfied_acc`` (Theta = 0.7, strict), once 30% of the epochs are done. Here: once after
     training (when="final") on the final value of ``metric`` (training data only), not the best epoch of a history.
     Passes while accuracy >= 0.7.
+
+    Steps judged: none; once, after training (final).
     """
     return Check("autotrainer.not_converged", metric, float(accuracy), ">=", when="final")
 
@@ -186,10 +201,13 @@ def autotrainer_nan(*, loss_max: float = 1e5, every: int = 1, after: int = 0,
     has_NaN(train_loss) or test_loss[-1] >= 1e+5`` (nan_loss, inclusive), weights_issue (nan_weight), gradient_issue
     (nan_gradient). Here: per step on the batch loss (the tool applies 1e5 to the last validation loss),
     weights_finite and grads_finite. The loss check passes while loss < 1e5.
+
+    Steps judged: nan_loss every step; nan_weight and nan_gradient applied steps only (a step fp16 loss scaling
+    skipped has inf gradients by design).
     """
     return (Check("autotrainer.nan_loss", "loss", float(loss_max), "<", every=every, after=after, judge=judge),
-            _flag("autotrainer.nan_weight", "weights_finite", every, after, judge),
-            _flag("autotrainer.nan_gradient", "grads_finite", every, after, judge))
+            _flag("autotrainer.nan_weight", "weights_finite", every, after, judge, APPLIED),
+            _flag("autotrainer.nan_gradient", "grads_finite", every, after, judge, APPLIED))
 
 
 # -------------------------------------------------------------------------------------------------- DeepDiagnosis
@@ -204,6 +222,8 @@ def deepdiagnosis_dead_relu(*, fraction: float = 0.7, every: int = 1, after: int
     at the last epoch (``batch == self.epoch - 1``). Here: per step from layer_dead_fraction (every ReLU-activated
     layer, Dense(activation="relu") too), judged by the worst layer; judge="last" by default, as the tool decides at
     the end. Passes while every layer's fraction < 0.7.
+
+    Steps judged: every step (the forward pass).
     """
     name = "deepdiagnosis.dead_relu"
     return Check(name, _worst_fraction("layer_dead_fraction", name), float(fraction), "<", every=every, after=after,
@@ -219,6 +239,8 @@ def deepdiagnosis_saturated_activation(*, fraction: float = 0.5, every: int = 1,
     layer's inputs with ``x <= -5`` or ``x >= 5`` (min/max_threshold_sigmoid/tanh) ``> threshold_layer`` (0.5,
     strict), every N = 5 epochs on the first batch. Here: per step from layer_saturated_fraction, which counts
     |z| > 5 (exactly +-5 is not counted), judged by the worst layer. Passes while every fraction <= 0.5.
+
+    Steps judged: every step (the forward pass).
     """
     name = "deepdiagnosis.saturated_activation"
     return Check(name, _worst_fraction("layer_saturated_fraction", name), float(fraction), "<=", every=every,
@@ -234,9 +256,11 @@ def deepdiagnosis_vanishing_gradient(*, mean_abs: float = 1e-7, every: int = 1, 
     from get_weight_grad, not weight updates), each epoch on the first batch. Here: per step from
     layer_grad_mean_abs (every layer with weights, kernel and bias together), judged by the smallest. Passes while
     every layer's mean |g| >= 1e-7.
+
+    Steps judged: applied steps only (a step fp16 loss scaling skipped is not judged).
     """
     return Check("deepdiagnosis.vanishing_gradient", "layer_grad_mean_abs", float(mean_abs), ">=", every=every,
-                 after=after, judge=judge)
+                 after=after, judge=judge, on=APPLIED)
 
 
 def deepdiagnosis_numerical_error(*, every: int = 1, after: int = 0,
@@ -248,10 +272,13 @@ def deepdiagnosis_numerical_error(*, every: int = 1, after: int = 0,
     identifyNumerical (NaN, Inf *or exactly 0*) on the mean of each layer's kernel weights and of each Dense kernel
     gradient. Here: per step on the batch loss, weights_finite and grads_finite (any element: the tool tests the
     mean, which an overflowing sum also flags); the tool's "mean exactly 0" case is not reproduced.
+
+    Steps judged: invalid_loss every step; the weights and gradients rules applied steps only (a step fp16 loss
+    scaling skipped has inf gradients by design).
     """
     return (_finite("deepdiagnosis.invalid_loss", "loss", every, after, judge),
-            _flag("deepdiagnosis.numerical_error_weights", "weights_finite", every, after, judge),
-            _flag("deepdiagnosis.numerical_error_gradients", "grads_finite", every, after, judge))
+            _flag("deepdiagnosis.numerical_error_weights", "weights_finite", every, after, judge, APPLIED),
+            _flag("deepdiagnosis.numerical_error_gradients", "grads_finite", every, after, judge, APPLIED))
 
 
 def deepdiagnosis_loss_unchanged(*, window: int = 5, every: int = 1, after: int = 0, judge: Judge = "any") -> Check:
@@ -265,6 +292,8 @@ def deepdiagnosis_loss_unchanged(*, window: int = 5, every: int = 1, after: int 
     ``every``: on the circles example a block is 5 means of 19 steps, not 5 batches; the periods end at steps
     after + k*every and the first also holds the steps before); passes while max - min > 0. "All equal" is tested exactly (the tool's mean == max can also hold for values one
     rounding apart). A block with a NaN or Inf loss fires.
+
+    Steps judged: every step (the loss).
     """
     return Check("deepdiagnosis.loss_unchanged", "loss", 0.0, ">", every=every, after=after, judge=judge,
                  statistic="range", window=window)
@@ -288,6 +317,8 @@ def thedeepchecker_loss_stagnating(*, window: int = 5, min_decrease: float = 0.0
     each period once ``window`` periods exist; passes while the largest decrease >= 5%. A window holding a NaN or
     Inf loss fires. Note the tool runs it on a one-batch overfitting test, where the loss must keep falling; on a
     normal run it also fires once the loss has converged.
+
+    Steps judged: every step (the loss).
     """
     return Check("thedeepchecker.loss_stagnating", "loss", float(min_decrease), ">=", every=every, after=after,
                  judge=judge, statistic="max_relative_decrease", window=window)
@@ -304,9 +335,11 @@ def thedeepchecker_exploding_gradient(*, mean_abs: float = 1e6, every: int = 1, 
     Threshold 1e6: as described in the paper; source not found in the index (deep_checker/config/settings.yaml is
     not stored). Here: per step from layer_grad_mean_abs (kernel and bias together), judged by the largest. Passes
     while every layer's mean |g| <= 1e6.
+
+    Steps judged: applied steps only (a step fp16 loss scaling skipped is not judged).
     """
     return Check("thedeepchecker.exploding_gradient", "layer_grad_mean_abs", float(mean_abs), "<=", every=every,
-                 after=after, judge=judge)
+                 after=after, judge=judge, on=APPLIED)
 
 
 def thedeepchecker_vanishing_gradient(*, mean_abs: float = 1e-6, every: int = 1, after: int = 0,
@@ -318,9 +351,11 @@ def thedeepchecker_vanishing_gradient(*, mean_abs: float = 1e-6, every: int = 1,
     gradient, at ``iter_count >= start and iter_count % period == 0``. Threshold 1e-6: as described in the paper;
     source not found in the index (deep_checker/config/settings.yaml is not stored). Here: per step from
     layer_grad_mean_abs, judged by the smallest. Passes while every layer's mean |g| >= 1e-6.
+
+    Steps judged: applied steps only (a step fp16 loss scaling skipped is not judged).
     """
     return Check("thedeepchecker.vanishing_gradient", "layer_grad_mean_abs", float(mean_abs), ">=", every=every,
-                 after=after, judge=judge)
+                 after=after, judge=judge, on=APPLIED)
 
 
 def thedeepchecker_numerical_instability(*, every: int = 1, after: int = 0,
@@ -332,10 +367,13 @@ def thedeepchecker_numerical_instability(*, every: int = 1, after: int = 0,
     (np.isnan / np.isinf of the loss), OverfitWeightHook and OverfitGradientHook.check_numerical_instabilities
     (``np.isinf(a).any()``, ``np.isnan(a).any()`` of each weight and its gradient), every iteration. Here: per step
     on loss, weights_finite and grads_finite.
+
+    Steps judged: numerical_loss every step; the weights and gradients rules applied steps only (a step fp16 loss
+    scaling skipped has inf gradients by design).
     """
     return (_finite("thedeepchecker.numerical_loss", "loss", every, after, judge),
-            _flag("thedeepchecker.numerical_weights", "weights_finite", every, after, judge),
-            _flag("thedeepchecker.numerical_gradients", "grads_finite", every, after, judge))
+            _flag("thedeepchecker.numerical_weights", "weights_finite", every, after, judge, APPLIED),
+            _flag("thedeepchecker.numerical_gradients", "grads_finite", every, after, judge, APPLIED))
 
 
 # -------------------------------------------------------------------------------------------------------- bundles

@@ -23,7 +23,9 @@ import pyarrow as pa
 #    earlier part files read with those columns null (every earlier check compared its value).
 # 4: each run records ``onednn``, whether TensorFlow's oneDNN rewrite was on in its worker (its
 #    kernels give other numbers than Eigen's, see docs/engine.md); earlier part files read it null.
-SCHEMA_VERSION = "4"
+# 5: each check row records ``on``, the steps it judges (all, or applied: not skipped by fp16's
+#    dynamic loss scaling, see checks.Check); earlier part files read it null (every step judged).
+SCHEMA_VERSION = "5"
 
 
 class Status(str, enum.Enum):
@@ -51,6 +53,7 @@ class CheckMeaning:
     judge: str = "any"  # any: every scheduled evaluation must pass; last: only the last one decides
     statistic: str = "value"  # what is compared: the step value, or a statistic of a window of period means
     window: int = 1
+    on: str = "all"  # which steps are judged: all, or applied (not skipped by fp16 loss scaling)
 
     @property
     def upper(self) -> bool:
@@ -131,6 +134,7 @@ CORE_SCHEMA = pa.schema(
         ("judge", pa.string()),
         ("statistic", pa.string()),
         ("window", pa.int64()),
+        ("on", pa.string()),
         ("bound", pa.float64()),
         ("bound_compared", pa.float64()),
         ("value_dtype", pa.string()),
@@ -159,7 +163,7 @@ CORE_SCHEMA = pa.schema(
 )
 CORE_COLUMNS: tuple[str, ...] = tuple(CORE_SCHEMA.names)
 # the columns a row takes from its CheckMeaning (declared) and from its CheckResult (measured)
-MEANING_COLUMNS: tuple[str, ...] = ("op", "compare", "when", "every", "after", "judge", "statistic", "window")
+MEANING_COLUMNS: tuple[str, ...] = ("op", "compare", "when", "every", "after", "judge", "statistic", "window", "on")
 RESULT_COLUMNS: tuple[str, ...] = ("bound_compared", "value_dtype", "n_evaluated", "n_failed", "n_nonfinite",
                                    "first_failure_step", "worst_value", "worst_margin")
 

@@ -60,10 +60,11 @@ def _statistic(check: Any) -> str:
     return str(getattr(check, "statistic", "value") or "value")
 
 
-def evaluations(check: Any, values: np.ndarray, bound_compared: float) -> Evaluations:
+def evaluations(check: Any, values: np.ndarray, bound_compared: float, skipped: np.ndarray | None = None) -> Evaluations:
     """The evaluations of a step check over a run's step values (steps 0..n-1), judged as
-    ``Check.summarize`` judges them: scheduled steps only (``every``, ``after``), or the
-    check's windowed statistic; a failure is a non-finite value or a false comparison."""
+    ``Check.summarize`` judges them: scheduled steps only (``every``, ``after``; for a check
+    ``on="applied"``, not the steps marked ``skipped``), or the check's windowed statistic; a
+    failure is a non-finite value or a false comparison."""
     x = np.asarray(values, np.float64).reshape(-1)
     steps = np.arange(len(x), dtype=np.int64)
     if _statistic(check) != "value":
@@ -72,17 +73,21 @@ def evaluations(check: Any, values: np.ndarray, bound_compared: float) -> Evalua
         stat, at = check._windowed(tf.constant(x, tf.float64), tf.constant(steps, tf.int64))
         x, steps = np.asarray(stat, np.float64).reshape(-1), np.asarray(at, np.int64).reshape(-1)
     else:
-        keep = scheduled(check, len(x))
+        keep = scheduled(check, len(x), skipped)
         x, steps = x[keep], steps[keep]
     with np.errstate(invalid="ignore"):
         ok = np.isfinite(x) & _CMP[check.op](x, np.float64(bound_compared))
     return Evaluations(steps, x, ~ok)
 
 
-def scheduled(check: Any, n_steps: int) -> np.ndarray:
-    """Which of steps 0..n-1 a step check's schedule evaluates (after, after + every, ...)."""
+def scheduled(check: Any, n_steps: int, skipped: np.ndarray | None = None) -> np.ndarray:
+    """Which of steps 0..n-1 a step check's schedule evaluates (after, after + every, ...; for a
+    check ``on="applied"``, not the steps ``skipped`` marks)."""
     steps = np.arange(n_steps, dtype=np.int64)
-    return (steps >= check.after) & ((steps - check.after) % check.every == 0)
+    keep = (steps >= check.after) & ((steps - check.after) % check.every == 0)
+    if getattr(check, "on", "all") == "applied" and skipped is not None:
+        keep &= ~np.asarray(skipped, bool).reshape(-1)[:n_steps]
+    return keep
 
 
 def _jsonable(v: Any) -> Any:
@@ -111,6 +116,7 @@ def build_trace(spec: Any, result: Any, series: Any, checks: Sequence[Any], *, v
 
     rows = np.asarray(series.numerics, np.float32).reshape(-1, len(NUMERIC_FIELDS))
     n = rows.shape[0]
+    skipped = rows[:, NUMERIC_FIELDS.index("skipped")] > 0
     step_checks = [c for c in checks if c.when == "step"]
     names = _columns(step_checks)
     by_name = {r.check: r for r in result.checks}
@@ -122,7 +128,7 @@ def build_trace(spec: Any, result: Any, series: Any, checks: Sequence[Any], *, v
             "check": c.name, "when": c.when, "op": c.op, "bound": float(c.bound),
             "bound_compared": r.bound_compared if r else None, "compare": c.compare,
             "value_dtype": r.value_dtype if r else None, "every": c.every, "after": c.after, "judge": c.judge,
-            "statistic": _statistic(c), "window": int(getattr(c, "window", 1)),
+            "statistic": _statistic(c), "window": int(getattr(c, "window", 1)), "on": getattr(c, "on", "all"),
         }
         if r is not None:
             entry.update(n_evaluated=r.n_evaluated, n_failed=r.n_failed, n_nonfinite=r.n_nonfinite,
@@ -135,7 +141,7 @@ def build_trace(spec: Any, result: Any, series: Any, checks: Sequence[Any], *, v
             entry["column"] = names[c.name]
             arrays[names[c.name]] = pa.array(values, pa.float64())
             if r is not None and r.bound_compared is not None:
-                ev = evaluations(c, values, r.bound_compared)
+                ev = evaluations(c, values, r.bound_compared, skipped)
                 failing = ev.steps[ev.failed]
                 entry.update(trace_n_evaluated=int(len(ev.steps)), trace_n_failed=int(len(failing)),
                              trace_first_failure_step=int(failing[0]) if len(failing) else None)
@@ -213,11 +219,13 @@ def _check_panel(ax: Any, check: Any, entry: Mapping[str, Any], table: Any) -> N
         ax.set_zorder(twin.get_zorder() + 1)
         ax.patch.set_visible(False)
     else:
-        keep = scheduled(check, len(values))
+        skipped = table.column("skipped").to_numpy(zero_copy_only=False) > 0 if "skipped" in table.column_names \
+            else None
+        keep = scheduled(check, len(values), skipped)
         if not keep.all():
             ax.plot(steps, np.where(keep, np.nan, values), ".", color="0.75", ms=3,
-                    label="not scheduled (not evaluated)")
-        ev = evaluations(check, values, bound)
+                    label="not evaluated (not scheduled, or a skipped step)")
+        ev = evaluations(check, values, bound, skipped)
         x_eval, y_eval = ev.steps, ev.values
     many = len(x_eval) > 150
     ax.plot(x_eval, y_eval, "-" if many else "-o", color="C0", lw=1, ms=3,
@@ -239,6 +247,8 @@ def _check_panel(ax: Any, check: Any, entry: Mapping[str, Any], table: Any) -> N
         sched.append(f"window={getattr(check, 'window', 1)}")
     if check.judge != "any":
         sched.append(f"judge={check.judge}")
+    if getattr(check, "on", "all") != "all":
+        sched.append(f"on={check.on}")
     n_failed, n_eval = entry.get("n_failed"), entry.get("n_evaluated")
     first = entry.get("first_failure_step")
     verdict = f"{n_failed}/{n_eval} evaluations failed" + (f", first at step {first}" if first is not None else "")

@@ -190,3 +190,17 @@ def test_windowed_statistics_are_recorded_and_leave_old_run_ids_alone(tf_worker:
     r = fold(c, [3.0, 2.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 7.0])  # blocks: steps 0-3 and 4-7; step 8 incomplete
     assert r["n_evaluated"] == 2 and r["n_failed"] == 1 and r["first_failure_step"] == 7
     assert r["worst_value"] == 0.0 and r["value_dtype"] == "float64"
+
+
+def test_the_steps_judged_enter_run_ids_only_when_not_all() -> None:
+    """A check judging every step hashes as it did before ``on`` existed: stored sweeps keep their run ids."""
+    from harness.scenarios.base import _meaning_key
+
+    every = checks.below("g", "grad_norm", 1.0)
+    applied = checks.below("g", "grad_norm", 1.0, on="applied")
+    assert "on" not in _meaning_key(every) and _meaning_key(applied)["on"] == "applied"
+    assert every.meaning().on == "all" and applied.meaning().on == "applied"
+    with pytest.raises(ValueError, match="on='applied' needs when='step'"):
+        checks.below("g", "grad_norm", 1.0, when="final", on="applied")
+    with pytest.raises(ValueError, match="on='sometimes' is not one of all, applied"):
+        checks.Check("g", "grad_norm", 1.0, "<", on="sometimes")  # type: ignore[arg-type]

@@ -309,3 +309,48 @@ def test_docstrings_name_the_source_and_the_threshold(factory: Any) -> None:
     assert "Here:" in doc  # how the in-graph version differs
     if tool == "thedeepchecker" and thresholds:
         assert "source not found in the index" in doc
+
+
+GRADIENT_KEYS = {"layer_grad_norm", "layer_grad_zero_fraction", "layer_grad_mean_abs", "grads_finite", "weights_finite"}
+SKIPPED = healthy(layer_grad_norm=[math.inf, 1.0, 0.1], layer_grad_zero_fraction=[0.0, 0.0, 0.0],
+                  layer_grad_mean_abs=[math.inf, math.inf, 1e-3], grads_finite=False, skipped=True)
+
+
+def test_a_step_loss_scaling_skipped_is_not_judged_by_gradient_and_weight_rules(tf_worker: None) -> None:
+    """The step's gradients are inf (fp16 loss scaling overflowed and skipped it, by design): rules about
+    gradients, updates and weights judge applied steps only; rules about the loss still judge it."""
+    steps = [healthy(loss=v) for v in (2.0, 1.0)] + [{**SKIPPED, "loss": 0.8}] + [healthy(loss=0.5)]
+    for c in d.all_detectors():
+        if c.when == "final":
+            continue
+        r = judged(c, steps)
+        assert not r["fired"], c.name
+        if c.statistic == "value":
+            assert r["n_evaluated"] == (3 if c.on == "applied" else 4), c.name
+    gradient_rules = {c.name for c in d.all_detectors() if c.on == "applied"}
+    assert gradient_rules == {n for n, key in NEEDS.items() if key in GRADIENT_KEYS}  # and nothing else
+    # the same step not marked skipped is a fault the gradient rules see (its zero fraction and weights are healthy)
+    unskipped = [healthy(loss=v) for v in (2.0, 1.0)] + [{**SKIPPED, "loss": 0.8, "skipped": False}]
+    assert {c.name for c in d.all_detectors() if c.when == "step" and fires(c, unskipped)} == \
+        {n for n in gradient_rules if NEEDS[n] not in ("weights_finite", "layer_grad_zero_fraction")}
+
+
+def test_a_planted_fp16_overflow_step_fires_no_gradient_detector(tf_worker: None) -> None:
+    """In the real engine: a healthy fp16 run with one planted overflow step. Loss scaling skips it
+    (skipped_steps 1, the control that judges every step sees it), and no detector fires."""
+    from conftest import make_spec
+
+    from harness.engine import execute
+
+    spec = make_spec(scenario="overflow", target="plugins.overflow.PlantedOverflow", params={"at": 3, "factor": 1000.0},
+                     precision="fp16", steps=20, data_size=256, batch_size=32)
+    r = execute(spec)
+    assert r.status.value == "ok", r.error
+    assert r.skipped_steps == 1
+    by = {c.check: c for c in r.checks}
+    assert not by["control.grads_finite_every_step"].passed and by["control.grads_finite_every_step"].n_failed == 1
+    applied = {c.name for c in d.all_detectors() if c.on == "applied"}
+    fired = {c.check for c in r.checks if not c.passed}
+    assert len(applied) == 12 and not fired & applied  # no gradient, update or weight rule fires
+    assert not fired & {"autotrainer.nan_loss", "deepdiagnosis.invalid_loss", "thedeepchecker.numerical_loss"}
+    assert by["autotrainer.nan_gradient"].n_evaluated == 19 and by["autotrainer.nan_loss"].n_evaluated == 20

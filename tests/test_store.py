@@ -138,6 +138,19 @@ def test_a_schema_1_part_file_reads_with_its_missing_meaning_marked_null(tmp_pat
     assert np.isnan(directions(df.reset_index())).sum() == 1  # the old row's direction is unknown
 
 
+def test_a_schema_4_part_file_reads_with_the_steps_judged_null(tmp_path: Path) -> None:
+    """Part files written before checks recorded ``on`` (the steps they judge) read it null; the runs
+    keep their ids (a check judging every step hashes as before)."""
+    spec, old_spec = make_spec(), make_spec(seed=9)
+    old = result_rows(old_spec, ok_result(old_spec), "0.1.0").drop_columns(["on"])
+    old = old.set_column(old.schema.get_field_index("schema_version"), "schema_version",
+                         pa.array(["4"] * old.num_rows, pa.string()))
+    write_part(tmp_path, "old", old)
+    write_part(tmp_path, spec.run_id, result_rows(spec, ok_result(spec), "0.1.0"))
+    df = load_results(tmp_path).set_index("schema_version")
+    assert pd.isna(df.loc["4", "on"]) and df.loc[SCHEMA_VERSION, "on"] == "all" and SCHEMA_VERSION == "5"
+
+
 def _with_column(table: pa.Table, name: str, array: pa.Array) -> pa.Table:
     return table.set_column(table.schema.get_field_index(name), name, array)
 

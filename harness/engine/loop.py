@@ -303,7 +303,8 @@ def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *,
             stacked = tuple(table[:, i] for i in range(len(step_checks)))
             numerics = tf.cast(table[:, len(step_checks):], tf.float32)
             steps = tf.range(n_steps, dtype=tf.int64)
-            states = tuple(c.summarize(v, steps, dtypes[c.name]) for c, v in zip(step_checks, stacked))
+            skipped = numerics[:, NUMERIC_FIELDS.index("skipped")] > 0  # steps fp16 loss scaling did not apply
+            states = tuple(c.summarize(v, steps, dtypes[c.name], skipped) for c, v in zip(step_checks, stacked))
             if series:  # the same summaries of the same stacked series, which are returned too
                 return states, _summarize_numerics(numerics), (stacked, numerics)
             return states, _summarize_numerics(numerics)

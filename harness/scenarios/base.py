@@ -214,6 +214,8 @@ def _meaning_key(check: Check) -> dict[str, Any]:
     key = dataclasses.asdict(check.meaning())
     if key.get("statistic") == "value" and key.get("window") == 1:
         del key["statistic"], key["window"]
+    if key.get("on") == "all":  # likewise the steps judged (every step, as before it existed)
+        del key["on"]
     return key
 
 
