@@ -18,12 +18,13 @@ typed SweepConfig before anything starts. Exit codes:
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from harness.overrides import UsageError, did_you_mean, split
+from harness.overrides import UsageError, did_you_mean, hydra_quoted, split, unparsable
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_CLUSTER, EXIT_STORE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 4, 130, 143
 
@@ -103,6 +104,8 @@ def _hydra_message(exc: Exception, config_dir: str | None = None) -> str:
         leaf = key.rsplit(".", 1)[-1]
         if "." not in key and leaf in AXES:
             return f"{key}: not a top-level key; axes are set as sweep.{leaf}=[...] (e.g. sweep.{leaf}=[VALUE])"
+        if key in KNOWN_KEYS:  # e.g. adaptive.target under adaptive=width, whose file does not set it
+            return f"{key}: not set by the selected config files; add it with +{key}=VALUE"
         return (f"{key}: unknown config key (keys live under sweep., scenarios., adaptive., ray. and store.)"
                 + did_you_mean(key, KNOWN_KEYS))
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
@@ -115,7 +118,8 @@ def compose_config(overrides: list[str], config_dir: str | None = None) -> dict[
     from omegaconf import OmegaConf
 
     if config_dir:
-        overrides = [*overrides, f"hydra.searchpath=[file://{Path(config_dir).resolve()}]"]
+        # quoted: Hydra reads only ASCII unquoted, and a directory may be named résumé
+        overrides = [*overrides, f"hydra.searchpath=[{hydra_quoted(f'file://{Path(config_dir).resolve()}')}]"]
     with initialize_config_module(config_module="harness.conf", version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
@@ -167,55 +171,19 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"harness {__version__}")
         return EXIT_OK
-    import yaml
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from harness.config import ConfigError, sweep_config_from_dict
-    from harness.scenarios.base import ScenarioError
-    from harness.store import StoreError
-
+    from harness.scenarios.base import counting_interrupts
     from harness.signals import install
 
     install()  # SIGTERM from here on stops the sweep like Ctrl-C
-    config_dir = None
-    try:
-        opts = split(argv)
-        config_dir = opts.config_dir
-        resolved = compose_config(opts.overrides, config_dir)
-        if opts.show_cfg:
-            import yaml
-
-            print(yaml.safe_dump(resolved, sort_keys=False), end="")
-            return EXIT_OK
-        cfg = sweep_config_from_dict(resolved)
-        from harness.runner import preflight
-
-        if opts.dry_run:
-            from harness.grid import expand
-            from harness.listing import print_plan
-
-            print_plan(cfg, expand(cfg))
-            return EXIT_OK
-        specs = preflight(cfg)
-    except UsageError as exc:
-        return _fail(str(exc))
-    except yaml.YAMLError as exc:
-        return _fail(_yaml_message(exc))
-    except (HydraException, OmegaConfBaseException) as exc:
-        if isinstance(exc.__cause__ or exc.__context__, yaml.YAMLError):
-            return _fail(_yaml_message(exc.__cause__ or exc.__context__))
-        return _fail(_hydra_message(exc, config_dir))
-    except ConfigError as exc:
-        return _fail(str(exc))
-    except ScenarioError as exc:
-        return _fail(f"scenario: {exc}")
-    except StoreError as exc:
-        return _fail(f"store.root: {exc}")
+    with counting_interrupts():  # a KeyboardInterrupt a scenario raises itself is told from Ctrl-C
+        checked = _validated(argv)
+    if isinstance(checked, int):
+        return checked
+    cfg, resolved, specs = checked
 
     from harness.dispatch import DispatchError, TrialError
     from harness.runner import run_sweep
-    from harness import signals
+    from harness.store import StoreError
 
     try:
         outcome = run_sweep(cfg, resolved=resolved, specs=specs, command=argv)
@@ -228,13 +196,118 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: store: {exc}; runs stored before it are intact, rerun to resume", file=sys.stderr)
         return EXIT_STORE
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (signals.Terminated)
-        if isinstance(exc, signals.Terminated) or signals.received:
-            print("\nterminated (SIGTERM): finished runs are stored; rerun the same command to resume",
-                  file=sys.stderr)
-            return EXIT_TERMINATED
-        print("\ninterrupted: finished runs are stored; rerun the same command to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted(exc, "finished runs are stored; rerun the same command to resume")
     return EXIT_INCOMPLETE if outcome.stored_incomplete else EXIT_OK
+
+
+def _interrupted(exc: KeyboardInterrupt, what: str) -> int:
+    """One line and the exit code for Ctrl-C (130) or SIGTERM (143, raised as signals.Terminated)."""
+    from harness import signals
+
+    gap = "\n" if sys.stderr.isatty() else ""  # past the ^C the terminal echoed, or a progress bar's line
+    if isinstance(exc, signals.Terminated) or signals.received:
+        print(f"{gap}terminated (SIGTERM): {what}", file=sys.stderr)
+        return EXIT_TERMINATED
+    print(f"{gap}interrupted: {what}", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def _validated(argv: list[str]) -> tuple[Any, dict[str, Any], list[Any]] | int:
+    """The sweep's typed config, resolved dict and runs, with the results directory made; or the
+    exit code, its one line printed (bad input: 2; --cfg, --dry-run: 0; Ctrl-C, SIGTERM)."""
+    import yaml
+    from hydra.errors import HydraException, OverrideParseException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from harness.config import ConfigError, sweep_config_from_dict
+    from harness.scenarios.base import ScenarioError
+    from harness.store import StoreError
+
+    config_dir = None
+    try:
+        opts = split(argv)
+        config_dir = opts.config_dir
+        resolved = compose_config(opts.overrides, config_dir)
+        if opts.show_cfg:
+            print(yaml.safe_dump(resolved, sort_keys=False), end="")
+            return EXIT_OK
+        cfg = sweep_config_from_dict(resolved)
+        if opts.dry_run:
+            from harness.grid import expand
+            from harness.listing import print_plan
+
+            print_plan(cfg, expand(cfg))
+            return EXIT_OK
+        return cfg, resolved, _preflight(cfg)
+    except UsageError as exc:
+        return _fail(str(exc))
+    except yaml.YAMLError as exc:
+        return _fail(_yaml_message(exc))
+    except OverrideParseException as exc:
+        return _fail(unparsable(exc.override, _first_line(exc.__context__ or exc)))
+    except (HydraException, OmegaConfBaseException) as exc:
+        if isinstance(exc.__cause__ or exc.__context__, yaml.YAMLError):
+            return _fail(_yaml_message(exc.__cause__ or exc.__context__))
+        return _fail(_hydra_message(exc, config_dir))
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except ScenarioError as exc:  # grid.expand names the scenario: "NAME: ..."
+        return _fail(f"scenario {exc}")
+    except StoreError as exc:
+        return _fail(f"store.root: {exc}")
+    except KeyboardInterrupt as exc:  # the user's Ctrl-C (or SIGTERM) while the config was checked
+        return _interrupted(exc, "nothing was started or written")
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+
+
+def _preflight(cfg: Any) -> list[Any]:
+    """runner.preflight (the grid, the scenarios, the results directory made), after the path is
+    checked for what mkdir would only report as "File exists" (a dangling symlink), and leaving no
+    directory behind when it fails: those it created are removed again (only empty ones)."""
+    from harness.runner import preflight
+    from harness.store import sweep_dir
+
+    target = sweep_dir(cfg.results_root, cfg.name)
+    _refuse_dangling(target)
+    missing = [p for p in (target, *target.parents) if not os.path.lexists(p)]  # deepest first
+    try:
+        return preflight(cfg)
+    except BaseException:
+        for p in missing:
+            try:
+                p.rmdir()  # only when empty: never what another process wrote meanwhile
+            except FileNotFoundError:
+                continue
+            except OSError:
+                break
+        raise
+
+
+def _refuse_dangling(target: Path) -> None:
+    """StoreError (or ConfigError for the sweep's own directory) for a symlink on the way to
+    ``target`` that points nowhere (or into a loop): mkdir of it fails with a misleading "File
+    exists"."""
+    import errno
+
+    from harness.config import ConfigError
+    from harness.store import StoreError
+
+    for p in reversed((target, *target.parents)):
+        if not p.is_symlink():
+            continue
+        try:
+            os.stat(p)
+        except OSError as exc:
+            message = (f"{p} is a symlink loop (to {os.readlink(p)}); fix the link or use another path"
+                       if exc.errno == errno.ELOOP else
+                       f"{p} is a dangling symlink (to {os.readlink(p)}, which does not exist); create its "
+                       "target or use another path")
+            if p == target:
+                raise ConfigError("sweep.name", message) from None
+            raise StoreError(message) from None
 
 
 COMPACT_USAGE = """usage: python -m harness compact RESULTS_DIR
@@ -244,17 +317,19 @@ few large files, one row set per run (its newest). Safe while readers read and a
 writes: the new files are renamed into place before the old ones are removed. A sweep does
 this itself when it ends with more than store.compact_files part files.
 
+Temporary files that compactions or sweeps killed mid-write left behind (.part-*.tmp of a
+process that is gone) are removed first.
+
 exit codes: 0 done, 2 bad path (nothing changed), 4 a file could not be written or removed
-            (every run is still stored), 130 interrupted (likewise)
+            (every run is still stored), 130 interrupted (Ctrl-C; likewise, and its temporary
+            file removed), 143 terminated (SIGTERM: handled like Ctrl-C)
 """
 
 
 def compact_main(argv: list[str]) -> int:
     """``python -m harness compact RESULTS_DIR`` (see COMPACT_USAGE)."""
-    import time
-    import warnings
-
-    from harness.store import StoreError, compact, part_files
+    from harness.signals import install
+    from harness.store import StoreError, part_files
 
     if not argv or any(a in ("-h", "--help") for a in argv):
         print(COMPACT_USAGE, end="")
@@ -270,25 +345,36 @@ def compact_main(argv: list[str]) -> int:
     dirs = [root] if part_files(root) else [d for d in sorted(root.iterdir()) if d.is_dir() and part_files(d)]
     if not dirs:
         return _fail(f"{root}: no part files (expected a results directory such as results/<sweep>)")
-    for d in dirs:
-        t0 = time.perf_counter()
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                c = compact(d)
-        except StoreError as exc:
-            print(f"error: store: {exc}; every run is still stored", file=sys.stderr)
-            return EXIT_STORE
-        except KeyboardInterrupt:
-            print("\ninterrupted: every run is still stored; compact again to finish", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        for w in caught:
-            print(f"warning: {w.message}", file=sys.stderr)
-        left = f"; {c.left} part file(s) left as they were (see the warnings)" if c.left else ""
-        left += f"; {c.quarantined} unreadable part file(s) moved to {d / '_quarantine'}" if c.quarantined else ""
-        if not c.replaced:
-            print(f"{d}: nothing to compact ({len(part_files(d))} part file(s)){left}")
-        else:
-            print(f"compacted {d}: {c.replaced} part files -> {c.written} ({c.runs:,} runs, {c.rows:,} rows) "
-                  f"in {time.perf_counter() - t0:.1f}s{left}")
+    install()  # SIGTERM (timeout, a scheduler) raises like Ctrl-C: the file being written is removed
+    try:
+        for d in dirs:
+            _compact_one(d)
+    except StoreError as exc:
+        print(f"error: store: {exc}; every run is still stored", file=sys.stderr)
+        return EXIT_STORE
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM
+        return _interrupted(exc, "every run is still stored; compact again to finish")
     return EXIT_OK
+
+
+def _compact_one(d: Path) -> None:
+    """Compact one sweep directory and say what it did (warnings first, one a line)."""
+    import time
+    import warnings
+
+    from harness.store import compact, part_files, remove_stale_temporaries
+
+    t0 = time.perf_counter()
+    remove_stale_temporaries(d)  # of a compaction or sweep killed mid-write (kill -9): nothing else would
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        c = compact(d)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    left = f"; {c.left} part file(s) left as they were (see the warnings)" if c.left else ""
+    left += f"; {c.quarantined} unreadable part file(s) moved to {d / '_quarantine'}" if c.quarantined else ""
+    if not c.replaced:
+        print(f"{d}: nothing to compact ({len(part_files(d))} part file(s)){left}")
+    else:
+        print(f"compacted {d}: {c.replaced} part files -> {c.written} ({c.runs:,} runs, {c.rows:,} rows) "
+              f"in {time.perf_counter() - t0:.1f}s{left}")

@@ -8,8 +8,9 @@ message is one line naming the key and the bad value. No I/O, no TF, no Ray.
 from __future__ import annotations
 
 import math
-import re
 import numbers
+import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,6 +136,76 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
+def _nonfinite(v: Any) -> bool:
+    """A float NaN or infinity (an int is always finite, however large)."""
+    return _is_number(v) and not _is_int(v) and not math.isfinite(v)
+
+
+def _refuse(key: str, value: Any, what: str) -> ConfigError:
+    why = " (NaN and infinity are refused)" if _nonfinite(value) else ""
+    return ConfigError(key, f"{value!r} is not {what}{why}")
+
+
+def number(key: str, value: Any, what: str, *, above: float | None = None, at_least: float | None = None,
+           below: float | None = None) -> float:
+    """The one rule for every real number read from config: a number (not a bool or a string), finite,
+    and in range; else ConfigError ``KEY: VALUE is not WHAT``. Finite because NaN compares false
+    with every limit (``timeout_s=nan`` passed ``<= 0`` and silently disabled the timeout) and no
+    setting of the harness means infinity."""
+    if (not _is_number(value) or _nonfinite(value) or (above is not None and not value > above)
+            or (at_least is not None and not value >= at_least) or (below is not None and not value < below)):
+        raise _refuse(key, value, what)
+    return float(value)
+
+
+def integer(key: str, value: Any, what: str, *, at_least: int) -> int:
+    """The same rule for a count: a whole number at least ``at_least`` (a whole float such as 1e6,
+    which YAML may read as a float, is fine; NaN and infinity are not whole)."""
+    if _is_number(value) and not _is_int(value) and not _nonfinite(value) and float(value).is_integer():
+        value = int(value)
+    if not _is_int(value) or value < at_least:
+        raise _refuse(key, value, what)
+    return int(value)
+
+
+NAME_MAX = 255  # bytes in one path component (Linux, macOS; most file systems)
+# the sweep's directory has siblings named after it: <name>_report (the report), <name>_traces (replay --trace)
+SIBLING_SUFFIX = len("_report")
+
+
+def _component(key: str, part: str, limit: int = NAME_MAX) -> None:
+    """One component of a path the harness will create: encodable, no NUL, at most ``limit`` bytes."""
+    if "\0" in part:
+        raise ConfigError(key, f"{part!r} contains a NUL character")
+    try:
+        size = len(os.fsencode(part))
+    except UnicodeEncodeError as exc:
+        raise ConfigError(key, f"{part!r} cannot be encoded as a file name ({exc.reason})") from None
+    if size > limit:
+        raise ConfigError(key, f"{part[:40]!r}... is {size} bytes long; a file name holds at most {limit} bytes"
+                          + (f" ({NAME_MAX} less the {SIBLING_SUFFIX} of '_report', the report's directory beside it)"
+                             if limit < NAME_MAX else ""))
+
+
+def sweep_name(name: Any) -> str:
+    """``sweep.name``: one path component (no '/', not '.' or '..', not empty, not hidden or starting
+    with '_', which dataset readers skip), short enough that ``<name>_report`` is a valid file name."""
+    if not isinstance(name, str) or not name or "/" in name or name.startswith((".", "_")):
+        raise ConfigError("sweep.name", f"{name!r} is not a plain directory name")
+    _component("sweep.name", name, NAME_MAX - SIBLING_SUFFIX)
+    return name
+
+
+def store_root(root: Any) -> str:
+    """``store.root``: a non-empty path whose every component is a valid file name (checked here, before
+    anything is created, so a bad one is not half made)."""
+    if not isinstance(root, str) or not root:
+        raise ConfigError("store.root", f"{root!r} is not a directory path")
+    for part in root.split("/"):
+        _component("store.root", part)
+    return root
+
+
 # an axis given as range(start, stop[, step]), Python's semantics (the CLI keeps Hydra's range(...) this way)
 RANGE = re.compile(r"^range\(\s*(-?\d+)\s*,\s*(-?\d+)\s*(?:,\s*(-?\d+)\s*)?\)$")
 
@@ -157,23 +228,11 @@ def _as_list(key: str, value: Any) -> list[Any]:
 
 
 def _positive_ints(key: str, value: Any) -> tuple[int, ...]:
-    out = []
-    for v in _as_list(key, value):
-        if _is_number(v) and not _is_int(v) and float(v).is_integer():
-            v = int(v)  # 1e6 in YAML is a float; a whole one is fine
-        if not _is_int(v) or v <= 0:
-            raise ConfigError(key, f"{v!r} is not a positive integer")
-        out.append(int(v))
-    return tuple(out)
+    return tuple(integer(key, v, "a positive integer", at_least=1) for v in _as_list(key, value))
 
 
 def _positive_numbers(key: str, value: Any) -> tuple[float, ...]:
-    out = []
-    for v in _as_list(key, value):
-        if not _is_number(v) or not math.isfinite(v) or v <= 0:
-            raise ConfigError(key, f"{v!r} is not a positive number")
-        out.append(float(v))
-    return tuple(out)
+    return tuple(number(key, v, "a positive number", above=0) for v in _as_list(key, value))
 
 
 def _known(key: str, mapping: Mapping[str, Any], allowed: Sequence[str]) -> None:
@@ -226,19 +285,14 @@ def _axes(raw: Mapping[str, Any], scenarios: Mapping[str, ScenarioConfig]) -> Ax
     for p in precisions:
         if p not in PRECISIONS:
             raise ConfigError("sweep.precision", f"unknown precision {p!r} (known: {', '.join(PRECISIONS)})")
-    seeds = []
-    for s in _as_list("sweep.seed", get("seed")):
-        if not _is_int(s) or s < 0:
-            raise ConfigError("sweep.seed", f"{s!r} is not a non-negative integer")
-        seeds.append(int(s))
+    seeds = [integer("sweep.seed", s, "a non-negative integer", at_least=0)
+             for s in _as_list("sweep.seed", get("seed"))]
     clips: list[float | None] = []
     for c in _as_list("sweep.clip_value", raw.get("clip_value", [None])):
         if c is None or (isinstance(c, str) and c.lower() in ("null", "none")):
             clips.append(None)
-        elif not _is_number(c) or not math.isfinite(c) or c <= 0:
-            raise ConfigError("sweep.clip_value", f"{c!r} is not a positive number or null")
         else:
-            clips.append(float(c))
+            clips.append(number("sweep.clip_value", c, "a positive number or null", above=0))
     steps = raw.get("steps")
     epochs = raw.get("epochs")
     if (steps is None) == (epochs is None):
@@ -266,7 +320,12 @@ def _exclude(raw: Any, axes: Axes) -> tuple[Mapping[str, tuple[Any, ...]], ...]:
         if not isinstance(rule, Mapping) or not rule:
             raise ConfigError(key, f"{rule!r} is not a mapping of axis -> value(s)")
         _known(key, rule, [a for a in AXES if getattr(axes, a) is not None])
-        rules.append({k: tuple(_as_list(f"{key}.{k}", v)) for k, v in rule.items()})
+        values = {k: tuple(_as_list(f"{key}.{k}", v)) for k, v in rule.items()}
+        for k, vs in values.items():
+            for v in vs:  # NaN equals nothing: a rule naming it would silently exclude nothing
+                if _nonfinite(v):
+                    raise _refuse(f"{key}.{k}", v, "a value of the axis")
+        rules.append(values)
     return tuple(rules)
 
 
@@ -285,14 +344,10 @@ def _ray(raw: Any) -> RayConfig:
     if address == "local":
         address = None
     n = raw.get("num_actors")
-    if n is not None and (not _is_int(n) or n <= 0):
-        raise ConfigError("ray.num_actors", f"{n!r} is not a positive integer or null")
-    cpus = raw.get("num_cpus_per_actor", 1)
-    if not _is_number(cpus) or cpus <= 0:
-        raise ConfigError("ray.num_cpus_per_actor", f"{cpus!r} is not a positive number")
-    gpus = raw.get("num_gpus_per_actor", 0)
-    if not _is_number(gpus) or gpus < 0:
-        raise ConfigError("ray.num_gpus_per_actor", f"{gpus!r} is not a non-negative number")
+    if n is not None:
+        n = integer("ray.num_actors", n, "a positive integer or null", at_least=1)
+    cpus = number("ray.num_cpus_per_actor", raw.get("num_cpus_per_actor", 1), "a positive number", above=0)
+    gpus = number("ray.num_gpus_per_actor", raw.get("num_gpus_per_actor", 0), "a non-negative number", at_least=0)
     for flag in ("include_dashboard", "log_to_driver", "warm"):
         if not isinstance(raw.get(flag, False), bool):
             raise ConfigError(f"ray.{flag}", f"{raw[flag]!r} is not true or false")
@@ -301,8 +356,8 @@ def _ray(raw: Any) -> RayConfig:
     return RayConfig(
         address=address,
         num_actors=n,
-        num_cpus_per_actor=float(cpus),
-        num_gpus_per_actor=float(gpus),
+        num_cpus_per_actor=cpus,
+        num_gpus_per_actor=gpus,
         include_dashboard=raw.get("include_dashboard", False),
         log_to_driver=raw.get("log_to_driver", False),
         warm=raw.get("warm", True),
@@ -361,16 +416,11 @@ def _adaptive(raw: Any) -> AdaptiveConfig:
         raise ConfigError("adaptive.rule", f"{rule!r} is not one of {', '.join(ADAPTIVE_RULES)}")
     out = AdaptiveConfig()
     values: dict[str, Any] = {"rule": rule}
-    for key, lo, hi in (("width", 0.0, 1.0), ("target", 0.0, 1.0), ("confidence", 0.0, 1.0)):
-        v = raw.get(key, getattr(out, key))
-        if not _is_number(v) or not math.isfinite(v) or not lo < v < hi:
-            raise ConfigError(f"adaptive.{key}", f"{v!r} is not a number strictly between {lo:g} and {hi:g}")
-        values[key] = float(v)
+    for key in ("width", "target", "confidence"):
+        values[key] = number(f"adaptive.{key}", raw.get(key, getattr(out, key)), "a number strictly between 0 and 1",
+                             above=0, below=1)
     for key in ("round", "max_seeds"):
-        v = raw.get(key, getattr(out, key))
-        if not _is_int(v) or v <= 0:
-            raise ConfigError(f"adaptive.{key}", f"{v!r} is not a positive integer")
-        values[key] = int(v)
+        values[key] = integer(f"adaptive.{key}", raw.get(key, getattr(out, key)), "a positive integer", at_least=1)
     return AdaptiveConfig(**values)
 
 
@@ -385,33 +435,25 @@ def sweep_config_from_dict(cfg: Mapping[str, Any]) -> SweepConfig:
     if not isinstance(sweep, Mapping):
         raise ConfigError("sweep", "no sweep selected (use sweep=NAME, e.g. sweep=smoke)")
     _known("sweep", sweep, SWEEP_KEYS)
-    name = sweep.get("name")
-    if not isinstance(name, str) or not name or "/" in name or name.startswith((".", "_")):
-        raise ConfigError("sweep.name", f"{name!r} is not a plain directory name")
+    name = sweep_name(sweep.get("name"))
     scenarios = _scenarios(cfg.get("scenarios"))
     axes = _axes(sweep, scenarios)
-    timeout = sweep.get("timeout_s", 600)
-    if not _is_number(timeout) or timeout <= 0:
-        raise ConfigError("sweep.timeout_s", f"{timeout!r} is not a positive number of seconds")
-    retries = sweep.get("retries", 1)
-    if not _is_int(retries) or retries < 0:
-        raise ConfigError("sweep.retries", f"{retries!r} is not a non-negative integer")
+    timeout = number("sweep.timeout_s", sweep.get("timeout_s", 600), "a positive number of seconds", above=0)
+    retries = integer("sweep.retries", sweep.get("retries", 1), "a non-negative integer", at_least=0)
     rerun = sweep.get("rerun", "none")
     if rerun not in RERUN:
         raise ConfigError("sweep.rerun", f"{rerun!r} is not one of {', '.join(RERUN)}")
     store = cfg.get("store") or {}
     _known("store", store, ["root", *StoreConfig.__dataclass_fields__])
-    root = store.get("root", "results")
-    if not isinstance(root, str) or not root:
-        raise ConfigError("store.root", f"{root!r} is not a directory path")
+    root = store_root(store.get("root", "results"))
     exclude = _exclude(sweep.get("exclude"), axes)
     return SweepConfig(
         name=name,
         axes=axes,
         scenarios=scenarios,
         exclude=exclude,
-        timeout_s=float(timeout),
-        retries=int(retries),
+        timeout_s=timeout,
+        retries=retries,
         rerun=rerun,
         ray=_ray(cfg.get("ray")),
         results_root=root,
@@ -422,17 +464,13 @@ def sweep_config_from_dict(cfg: Mapping[str, Any]) -> SweepConfig:
 
 def _store(raw: Mapping[str, Any]) -> StoreConfig:
     out = StoreConfig()
-    runs = raw.get("flush_runs", out.flush_runs)
-    if not _is_int(runs) or runs <= 0:
-        raise ConfigError("store.flush_runs", f"{runs!r} is not a positive integer")
-    seconds = raw.get("flush_seconds", out.flush_seconds)
-    if not _is_number(seconds) or not math.isfinite(seconds) or seconds < 0:
-        raise ConfigError("store.flush_seconds", f"{seconds!r} is not a non-negative number of seconds")
+    runs = integer("store.flush_runs", raw.get("flush_runs", out.flush_runs), "a positive integer", at_least=1)
+    seconds = number("store.flush_seconds", raw.get("flush_seconds", out.flush_seconds),
+                     "a non-negative number of seconds", at_least=0)
     files = raw.get("compact_files", out.compact_files)
-    if files is not None and (not _is_int(files) or files <= 0):
-        raise ConfigError("store.compact_files", f"{files!r} is not a positive integer or null (never compact)")
-    return StoreConfig(flush_runs=int(runs), flush_seconds=float(seconds),
-                       compact_files=None if files is None else int(files))
+    if files is not None:
+        files = integer("store.compact_files", files, "a positive integer or null (never compact)", at_least=1)
+    return StoreConfig(flush_runs=runs, flush_seconds=seconds, compact_files=files)
 
 
 def _check_cap(adaptive: AdaptiveConfig, axes: Axes, exclude: tuple[Mapping[str, Any], ...]) -> AdaptiveConfig:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness.config import ConfigError, SweepConfig
-from harness.scenarios.base import ParamError, definition, load_class, typed_params, unused_axes
+from harness.scenarios.base import ParamError, ScenarioError, definition, load_class, typed_params, unused_axes
 
 # Bump when a change to the engine makes old results incomparable with new ones.
 # 2: the id also hashes the scenario's definition (declared checks and module source).
@@ -95,73 +95,84 @@ def expand(cfg: SweepConfig) -> list[RunSpec]:
     recorded with batch_size and clip_value null and steps 0, so no run is repeated.
 
     Raises ConfigError for a run that cannot exist (batch_size > data_size) and
-    for a grid that is empty after exclusion.
+    for a grid that is empty after exclusion; ScenarioError ``NAME: ...`` for a scenario that
+    cannot be imported or constructed or declares bad checks.
     """
+    runs: list[RunSpec] = []
+    seen: set[str] = set()
+    for scenario in cfg.axes.scenario:
+        try:
+            runs.extend(_scenario_runs(cfg, scenario, seen))
+        except ScenarioError as exc:  # named, so a sweep of several scenarios says which one
+            raise ScenarioError(f"{scenario}: {exc}") from exc
+    if not runs:
+        raise ConfigError("sweep.exclude", "every run of the grid is excluded")
+    return runs
+
+
+def _scenario_runs(cfg: SweepConfig, scenario: str, seen: set[str]) -> list[RunSpec]:
+    """The runs of one scenario of the sweep (see expand); ``seen`` collects the run ids."""
     a = cfg.axes
     schedule = ("steps", a.steps) if a.steps is not None else ("epochs", a.epochs)
     runs: list[RunSpec] = []
-    seen: set[str] = set()
-    for scenario in a.scenario:
-        sc = cfg.scenarios[scenario]
-        cls = load_class(sc.target)
-        unused = unused_axes(cls)
-        pnames = sorted(sc.param_axes)
-        batch_sizes = (None,) if "batch_size" in unused else a.batch_size
-        clips = (None,) if "clip_value" in unused else a.clip_value
-        lengths = (None,) if "steps" in unused else schedule[1]
-        for pvalues in itertools.product(*(sc.param_axes[p] for p in pnames)):
-            try:
-                params = typed_params(cls, {**sc.params, **dict(zip(pnames, pvalues))})
-            except ParamError as exc:
-                raise ConfigError(f"scenarios.{scenario}.{exc.param}", str(exc).split(": ", 1)[1]) from exc
-            digest = definition(sc.target, params)
-            for data_size, batch_size, precision, seed, clip, length in itertools.product(
-                a.data_size, batch_sizes, a.precision, a.seed, clips, lengths
-            ):
-                point = {
-                    "scenario": scenario,
-                    "data_size": data_size,
-                    "batch_size": batch_size,
-                    "precision": precision,
-                    "seed": seed,
-                    "clip_value": clip,
-                    schedule[0]: length,
-                }
-                if _excluded(point, cfg.exclude):
-                    continue
-                if batch_size is not None and batch_size > data_size:
-                    raise ConfigError(
-                        "sweep.batch_size",
-                        f"{batch_size} > data_size {data_size}; exclude the pair with "
-                        f"sweep.exclude=[{{data_size:{data_size},batch_size:{batch_size}}}]",
-                    )
-                epochs = float(length) if schedule[0] == "epochs" and length is not None else None
-                if length is None:
-                    steps = 0
-                elif epochs is not None:
-                    steps = steps_for(data_size, batch_size or data_size, epochs)
-                else:
-                    steps = int(length)
-                spec = RunSpec(
-                    sweep=cfg.name,
-                    scenario=scenario,
-                    target=sc.target,
-                    params=params,
-                    data_size=data_size,
-                    batch_size=batch_size,
-                    steps=steps,
-                    epochs=epochs,
-                    seed=seed,
-                    precision=precision,
-                    clip_value=clip,
-                    definition=digest,
+    sc = cfg.scenarios[scenario]
+    cls = load_class(sc.target)
+    unused = unused_axes(cls)
+    pnames = sorted(sc.param_axes)
+    batch_sizes = (None,) if "batch_size" in unused else a.batch_size
+    clips = (None,) if "clip_value" in unused else a.clip_value
+    lengths = (None,) if "steps" in unused else schedule[1]
+    for pvalues in itertools.product(*(sc.param_axes[p] for p in pnames)):
+        try:
+            params = typed_params(cls, {**sc.params, **dict(zip(pnames, pvalues))})
+        except ParamError as exc:
+            raise ConfigError(f"scenarios.{scenario}.{exc.param}", str(exc).split(": ", 1)[1]) from exc
+        digest = definition(sc.target, params)
+        for data_size, batch_size, precision, seed, clip, length in itertools.product(
+            a.data_size, batch_sizes, a.precision, a.seed, clips, lengths
+        ):
+            point = {
+                "scenario": scenario,
+                "data_size": data_size,
+                "batch_size": batch_size,
+                "precision": precision,
+                "seed": seed,
+                "clip_value": clip,
+                schedule[0]: length,
+            }
+            if _excluded(point, cfg.exclude):
+                continue
+            if batch_size is not None and batch_size > data_size:
+                raise ConfigError(
+                    "sweep.batch_size",
+                    f"{batch_size} > data_size {data_size}; exclude the pair with "
+                    f"sweep.exclude=[{{data_size:{data_size},batch_size:{batch_size}}}]",
                 )
-                run_id = make_run_id(spec)
-                if run_id in seen:
-                    continue
-                seen.add(run_id)
-                runs.append(replace(spec, run_id=run_id, variant=variant_label(params, pnames)))
-    if not runs:
-        raise ConfigError("sweep.exclude", "every run of the grid is excluded")
+            epochs = float(length) if schedule[0] == "epochs" and length is not None else None
+            if length is None:
+                steps = 0
+            elif epochs is not None:
+                steps = steps_for(data_size, batch_size or data_size, epochs)
+            else:
+                steps = int(length)
+            spec = RunSpec(
+                sweep=cfg.name,
+                scenario=scenario,
+                target=sc.target,
+                params=params,
+                data_size=data_size,
+                batch_size=batch_size,
+                steps=steps,
+                epochs=epochs,
+                seed=seed,
+                precision=precision,
+                clip_value=clip,
+                definition=digest,
+            )
+            run_id = make_run_id(spec)
+            if run_id in seen:
+                continue
+            seen.add(run_id)
+            runs.append(replace(spec, run_id=run_id, variant=variant_label(params, pnames)))
     return runs
 

@@ -75,10 +75,13 @@ def main(argv: list[str]) -> int:
     for name, path in config_files("sweep", config_dir).items():
         print(f"  {name:<18} {_first_comment(path.read_text())}")
     print("\nscenarios (sweep.scenario=[NAME,...]; parameters: scenarios.NAME.PARAM=VALUE):")
-    for name, path in config_files("scenario", config_dir).items():
-        text = path.read_text()
-        print(f"  {name}: {_first_comment(text)}")
-        print("\n".join(_describe_scenario(yaml.safe_load(text) or {})))
+    from harness.scenarios.base import counting_interrupts
+
+    with counting_interrupts():  # a scenario that raises SystemExit/KeyboardInterrupt is listed as broken
+        for name, path in config_files("scenario", config_dir).items():
+            text = path.read_text()
+            print(f"  {name}: {_first_comment(text)}")
+            print("\n".join(_describe_scenario(yaml.safe_load(text) or {})))
     print("\nadaptive seeds (adaptive=NAME): " + ", ".join(config_files("adaptive", config_dir)))
     return 0
 

@@ -13,6 +13,8 @@ A sweep is one Hydra compose, not a Hydra multirun, but people type what Hydra t
 from __future__ import annotations
 
 import difflib
+import re
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,3 +94,47 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """"; did you mean X?" for the closest choice, or ""."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
     return f"; did you mean {close[0]}?" if close else ""
+
+
+# what Hydra's override grammar reads unquoted in a value: ASCII letters and digits, whitespace
+# inside, and these (hydra/grammar/OverrideLexer.g4: ID, UNQUOTED_CHAR, and : , [ ] { } ( ) in their roles)
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_/\-\\+.$%*@?|: ]*")
+_KEY = re.compile(r"[~+]{0,2}[A-Za-z0-9_$\-./@:]+")
+
+
+def hydra_quoted(value: str) -> str:
+    """``value`` as one quoted Hydra string (single quotes unless it holds one)."""
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _quoted_value(value: str) -> str:
+    """The value with what Hydra cannot read unquoted quoted: the whole value, or each element of a list."""
+    if value.startswith("[") and value.endswith("]"):
+        items = [v.strip() for v in value[1:-1].split(",")]
+        return "[" + ",".join(v if _PLAIN_VALUE.fullmatch(v) or v[:1] in "'\"" else hydra_quoted(v)
+                              for v in items) + "]"
+    return hydra_quoted(value)
+
+
+def _shell_word(text: str) -> str:
+    """``text`` as one shell word, readably: in double quotes unless it holds what they expand."""
+    return f'"{text}"' if not re.search(r'["$`\\!]', text) else shlex.quote(text)
+
+
+def unparsable(override: str, problem: str) -> str:
+    """One line for an override Hydra's grammar cannot read (``sweep.name=résumé_日本`` raised
+    "LexerNoViableAltException"): the key, the value and how to quote it. Unquoted, Hydra reads only
+    ASCII letters, digits and _-+./\\$%*@?: in a value; anything else (é, 日本, an apostrophe, a
+    second =) needs quotes, ``key='value'``, which a shell strips unless they are quoted in turn:
+    ``"key='value'"``."""
+    key, sep, value = override.partition("=")
+    if not sep or not _KEY.fullmatch(key):
+        return (f"{key}: not a key Hydra can read ({problem}); keys are ASCII letters, digits, _ and -, "
+                "joined by dots")
+    fixed = f"{key}={_quoted_value(value)}"
+    return (f"{key}: Hydra cannot read the value {value} unquoted ({problem}); quote it: {fixed} "
+            f"(in a shell: {_shell_word(fixed)})")

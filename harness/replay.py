@@ -45,6 +45,7 @@ EXIT_MATCH, EXIT_MISMATCH, EXIT_BAD = 0, 1, 2
 USAGE = ("usage: python -m harness replay RESULTS_DIR run_id=ID [threads=N] [target=pkg.module.Class] "
          "[--trace [out=DIR]]\n")
 FLAGS = ("--trace",)
+AMBIGUOUS_SHOWN = 5  # run ids an ambiguous prefix lists; beyond them it says how many more
 
 
 class ReplayError(ValueError):
@@ -102,7 +103,10 @@ def find_part(directory: Path, run_id: str) -> Path:
     if not hits:
         raise ReplayError(f"run_id={run_id}: no such run in {directory} ({len(where)} runs stored)")
     if len(hits) > 1:
-        raise ReplayError(f"run_id={run_id}: ambiguous prefix ({len(hits)} runs: {', '.join(hits[:4])}, ...)")
+        shown = hits if len(hits) <= AMBIGUOUS_SHOWN else hits[:AMBIGUOUS_SHOWN - 1]
+        more = f" and {len(hits) - len(shown)} more" if len(shown) < len(hits) else ""
+        raise ReplayError(f"run_id={run_id}: ambiguous prefix, {len(hits)} runs match ({', '.join(shown)}{more}); "
+                          "give more of the run_id")
     return RunPath(where[hits[0]], run_id=hits[0])
 
 
@@ -242,7 +246,10 @@ def replay(directory: Path, opts: dict[str, str]) -> int:
     stored_onednn = rows[0].get("onednn")
     note = match_onednn(stored_onednn)  # before rebuild_spec: it imports the scenario's module, which may import TF
     doc = _sweep_doc(directory)
-    spec = rebuild_spec(rows[0], doc, opts.get("target"))
+    from harness.scenarios.base import counting_interrupts
+
+    with counting_interrupts():  # a KeyboardInterrupt the scenario's code raises is bad data, Ctrl-C is not
+        spec = rebuild_spec(rows[0], doc, opts.get("target"))
     threads = _threads(doc, opts)
     out = trace_dir(directory, spec.run_id, opts.get("out")) if opts.get("trace") else None
     console = Console()

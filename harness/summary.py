@@ -9,6 +9,8 @@ under the table, so nothing is hidden silently.
 
 from __future__ import annotations
 
+import shlex
+
 import numpy as np
 import pandas as pd
 from rich import box
@@ -102,5 +104,7 @@ def print_summary(console: Console, df: pd.DataFrame, path: str, elapsed_s: floa
     incomplete = {k: v for k, v in status.items() if k != "ok"}
     console.print(f"{len(runs)} runs stored ({new_runs} new, {skipped} already stored) in {elapsed_s:.1f}s; "
                   + (f"did not complete: {incomplete}" if incomplete else "all completed"), highlight=False)
-    console.print(f"results: {path}", highlight=False, soft_wrap=True)
-    console.print(f"report:  python -m harness report {path}", highlight=False, soft_wrap=True)
+    console.print(f"results: {path}", highlight=False, soft_wrap=True, markup=False)  # "[b]" in a name is no markup
+    # quoted for the shell, so the line can be pasted whatever the path holds (a space, an apostrophe, $)
+    console.print(f"report:  python -m harness report {shlex.quote(str(path))}", highlight=False, soft_wrap=True,
+                  markup=False)

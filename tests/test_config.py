@@ -63,7 +63,7 @@ BAD = [
     (["sweep=smoke", "ray.malloc=fast"], "ray.malloc: 'fast' is not auto, system, jemalloc or the path of a malloc library"),
     (["sweep=smoke", "ray.malloc=/no/libtcmalloc.so"], "ray.malloc: /no/libtcmalloc.so: no such file"),
     (["sweep=smoke", "sweep.timeout_s=-1"], "sweep.timeout_s: -1 is not a positive number"),
-    (["sweep=smoke", "scenarios.loss_bound._target_=no.such.Module"], "scenario: cannot import 'no.such'"),
+    (["sweep=smoke", "scenarios.loss_bound._target_=no.such.Module"], "scenario loss_bound: cannot import 'no.such'"),
     (["sweep=smoke", "scenarios.loss_bound.colour=red"], "scenarios.loss_bound.colour: unknown config key"),
     (["sweep=smoke", "+scenarios.loss_bound.colour=red"],
      "scenarios.loss_bound.colour: not a parameter of LossBound (parameters: bound, learning_rate"),
@@ -77,9 +77,10 @@ BAD = [
     (["sweep=smoke", "sweep.scenario=[normalization]", "scenarios.normalization.low=20"],
      "Normalization(tol=0.1, features=5, low=20.0, high=10.0, accumulate_float32=False, compare='native'): "
      "ValueError: low=20.0 must be < high=10.0"),
-    (["sweep=smoke", "scenarios.loss_bound.bound=nan"], "bound nan is not a finite number"),
+    (["sweep=smoke", "scenarios.loss_bound.bound=nan"], "scenarios.loss_bound.bound: nan is not a number (NaN is "
+                                                         "refused)"),
     (["sweep=smoke", "sweep.scenario=[normalization]", "scenarios.normalization.tol=inf"],
-     "bound inf is not a finite number"),
+     "scenarios.normalization.tol: inf is not a finite number (Normalization.allows_inf does not name tol)"),
     (["sweep=smoke", "adaptive=nope"], "adaptive: unknown adaptive 'nope'"),
     (["sweep=smoke", "adaptive=width", "adaptive.width=0"], "adaptive.width: 0 is not a number strictly between"),
     (["sweep=smoke", "adaptive=bound", "adaptive.target=2"], "adaptive.target: 2 is not a number strictly between"),

@@ -80,6 +80,35 @@ def test_bad_path_or_run_id_is_one_line_exit_2(stored: Path, tmp_path: Path, arg
     assert code == 2 and err.count("\n") == 1 and message in err, err
 
 
+def _runs_with_ids(directory: Path, run_ids: list[str]) -> None:
+    """A part file holding one (made-up) run per id: enough for find_part, which reads run ids only."""
+    from dataclasses import replace
+
+    from conftest import make_spec
+
+    from harness.records import CheckMeaning, RunResult, Status, result_rows
+    from harness.store import write_batch
+
+    meaning = (CheckMeaning("loss_below", 1.0, "<", "native", "step"),)
+    write_batch(directory, [result_rows(replace(make_spec(seed=i), run_id=r),
+                                        RunResult(run_id=r, status=Status.ERROR, declared=meaning, error="x"), "0")
+                            for i, r in enumerate(run_ids)])
+
+
+@pytest.mark.parametrize(("matching", "listed"), [(3, "aaaa0000, aaaa0001, aaaa0002"),
+                                                  (5, "aaaa0000, aaaa0001, aaaa0002, aaaa0003, aaaa0004"),
+                                                  (7, "aaaa0000, aaaa0001, aaaa0002, aaaa0003 and 3 more")])
+def test_an_ambiguous_prefix_lists_its_runs_without_a_false_ellipsis(tmp_path: Path, matching: int,
+                                                                      listed: str) -> None:
+    """Every match when they are few (no "..." after the last of them), else a few and how many more."""
+    _runs_with_ids(tmp_path, [f"aaaa{i:04d}" for i in range(matching)] + ["bbbb0000"])
+    with pytest.raises(ReplayError) as info:
+        find_part(tmp_path, "aaaa")
+    assert str(info.value) == f"run_id=aaaa: ambiguous prefix, {matching} runs match ({listed}); give more of the run_id"
+    assert "..." not in str(info.value)
+    assert find_part(tmp_path, "bbbb").run_id == "bbbb0000"
+
+
 def test_replay_through_the_cli_entry_point(stored: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from harness.cli import main as cli_main
 

@@ -33,3 +33,19 @@ def test_the_failure_rate_table_fits_the_terminal_without_cutting_a_header_or_ce
         assert "from step" in text and "NaN/Inf" in text and "┃" not in text
     else:
         assert "100,000 rows" in text and "fails from step" in text and "NaN/Inf runs" in text
+
+
+@pytest.mark.parametrize("path", ["results/smoke", "my results/it's [b] $HOME", "/tmp/résumé_日本"])
+def test_the_report_command_is_quoted_for_the_shell(path: str) -> None:
+    """The printed command can be pasted into a shell whatever the path holds (a space, an apostrophe,
+    $); "[b]" is printed, not taken for markup."""
+    import shlex
+
+    df = synthetic_results(seeds=range(2))
+    out = io.StringIO()
+    print_summary(Console(file=out, width=400, force_terminal=False), df, path, 1.0, 2, 0)
+    lines = out.getvalue().splitlines()
+    assert f"results: {path}" in lines
+    report = next(x for x in lines if x.startswith("report:"))
+    assert shlex.split(report.split(":", 1)[1]) == ["python", "-m", "harness", "report", path]
+    assert path != "results/smoke" or report == "report:  python -m harness report results/smoke"  # as the README shows

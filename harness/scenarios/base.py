@@ -35,28 +35,38 @@ and optionally:
                              and reuses them for later runs, in a kept session (see
                              harness.engine.reuse); default False, and not inherited: a
                              subclass makes the promise again
+    allows_inf = (...)    -> a class attribute naming float parameters that may be infinite
+                             (e.g. a clip norm where inf means none); others refuse inf, and
+                             every numeric parameter refuses NaN (it compares false with
+                             everything, so it silently disables what it sets)
     unroll = 1            -> a class attribute keeping the training loop one of single steps:
                              otherwise a loop that many runs reuse gets hot and is traced
                              again, 8 steps per loop iteration (train_step's Python then runs
                              9 more times; results are the same, see harness.engine.loop)
 
 Import tensorflow inside the methods, not at module level: the driver imports
-scenario modules to validate them and must stay free of TensorFlow.
+scenario modules to validate them and must stay free of TensorFlow. A ``SystemExit`` (or a
+``KeyboardInterrupt`` no signal caused) that the module, the constructor or ``checks()`` raises
+while the driver validates is a configuration error like any other exception of theirs.
 ``ctx`` (harness.engine.context.RunContext) carries the run's axes, its dtype
 policy and the precision-aware ``ctx.optimizer(...)`` and ``ctx.minimize(...)``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib
 import inspect
 import json
+import math
+import signal
 import sys
+import threading
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from harness.checks import Check
@@ -78,11 +88,63 @@ class ScenarioError(ValueError):
     """A scenario that cannot be loaded or does not follow the protocol."""
 
 
+_sigints = 0  # SIGINTs received while counting_interrupts() is in effect
+_counting = False
+
+
+def _count_sigint(signum: int, frame: Any) -> None:
+    global _sigints
+    _sigints += 1
+    raise KeyboardInterrupt  # as Python's default handler does
+
+
+@contextlib.contextmanager
+def counting_interrupts() -> Iterator[None]:
+    """While the driver validates (imports and constructs scenarios): Ctrl-C still raises
+    KeyboardInterrupt, and is counted, so ``_scenario_code`` tells the user's Ctrl-C (an interrupt:
+    exit 130) from a KeyboardInterrupt the scenario's code raises itself (a configuration error).
+    Outside it, e.g. in a Ray worker, every KeyboardInterrupt is taken for an interrupt. Only in the
+    main thread, and only over Python's own handler (one installed by someone else is left alone)."""
+    global _counting
+    if threading.current_thread() is not threading.main_thread() or _counting \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    signal.signal(signal.SIGINT, _count_sigint)
+    _counting = True
+    try:
+        yield
+    finally:
+        _counting = False
+        if signal.getsignal(signal.SIGINT) is _count_sigint:  # not one installed meanwhile
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@contextlib.contextmanager
+def _scenario_code(what: str) -> Iterator[None]:
+    """Around a call into the scenario's own code (its module's import, its constructor, its
+    ``checks()``): a SystemExit it raises, or a KeyboardInterrupt that no signal caused, is a
+    ScenarioError ``WHAT raised SystemExit(7)``, not an exit with the scenario's code and no word.
+    Ctrl-C (counted by counting_interrupts) and SIGTERM (harness.signals) stay interrupts."""
+    from harness import signals
+
+    seen = _sigints
+    try:
+        yield
+    except (SystemExit, KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt) and (not _counting or _sigints != seen or signals.received):
+            raise
+        raise ScenarioError(f"{what} raised {exc!r}") from None
+
+
 def load_class(target: str) -> type:
     """Import ``pkg.module.Class`` and check it has the protocol's methods."""
     module_name, _, attr = target.rpartition(".")
     try:
-        module = importlib.import_module(module_name)
+        with _scenario_code(f"importing its module {module_name}"):
+            module = importlib.import_module(module_name)
+    except ScenarioError:
+        raise
     except Exception as exc:  # any import failure of a user's module is a config error
         raise ScenarioError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from exc
     cls = getattr(module, attr, None)
@@ -146,7 +208,7 @@ def _convert(value: Any, expected: Any, name: str) -> Any:
         if isinstance(value, bool):
             raise ParamError(name, f"{value!r} is not a number")
         try:
-            return float(value)  # numbers, and numeric strings (YAML reads 1e-3 as a string)
+            return float(value)  # numbers, and numeric strings (YAML reads 1e-3 as a string); see _finite
         except (TypeError, ValueError):
             raise ParamError(name, f"{value!r} is not a number") from None
     if expected is str and not isinstance(value, str):
@@ -174,24 +236,39 @@ def typed_params(cls: type, params: Mapping[str, Any]) -> dict[str, Any]:
         p = sig.parameters.get(name)
         if p is None or name == "self":
             if takes_any:
-                out[name] = value
+                out[name] = _finite(cls, name, value)
                 continue
             raise ParamError(name, f"not a parameter of {cls.__name__} (parameters: {', '.join(named) or 'none'})")
         expected = hints.get(name)
         if expected is None and p.default is not inspect.Parameter.empty and p.default is not None:
             expected = type(p.default)
-        out[name] = value if expected is None else _convert(value, expected, name)
+        out[name] = _finite(cls, name, value if expected is None else _convert(value, expected, name))
     return out
+
+
+def _finite(cls: type, name: str, value: Any) -> Any:
+    """A converted parameter, refused if it is (or holds) a NaN, or an infinity the class does not
+    allow (``allows_inf``): a NaN compares false with everything, so a NaN tolerance or rate passes
+    every check against it and silently changes what the run measures."""
+    for v in value if isinstance(value, (list, tuple)) else (value,):
+        if isinstance(v, float) and math.isnan(v):
+            raise ParamError(name, f"{v!r} is not a number (NaN is refused)")
+        if isinstance(v, float) and math.isinf(v) and name not in getattr(cls, "allows_inf", ()):
+            raise ParamError(name, f"{v!r} is not a finite number ({cls.__name__}.allows_inf does not name {name})")
+    return value
 
 
 def instantiate(target: str, params: Mapping[str, Any]) -> Any:
     """Construct the scenario; any exception of its constructor is a one-line ScenarioError."""
     cls = load_class(target)
+    call = f"{target}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
     try:
-        return cls(**params)
+        with _scenario_code(f"its constructor {call}"):
+            return cls(**params)
+    except ScenarioError:
+        raise
     except Exception as exc:  # a user's constructor may raise anything: it is a configuration error
-        raise ScenarioError(f"{target}({', '.join(f'{k}={v!r}' for k, v in params.items())}): "
-                            f"{type(exc).__name__}: {exc}") from exc
+        raise ScenarioError(f"{call}: {type(exc).__name__}: {exc}") from exc
 
 
 def definition(target: str, params: Mapping[str, Any]) -> str:
@@ -222,7 +299,10 @@ def _meaning_key(check: Check) -> dict[str, Any]:
 def declared_checks(scenario: Any) -> list[Check]:
     """The scenario's checks, validated: Check instances with unique names."""
     try:
-        raw = scenario.checks()
+        with _scenario_code(f"{type(scenario).__name__}.checks()"):
+            raw = scenario.checks()
+    except ScenarioError:
+        raise
     except Exception as exc:
         raise ScenarioError(f"{type(scenario).__name__}.checks() raised {type(exc).__name__}: {exc}") from exc
     flat: list[Any] = []
