@@ -27,9 +27,6 @@ def _exit(code: int) -> None:
     os._exit(code)
 
 
-from harness.warnfmt import one_line_warnings  # noqa: E402
-
-one_line_warnings()
 code = main()
 mark("driver exit")
 _exit(code)

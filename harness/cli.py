@@ -143,6 +143,9 @@ def _fail(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from harness.warnfmt import one_line_warnings
+
+    one_line_warnings()  # a command's warnings (a skipped part file, ...) are one line each
     if argv[:1] == ["replay"]:  # python -m harness replay results/<sweep> run_id=ID
         from harness.replay import main as replay
 
@@ -197,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_STORE
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (signals.Terminated)
         return _interrupted(exc, "finished runs are stored; rerun the same command to resume")
-    return EXIT_INCOMPLETE if outcome.stored_incomplete else EXIT_OK
+    return EXIT_INCOMPLETE if outcome.stored_incomplete or outcome.missing else EXIT_OK
 
 
 def _interrupted(exc: KeyboardInterrupt, what: str) -> int:

@@ -95,3 +95,20 @@ def test_clipping_and_the_optimizer_settings_are_applied(tf_worker: None) -> Non
     assert isinstance(opt, keras.optimizers.LossScaleOptimizer) and isinstance(inner, keras.optimizers.SGD)
     assert inner.clipvalue == 0.25 and float(inner.momentum) == 0.5
     assert float(inner.learning_rate) == pytest.approx(0.05)
+
+
+class SharedMetric(Probe):
+    """Promises reuse_trace, but a metric object made once at class level holds variables every run would share."""
+
+    reuse_trace = True
+    compile_args: dict[str, Any] = {"loss": "binary_crossentropy", "optimizer": "sgd"}
+
+
+def test_a_shared_object_a_reused_trace_captures_is_named_with_its_fix(tf_worker: None) -> None:
+    import keras
+
+    SharedMetric.compile_args = {**SharedMetric.compile_args, "metrics": [keras.metrics.BinaryAccuracy()]}
+    r = execute(_spec(scenario="shared", target="test_keras_adapter.SharedMetric"))
+    assert r.status is Status.ERROR
+    assert "captures the variable 'total' of SharedMetric.compile_args['metrics'][0] (BinaryAccuracy)" in r.error
+    assert "make it in compile_kwargs()" in r.error and "a new BinaryAccuracy(...)" in r.error

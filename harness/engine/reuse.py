@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
@@ -183,11 +184,63 @@ def _check_promise(scenario: Any, fn: CompiledLoop | CompiledFinal, variables: S
     foreign = [t for t in fn.captured_inputs if id(t) not in handles]
     if foreign:
         t = foreign[0]
+        owner = _owner(scenario, t)
+        if owner is not None:  # a variable made once, outside build(): every run would share its state
+            where, var = owner
+            key = re.search(r"\.compile_args\[('[^']+')\]", where)
+            kind = where.rsplit("(", 1)[-1].rstrip(")")
+            fix = (f"make it in compile_kwargs(), which runs for every run (return {{**self.compile_args, "
+                   f"{key.group(1)}: ... a new {kind}(...) ...}}), not in the class-level compile_args" if key
+                   else "create it in build()")
+            raise ScenarioReuseError(
+                f"{type(scenario).__name__} sets reuse_trace = True, but its {what} captures the variable "
+                f"{var.name!r} of {where}, which was not created in build(): it was made once, so every run "
+                f"would share its state. Fix: {fix}; or remove reuse_trace")
         raise ScenarioReuseError(
             f"{type(scenario).__name__} sets reuse_trace = True, but its {what} captures "
             f"{len(foreign)} tensor(s) that are not variables created in build() (e.g. {t.dtype.name} of shape "
             f"{list(t.shape)}); keep per-run values in tf.Variables, in the data build() returns or in "
             f"attributes of the scenario, or remove reuse_trace")
+
+
+def _owner(scenario: Any, handle: Any, depth: int = 4) -> tuple[str, Any] | None:
+    """(where, variable): the object reachable from the scenario (its attributes, its class's
+    attributes, their items, a Keras object's ``variables``) that holds the variable whose handle a
+    traced function captured, named as a Python path (``LeNet.compile_args['optimizer'] (Adam)``);
+    None when none is found within ``depth`` steps."""
+    seen: set[int] = set()
+    cls = type(scenario)
+    # the class's attributes first: an object made once, at class level, is what a fix must move
+    todo: list[tuple[str, Any, int]] = [(f"{c.__name__}.{k}", v, 1) for c in cls.__mro__[:-1]
+                                        for k, v in vars(c).items() if not k.startswith("__")]
+    todo.append((f"{cls.__name__}()", scenario, 0))
+    while todo:
+        path, obj, d = todo.pop(0)
+        if id(obj) in seen or d > depth or callable(obj) and not hasattr(obj, "variables"):
+            continue
+        seen.add(id(obj))
+        for var in _variables_of(obj):
+            if getattr(var, "handle", None) is handle:
+                kind = type(obj).__name__
+                return (f"{path} ({kind})" if not path.endswith(f"({kind})") else path), var
+        if isinstance(obj, dict):
+            todo += [(f"{path}[{k!r}]", v, d + 1) for k, v in obj.items()]
+        elif isinstance(obj, (list, tuple)):
+            todo += [(f"{path}[{i}]", v, d + 1) for i, v in enumerate(obj)]
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+            todo += [(f"{path}.{k}", v, d + 1) for k, v in vars(obj).items() if not k.startswith("__")]
+    return None
+
+
+def _variables_of(obj: Any) -> list[Any]:
+    """The variables an object holds as a Keras object does (``obj.variables``), or itself if it is one."""
+    if hasattr(obj, "handle") and hasattr(obj, "assign"):
+        return [obj]
+    try:
+        found = getattr(obj, "variables", None)
+        return list(found) if isinstance(found, (list, tuple)) else []
+    except Exception:  # a property that raises before the object is built
+        return []
 
 
 def _shared(entry: _Entry) -> list[int]:
