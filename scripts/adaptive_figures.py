@@ -76,7 +76,7 @@ def guarantee(root: Path) -> str:
         "| check | calibration runs | recommended bound | guarantee | fresh seeds | fresh false alarms | limits (each one-sided 95%) |"
         " validation |",
         "|---|---|---|---|---|---|---|---|",
-        f"| {r['check']} | {int(r['n'])} | {r['recommended_bound']:.6g} | {r['guarantee']} | "
+        f"| {r['check']} | {int(r['n'])} | {r['recommended_text']} | {r['guarantee']} | "
         f"{int(r['validation_runs'])} | {int(r['validation_failed'])} ({r['validation_rate']:.2%}) | "
         f"{r['validation_ci_low']:.2%}–{r['validation_ci_high']:.2%} | {r['validation_status']} |",
         "",

@@ -167,6 +167,34 @@ def test_safe_bound_is_the_tightest_bound_that_keeps_the_runs_inside(dtype: str,
                 assert (b > x) if op == "<" else (b < x)
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+@pytest.mark.parametrize("compare", ["native", "exact"])
+def test_the_printed_bound_is_the_bound(dtype: str, compare: str):
+    """The text printed for a user to paste compares exactly as the recommended bound, for random
+    worst values of every dtype and every op: every run the bound keeps inside stays inside with
+    the pasted text (as a Python float, rounded to the dtype by a native check)."""
+    from harness.analysis.bounds import bound_text
+
+    t, _ = value_dtype(dtype)
+    rng = np.random.default_rng(7)
+    xs = np.r_[[float(t(v)) for v in rng.normal(scale=30, size=300)], 25.1125431, 1e-4, 0.1]
+    for x in xs:
+        for op in ("<", "<=", ">", ">="):
+            b, _ = safe_bound(x, op, compare, dtype)
+            if not np.isfinite(b):
+                continue
+            text = bound_text(b, compare, dtype)
+            pasted = float(text)
+            compared = float(t(pasted)) if compare == "native" else pasted
+            assert compared == (float(t(b)) if compare == "native" else b), (dtype, compare, op, x, b, text)
+            worst = float(t(x)) if float(t(x)) == x else x  # the run that defined the bound passes with it
+            assert {"<": worst < compared, "<=": worst <= compared, ">": worst > compared,
+                    ">=": worst >= compared}[op], (dtype, compare, op, x, text)
+            assert len(text) <= len(repr(b))  # and it is no longer than the float64 repr
+    b, _ = safe_bound(25.1125431, "<", "native", "float32")
+    assert bound_text(b, "native", "float32") == "25.112543" != f"{b:.6g}"  # 25.1125 would fail that run
+
+
 def test_strict_bounds_step_to_the_next_value_of_the_dtype():
     import ml_dtypes
 

@@ -192,6 +192,27 @@ def safe_bound(x: float, op: str, compare: str = "exact", dtype: object = "float
     return float(y), note
 
 
+def bound_text(b: float, compare: str = "exact", dtype: object = "float64") -> str:
+    """The text to paste as a check's bound so that the check compares exactly with ``b``: the
+    shortest decimal whose value, as the check uses it, is ``b`` itself. With native comparison the
+    bound is rounded to the value's dtype (a Python float in a float32 check becomes float32), so
+    the text is the shortest one that rounds, through float64, back to ``b`` in that dtype; with
+    exact comparison, Python's shortest float64 repr. A bound printed with fewer digits (``:.6g``)
+    can round the unsafe way: 25.1125 is float32 25.1124992, below a worst value of 25.1125431
+    that the bound was computed to pass."""
+    b = float(b)
+    if not math.isfinite(b):
+        return repr(b)
+    t, _ = value_dtype(dtype) if compare == "native" else (np.float64, "")
+    if t is np.float64:
+        return repr(b)
+    for digits in range(1, 18):
+        text = repr(float(f"{b:.{digits}g}"))  # b rounded to that many digits, written as Python writes it
+        if float(t(float(text))) == b:
+            return text
+    return repr(b)  # b is not a value of the dtype (not from safe_bound): the exact float64
+
+
 # ---------------------------------------------------------------------------- the model
 
 

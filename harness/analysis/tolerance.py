@@ -24,15 +24,15 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from harness.analysis.bounds import (exact_limits, gpd_bound, order_statistic_bound, runs_for_finite_bound, runs_needed,
-                                     safe_bound, validate)
+from harness.analysis.bounds import (bound_text, exact_limits, gpd_bound, order_statistic_bound, runs_for_finite_bound,
+                                     runs_needed, safe_bound, validate)
 from harness.analysis.frame import directions, failed_mask, group_keys, groupby, ok_mask, pct, require, scores
 from harness.analysis.tail import Gof
 from harness.analysis.verdicts import BoundVerdict, ValidationVerdict
 
 COLUMNS = ("op", "compare", "value_dtype", "bound", "runs", "failed", "rate", "rate_ci_low", "rate_ci_high",
            "n", "n_nonfinite", "bound_status", "runs_needed", "runs_missing", "order_rank", "achieved_confidence",
-           "order_statistic", "recommended_bound", "guarantee", "gpd_point", "gpd_bound", "gpd_gof_p", "gpd_note",
+           "order_statistic", "recommended_bound", "recommended_text", "guarantee", "gpd_point", "gpd_bound", "gpd_gof_p", "gpd_note",
            "validation_runs", "validation_failed", "validation_rate", "validation_ci_low", "validation_ci_high",
            "validation_status", "validation_runs_to_decide", "validation", "note")
 
@@ -126,7 +126,8 @@ def calibrate_tolerance(df: pd.DataFrame, by: Sequence[str] | str = ("check", "p
     ``confidence``); the calibration: n (runs with a value), n_nonfinite, bound_status
     (BoundVerdict value), runs_needed, runs_missing, order_rank and achieved_confidence (the
     order statistic used), order_statistic, recommended_bound (NaN unless guaranteed),
-    guarantee (sentence); the extrapolation: gpd_point, gpd_bound (upper confidence end,
+    recommended_text (the text to paste as the check's bound: it compares exactly as
+    recommended_bound, see bounds.bound_text; "" unless guaranteed), guarantee (sentence); the extrapolation: gpd_point, gpd_bound (upper confidence end,
     rounded like a recommendation), gpd_gof_p, gpd_note; the validation:
     validation_runs, validation_failed, validation_rate, validation_ci_low,
     validation_ci_high, validation_status (ValidationVerdict value),
@@ -195,6 +196,8 @@ def calibrate_tolerance(df: pd.DataFrame, by: Sequence[str] | str = ("check", "p
                    runs_missing=os_.runs_missing, order_rank=os_.rank, achieved_confidence=os_.confidence,
                    order_statistic=sign * os_.value if op is not None else np.nan,
                    recommended_bound=rec if status is BoundVerdict.GUARANTEED else np.nan,
+                   recommended_text=bound_text(rec, compare or "exact", dtype) if status is BoundVerdict.GUARANTEED
+                   else "",
                    guarantee=_guarantee(status, os_, target, confidence, extra))
         gpd = gpd_bound(train, target, confidence, **tail_kw) if op is not None and os_.n else None
         row.update(gpd_point=sign * gpd.point if gpd else np.nan,

@@ -65,7 +65,7 @@ def body(tol: pd.DataFrame, target: float, gof: str, more_command: str = "") -> 
                + (f"; {n_of[BoundVerdict.NO_DATA]} have no evaluated run" if n_of[BoundVerdict.NO_DATA] else "") + ".")
     config = [axis_column(k) for k in keys]
     cols = [("check", check, "l"), *config,
-            ("recommended bound", lambda r: f"{comparison(r.op)} {float(r.recommended_bound)!r}"
+            ("recommended bound", lambda r: f"{comparison(r.op)} {r.recommended_text}"
              if np.isfinite(r.recommended_bound) else "none", "r"),
             ("guarantee", lambda r: str(r.guarantee), "l"),
             ("GPD extrapolation (model, no guarantee)", _est, "l"),
@@ -110,7 +110,7 @@ def body(tol: pd.DataFrame, target: float, gof: str, more_command: str = "") -> 
             f"{int((val == ValidationVerdict.INCONCLUSIVE.value).sum())} inconclusive.",
             "bad" if exceeds else ""))
         vcols = [("check", check, "l"), *config,
-                 ("recommended bound", lambda r: f"{comparison(r.op)} {float(r.recommended_bound)!r}", "r"),
+                 ("recommended bound", lambda r: f"{comparison(r.op)} {r.recommended_text}", "r"),
                  ("validation", lambda r: str(r.validation), "l")]
         parts.append(table(tol[tested], vcols, max_rows=80, csv="tables/tolerance.csv", toned=("validation",),
                            tone=tone_of(ValidationVerdict, "validation_status")))
