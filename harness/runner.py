@@ -23,7 +23,7 @@ from harness.dispatch import ClusterInfo, RunQueue, dispatch, wait_stopped
 from harness.grid import RunSpec, expand
 from harness.plan import Outcome, Planner, StopReason, cell_key
 from harness.progress import SweepProgress
-from harness.summary import print_summary
+from harness.summary import print_bounds, print_summary
 from harness.records import RunResult, Status, result_rows
 from harness.store import (PartBuffer, StoreError, check_writable, compact, load_results, make_sweep_dir, part_files,
                            remove_if_empty, remove_stale_temporaries, stored_run_ids, sweep_dir, write_text)
@@ -200,6 +200,8 @@ def _run(cfg: SweepConfig, specs: list[RunSpec], directory: Path, resolved: dict
     planned = {s.run_id for s in specs}
     df = df[df["run_id"].isin(planned)]
     print_summary(console, df, str(directory), time.monotonic() - t0, completed + incomplete, skipped)
+    if cfg.adaptive.rule == "bound":  # the question the sweep ran for, answered where the user looks
+        print_bounds(console, df, cfg.adaptive.target, cfg.adaptive.confidence)
     missing = len(planned) - int(df["run_id"].nunique())
     if missing:  # never an exit 0 over runs that are not stored
         console.print(f"[bold red]{missing} of the sweep's {len(planned)} runs are not stored[/] (a part file could "

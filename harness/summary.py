@@ -108,3 +108,32 @@ def print_summary(console: Console, df: pd.DataFrame, path: str, elapsed_s: floa
     # quoted for the shell, so the line can be pasted whatever the path holds (a space, an apostrophe, $)
     console.print(f"report:  python -m harness report {shlex.quote(str(path))}", highlight=False, soft_wrap=True,
                   markup=False)
+
+
+def print_bounds(console: Console, df: pd.DataFrame, target: float, confidence: float, max_lines: int = 24) -> None:
+    """The answer of an ``adaptive=bound`` sweep, on the terminal: per check x precision x data size
+    (as the report groups them), the recommended bound (the text to paste: it compares exactly as the
+    bound) and its guarantee, or why there is none and how many more runs it takes."""
+    from harness.analysis.tolerance import calibrate_tolerance, share
+    from harness.analysis.verdicts import BoundVerdict
+
+    if df.empty:
+        return
+    work = with_variant(df)
+    tol = calibrate_tolerance(work.assign(check=check_labels(work).to_numpy()), by=["check", "precision", "data_size"],
+                              target=target, confidence=confidence)
+    if tol.empty:
+        return
+    ops = {"<": "<", "<=": "<=", ">": ">", ">=": ">="}
+    console.print(f"bounds for a {share(target)} false-alarm rate per run, with {confidence:.0%} confidence "
+                  "(distribution-free: the report has the details):", highlight=False)
+    for i, r in enumerate(tol.itertuples()):
+        if i == max_lines:
+            console.print(f"  ... {len(tol) - max_lines} more in the report", highlight=False)
+            break
+        where = f"{escape(str(r.check))} {r.precision} {label(r.data_size)} rows"
+        if r.bound_status == BoundVerdict.GUARANTEED.value:
+            console.print(f"  {where}: [bold]{ops.get(r.op, r.op)} {r.recommended_text}[/] ({r.guarantee})",
+                          highlight=False)
+        else:
+            console.print(f"  {where}: no bound: {r.guarantee}", highlight=False)

@@ -321,3 +321,21 @@ def test_summary_says_what_the_runs_ran_on_and_flags_a_mix() -> None:
     assert _ran_on(done.assign(onednn=pd.array([False] * 3, dtype="boolean"))).endswith("oneDNN rewrite off")
     assert "TensorFlow 2.9.1 (1 run), 2.10.0 (2 runs);" in _ran_on(done.assign(tf_version=["2.10.0", "2.9.1", "2.10.0"]))
     assert _ran_on(pd.DataFrame({"status": ["ok"]})) == ""
+
+
+def test_the_report_answers_for_the_target_the_adaptive_bound_sweep_ran_for(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]):
+    """A sweep run with adaptive=bound adaptive.target=0.05 stops at the runs a 5% bound needs (59 at 95%):
+    its report gives that bound, without --target, and says where the target came from."""
+    import yaml
+
+    root = tmp_path / "calib"
+    write_results(synthetic_results(seeds=range(80)), str(root))
+    (root / "_sweep.yaml").write_text(yaml.safe_dump({"sweep": "calib", "runs": 80, "config": {
+        "adaptive": {"rule": "bound", "target": 0.05, "confidence": 0.95}}}))
+    assert main([str(root), "--out", str(tmp_path / "r")]) == 0
+    tol = pd.read_csv(tmp_path / "r" / "tables" / "tolerance.csv")
+    assert (tol["bound_status"] == "guaranteed").all()
+    assert "bounds at a 5% false-alarm target with 95% confidence (the sweep's adaptive.target)" in capsys.readouterr().out
+    assert main([str(root), "--out", str(tmp_path / "r1"), "--target", "0.01"]) == 0  # an explicit target wins
+    assert (pd.read_csv(tmp_path / "r1" / "tables" / "tolerance.csv")["bound_status"] == "needs_runs").all()

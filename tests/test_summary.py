@@ -49,3 +49,25 @@ def test_the_report_command_is_quoted_for_the_shell(path: str) -> None:
     report = next(x for x in lines if x.startswith("report:"))
     assert shlex.split(report.split(":", 1)[1]) == ["python", "-m", "harness", "report", path]
     assert path != "results/smoke" or report == "report:  python -m harness report results/smoke"  # as the README shows
+
+
+def test_an_adaptive_bound_sweep_ends_with_each_checks_bound_and_guarantee_or_what_is_missing() -> None:
+    import io
+
+    import pandas as pd
+    from rich.console import Console
+
+    from harness.analysis.synthetic import synthetic_results
+    from harness.analysis.tolerance import calibrate_tolerance
+    from harness.summary import print_bounds
+
+    enough = synthetic_results(seeds=range(300), precisions=("fp32",), data_sizes=(1000,))
+    few = synthetic_results(seeds=range(40), precisions=("fp16",), data_sizes=(1000,), seed=1)
+    df = pd.concat([enough, few.assign(run_id="f" + few["run_id"])], ignore_index=True)
+    out = io.StringIO()
+    print_bounds(Console(file=out, width=200), df, target=0.01, confidence=0.95)
+    text = out.getvalue()
+    tol = calibrate_tolerance(enough, by=["check"], target=0.01, confidence=0.95).iloc[0]
+    assert "bounds for a 1% false-alarm rate per run, with 95% confidence" in text
+    assert f"loss_below fp32 1,000 rows: {tol.op} {tol.recommended_text} (false alarms <= 1% of runs" in text
+    assert "loss_below fp16 1,000 rows: no bound:" in text and "more runs" in text

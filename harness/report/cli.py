@@ -56,6 +56,19 @@ def _sweep_meta(results: Path) -> dict:
         return {}
 
 
+def sweep_guarantee(meta: dict) -> tuple[float, float] | None:
+    """(target, confidence) an ``adaptive=bound`` sweep ran for, from its ``_sweep.yaml``; None for
+    another rule (or metadata that does not say)."""
+    adaptive = (meta.get("config") or {}).get("adaptive") if isinstance(meta.get("config"), dict) else None
+    if not isinstance(adaptive, dict) or adaptive.get("rule") != "bound":
+        return None
+    try:
+        target, confidence = float(adaptive.get("target", 0.01)), float(adaptive.get("confidence", 0.95))
+    except (TypeError, ValueError):
+        return None
+    return (target, confidence) if 0 < target < 1 and 0 < confidence < 1 else None
+
+
 def _planned_runs(results: Path) -> int | None:
     value = _sweep_meta(results).get("runs")
     return int(value) if isinstance(value, (int, float)) else None
@@ -67,7 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description="Analyse a sweep's results and write an HTML report.")
     parser.add_argument("results", help="results directory of a sweep (e.g. results/smoke)")
     parser.add_argument("-o", "--out", help="output directory (default: RESULTS_report, beside RESULTS)")
-    parser.add_argument("--target", type=float, default=0.01, help="run-level false-alarm target (default 0.01)")
+    parser.add_argument("--target", type=float, default=None,
+                        help="run-level false-alarm target (default: the sweep's adaptive.target when it ran with "
+                             "adaptive=bound, else 0.01)")
     parser.add_argument("--holdout", type=float, default=0.0,
                         help="fraction of seeds held out from the bound to validate it (default 0: all runs count "
                              "toward the guarantee; validate with --fresh instead)")
@@ -80,6 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="a check whose pass/fail says whether a run was healthy (bare name or scenario/check): "
                              "every other check is measured as a detector against it (false alarms, detection)")
     args = parser.parse_args(argv)
+    results = Path(args.results)
+    ran_for = sweep_guarantee(_sweep_meta(results))  # the report answers the question the sweep ran for
+    alpha = 0.05 if ran_for is None or args.target is not None else 1 - ran_for[1]
+    if args.target is None:
+        args.target = ran_for[0] if ran_for is not None else 0.01
     if not 0 < args.target < 1:
         parser.error(f"--target must be in (0, 1), not {args.target}")
     if not 0 <= args.holdout < 1:
@@ -87,7 +107,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console()
     if not console.is_terminal:  # a log or a pipe: do not squeeze the table into 80 columns
         console = Console(width=120)
-    results = Path(args.results)
     if not results.is_dir():
         print(f"error: {results} is not a results directory", file=sys.stderr)
         return 2
@@ -120,6 +139,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     title = ", ".join(sweeps) or results.name
     rep = build_report(df, out, title=title, target=args.target, holdout=args.holdout, fresh=fresh, gof=args.gof,
                        planned_runs=_planned_runs(results), command=_sweep_meta(results).get("command"),
-                       outcome=args.outcome, results_path=str(results))
+                       outcome=args.outcome, results_path=str(results), alpha=alpha)
+    if ran_for is not None:
+        from harness.analysis.tolerance import share
+
+        console.print(f"bounds at a {share(args.target)} false-alarm target with {1 - alpha:.0%} confidence"
+                      + (" (the sweep's adaptive.target)" if args.target == ran_for[0] else " (--target)"),
+                      highlight=False)
     print_headline(console, rep.headline, rep.out)
     return 0
