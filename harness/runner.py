@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shlex
 import time
 from contextlib import closing
 from dataclasses import asdict, dataclass, replace
@@ -26,7 +27,8 @@ from harness.progress import SweepProgress
 from harness.summary import print_bounds, print_summary
 from harness.records import RunResult, Status, result_rows
 from harness.store import (PartBuffer, StoreError, check_writable, compact, load_results, make_sweep_dir, part_files,
-                           remove_if_empty, remove_stale_temporaries, stored_run_ids, sweep_dir, write_text)
+                           remove_if_empty, remove_stale_temporaries, stored_run_ids, sweep_dir, write_plan,
+                           write_text)
 
 
 @dataclass(frozen=True)
@@ -163,10 +165,15 @@ def _run(cfg: SweepConfig, specs: list[RunSpec], directory: Path, resolved: dict
     completed = incomplete = 0
     if not todo:
         write_text(directory / "_sweep.yaml", _sweep_yaml(cfg, resolved, len(specs), command))
+        write_plan(directory, (s.run_id for s in specs))
     else:
+        plan_written = [0.0]  # when the plan was last written (adaptive rounds extend it)
+
         def ready(info: ClusterInfo) -> None:
             # written once Ray is up: a sweep that cannot start or join Ray writes nothing
             write_text(directory / "_sweep.yaml", _sweep_yaml(cfg, resolved, len(specs), command))
+            write_plan(directory, (s.run_id for s in (planner.specs() if planner is not None else specs)))
+            plan_written[0] = time.monotonic()
             where = ("warm pool" if info.warm else "embedded local Ray" if info.embedded
                      else f"Ray at {info.address}")
             if info.note:
@@ -187,6 +194,9 @@ def _run(cfg: SweepConfig, specs: list[RunSpec], directory: Path, resolved: dict
                     nxt = planner.finished(spec, outcome_of(result))
                     queue.extend(nxt)
                     progress.grow(len(nxt))
+                    if nxt and time.monotonic() - plan_written[0] > 5:  # at most every 5 s; and at the end
+                        write_plan(directory, (s.run_id for s in planner.specs()))
+                        plan_written[0] = time.monotonic()
                     if nxt or planner.cells[cell_key(spec)].reason is not StopReason.RUNNING:
                         write_text(directory / "_cells.json", _cells_json(planner))
                 progress.finished(spec, result)
@@ -195,10 +205,17 @@ def _run(cfg: SweepConfig, specs: list[RunSpec], directory: Path, resolved: dict
     if planner is not None:
         write_text(directory / "_cells.json", _cells_json(planner))
         specs = planner.specs()
+        write_plan(directory, (s.run_id for s in specs))
     _compact_if_many(directory, cfg.store.compact_files, console)
     df = load_results(directory, quarantine=True)
     planned = {s.run_id for s in specs}
+    other = df.loc[~df["run_id"].isin(planned), "run_id"].nunique()
     df = df[df["run_id"].isin(planned)]
+    if other:  # runs an earlier definition of the sweep left (edited checks or code, another grid)
+        console.print(f"left out {other:,} stored run(s) of other definitions of this sweep (an edited check or "
+                      f"scenario, another grid); python -m harness report {shlex.quote(str(directory))} --all-runs "
+                      "includes them",
+                      highlight=False)
     print_summary(console, df, str(directory), time.monotonic() - t0, completed + incomplete, skipped)
     if cfg.adaptive.rule == "bound":  # the question the sweep ran for, answered where the user looks
         print_bounds(console, df, cfg.adaptive.target, cfg.adaptive.confidence)

@@ -199,6 +199,31 @@ def write_text(path: Path, text: str) -> None:
     _atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
+PLAN = "_plan.json"  # the run ids the sweep's current definition plans (ignored by dataset discovery)
+
+
+def write_plan(directory: Path, run_ids: Iterable[str]) -> None:
+    """Record the run ids the sweep's current definition plans (its grid, its scenarios' checks and
+    code; with adaptive seeds, the rounds planned so far), atomically: readers tell the runs of the
+    current definition from runs an earlier definition left in the directory."""
+    import json
+
+    write_text(directory / PLAN, json.dumps({"run_ids": sorted(set(run_ids))}, separators=(",", ":")))
+
+
+def read_plan(directory: str | os.PathLike[str]) -> set[str] | None:
+    """The run ids ``write_plan`` recorded for the sweep directory, or None (none recorded: a sweep of
+    an earlier version, or a root of several sweeps)."""
+    import json
+
+    try:
+        doc = json.loads((Path(directory) / PLAN).read_text())
+        ids = doc["run_ids"] if isinstance(doc, dict) else None
+    except (OSError, ValueError, KeyError):
+        return None
+    return {str(i) for i in ids} if isinstance(ids, list) else None
+
+
 # part-<write time, ns since the epoch, 19 digits>-<8 hex; a "c" first for a compacted file>.parquet
 _BATCHED = re.compile(r"part-(\d{19})-(c?)[0-9a-f]{8}\.parquet")
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import TESTS, gated_sweep, run_cli
 
 from harness import load_results
-from harness.store import stored_run_ids
+from harness.store import read_plan, stored_run_ids
 
 
 @pytest.fixture
@@ -122,3 +122,8 @@ def test_runs_of_a_damaged_part_file_are_recomputed_and_the_file_quarantined(tmp
     assert "8 already stored, 4 to run" in third.stdout and "column 'seed' is string" in third.stderr
     assert (out / "_quarantine" / files[1].name).exists()
     assert len(stored_run_ids(out)) == 12 and load_results(out)["run_id"].nunique() == 12
+    # a smaller grid under the same name: its summary covers its own 10 runs and says what it left out
+    fewer = run_cli([a if not a.startswith("sweep.seed=") else "sweep.seed=range(0,5)" for a in args], cwd=tmp_path)
+    assert fewer.returncode == 0 and "10 already stored, 0 to run" in fewer.stdout, fewer.stderr
+    assert "left out 2 stored run(s) of other definitions" in " ".join(fewer.stdout.split())
+    assert len(read_plan(out)) == 10

@@ -339,3 +339,20 @@ def test_the_report_answers_for_the_target_the_adaptive_bound_sweep_ran_for(tmp_
     assert "bounds at a 5% false-alarm target with 95% confidence (the sweep's adaptive.target)" in capsys.readouterr().out
     assert main([str(root), "--out", str(tmp_path / "r1"), "--target", "0.01"]) == 0  # an explicit target wins
     assert (pd.read_csv(tmp_path / "r1" / "tables" / "tolerance.csv")["bound_status"] == "needs_runs").all()
+
+
+def test_the_report_analyses_the_runs_of_the_current_definition_and_says_what_it_left_out(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from harness.store import write_plan
+
+    root = tmp_path / "sw"
+    df = synthetic_results(seeds=range(12))
+    write_results(df, str(root))
+    current = sorted(df["run_id"].unique())[:10]  # two runs of an earlier definition of a check
+    write_plan(root, current)
+    assert main([str(root), "--out", str(tmp_path / "r")]) == 0
+    assert "left out 2 stored run(s) of other definitions" in " ".join(capsys.readouterr().out.split())
+    assert pd.read_csv(tmp_path / "r" / "tables" / "headline.csv")["runs"].sum() == 10
+    assert main([str(root), "--out", str(tmp_path / "all"), "--all-runs"]) == 0
+    assert pd.read_csv(tmp_path / "all" / "tables" / "headline.csv")["runs"].sum() == 12
+    assert "left out" not in capsys.readouterr().out

@@ -70,6 +70,11 @@ def sweep_guarantee(meta: dict) -> tuple[float, float] | None:
 
 
 def _planned_runs(results: Path) -> int | None:
+    from harness.store import read_plan
+
+    plan = read_plan(results)  # with adaptive seeds, the rounds planned (the yaml has the first plan)
+    if plan is not None:
+        return len(plan)
     value = _sweep_meta(results).get("runs")
     return int(value) if isinstance(value, (int, float)) else None
 
@@ -91,6 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "validated on them")
     parser.add_argument("--gof", choices=("ks", "ad"), default="ks",
                         help="GPD goodness of fit: ks (fast) or ad (Anderson-Darling, Monte Carlo; slower)")
+    parser.add_argument("--all-runs", action="store_true",
+                        help="also analyse stored runs of earlier definitions of the sweep (edited checks or code, "
+                             "another grid); by default only the runs its current definition plans (_plan.json)")
     parser.add_argument("--outcome", metavar="CHECK",
                         help="a check whose pass/fail says whether a run was healthy (bare name or scenario/check): "
                              "every other check is measured as a detector against it (false alarms, detection)")
@@ -120,6 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if df.empty:
         print(f"error: no finished runs in {results} (no readable part files)", file=sys.stderr)
         return 2
+    df, left_out = current_runs(df, results, args.all_runs)
+    if df.empty:
+        print(f"error: none of the {left_out:,} stored runs in {results} is of the sweep's current definition "
+              "(_plan.json); --all-runs analyses them", file=sys.stderr)
+        return 2
     fresh = None
     if args.fresh:
         try:
@@ -146,5 +159,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"bounds at a {share(args.target)} false-alarm target with {1 - alpha:.0%} confidence"
                       + (" (the sweep's adaptive.target)" if args.target == ran_for[0] else " (--target)"),
                       highlight=False)
+    if left_out:
+        console.print(f"left out {left_out:,} stored run(s) of other definitions of this sweep (an edited check or "
+                      "scenario, another grid): --all-runs includes them", highlight=False)
     print_headline(console, rep.headline, rep.out)
     return 0
+
+
+def current_runs(df: pd.DataFrame, results: Path, all_runs: bool = False) -> tuple[pd.DataFrame, int]:
+    """(the rows of the runs the sweep's current definition plans, how many stored runs were left
+    out). All rows when ``all_runs`` or when the sweep recorded no plan (an earlier version)."""
+    from harness.store import read_plan
+
+    plan = None if all_runs else read_plan(results)
+    if plan is None:
+        return df, 0
+    mine = df["run_id"].isin(plan)
+    return df[mine], int(df.loc[~mine, "run_id"].nunique())
