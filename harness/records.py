@@ -168,6 +168,19 @@ RESULT_COLUMNS: tuple[str, ...] = ("bound_compared", "value_dtype", "n_evaluated
                                    "first_failure_step", "worst_value", "worst_margin")
 
 
+# The types a scenario may declare for its run-level extra columns (``extra_columns()``), by name.
+EXTRA_TYPES: dict[str, pa.DataType] = {"float64": pa.float64(), "int64": pa.int64(), "string": pa.string(),
+                                       "bool": pa.bool_()}
+# The extra columns the engine adds to every run of a scenario that trains.
+TRAINING_EXTRAS: dict[str, str] = {"grad_norm_max": "float64", "clip_active_steps": "int64"}
+
+
+def sweep_schema(extras: dict[str, str]) -> pa.Schema:
+    """The schema of every part file of a sweep: the core columns, then its declared extra columns by
+    name (``extras``: name -> a type of EXTRA_TYPES)."""
+    return pa.schema([*CORE_SCHEMA, *(pa.field(k, EXTRA_TYPES[extras[k]]) for k in sorted(extras))])
+
+
 def _extra_type(value: Any) -> pa.DataType:
     if value is None or isinstance(value, float):
         return pa.float64()

@@ -25,7 +25,8 @@ from harness.grid import RunSpec, expand
 from harness.plan import Outcome, Planner, StopReason, cell_key
 from harness.progress import SweepProgress
 from harness.summary import print_bounds, print_summary
-from harness.records import RunResult, Status, result_rows
+from harness.records import RunResult, Status, result_rows, sweep_schema
+from harness.scenarios.base import sweep_extra_columns
 from harness.store import (PartBuffer, StoreError, check_writable, compact, load_results, make_sweep_dir, part_files,
                            remove_if_empty, remove_stale_temporaries, stored_run_ids, sweep_dir, write_plan,
                            write_text)
@@ -47,6 +48,7 @@ def preflight(cfg: SweepConfig) -> list[RunSpec]:
     results directory (created here, so a root where it cannot be made fails now; run_sweep
     removes it again if the sweep ends having written nothing). Raises on the first problem."""
     specs = expand(cfg)  # constructs every distinct (scenario, params) and reads its checks, no TF
+    sweep_extra_columns(specs)  # the columns the scenarios declare agree (ScenarioError otherwise)
     check_writable(sweep_dir(cfg.results_root, cfg.name))
     make_sweep_dir(sweep_dir(cfg.results_root, cfg.name))
     return specs
@@ -182,12 +184,13 @@ def _run(cfg: SweepConfig, specs: list[RunSpec], directory: Path, resolved: dict
                           f"actor{'s' if info.num_actors != 1 else ''}", highlight=False)
             progress.started()
 
+        schema = sweep_schema(sweep_extra_columns(specs))  # every part file has every column of the sweep
         queue = RunQueue(todo)
         runs = dispatch(queue, cfg.ray, timeout_s=cfg.timeout_s, retries=cfg.retries, on_ready=ready,
                         trials=trial_specs(todo))
         # leaving the block (the end, Ctrl-C, SIGTERM, an error) writes the buffered runs first, then shuts Ray down
         with SweepProgress(console, total=len(todo), skipped=skipped) as progress, closing(runs), \
-                PartBuffer(directory, cfg.store.flush_runs, cfg.store.flush_seconds) as parts:
+                PartBuffer(directory, cfg.store.flush_runs, cfg.store.flush_seconds, schema) as parts:
             for spec, result in runs:  # closing: an error here (e.g. disk full) still shuts Ray down
                 parts.add(spec.run_id, result_rows(spec, result, __version__))
                 if planner is not None:

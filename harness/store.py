@@ -248,11 +248,41 @@ def _schema_groups(tables: Sequence[pa.Table]) -> list[pa.Table]:
         return [pa.concat_tables(g) for g in groups.values()]
 
 
-def write_batch(directory: Path, tables: Sequence[pa.Table]) -> list[Path]:
+def _widened(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with every column of ``schema`` (null where it has none, cast to the declared type),
+    in the schema's order, then the columns only it has. A column whose values do not cast to the
+    type declared for it keeps its own type (the scenario declared it wrongly; it is not lost)."""
+    names = set(table.column_names)
+    arrays, fields = [], []
+    for f in schema:
+        if f.name not in names:
+            arrays.append(pa.nulls(table.num_rows, f.type))
+            fields.append(f)
+            continue
+        column = table.column(f.name)
+        if column.type != f.type:
+            try:
+                column = column.cast(f.type)
+            except _CAST_ERRORS:
+                log.warning("column %r is %s, not the %s declared for it: written as it is", f.name, column.type,
+                            f.type)
+        arrays.append(column)
+        fields.append(pa.field(f.name, column.type))
+    for name in table.column_names:
+        if name not in schema.names:
+            arrays.append(table.column(name))
+            fields.append(table.schema.field(name))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def write_batch(directory: Path, tables: Sequence[pa.Table], schema: pa.Schema | None = None) -> list[Path]:
     """Write the rows of several runs as one part file ``part-<ns>-<hex>.parquet``, atomically
-    (StoreWriteError on failure); runs whose extra columns clash go to one file per schema."""
+    (StoreWriteError on failure); runs whose extra columns clash go to one file per schema. With
+    ``schema`` (the sweep's: core and declared extra columns), every file has all its columns."""
     paths = []
     for table in _schema_groups(tables) if tables else []:
+        if schema is not None:
+            table = _widened(table, schema)
         path = directory / _batched_name(time.time_ns())
         _atomic_write(path, lambda fh, t=table: _write_parquet(t, fh))
         paths.append(path)
@@ -269,10 +299,14 @@ class PartBuffer:
     and keeps the runs buffered; a timed flush that failed is tried again by the next ``add`` or
     by ``close``, which raise if it fails again."""
 
-    def __init__(self, directory: Path, flush_runs: int = 256, flush_seconds: float = 2.0) -> None:
+    def __init__(self, directory: Path, flush_runs: int = 256, flush_seconds: float = 2.0,
+                 schema: pa.Schema | None = None) -> None:
         if flush_runs < 1 or not flush_seconds >= 0:
             raise ValueError(f"flush_runs={flush_runs!r} must be >= 1 and flush_seconds={flush_seconds!r} >= 0")
         self.directory = directory
+        # the sweep's schema: every file it writes has every column of it, and every column a run had
+        # that the schema did not declare, from the file where it first appeared on
+        self.schema = schema
         self.flush_runs = flush_runs
         self.flush_seconds = flush_seconds
         self.files: list[Path] = []  # part files written
@@ -319,7 +353,14 @@ class PartBuffer:
             self._timer = None
         if not self._tables:
             return
-        self.files += write_batch(self.directory, list(self._tables.values()))
+        tables = list(self._tables.values())
+        if self.schema is not None:
+            known = set(self.schema.names)
+            new = [t.schema.field(n) for t in tables for n in t.column_names if n not in known]
+            for f in new:  # undeclared columns join the schema for the files that follow
+                if f.name not in known:
+                    self.schema, known = self.schema.append(f), known | {f.name}
+        self.files += write_batch(self.directory, tables, self.schema)
         self.runs_written += len(self._tables)
         self._tables.clear()
 

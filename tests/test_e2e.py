@@ -33,6 +33,10 @@ def test_smoke_sweep_then_resume_skips_everything(tmp_path: Path) -> None:
     assert df["worker"].str.split(":").str[1].nunique() >= 2  # at least two actor processes did runs
     assert {"fp32", "fp16"} == set(df["precision"]) and lb["clip_value"].isna().sum() == 8
     assert (out / "_sweep.yaml").exists()
+    import pyarrow.parquet as pq
+
+    for part in out.glob("part-*.parquet"):  # every part file has every column of the sweep's scenarios
+        assert {"stats_nonfinite", "reduce_dtype", "grad_norm_max", "clip_active_steps"} <= set(pq.read_schema(part).names)
     assert "Run-level failure rate" in first.stdout and "embedded local Ray" in first.stdout
     assert "fails from step" in first.stdout and "python -m harness report" in first.stdout
     # the README's second finding: "loss < 1.0 after every step" fails at step 0 in every run, and the summary says so

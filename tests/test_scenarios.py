@@ -228,3 +228,19 @@ def test_non_training_scenario_with_step_checks_is_an_error(tf_worker: None) -> 
     target = f"{Path(__file__).stem}.StepCheckWithoutTraining"
     r = execute(make_spec(scenario="bad", target=target, params={}))
     assert r.status is Status.ERROR and "does not train" in (r.error or "")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_extra_columns_a_scenario_declares_are_those_its_runs_have(tf_worker: None, name: str) -> None:
+    """Every built-in scenario declares its run-level columns (names and types), so every part file of a
+    sweep can carry them all; the declaration is checked against a real run."""
+    from harness.records import EXTRA_TYPES, result_rows
+    from harness.scenarios.base import extra_columns
+
+    params = {"modes": list(MODES)} if name == "train_inference" else {}
+    declared = extra_columns(BUILTIN[name], {**conf_params(name), **params})
+    result = run(name, data_size=256, steps=5, **params)
+    assert set(result.extras) == set(declared)
+    spec = make_spec(scenario=name, target=BUILTIN[name], params={**conf_params(name), **params})
+    table = result_rows(spec, result, "0")
+    assert {k: table.schema.field(k).type for k in declared} == {k: EXTRA_TYPES[v] for k, v in declared.items()}

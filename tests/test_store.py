@@ -606,3 +606,23 @@ def test_a_forked_child_reads_with_threads_of_its_own(tmp_path: Path) -> None:
             pytest.fail("the forked child's load_results did not finish")
     assert os.read(read, 100) == b"6"
     assert store._pool is not None and store._pool[0] == os.getpid()
+
+
+def test_every_part_file_carries_the_sweeps_full_schema(tmp_path: Path) -> None:
+    """A scenario's declared extra column is in every part file, also one written before any of its runs
+    finished, so pandas.read_parquet (which takes the first file's schema) sees it; an undeclared one
+    joins the files written after it first appeared."""
+    from harness.records import sweep_schema
+
+    schema = sweep_schema({"stats_nonfinite": "int64", "grad_norm_max": "float64"})
+    with PartBuffer(tmp_path, flush_runs=2, flush_seconds=60, schema=schema) as buffer:
+        buffer.add(*rows(1, grad_norm_max=1.5))  # a training run: no stats_nonfinite
+        buffer.add(*rows(2, grad_norm_max=2.5))
+        buffer.add(*rows(3, stats_nonfinite=0))  # a normalization run, in the second file
+        buffer.add(*rows(4, surprise="x"))  # not declared: from this file on
+    first, second = part_files(tmp_path)
+    assert {"stats_nonfinite", "grad_norm_max"} <= set(pq.read_schema(first).names)
+    assert pq.read_schema(first).field("stats_nonfinite").type == pa.int64()
+    assert {"stats_nonfinite", "grad_norm_max", "surprise"} <= set(pq.read_schema(second).names)
+    df = pd.read_parquet(tmp_path)
+    assert df.set_index("seed")["stats_nonfinite"].loc[3] == 0 and "grad_norm_max" in df.columns

@@ -117,6 +117,10 @@ class ActivationBounds:
         nan = tf.constant(float("nan"), dt)  # a non-finite output never passes
         return {"out_min": tf.where(bad > 0, nan, lo), "out_max": tf.where(bad > 0, nan, hi)}
 
+    def extra_columns(self) -> dict[str, str]:
+        return {"activation_dtype": "string", "compare_dtype": "string", "saturated_fraction": "float64",
+                "nonfinite_outputs": "int64"}
+
     def extras(self) -> dict[str, Any]:
         total = int(self.x.shape[0]) * self.units
         return {"activation_dtype": self.activation_dtype,

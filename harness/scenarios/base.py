@@ -14,6 +14,10 @@ and optionally:
     evaluate()            -> observations for checks declared with when="final",
                              computed once after training (also compiled)
     extras()              -> run-level result columns {name: float|int|bool|str}
+    extra_columns()       -> the columns extras() returns, declared: {name: "float64" | "int64" |
+                             "string" | "bool"} (a function of the parameters, no TF): every part
+                             file of a sweep then carries every column of every scenario in it,
+                             so plain readers (pandas.read_parquet) see them all
     trains = False        -> a class attribute for a scenario that does not train
                              (e.g. a preprocessing check): no loop runs, steps is
                              recorded as 0, every check must be when="final" and
@@ -318,3 +322,54 @@ def declared_checks(scenario: Any) -> list[Check]:
     if dupes:
         raise ScenarioError(f"{type(scenario).__name__}.checks() repeats check name(s) {', '.join(dupes)}")
     return flat
+
+
+def extra_columns(target: str, params: Mapping[str, Any]) -> dict[str, str]:
+    """The run-level extra columns runs of this scenario have: the engine's training numerics
+    (``records.TRAINING_EXTRAS``) for a scenario that trains, and what its ``extra_columns()``
+    declares. ScenarioError for a declaration that is not {name: a type of records.EXTRA_TYPES}
+    or names a core column."""
+    from harness.records import CORE_COLUMNS, EXTRA_TYPES, TRAINING_EXTRAS
+
+    cls = load_class(target)
+    out = dict(TRAINING_EXTRAS) if getattr(cls, "trains", True) else {}
+    declare = getattr(cls, "extra_columns", None)
+    if not callable(declare):
+        return out
+    scenario = instantiate(target, params)
+    try:
+        with _scenario_code(f"{cls.__name__}.extra_columns()"):
+            declared = scenario.extra_columns()
+    except ScenarioError:
+        raise
+    except Exception as exc:
+        raise ScenarioError(f"{cls.__name__}.extra_columns() raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(declared, Mapping):
+        raise ScenarioError(f"{cls.__name__}.extra_columns() must return a dict of name -> type, "
+                            f"got {type(declared).__name__}")
+    for name, kind in declared.items():
+        if not isinstance(name, str) or not name or name in CORE_COLUMNS:
+            raise ScenarioError(f"{cls.__name__}.extra_columns(): {name!r} is not a new column name")
+        if kind not in EXTRA_TYPES:
+            raise ScenarioError(f"{cls.__name__}.extra_columns(): {name!r} has type {kind!r} "
+                                f"(types: {', '.join(EXTRA_TYPES)})")
+    return {**out, **declared}
+
+
+def sweep_extra_columns(runs: Sequence[Any]) -> dict[str, str]:
+    """The extra columns of a sweep's runs (RunSpecs): the union over its distinct scenarios and
+    parameters. ScenarioError when two of them declare one name with different types."""
+    out: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    seen: set[tuple[str, str]] = set()
+    for spec in runs:
+        key = (spec.target, json.dumps(dict(spec.params), sort_keys=True, default=str))
+        if key in seen:
+            continue
+        seen.add(key)
+        for name, kind in extra_columns(spec.target, spec.params).items():
+            if out.setdefault(name, kind) != kind:
+                raise ScenarioError(f"extra column {name!r} is {out[name]} in {owner[name]} and {kind} in "
+                                    f"{spec.scenario}: one name, one type per sweep")
+            owner.setdefault(name, spec.scenario)
+    return out

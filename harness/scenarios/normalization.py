@@ -83,6 +83,9 @@ class Normalization:
         z_mean, z_std = self._moments(z)
         return {"mean": z_mean, "std": z_std}
 
+    def extra_columns(self) -> dict[str, str]:
+        return {"reduce_dtype": "string", "compare_dtype": "string", "stats_nonfinite": "int64"}
+
     def extras(self) -> dict[str, Any]:
         return {"reduce_dtype": self.reduce_dtype,
                 "compare_dtype": self.reduce_dtype if self.compare == "native" else "float64",

@@ -153,6 +153,11 @@ class TrainInference:
         self._losses.assign(tf.stack(losses))
         return obs
 
+    def extra_columns(self) -> dict[str, str]:
+        out = {"loss_dtype": "string", "reference_loss": "float64", **{f"inference_loss_{m}": "float64"
+                                                                         for m in self.modes}}
+        return {**out, "broadcast_loss_shape": "string"} if "shape" in self.modes else out
+
     def extras(self) -> dict[str, Any]:
         values = [float(v) for v in self._losses.numpy()]
         out: dict[str, Any] = {"loss_dtype": "float32", "reference_loss": values[0]}
