@@ -12,6 +12,25 @@ per detector and per group of ``by`` (the other axes; seeds are the replicates):
   unhealthy runs. It depends on how common unhealthy runs are in the sweep, so it does not
   carry over to a sweep with another mix of configurations.
 
+Grouping (``by``): a detector is judged per group of runs; everything not grouped on is pooled.
+By default (``by="auto"``) the runs are grouped by precision, and by data size too when the runs
+allow it (below); every other axis is pooled: the swept scenario parameters (the ``variant``
+column, e.g. a bug and its fix, ``scenarios.NAME._axes_.fix=[false,true]``), seeds (the
+replicates), batch size, clipping, ... . So a control swept as a variant (the fixed program's
+runs healthy, the buggy program's unhealthy) is compared with the bug inside each precision,
+instead of each variant alone, where all runs share one outcome and nothing can be tested. A
+check is named without its variant (``scenario[key=value]/check`` from ``report.prepare``
+becomes ``check``, or ``scenario/check`` when the frame has several scenarios); with ``variant``
+in ``by`` the variants are split again, in a ``variant`` column. The axes pooled in each row are
+named in its ``pooled`` column (and all of them in ``attrs["pooled"]``).
+
+The data-size rule of ``by="auto"``: data size is a grouping key when the judged runs (completed,
+with an outcome result) have more than one data size and every cell outcome check x precision x
+data size that has judged runs is testable: it has healthy and unhealthy runs, h and u of them,
+with C(h + u, u) > 1 / alpha, i.e. a detector firing on exactly the unhealthy runs would reach
+p < alpha (the rule of the association test below). Otherwise data sizes are pooled, and
+``attrs["by_rule"]`` says which cell did not allow the split.
+
 Unit: a completed run (status ok) in which both the outcome and the detector have a
 pass/fail. Runs that did not complete are counted apart (``incomplete``), completed runs
 where either check has no result apart again (``unknown``); neither is in any rate.
@@ -45,11 +64,15 @@ from math import comb
 import numpy as np
 import pandas as pd
 
-from harness.analysis.frame import failed_mask, group_keys, ok_mask, pct, pformat, require
+from harness.analysis.frame import derived_steps, failed_mask, group_keys, label, ok_mask, pct, pformat, require
 from harness.analysis.rates import wilson_interval
 from harness.analysis.verdicts import AlarmVerdict
 
-COLUMNS = ("outcome", "runs", "incomplete", "unknown", "outcome_passed", "outcome_failed", "fired",
+AUTO = "auto"  # by="auto": precision, and data size where the runs allow it (module docstring)
+# The axes a row can pool over (besides those it is grouped by), in the order they are named.
+POOLABLE = ("variant", "data_size", "batch_size", "steps", "epochs", "clip_value", "precision", "seed")
+
+COLUMNS = ("outcome", "pooled", "runs", "incomplete", "unknown", "outcome_passed", "outcome_failed", "fired",
            "fired_when_healthy", "false_alarm_rate", "false_alarm_ci_low", "false_alarm_ci_high",
            "fired_when_unhealthy", "detection_rate", "detection_ci_low", "detection_ci_high",
            "ppv", "ppv_ci_low", "ppv_ci_high", "odds_ratio", "p_value", "status", "verdict")
@@ -120,7 +143,76 @@ def _odds(x: float) -> str:
     return "∞" if x == np.inf else "–" if not np.isfinite(x) else f"{x:.3g}"
 
 
-def false_alarms(df: pd.DataFrame, outcome: str, by: Sequence[str] | str | None = ("precision", "data_size"),
+def pooled_check_names(df: pd.DataFrame) -> pd.Series:
+    """Each row's check without its variant: ``scenario[key=value]/check`` (``report.prepare``) becomes
+    ``check``, or ``scenario/check`` when the frame has several scenarios; other names are kept."""
+    names = df["check"]
+    if "variant" not in df.columns or "scenario" not in df.columns or names.empty:
+        return names
+    several = df["scenario"].nunique() > 1
+    (cc, cu), (sc, su), (vc, vu) = (pd.factorize(df[c]) for c in ("check", "scenario", "variant"))  # null: -1
+    ns, nv = len(su) + 1, len(vu) + 1
+    key = ((cc + 1) * ns + (sc + 1)) * nv + (vc + 1)
+    uniq, inverse = np.unique(key, return_inverse=True)
+    out: list[object] = []
+    for k in uniq.tolist():
+        c_i, rest_i = divmod(k, ns * nv)
+        s_i, v_i = divmod(rest_i, nv)
+        c = cu[c_i - 1] if c_i else None
+        sc_, v = (su[s_i - 1] if s_i else None), (vu[v_i - 1] if v_i else None)
+        prefix = f"{sc_}[{v}]/" if isinstance(v, str) and v else None
+        if isinstance(c, str) and prefix is not None and c.startswith(prefix):
+            c = f"{sc_}/{c[len(prefix):]}" if several else c[len(prefix):]
+        out.append(c)
+    return pd.Series(np.asarray(out, dtype=object)[inverse.reshape(-1)], index=df.index, dtype=object)
+
+
+def _testable(h: int, u: int, alpha: float) -> bool:
+    """Could a detector firing on exactly the u unhealthy runs of h + u reach p < alpha?"""
+    return h > 0 and u > 0 and comb(h + u, u) > 1 / alpha  # exact integers, not floats
+
+
+def _auto_keys(judged: pd.DataFrame, alpha: float) -> tuple[list[str], str]:
+    """``by="auto"``: precision, and data size when every outcome x precision x data size cell of the
+    judged runs (one row per run: outcome, bad, and the axes) is testable; the keys and a sentence why."""
+    keys = [k for k in ("precision",) if k in judged.columns]
+    if "data_size" not in judged.columns or judged["data_size"].nunique(dropna=False) < 2:
+        return keys, ""
+    cells = judged.groupby(["outcome", *keys, "data_size"], dropna=False, sort=True, observed=True)["bad"]
+    counts = pd.DataFrame({"u": cells.sum(), "n": cells.size()}).reset_index()
+    for r in counts.itertuples():
+        h, u = int(r.n - r.u), int(r.u)
+        if not _testable(h, u, alpha):
+            where = " x ".join([*(label(getattr(r, k)) for k in keys), f"{label(r.data_size)} rows"])
+            why = ("no unhealthy run" if not u else "no healthy run" if not h
+                   else f"{h:,} healthy and {u:,} unhealthy runs, too few to test")
+            return keys, f"data sizes pooled: {where} has {why}"
+    return [*keys, "data_size"], ("split by data size: every data-size cell has enough healthy and unhealthy runs "
+                                  "to test")
+
+
+def _describe(axis: str, values: Sequence[object]) -> str:
+    """``variant (fix=False, fix=True)``, ``data size (800, 8,000)``, ``30 seeds``."""
+    if axis == "seed":
+        return f"{len(values):,} seeds"
+    shown = [label(v) or "(none swept)" for v in values]
+    if len(shown) > 6:
+        shown = [*shown[:2], "...", shown[-1], f"{len(shown)} values"]
+    return f"{axis.replace('_', ' ')} ({', '.join(shown)})"
+
+
+def _sort_key(v: object) -> tuple[int, object]:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return (2, 0)
+    return (0, v) if isinstance(v, (int, float, np.integer, np.floating)) else (1, str(v))
+
+
+def pooled_text(pooled: dict[str, list[object]]) -> str:
+    """The axes of ``attrs["pooled"]`` in one phrase: ``variant (fix=False, fix=True), 30 seeds``."""
+    return ", ".join(_describe(a, v) for a, v in pooled.items())
+
+
+def false_alarms(df: pd.DataFrame, outcome: str, by: Sequence[str] | str | None = AUTO,
                  alpha: float = 0.05, max_false_alarm: float = 0.05) -> pd.DataFrame:
     """Per detector (every check but the outcome) and group of ``by``: how often it fires in
     healthy runs (the outcome check passed) and in unhealthy ones (it failed), with
@@ -130,8 +222,14 @@ def false_alarms(df: pd.DataFrame, outcome: str, by: Sequence[str] | str | None 
     ``outcome`` is a check name, exact or (for frames from ``report.prepare``) the part after
     the last "/" (``match_outcome``; ValueError when nothing matches).
 
-    Columns: check, the ``by`` columns, then outcome (the outcome check of these runs), runs
-    (completed runs with both results), incomplete (runs with both checks that did not
+    ``by``: ``"auto"`` (default) groups by precision, and by data size when every data-size cell
+    can be tested (module docstring), pooling every other axis: the variants (a bug and its fix),
+    seeds, ...; a list of columns groups by exactly those (``["precision", "data_size",
+    "variant"]`` splits the variants again); None or [] pools every run.
+
+    Columns: check (without its variant), the ``by`` columns, then outcome (the outcome check of these
+    runs), pooled (the axes that vary among the row's runs: ``variant (fix=False, fix=True), 30 seeds``),
+    runs (completed runs with both results), incomplete (runs with both checks that did not
     complete), unknown (completed runs where either check has no result), outcome_passed
     (healthy runs), outcome_failed (unhealthy runs), fired, fired_when_healthy,
     false_alarm_rate, false_alarm_ci_low, false_alarm_ci_high, fired_when_unhealthy,
@@ -139,6 +237,10 @@ def false_alarms(df: pd.DataFrame, outcome: str, by: Sequence[str] | str | None 
     runs), ppv_ci_low, ppv_ci_high, odds_ratio (sample odds ratio of firing, unhealthy vs
     healthy; inf/NaN at zero cells), p_value (one-sided Fisher; NaN when not testable),
     status (AlarmVerdict value), verdict (sentence). A rate with no run under it is NaN.
+    ``attrs``: outcome, outcome_checks, by (the keys used), by_rule (with "auto": why data size is
+    or is not a key; else ""), pooled ({axis: values} over every row), alpha, max_false_alarm, and
+    the run counts (outcome_runs, outcome_completed, outcome_judged, healthy_runs, unhealthy_runs,
+    incomplete_runs).
     """
     from scipy import stats
 
@@ -146,34 +248,47 @@ def false_alarms(df: pd.DataFrame, outcome: str, by: Sequence[str] | str | None 
         raise ValueError(f"alpha must be in (0, 1), not {alpha}")
     if not 0 <= max_false_alarm < 1:
         raise ValueError(f"max_false_alarm must be in [0, 1), not {max_false_alarm}")
-    keys = [k for k in group_keys(by) if k != "check"]
+    auto = isinstance(by, str) and by == AUTO
+    keys = [] if auto else [k for k in group_keys(by) if k != "check"]
     require(df, ("run_id", "check", "status", "passed", *keys))
     ccode, cnames = df["check"].factorize()  # null check: code -1
     rcode, rnames = df["run_id"].factorize()
     matched = match_outcome(cnames, outcome)
+    is_out = np.isin(ccode, [i for i, c in enumerate(cnames) if c in matched])
+    pcode, pnames = pooled_check_names(df).factorize()  # the checks as grouped: without their variant
     ok = ok_mask(df).to_numpy()
     known = ok & df["passed"].notna().to_numpy()
     fired = failed_mask(df).to_numpy() & known
-    is_out = np.isin(ccode, [i for i, c in enumerate(cnames) if c in matched])
     # per run (by run code): has the outcome; its outcome check; outcome known (every outcome row
     # has a result); outcome failed (any outcome row failed); the run completed
     n_runs = len(rnames)
     ro = rcode[is_out]
     has_out = np.bincount(ro, minlength=n_runs) > 0
     out_name = np.full(n_runs, -1, dtype=np.int64)
-    out_name[ro] = ccode[is_out]
+    out_name[ro] = pcode[is_out]
+    out_row = np.full(n_runs, -1, dtype=np.int64)
+    out_row[ro] = np.flatnonzero(is_out)
     out_known = has_out & (np.bincount(ro, weights=~known[is_out], minlength=n_runs) == 0)
     out_failed = out_known & (np.bincount(ro, weights=fired[is_out], minlength=n_runs) > 0)
     run_ok = np.bincount(rcode, weights=~ok, minlength=n_runs) == 0
-    named = np.flatnonzero(np.asarray([isinstance(c, str) and c != "" for c in cnames], dtype=bool))
-    rows = np.flatnonzero(~is_out & np.isin(ccode, named) & has_out[rcode])
+    pnames_arr = np.asarray(pnames, dtype=object)
+    rule = ""
+    if auto:
+        judged_runs = np.flatnonzero(has_out & run_ok & out_known)
+        rows_of = out_row[judged_runs]
+        judged = pd.DataFrame({"outcome": pnames_arr[out_name[judged_runs]] if len(judged_runs) else [],
+                               "bad": out_failed[judged_runs],
+                               **{k: df[k].to_numpy()[rows_of] for k in ("precision", "data_size") if k in df.columns}})
+        keys, rule = _auto_keys(judged, alpha)
+    named = np.flatnonzero(np.asarray([isinstance(c, str) and c != "" for c in pnames], dtype=bool))
+    rows = np.flatnonzero(~is_out & np.isin(pcode, named) & has_out[rcode])
     r = rcode[rows]
     both = known[rows] & out_known[r]
     healthy, unhealthy = both & ~out_failed[r], both & out_failed[r]
     fire = fired[rows]
-    det = pd.DataFrame({"check": np.asarray(cnames, dtype=object)[ccode[rows]],
+    det = pd.DataFrame({"check": pnames_arr[pcode[rows]],
                         **{k: df[k].to_numpy()[rows] for k in keys},
-                        "_outcome": np.asarray(cnames, dtype=object)[out_name[r]] if len(rows) else [],
+                        "_outcome": pnames_arr[out_name[r]] if len(rows) else [],
                         "runs": both, "incomplete": ~ok[rows], "unknown": ok[rows] & ~both,
                         "outcome_passed": healthy, "outcome_failed": unhealthy, "fired": both & fire,
                         "fired_when_healthy": healthy & fire, "fired_when_unhealthy": unhealthy & fire})
@@ -185,11 +300,13 @@ def false_alarms(df: pd.DataFrame, outcome: str, by: Sequence[str] | str | None 
     names = (det[[*group, "_outcome"]].drop_duplicates().groupby(group, dropna=False, sort=True, observed=True)
              ["_outcome"].agg(lambda v: ", ".join(sorted(v))))
     res.insert(len(group), "outcome", names.to_numpy() if len(res) else pd.Series([], dtype=object))
+    described, pooled = _pooled(df, rows, det[group], res[group], keys)
+    res.insert(len(group) + 1, "pooled", described)
     runs_done = run_ok[has_out]
-    judged = runs_done & out_known[has_out]
-    bad = judged & out_failed[has_out]
+    judged_mask = runs_done & out_known[has_out]
+    bad = judged_mask & out_failed[has_out]
     run_counts = {"outcome_runs": int(has_out.sum()), "outcome_completed": int(runs_done.sum()),
-                  "outcome_judged": int(judged.sum()), "healthy_runs": int((judged & ~bad).sum()),
+                  "outcome_judged": int(judged_mask.sum()), "healthy_runs": int((judged_mask & ~bad).sum()),
                   "unhealthy_runs": int(bad.sum()), "incomplete_runs": int((~runs_done).sum())}
 
     h, u = res["outcome_passed"].to_numpy(float), res["outcome_failed"].to_numpy(float)
@@ -205,8 +322,7 @@ def false_alarms(df: pd.DataFrame, outcome: str, by: Sequence[str] | str | None 
         res["odds_ratio"] = np.where(b * c > 0, a * d / np.where(b * c > 0, b * c, 1),
                                      np.where(a * d > 0, np.inf, np.nan))
     n_all = (h + u).astype(np.int64)
-    testable = np.array([hi > 0 and ui > 0 and comb(int(ni), int(ui)) > 1 / alpha  # exact int vs float
-                         for hi, ui, ni in zip(h, u, n_all)], dtype=bool)
+    testable = np.array([_testable(int(hi), int(ui), alpha) for hi, ui in zip(h, u)], dtype=bool)
     # one-sided Fisher: P(X >= a), X ~ hypergeometric(runs, alarms, unhealthy runs)
     p = stats.hypergeom.sf(fu - 1, n_all, f, u)
     res["p_value"] = np.where(testable, np.clip(p, 0.0, 1.0), np.nan)
@@ -222,7 +338,39 @@ def false_alarms(df: pd.DataFrame, outcome: str, by: Sequence[str] | str | None 
     records = res.to_dict("records")
     res["status"] = [s.value for s in status]
     res["verdict"] = [_sentence(r, s, alpha, max_false_alarm) for r, s in zip(records, status)]
-    res.attrs.update(outcome=outcome, outcome_checks=matched, by=keys, alpha=alpha, max_false_alarm=max_false_alarm)
+    res.attrs.update(outcome=outcome, outcome_checks=matched, by=keys, by_rule=rule, pooled=pooled, alpha=alpha,
+                     max_false_alarm=max_false_alarm)
     res.attrs.update(run_counts)
     return res[["check", *keys, *COLUMNS]]
 
+
+def _pooled(df: pd.DataFrame, rows: np.ndarray, det_keys: pd.DataFrame, res_keys: pd.DataFrame,
+            keys: list[str]) -> tuple[list[str], dict[str, list[object]]]:
+    """For each result row (its group keys in ``res_keys``), the axes that vary among its detector rows
+    (``rows`` of ``df``, their group keys in ``det_keys``), described; and over all rows, {axis: values}."""
+    axes = [a for a in POOLABLE if a in df.columns and a not in keys]
+    if "steps" in axes and derived_steps(df):  # steps follow data size and epochs: not an axis of their own
+        axes.remove("steps")
+    group = list(det_keys.columns)
+    text: dict[tuple, list[str]] = {}
+    pooled: dict[str, list[object]] = {}
+    if len(rows):
+        for axis in axes:
+            values = df[axis].to_numpy()[rows]
+            if axis == "variant":
+                values = np.asarray([v if isinstance(v, str) else "" for v in values], dtype=object)
+            frame = det_keys.assign(_v=values).drop_duplicates()
+            if frame["_v"].nunique(dropna=False) < 2:
+                continue
+            pooled[axis] = sorted(frame["_v"].drop_duplicates().tolist(), key=_sort_key)
+            for k, part in frame.groupby(group, dropna=False, sort=False, observed=True)["_v"]:
+                if len(part) > 1:
+                    key = k if isinstance(k, tuple) else (k,)
+                    text.setdefault(_norm(key), []).append(_describe(axis, sorted(part.tolist(), key=_sort_key)))
+    described = [", ".join(text.get(_norm(tuple(t)), [])) for t in res_keys.itertuples(index=False, name=None)]
+    return described, pooled
+
+
+def _norm(key: tuple) -> tuple:
+    """A group key with NaN/None made equal (groupby keys and itertuples values of a null key differ)."""
+    return tuple(None if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in key)

@@ -2,7 +2,8 @@
 reading the results, the report, and the headline table on the terminal.
 
 Exit codes: 0 written, 2 bad input (missing directory, no finished runs, an unreadable
-``--fresh``, an ``--outcome`` that names no check, an option out of range).
+``--fresh``, an ``--outcome`` that names no check, a ``--by`` that names no column, an option out of
+range).
 """
 
 from __future__ import annotations
@@ -79,6 +80,26 @@ def _planned_runs(results: Path) -> int | None:
     return int(value) if isinstance(value, (int, float)) else None
 
 
+def _alarm_grouping(text: str, columns: Sequence[str], outcome: str | None) -> tuple[object, str]:
+    """``--by``: ("auto" | None | [columns], "") or (None, the one-line problem)."""
+    from harness.analysis.alarms import AUTO
+
+    if outcome is None:
+        return None, "groups the false-alarm table, which needs --outcome CHECK"
+    words = [w.strip() for w in text.split(",") if w.strip()]
+    if words == [AUTO]:
+        return AUTO, ""
+    if words in ([], ["none"]):
+        return None, ""
+    extra = "variant"  # the report adds it (report.prepare) when a part file predates the column
+    unknown = [w for w in words if w not in columns and w != extra]
+    if unknown or AUTO in words or "none" in words:
+        bad = ", ".join(unknown or [w for w in words if w in (AUTO, "none")])
+        return None, (f"{bad}: not a column of the results to group by (e.g. precision,data_size,variant; "
+                      "or auto, or none alone)")
+    return [w for w in words if w != "check"], ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, write the report, print the headline; the exit code."""
     parser = argparse.ArgumentParser(prog="python -m harness.report",
@@ -102,6 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--outcome", metavar="CHECK",
                         help="a check whose pass/fail says whether a run was healthy (bare name or scenario/check): "
                              "every other check is measured as a detector against it (false alarms, detection)")
+    parser.add_argument("--by", metavar="AXES", default=None,
+                        help="with --outcome: how the runs are grouped, comma-separated columns (e.g. "
+                             "precision,data_size,variant); 'auto' (default): precision, and data size where "
+                             "every data-size cell has enough healthy and unhealthy runs to test, pooling the "
+                             "variants (a bug and its fix) and seeds; 'none': pool every run")
     args = parser.parse_args(argv)
     results = Path(args.results)
     ran_for = sweep_guarantee(_sweep_meta(results))  # the report answers the question the sweep ran for
@@ -147,12 +173,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             print(f"error: --outcome: {exc}", file=sys.stderr)
             return 2
+    sections = None
+    if args.by is not None:
+        by, problem = _alarm_grouping(args.by, df.columns, args.outcome)
+        if problem:
+            print(f"error: --by: {problem}", file=sys.stderr)
+            return 2
+        from harness.report import registry
+        from harness.report.sections import alarms
+
+        sections = [alarms.section(by) if s is alarms.SECTION else s for s in registry.SECTIONS]
     out = Path(args.out) if args.out else results.parent / f"{results.resolve().name}_report"
     sweeps = sorted(df["sweep"].dropna().unique()) if "sweep" in df.columns else []
     title = ", ".join(sweeps) or results.name
     rep = build_report(df, out, title=title, target=args.target, holdout=args.holdout, fresh=fresh, gof=args.gof,
                        planned_runs=_planned_runs(results), command=_sweep_meta(results).get("command"),
-                       outcome=args.outcome, results_path=str(results), alpha=alpha)
+                       outcome=args.outcome, results_path=str(results), alpha=alpha, sections=sections)
     if ran_for is not None:
         from harness.analysis.tolerance import share
 

@@ -1,5 +1,8 @@
 """False alarms against the outcome (``--outcome CHECK``): every other check measured as a
-detector of an unhealthy run (``analysis.false_alarms``), coloured from ``AlarmVerdict``."""
+detector of an unhealthy run (``analysis.false_alarms``), coloured from ``AlarmVerdict``. The runs
+are grouped as ``--by`` says (default ``auto``: precision, and data size where the runs allow;
+the variants, e.g. a bug and its fix, and the seeds pooled), and the section says in one line
+what it pooled."""
 
 from __future__ import annotations
 
@@ -7,9 +10,11 @@ import html
 
 import pandas as pd
 
+from harness import analysis as A
+from harness.analysis.alarms import AUTO, pooled_text
 from harness.analysis.frame import pct
 from harness.analysis.verdicts import AlarmVerdict
-from harness.report.base import Section, has_outcome
+from harness.report.base import ReportContext, Section, has_outcome
 from harness.report.cells import axis_column, check, interval, pval, tone_of
 from harness.report.html import details, paragraph, table
 
@@ -18,8 +23,9 @@ TITLE = "False alarms against the outcome"
 
 def body(frame: pd.DataFrame, outcome: str) -> str:
     """False alarms of the detector checks against the ``outcome`` check (``frame`` from
-    ``alarms.false_alarms``): what is measured and from how many runs, then per detector x
-    precision x data size the false-alarm and detection rates with their intervals and the
+    ``alarms.false_alarms``): what is measured and from how many runs, what the runs are grouped by
+    and pooled over (one line), then per detector and group (by default precision, and data size
+    where the runs allow) the false-alarm and detection rates with their intervals and the
     verdict, coloured from ``AlarmVerdict``'s tone."""
     a = frame.attrs
     alpha, limit = float(a.get("alpha", 0.05)), float(a.get("max_false_alarm", 0.05))
@@ -34,9 +40,12 @@ def body(frame: pd.DataFrame, outcome: str) -> str:
                if a.get("incomplete_runs") else "")
             + (f"; {done - judged:,} completed without an outcome result and are not counted" if done > judged else "")
             + ".")
+    keys = [k for k in a.get("by", ["precision", "data_size"]) if k in frame.columns]
+    config = [axis_column(k) for k in keys]
+    per = ", ".join(["detector", *(k.replace("_", " ") for k in keys)])
     text = (f"The outcome check <b>{named}</b> says whether a run was healthy: a completed run that passes it is "
             "healthy, one that fails it unhealthy. Every other check is taken as a detector that fires when it "
-            f"fails. {runs} Per detector, precision and data size: the false-alarm rate (the share of healthy "
+            f"fails. {runs} Per {per}: the false-alarm rate (the share of healthy "
             "runs in which the detector fires) and the detection rate (the share of unhealthy runs in which it "
             f"fires), with {level} Wilson intervals over runs (seeds are the replicates); a rate without runs "
             "under it is unknown (–), never 0. Verdict, the first that applies: <i>noisy</i> (red), false alarms "
@@ -48,11 +57,10 @@ def body(frame: pd.DataFrame, outcome: str) -> str:
     if frame.empty:
         return paragraph(text) + paragraph("No other check shares a run with the outcome: there is no detector "
                                            "to measure.", "bad")
+    pooled = pooled_line(frame)
     counts = frame["status"].value_counts()
     summary = "; ".join(f"{int(counts[v.value])} {v.value.replace('_', ' ')}" for v in AlarmVerdict
                         if counts.get(v.value, 0))
-    keys = [k for k in a.get("by", ["precision", "data_size"]) if k in frame.columns]
-    config = [axis_column(k) for k in keys]
 
     def rate(k: str, n: str, r_: str, lo: str, hi: str, none: str):
         def cell(r: object) -> str:
@@ -72,7 +80,8 @@ def body(frame: pd.DataFrame, outcome: str) -> str:
             ("Fisher p", lambda r: pval(r.p_value), "r"), ("verdict", lambda r: str(r.verdict), "l")]
     tone = tone_of(AlarmVerdict)
     conclusive = frame.apply(lambda r: tone(r) in ("good", "bad"), axis=1).astype(bool)
-    parts = [paragraph(text), paragraph(f"{len(frame)} detector configurations: {summary}.")]
+    parts = [paragraph(text), paragraph(html.escape(pooled)),
+             paragraph(f"{len(frame)} detector configurations: {summary}.")]
     if conclusive.any():  # the verdicts that say something (coloured), open; the others folded away
         parts.append(table(frame[conclusive], cols, max_rows=80, csv="tables/false_alarms.csv", tone=tone))
     if (~conclusive).any():
@@ -83,4 +92,25 @@ def body(frame: pd.DataFrame, outcome: str) -> str:
     return "".join(parts)
 
 
-SECTION = Section(TITLE, lambda ctx: body(ctx.false_alarms, str(ctx.outcome)), applies=has_outcome)
+def pooled_line(frame: pd.DataFrame) -> str:
+    """One line: what the runs are grouped by and what they are pooled over (``attrs`` of ``false_alarms``),
+    e.g. "Grouped by precision; pooled over: variant (fix=False, fix=True), 30 seeds (data sizes pooled: ...)"."""
+    a = frame.attrs
+    keys = [str(k).replace("_", " ") for k in a.get("by", [])]
+    pooled = pooled_text(dict(a.get("pooled", {})))
+    rule = str(a.get("by_rule") or "")
+    line = (f"Grouped by {', '.join(keys)}" if keys else "Not grouped") + (
+        f"; pooled over: {pooled}" if pooled else "; nothing pooled")
+    return line + (f" ({rule})" if rule else "") + "."
+
+
+def section(by: object = AUTO) -> Section:
+    """The section, with the runs grouped by ``by`` (``analysis.false_alarms``: "auto", a list of columns,
+    or None to pool every run); ``python -m harness report --by`` builds it."""
+    def frame(ctx: ReportContext) -> pd.DataFrame:
+        return ctx.table("false_alarms", lambda: A.false_alarms(ctx.df, str(ctx.outcome), by=by, alpha=ctx.alpha))
+
+    return Section(TITLE, lambda ctx: body(frame(ctx), str(ctx.outcome)), applies=has_outcome)
+
+
+SECTION = section()
