@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.overrides import UsageError, did_you_mean, hydra_quoted, split, unparsable
+from harness.overrides import UsageError, did_you_mean, split, unparsable
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_CLUSTER, EXIT_STORE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 4, 130, 143
 
@@ -113,16 +113,43 @@ def _hydra_message(exc: Exception, config_dir: str | None = None) -> str:
 
 
 def compose_config(overrides: list[str], config_dir: str | None = None) -> dict[str, Any]:
-    """Hydra compose of conf/ (plus ``config_dir``) with ``overrides``, as a resolved plain dict."""
-    from hydra import compose, initialize_config_module
+    """Hydra compose of conf/ with ``overrides``, as a resolved plain dict. With ``config_dir``, its
+    files are laid over the shipped ones (``listing.overlay``): a user's ``sweep/circles.yaml`` is the
+    sweep ``circles``, not the built-in of that name (Hydra's own search path would give the shipped
+    file precedence, silently)."""
+    from hydra import compose, initialize_config_dir, initialize_config_module
     from omegaconf import OmegaConf
 
     if config_dir:
-        # quoted: Hydra reads only ASCII unquoted, and a directory may be named résumé
-        overrides = [*overrides, f"hydra.searchpath=[{hydra_quoted(f'file://{Path(config_dir).resolve()}')}]"]
+        from harness.listing import overlay
+
+        with overlay(config_dir) as merged, initialize_config_dir(config_dir=str(merged), version_base="1.3"):
+            try:
+                cfg = compose(config_name="config", overrides=overrides)
+            except Exception as exc:  # a YAML error names the file the user wrote, not its copy
+                _point_back(exc, merged, config_dir)
+                raise
+            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     with initialize_config_module(config_module="harness.conf", version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def _point_back(exc: BaseException | None, merged: Path, config_dir: str) -> None:
+    """Rename the overlay's copies in a YAML error's marks (the exception and its causes) to the
+    files they were copied from: the user's, or the shipped ones."""
+    from harness.listing import shipped_files
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        for mark in (getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)):
+            name = getattr(mark, "name", None)
+            if isinstance(name, str) and name.startswith(str(merged)):
+                rel = Path(name).relative_to(merged)
+                user = Path(config_dir) / rel
+                mark.name = str(user if user.is_file() else shipped_files().get(str(rel), name))
+        exc = exc.__cause__ or exc.__context__
 
 
 def _yaml_message(exc: Exception) -> str:
@@ -231,6 +258,11 @@ def _validated(argv: list[str]) -> tuple[Any, dict[str, Any], list[Any]] | int:
         opts = split(argv)
         config_dir = opts.config_dir
         resolved = compose_config(opts.overrides, config_dir)
+        if config_dir:  # a user's file of a shipped name is used, and said so
+            from harness.listing import shadowed
+
+            for rel, path in shadowed(config_dir):
+                print(f"note: {path} is used in place of the built-in {rel}", file=sys.stderr)
         if opts.show_cfg:
             print(yaml.safe_dump(resolved, sort_keys=False), end="")
             return EXIT_OK

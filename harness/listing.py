@@ -4,10 +4,12 @@ Neither starts Ray or imports TensorFlow, and neither writes anything."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import inspect
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,62 @@ def config_files(group: str, config_dir: str | None = None) -> dict[str, Any]:
     if config_dir and (Path(config_dir) / group).is_dir():
         files.update({p.stem: p for p in (Path(config_dir) / group).glob("*.yaml")})
     return dict(sorted(files.items()))
+
+
+def shipped_files() -> dict[str, Any]:
+    """The shipped config files (harness/conf), by path relative to the config root."""
+    root = importlib.resources.files("harness.conf")
+    out: dict[str, Any] = {}
+    todo = [("", root)]
+    while todo:
+        prefix, node = todo.pop()
+        for child in node.iterdir():
+            if child.is_dir() and not child.name.startswith(("_", ".")):
+                todo.append((f"{prefix}{child.name}/", child))
+            elif child.name.endswith(".yaml"):
+                out[f"{prefix}{child.name}"] = child
+    return out
+
+
+def shadowed(config_dir: str) -> list[tuple[str, Path]]:
+    """(shipped relative path, the user's file) for each file of ``config_dir`` that takes the place
+    of a shipped one of the same group and name."""
+    user = Path(config_dir)
+    return [(rel, user / rel) for rel in sorted(shipped_files()) if (user / rel).is_file()]
+
+
+@contextlib.contextmanager
+def overlay(config_dir: str) -> Iterator[Path]:
+    """A temporary config root: the shipped files, then the YAML files of ``config_dir`` laid over
+    them (the user's file wins on a name clash), for Hydra to compose from."""
+    import shutil
+    import tempfile
+
+    user = Path(config_dir).resolve()
+    with tempfile.TemporaryDirectory(prefix="harness-conf-") as tmp:
+        root = Path(tmp)
+        for rel, src in shipped_files().items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(src.read_bytes())
+        for src in sorted(user.rglob("*.yaml")) if user.is_dir() else []:
+            rel = src.relative_to(user)
+            if any(part.startswith((".", "_")) for part in rel.parts[:-1]):
+                continue
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, root / rel)
+        yield root
+
+
+def _users(path: Any, config_dir: str | None) -> bool:
+    """Is ``path`` a file of the user's ``config_dir`` (not a shipped one)?"""
+    return bool(config_dir) and Path(str(path)).resolve().is_relative_to(Path(str(config_dir)).resolve())
+
+
+def _source(path: Any, rel: str, shipped: dict[str, Any], config_dir: str | None) -> str:
+    """Where a listed config comes from: built-in, the user's file, or the user's file in place of a built-in."""
+    if not _users(path, config_dir):
+        return "built-in"
+    return f"{path}, in place of the built-in" if rel in shipped else str(path)
 
 
 def _first_comment(text: str) -> str:
@@ -71,17 +129,28 @@ def main(argv: list[str]) -> int:
         print(f"error: {argv[0]}: unknown argument (usage: python -m harness list [--config-dir DIR])",
               file=sys.stderr)
         return 2
+    shipped = shipped_files()
     print("sweeps (python -m harness sweep=NAME):")
-    for name, path in config_files("sweep", config_dir).items():
-        print(f"  {name:<18} {_first_comment(path.read_text())}")
+    sweeps = config_files("sweep", config_dir)
+    for name, path in sweeps.items():
+        print(f"  {name:<18} {_first_comment(path.read_text())}  [{_source(path, f'sweep/{name}.yaml', shipped, config_dir)}]")
     print("\nscenarios (sweep.scenario=[NAME,...]; parameters: scenarios.NAME.PARAM=VALUE):")
     from harness.scenarios.base import counting_interrupts
 
     with counting_interrupts():  # a scenario that raises SystemExit/KeyboardInterrupt is listed as broken
         for name, path in config_files("scenario", config_dir).items():
             text = path.read_text()
-            print(f"  {name}: {_first_comment(text)}")
+            print(f"  {name}: {_first_comment(text)}  [{_source(path, f'scenario/{name}.yaml', shipped, config_dir)}]")
             print("\n".join(_describe_scenario(yaml.safe_load(text) or {})))
+        for sweep, path in sweeps.items():  # scenarios a sweep file defines itself (scenarios: {NAME: {...}})
+            if not _users(path, config_dir):
+                continue  # the shipped sweeps define none
+            doc = yaml.safe_load(path.read_text()) or {}
+            inline = doc.get("scenarios") if isinstance(doc, dict) else None
+            for name, body in (inline or {}).items() if isinstance(inline, dict) else ():
+                if isinstance(body, dict) and "_target_" in body:
+                    print(f"  {name}: defined in sweep {sweep}  [{path}]")
+                    print("\n".join(_describe_scenario(body)))
     print("\nadaptive seeds (adaptive=NAME): " + ", ".join(config_files("adaptive", config_dir)))
     return 0
 

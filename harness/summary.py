@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import shlex
 
-import numpy as np
 import pandas as pd
 from rich import box
 from rich.console import Console
