@@ -106,10 +106,45 @@ def _hydra_message(exc: Exception, config_dir: str | None = None) -> str:
             return f"{key}: not a top-level key; axes are set as sweep.{leaf}=[...] (e.g. sweep.{leaf}=[VALUE])"
         if key in KNOWN_KEYS:  # e.g. adaptive.target under adaptive=width, whose file does not set it
             return f"{key}: not set by the selected config files; add it with +{key}=VALUE"
+        if key.startswith("scenarios."):
+            return _scenario_key_message(key, config_dir)
         return (f"{key}: unknown config key (keys live under sweep., scenarios., adaptive., ray. and store.)"
                 + did_you_mean(key, KNOWN_KEYS))
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
     return first
+
+
+def _scenario_key_message(key: str, config_dir: str | None) -> str:
+    """An override of a scenario key its config file does not have: a parameter the file leaves at
+    its default, or a sweep of one (``_axes_``), is added with a leading +; a misspelt parameter gets
+    the scenario's parameters and a did-you-mean."""
+    import yaml
+
+    from harness.listing import config_files
+
+    parts = key.split(".")
+    name = parts[1] if len(parts) > 1 else ""
+    if len(parts) >= 4 and parts[2] == "_axes_":
+        return (f"{key}: not in the config yet: sweep a parameter with a leading +, "
+                f"+{key}=[VALUE,...] (a list of values)")
+    path = config_files("scenario", config_dir).get(name)
+    if path is None or len(parts) != 3:
+        return (f"{key}: unknown config key (scenario keys are scenarios.NAME.PARAM; scenarios: "
+                f"{', '.join(config_files('scenario', config_dir))})")
+    body = yaml.safe_load(path.read_text()) or {}
+    known = [k for k in body if not k.startswith("_")]
+    try:
+        from harness.scenarios.base import constructor_parameters, load_class
+
+        params = constructor_parameters(load_class(body.get("_target_", "")))
+    except Exception:  # the class does not load: the file's own keys are what is known
+        params = None
+    param = parts[2]
+    if params is None or param in params or (params == ["**"]):
+        return (f"{key}: not set in the config of scenario {name}; add it with a leading +: +{key}=VALUE"
+                if params is not None else f"{key}: not in the config of scenario {name}; add it with +{key}=VALUE")
+    return (f"{key}: {param!r} is not a parameter of scenario {name} (parameters: {', '.join(params) or 'none'})"
+            + did_you_mean(param, [*params, *known]))
 
 
 def compose_config(overrides: list[str], config_dir: str | None = None) -> dict[str, Any]:

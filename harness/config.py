@@ -260,9 +260,7 @@ def _scenarios(raw: Any) -> dict[str, ScenarioConfig]:
         if not isinstance(axes_raw, Mapping):
             raise ConfigError(f"{key}._axes_", f"{axes_raw!r} is not a mapping of parameter -> values")
         param_axes = {}
-        for p, values in axes_raw.items():
-            if p not in params:
-                raise ConfigError(f"{key}._axes_.{p}", f"not a parameter of {name} (parameters: {', '.join(params)})")
+        for p, values in axes_raw.items():  # any constructor parameter (the grid checks the name against the class)
             param_axes[p] = tuple(_as_list(f"{key}._axes_.{p}", values))
         out[name] = ScenarioConfig(name=name, target=target, params=params, param_axes=param_axes)
     return out

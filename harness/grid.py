@@ -126,7 +126,8 @@ def _scenario_runs(cfg: SweepConfig, scenario: str, seen: set[str]) -> list[RunS
         try:
             params = typed_params(cls, {**sc.params, **dict(zip(pnames, pvalues))})
         except ParamError as exc:
-            raise ConfigError(f"scenarios.{scenario}.{exc.param}", str(exc).split(": ", 1)[1]) from exc
+            where = f"_axes_.{exc.param}" if exc.param in sc.param_axes else exc.param
+            raise ConfigError(f"scenarios.{scenario}.{where}", str(exc).split(": ", 1)[1]) from exc
         digest = definition(sc.target, params)
         for data_size, batch_size, precision, seed, clip, length in itertools.product(
             a.data_size, batch_sizes, a.precision, a.seed, clips, lengths

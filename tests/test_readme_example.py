@@ -86,3 +86,25 @@ def test_readme_keras_program_runs_unchanged_under_every_precision(example_dir: 
     assert {layer.compute_dtype for layer in scenario.keras_model.layers} == {dtype}
     assert {v.dtype for v in scenario.keras_model.trainable_variables} == {"float32"}
     sys.modules.pop("my_keras", None)
+
+
+def test_the_readme_keras_module_keeps_the_driver_free_of_tensorflow_and_a_top_level_import_is_warned_of(
+        example_dir: Path) -> None:
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(example_dir), os.environ.get("PYTHONPATH", "")])}
+    probe = "import sys, my_keras; print('tensorflow' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", probe], cwd=example_dir, env=env, capture_output=True, text=True)
+    assert r.stdout.strip() == "False", r.stderr  # the README's module, as written
+    args = [sys.executable, "-m", "harness", "sweep=smoke", "+scenarios.xor._target_=my_keras.XorNet",
+            "sweep.scenario=[xor]", "-n"]
+    r = subprocess.run(args, cwd=example_dir, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    top = (example_dir / "my_keras.py").read_text().replace("import numpy as np\n", "import keras\nimport numpy as np\n", 1)
+    (example_dir / "keras_at_top.py").write_text(top)
+    r = subprocess.run([*args[:4], "+scenarios.xor._target_=keras_at_top.XorNet", *args[5:]], cwd=example_dir, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    [line] = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+    assert line.startswith("warning: importing keras_at_top imported TensorFlow into the driver")

@@ -47,3 +47,23 @@ def test_list_says_where_each_sweep_and_scenario_comes_from(user_conf: Path,
     assert line("smoke").endswith("[built-in]") and line("own").endswith(f"[{user_conf / 'sweep' / 'own.yaml'}]")
     assert line("inline") == f"  inline: defined in sweep own  [{user_conf / 'sweep' / 'own.yaml'}]"
     assert line("loss_bound:").endswith("[built-in]")
+
+
+def test_any_constructor_parameter_is_an_axis_and_the_error_says_how_to_add_one(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`_axes_` works for a parameter its config does not set (the README's form, with the + Hydra needs for a
+    new key); without the +, the error gives the + form; a misspelt parameter gets the parameters and a guess."""
+    inline = ["sweep=smoke", "+scenarios.lb2._target_=harness.scenarios.loss_bound.LossBound",
+              "+scenarios.lb2._axes_.bound=[0.5,1.0]", "sweep.scenario=[lb2]", "-n"]
+    assert main(inline) == 0
+    assert "variants bound=0.5; bound=1.0" in capsys.readouterr().out
+    assert main(["sweep=smoke", "scenarios.loss_bound._axes_.bound=[0.5,1.0]", "-n"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: scenarios.loss_bound._axes_.bound: not in the config yet: "
+                                               "sweep a parameter with a leading +, "
+                                               "+scenarios.loss_bound._axes_.bound=[VALUE,...] (a list of values)")
+    assert main(["sweep=smoke", "scenarios.loss_bound.bund=0.5", "-n"]) == 2
+    err = capsys.readouterr().err
+    assert "'bund' is not a parameter of scenario loss_bound (parameters: bound, learning_rate" in err
+    assert "did you mean" in err and "bound" in err.rsplit("did you mean", 1)[1]
+    assert main([*inline[:2], "+scenarios.lb2._axes_.bund=[1.0]", "sweep.scenario=[lb2]", "-n"]) == 2
+    assert "error: scenarios.lb2._axes_.bund: not a parameter of LossBound" in capsys.readouterr().err

@@ -141,9 +141,14 @@ def _scenario_code(what: str) -> Iterator[None]:
         raise ScenarioError(f"{what} raised {exc!r}") from None
 
 
+class ScenarioImportWarning(UserWarning):
+    """Importing a scenario's module in the driver imported TensorFlow (it belongs inside the methods)."""
+
+
 def load_class(target: str) -> type:
     """Import ``pkg.module.Class`` and check it has the protocol's methods."""
     module_name, _, attr = target.rpartition(".")
+    had_tf = "tensorflow" in sys.modules
     try:
         with _scenario_code(f"importing its module {module_name}"):
             module = importlib.import_module(module_name)
@@ -151,9 +156,20 @@ def load_class(target: str) -> type:
         raise
     except Exception as exc:  # any import failure of a user's module is a config error
         raise ScenarioError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from exc
+    if not had_tf and "tensorflow" in sys.modules:
+        import warnings
+
+        warnings.warn(f"importing {module_name} imported TensorFlow into the driver, which only validates the "
+                      f"scenario (seconds of start-up and TF's notices on every command, -n included): import "
+                      f"keras and tensorflow inside the scenario's methods instead (README, 'Your own scenario')",
+                      ScenarioImportWarning, stacklevel=2)
     cls = getattr(module, attr, None)
     if cls is None:
-        raise ScenarioError(f"{module_name!r} has no attribute {attr!r}")
+        from harness.overrides import did_you_mean
+
+        classes = [n for n, v in vars(module).items() if isinstance(v, type) and not n.startswith("_")]
+        raise ScenarioError(f"_target_ {target}: {module_name!r} has no class {attr!r} (classes: "
+                            f"{', '.join(sorted(classes)) or 'none'})" + did_you_mean(attr, classes))
     required = REQUIRED if getattr(cls, "trains", True) else tuple(m for m in REQUIRED if m != "train_step")
     missing = [m for m in required if not callable(getattr(cls, m, None))]
     if missing:
@@ -373,3 +389,14 @@ def sweep_extra_columns(runs: Sequence[Any]) -> dict[str, str]:
                                     f"{spec.scenario}: one name, one type per sweep")
             owner.setdefault(name, spec.scenario)
     return out
+
+
+def constructor_parameters(cls: type) -> list[str]:
+    """The names a scenario's constructor takes (``["**"]`` when it takes any keyword, ``**kwargs``)."""
+    try:
+        sig = inspect.signature(cls.__init__)  # type: ignore[misc]
+    except (TypeError, ValueError):
+        return ["**"]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        return ["**"]
+    return [n for n in sig.parameters if n != "self"]
