@@ -63,34 +63,63 @@ def test_check_level_sums_evaluations():
     assert "naive" in naive.attrs["interval_method"]
     # fp16: every run fails 5 of its 100 evaluations, no between-run spread: the design effect is 1
     assert out.loc["fp16", "design_effect"] == pytest.approx(1.0)
+    # 10 and 4 runs: fewer than CLUSTER_MIN_RUNS, so no clustered interval, and the note says why
+    assert out[["ci_low", "ci_high"]].isna().all().all() and not out["interval_ok"].any()
+    assert out.loc["fp32", "note"].startswith("10 runs with evaluations, fewer than 30")
+    assert naive["interval_ok"].loc[["fp32", "fp16"]].all() and naive.loc["fp32", "note"].startswith("naive")
     run_level = failure_rates(_frame(), by=["precision"])
     assert (run_level["interval"] == "wilson").all() and run_level["design_effect"].isna().all()
 
 
 def test_cluster_interval_by_hand():
-    # 4 runs of 10 evaluations failing 0, 0, 1, 5 times: R = 6/40, residuals k - R n = -1.5, -1.5, -0.5, 3.5
-    k, n = np.array([0.0, 0.0, 1.0, 5.0]), np.full(4, 10.0)
+    # 30 runs of 50 evaluations: 20 never fail, the others fail 1, 2, ..., 10 times
+    k, n = np.r_[np.zeros(20), np.arange(1.0, 11.0)], np.full(30, 50.0)
     lo, hi, deff = cluster_interval(k, n)
-    r = 6 / 40
-    var = 4 / 3 * (1.5**2 + 1.5**2 + 0.5**2 + 3.5**2) / 40**2
-    assert deff[0] == pytest.approx(var / (r * (1 - r) / 40))
-    n_eff = 40 / deff[0] * (stats.norm.ppf(0.975) / stats.t.ppf(0.975, 3)) ** 2
-    assert lo[0] == pytest.approx(stats.beta.ppf(0.025, r * n_eff, n_eff - r * n_eff + 1))
-    assert hi[0] == pytest.approx(stats.beta.ppf(0.975, r * n_eff + 1, n_eff - r * n_eff))
+    r = k.sum() / n.sum()
+    resid = k - r * n
+    var = 30 / 29 * (resid**2).sum() / n.sum() ** 2
+    assert deff[0] == pytest.approx(var / (r * (1 - r) / n.sum()))
+    # 1. Korn-Graubard, df = runs with a failure - 1 = 9 (not runs - 1 = 29)
+    n_eff = n.sum() / deff[0] * (stats.norm.ppf(0.975) / stats.t.ppf(0.975, 9)) ** 2
+    kg = (stats.beta.ppf(0.025, r * n_eff, n_eff - r * n_eff + 1),
+          stats.beta.ppf(0.975, r * n_eff + 1, n_eff - r * n_eff))
+    # 2. Hall's transform of the studentised rate, skewness of u = resid / mean n, t with 29 df
+    u = resid / 50
+    skew = (u**3).mean() / (u**2).mean() ** 1.5
+    a, c = skew / (3 * math.sqrt(30)), stats.t.ppf(0.975, 29)
+
+    def g_inv(x):
+        return (np.cbrt(1 + 3 * a * (x - skew / (6 * math.sqrt(30)))) - 1) / a
+
+    hall = (r - math.sqrt(var) * g_inv(c), r - math.sqrt(var) * g_inv(-c))
+    assert lo[0] == pytest.approx(min(kg[0], hall[0]))
+    assert hi[0] == pytest.approx(max(kg[1], hall[1]))
+    assert hall[1] - r > r - hall[0]  # right-skewed rates: the upper side is the longer
     one = cluster_interval(np.array([3.0]), np.array([10.0]))  # one run: no between-run variance
     assert all(math.isnan(v[0]) for v in one)
 
 
+def test_cluster_interval_without_any_failure_is_wide_not_empty():
+    # no run failed: nothing says how failures cluster, so df = 1 and the upper end is far
+    # above the naive 3 / evaluations (Clopper-Pearson over 1500 evaluations: 0.0025)
+    lo, hi, deff = cluster_interval(np.zeros(30), np.full(30, 50.0))
+    assert lo[0] == 0.0 and deff[0] == 1.0
+    n_eff = 1500 * (stats.norm.ppf(0.975) / stats.t.ppf(0.975, 1)) ** 2
+    assert hi[0] == pytest.approx(stats.beta.ppf(0.975, 1, n_eff))
+    assert hi[0] > 10 * wilson_interval(0, 1500)[1][0]
+
+
 def test_without_check_in_by_a_runs_checks_form_one_cluster():
     rows = []
-    for run in range(6):  # both checks of a run fail together: the run, not the row, is the unit
-        k = 4 if run < 2 else 0
+    for run in range(30):  # both checks of a run fail together: the run, not the row, is the unit
+        k = 4 if run < 6 else 0
         rows += [{"run_id": f"r{run}", "check": c, "n_failed": k, "n_evaluated": 10} for c in ("a", "b")]
     df = results_frame(rows)
     pooled = failure_rates(df, by=None, level="check").iloc[0]
-    k = np.array([8.0, 8.0, 0.0, 0.0, 0.0, 0.0])
-    lo, hi, deff = cluster_interval(k, np.full(6, 20.0))
+    k = np.r_[np.full(6, 8.0), np.zeros(24)]
+    lo, hi, deff = cluster_interval(k, np.full(30, 20.0))
     assert (pooled.ci_low, pooled.ci_high, pooled.design_effect) == pytest.approx((lo[0], hi[0], deff[0]))
+    assert pooled.interval_ok and pooled.note == ""
 
 
 def _clustered_sweep(rng: np.random.Generator, reps: int, runs: int, evals: int, a: float | None, b: float):
