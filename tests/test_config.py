@@ -64,7 +64,7 @@ BAD = [
     (["sweep=smoke", "ray.malloc=/no/libtcmalloc.so"], "ray.malloc: /no/libtcmalloc.so: no such file"),
     (["sweep=smoke", "sweep.timeout_s=-1"], "sweep.timeout_s: -1 is not a positive number"),
     (["sweep=smoke", "scenarios.loss_bound._target_=no.such.Module"], "scenario loss_bound: cannot import 'no.such'"),
-    (["sweep=smoke", "scenarios.loss_bound.colour=red"], "scenarios.loss_bound.colour: unknown config key"),
+    (["sweep=smoke", "scenarios.loss_bound.colour=red"], "scenarios.loss_bound.colour: 'colour' is not a parameter of scenario loss_bound"),
     (["sweep=smoke", "+scenarios.loss_bound.colour=red"],
      "scenarios.loss_bound.colour: not a parameter of LossBound (parameters: bound, learning_rate"),
     (["sweep=smoke", "scenarios.loss_bound.loss_in_compute_dtype=no"],

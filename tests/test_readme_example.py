@@ -49,7 +49,7 @@ def test_readme_example_composes_and_runs(example_dir: Path, tf_worker: None) ->
 @pytest.mark.parametrize(("target", "message"), [
     ("plugins.faulty.NoTrainStep", "lacks method(s) train_step"),
     ("plugins.nowhere.Thing", "cannot import 'plugins.nowhere'"),
-    ("plugins.faulty.Missing", "has no attribute 'Missing'"),
+    ("plugins.faulty.Missing", "has no class 'Missing'"),
 ])
 def test_bad_plugins_fail_before_the_sweep(target: str, message: str, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:

@@ -167,7 +167,8 @@ def load_class(target: str) -> type:
     if cls is None:
         from harness.overrides import did_you_mean
 
-        classes = [n for n, v in vars(module).items() if isinstance(v, type) and not n.startswith("_")]
+        classes = [n for n, v in vars(module).items()  # the classes the module defines
+                   if isinstance(v, type) and not n.startswith("_") and v.__module__ == module.__name__]
         raise ScenarioError(f"_target_ {target}: {module_name!r} has no class {attr!r} (classes: "
                             f"{', '.join(sorted(classes)) or 'none'})" + did_you_mean(attr, classes))
     required = REQUIRED if getattr(cls, "trains", True) else tuple(m for m in REQUIRED if m != "train_step")
