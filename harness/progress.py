@@ -1,6 +1,7 @@
 """Terminal progress while a sweep runs (the closing summary is harness.summary).
 
-On a terminal: a live bar with runs done, pass/fail/error counts and ETA. Elsewhere
+On a terminal: a live bar with runs done, how many held every check, broke one or did not
+complete, and the ETA. Elsewhere
 (CI logs, `ray job submit`): a plain line every ~5% of the runs (every run when there are fewer than 40).
 """
 
@@ -40,8 +41,9 @@ class SweepProgress:
         self._every = max(1, total // 20)
         self._progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("[green]{task.fields[passed]} passed[/] [red]{task.fields[failed]} failed[/] "
-                       "[yellow]{task.fields[errors]} errors[/]"),
+            # runs, not checks: a run "held" when every check held, "broke" when a check failed in it
+            TextColumn("[green]{task.fields[passed]} held[/] [red]{task.fields[failed]} broke a check[/] "
+                       "[yellow]{task.fields[errors]} did not complete[/]"),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False,
         )
         # "starting" while Ray and the actors come up (a cold start takes seconds): a bar at 0 that says why
@@ -84,6 +86,6 @@ class SweepProgress:
             now = time.monotonic()
             elapsed = now - self._t0
             eta = (now - self._t_runs) / self.done * (self.total - self.done)
-            self.console.print(f"runs {self.done}/{self.total}  passed {self.counts['passed']}  failed "
-                               f"{self.counts['failed']}  errors {errors}  elapsed {elapsed:.0f}s  eta {eta:.0f}s",
-                               highlight=False)
+            self.console.print(f"runs {self.done}/{self.total}  held {self.counts['passed']}  broke a check "
+                               f"{self.counts['failed']}  did not complete {errors}  elapsed {elapsed:.0f}s  "
+                               f"eta {eta:.0f}s", highlight=False)

@@ -17,33 +17,38 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.analysis.frame import check_labels, failed_mask, label, nonfinite_mask, ok_mask, with_variant
+from harness.analysis.frame import check_labels, failed_mask, label, nonfinite_mask, ok_mask, pct, with_variant
 
 POOLED = ("batch_size", "clip_value", "steps", "epochs")
 
 
 def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
     """One row per check x precision x data size over completed runs: runs, failed, rate,
-    nonfinite (runs that saw NaN/Inf), first_step (median first failing step among failing
-    runs)."""
+    nonfinite (runs that saw NaN/Inf), first_step (the earliest first failing step among failing
+    runs), when (step or final), evaluated and failed_evaluations (summed over the runs),
+    worst (the median worst value) and bound (as declared)."""
     ok = with_variant(df[ok_mask(df)])
+    columns = ["name", "precision", "data_size", "runs", "failed", "rate", "nonfinite", "first_step", "when",
+               "evaluated", "failed_evaluations", "worst", "bound"]
     if ok.empty:
-        return pd.DataFrame(columns=["name", "precision", "data_size", "runs", "failed", "rate", "nonfinite",
-                                     "first_step"])
+        return pd.DataFrame(columns=columns)
+    when = ok["when"] if "when" in ok.columns else pd.Series("step", index=ok.index)
     ok = ok.assign(name=check_labels(ok), _failed=failed_mask(ok).to_numpy(),
-                   _nonfinite=nonfinite_mask(ok).to_numpy())
-    ok["_first"] = ok["first_failure_step"].astype(float)
+                   _nonfinite=nonfinite_mask(ok).to_numpy(), _when=when.fillna("step").astype(str),
+                   _first=ok["first_failure_step"].astype(float), _n=ok["n_evaluated"].astype(float),
+                   _k=ok["n_failed"].astype(float), _worst=ok["worst_value"].astype(float))
     g = ok.groupby(["name", "precision", "data_size"], dropna=False, sort=True)
     out = g.agg(runs=("_failed", "size"), failed=("_failed", "sum"), nonfinite=("_nonfinite", "sum"),
-                first_step=("_first", "median")).reset_index()
+                first_step=("_first", "min"), when=("_when", "first"), evaluated=("_n", "sum"),
+                failed_evaluations=("_k", "sum"), worst=("_worst", "median"), bound=("bound", "first")).reset_index()
     out["rate"] = out["failed"] / out["runs"]
-    return out
+    return out[columns]
 
 
 def _rate_table(sizes: list, rows: list[tuple[str, ...]], *, compact: bool) -> Table:
     """The failure-rate table; ``compact``: no borders, shared padding and short headers (the title
     says the size columns are rows), which fits 80 columns for the built-in checks' names."""
-    title = "Run-level failure rate: failed/completed runs (seeds pooled)"
+    title = "Run-level failure rate: runs with a failing check / completed runs (seeds pooled)"
     if compact:
         t = Table(title=title + ",\nby rows of data", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False,
                   show_edge=False)
@@ -53,11 +58,56 @@ def _rate_table(sizes: list, rows: list[tuple[str, ...]], *, compact: bool) -> T
     t.add_column("precision", no_wrap=True)
     for s in sizes:
         t.add_column(label(s) if compact else f"{label(s)} rows", justify="right", no_wrap=True)
-    t.add_column("from step" if compact else "fails from step", justify="right", no_wrap=True)
-    t.add_column("NaN/Inf" if compact else "NaN/Inf runs", justify="right", no_wrap=True)
+    t.add_column("first fails" if compact else "first fails at step", justify="right", no_wrap=True)
     for row in rows:
         t.add_row(*row)
     return t
+
+
+def _cell(r: pd.Series) -> str:
+    """A table cell: the rate, failed/runs, and the runs that saw NaN/Inf at that data size."""
+    style = "red" if r["failed"] == r["runs"] else "yellow" if r["failed"] else "green"
+    nan = f" ({int(r['nonfinite'])} NaN/Inf)" if r["nonfinite"] else ""
+    return f"[{style}]{pct(r['rate'])} {int(r['failed'])}/{int(r['runs'])}{nan}[/]"
+
+
+def _first(part: pd.DataFrame) -> str:
+    """The earliest step any run first failed at; "final" for a check judged once, after training."""
+    if (part["when"] == "final").all():
+        return "final" if part["failed"].sum() else "–"
+    first = part["first_step"].dropna()
+    return label(int(first.min())) if len(first) else "–"
+
+
+def hints(frame: pd.DataFrame, df: pd.DataFrame, path: str) -> list[str]:
+    """What the stored data say about a step check that fails in every run, in a line each: how many
+    runs never held it and how close the others came (evaluation counts), with a command that shows it
+    step by step; a warm-up is suggested only where most evaluations pass (it fails early, then holds)."""
+    out = []
+    ok = with_variant(df[ok_mask(df)])
+    if ok.empty:
+        return out
+    ok = ok.assign(name=check_labels(ok).to_numpy())
+    for name, rows in frame.groupby("name", sort=True):
+        if not (rows["failed"] == rows["runs"]).all() or (rows["when"] == "final").any():
+            continue
+        runs = ok[ok["name"] == name]
+        share = (runs["n_failed"] / runs["n_evaluated"]).astype(float)
+        never = int((runs["n_failed"] == runs["n_evaluated"]).sum())
+        closest = runs.loc[share.idxmin()]
+        bound, worst = rows["bound"].iloc[0], float(runs["worst_value"].median())
+        start = " from step 0" if (rows["first_step"] == 0).all() else ""
+        line = (f"{name} fails{start} in every run: {never} of {len(runs)} runs never held it (every evaluation "
+                f"failed; worst value median {worst:.4g}, bound {bound:g})")
+        if never < len(runs):
+            line += (f"; the closest run failed {int(closest['n_failed'])} of {int(closest['n_evaluated'])} "
+                     f"evaluations")
+        if share.median() < 0.5:
+            line += ("; most evaluations pass, so it may fail only early: a warm-up, checks.below(..., after=N), "
+                     "would ask that")
+        out.append(line + f". Step by step: python -m harness replay {shlex.quote(str(path))} "
+                          f"run_id={closest['run_id']} --trace")
+    return out
 
 
 def print_summary(console: Console, df: pd.DataFrame, path: str, elapsed_s: float, new_runs: int,
@@ -68,18 +118,8 @@ def print_summary(console: Console, df: pd.DataFrame, path: str, elapsed_s: floa
         table_rows = []
         for (name, precision), part in frame.groupby(["name", "precision"], sort=True):
             by = part.set_index("data_size")
-            cells = []
-            for s in sizes:
-                if s not in by.index:
-                    cells.append("–")
-                    continue
-                r = by.loc[s]
-                style = "red" if r["failed"] == r["runs"] else "yellow" if r["failed"] else "green"
-                cells.append(f"[{style}]{r['rate']:.0%} {int(r['failed'])}/{int(r['runs'])}[/]")
-            first = part["first_step"].dropna()
-            cells.append(label(float(round(first.median()))) if len(first) else "–")
-            cells.append(str(int(part["nonfinite"].sum())))
-            table_rows.append((escape(str(name)), str(precision), *cells))
+            cells = [_cell(by.loc[s]) if s in by.index else "–" for s in sizes]
+            table_rows.append((escape(str(name)), str(precision), *cells, _first(part)))
         t = _rate_table(sizes, table_rows, compact=False)
         if console.measure(t, options=console.options.update(max_width=10_000)).maximum > console.width:  # e.g. 80 columns
             t = _rate_table(sizes, table_rows, compact=True)
@@ -91,13 +131,10 @@ def print_summary(console: Console, df: pd.DataFrame, path: str, elapsed_s: floa
             values = [f"{a} ({', '.join(label(v) for v in sorted(df[a].dropna().unique()))}"
                       + (", none" if df.loc[df["status"] == "ok", a].isna().any() and a == "clip_value" else "") + ")"
                       for a in pooled]
-            console.print(f"pooled over {'; '.join(values)}: the report splits them", highlight=False)
-        for name, rows in frame.groupby("name", sort=True):
-            if (rows["failed"] == rows["runs"]).all() and (rows["first_step"] == 0).all():
-                console.print(f"{escape(str(name))} fails at step 0 in every run: it does not hold before "
-                              "training has started (e.g. the loss of an untrained model); a warm-up "
-                              "(checks.below(..., after=N)) or a final check asks what you may mean",
-                              highlight=False)
+            console.print(f"pooled over {'; '.join(values)}: the report's 'Which axis moves the failure rate "
+                          "most?' compares them", highlight=False)
+        for line in hints(frame, df, path):
+            console.print(escape(line), highlight=False, soft_wrap=True)
     runs = df.drop_duplicates("run_id")
     status = runs["status"].value_counts().to_dict()
     incomplete = {k: v for k, v in status.items() if k != "ok"}

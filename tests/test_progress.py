@@ -37,7 +37,7 @@ def test_the_eta_extrapolates_the_runs_from_when_ray_and_the_actors_were_up(monk
             clock.now += 2  # each run takes 2 s
             p.finished(make_spec(seed=i), _ok())
     lines = out.getvalue().splitlines()
-    assert lines[0] == "runs 1/4  passed 1  failed 0  errors 0  elapsed 62s  eta 6s", lines
+    assert lines[0] == "runs 1/4  held 1  broke a check 0  did not complete 0  elapsed 62s  eta 6s", lines
     assert lines[-1].endswith("elapsed 68s  eta 0s"), lines
 
 
@@ -48,7 +48,7 @@ def test_without_a_start_signal_the_eta_counts_from_the_beginning(monkeypatch: p
     with SweepProgress(Console(file=out, force_terminal=False, width=200), total=2, skipped=0) as p:
         clock.now += 10
         p.finished(make_spec(), _ok())
-    assert out.getvalue().splitlines()[0] == "runs 1/2  passed 1  failed 0  errors 0  elapsed 10s  eta 10s"
+    assert out.getvalue().splitlines()[0] == "runs 1/2  held 1  broke a check 0  did not complete 0  elapsed 10s  eta 10s"
 
 
 def test_the_bar_says_starting_until_ray_and_the_actors_are_up() -> None:

@@ -30,9 +30,9 @@ def test_the_failure_rate_table_fits_the_terminal_without_cutting_a_header_or_ce
     text = "\n".join(table)
     assert "precision" in text and "100,000" in text and "normalization/mean_near_zero" in text
     if width == 80:
-        assert "from step" in text and "NaN/Inf" in text and "┃" not in text
+        assert "first fails" in text and "┃" not in text
     else:
-        assert "100,000 rows" in text and "fails from step" in text and "NaN/Inf runs" in text
+        assert "100,000 rows" in text and "first fails at step" in text
 
 
 @pytest.mark.parametrize("path", ["results/smoke", "my results/it's [b] $HOME", "/tmp/résumé_日本"])
@@ -71,3 +71,45 @@ def test_an_adaptive_bound_sweep_ends_with_each_checks_bound_and_guarantee_or_wh
     assert "bounds for a 1% false-alarm rate per run, with 95% confidence" in text
     assert f"loss_below fp32 1,000 rows: {tol.op} {tol.recommended_text} (false alarms <= 1% of runs" in text
     assert "loss_below fp16 1,000 rows: no bound:" in text and "more runs" in text
+
+
+def _frame(runs: list[dict]) -> "pd.DataFrame":
+    import pandas as pd
+
+    from harness.analysis.synthetic import results_frame
+
+    return results_frame(runs)
+
+
+def _summary_text(df) -> str:
+    out = io.StringIO()
+    print_summary(Console(file=out, width=300, force_terminal=False), df, "results/x", 1.0, len(df), 0)
+    return " ".join(out.getvalue().split())
+
+
+def test_a_check_that_never_held_gets_the_facts_and_no_warm_up_hint() -> None:
+    """Planted: a step check that fails from step 0 and never gets below its bound (100 of 100
+    evaluations fail in every run). The summary says so from the counts; no warm-up is suggested."""
+    runs = [dict(run_id=f"r{s}", seed=s, check="loss_below", bound=1.0, op="<", when="step", n_evaluated=100,
+                 n_failed=100, first_failure_step=0, worst_value=4.0 + s, worst_margin=-3.0 - s) for s in range(4)]
+    text = _summary_text(_frame(runs))
+    assert "loss_below fails from step 0 in every run: 4 of 4 runs never held it" in text
+    assert "warm-up" not in text and "after=N" not in text
+    assert "python -m harness replay results/x run_id=r0 --trace" in text
+
+
+def test_a_check_that_fails_early_then_holds_gets_the_warm_up_hint() -> None:
+    runs = [dict(run_id=f"r{s}", seed=s, check="loss_below", bound=1.0, op="<", when="step", n_evaluated=100,
+                 n_failed=5 + s, first_failure_step=0, worst_value=4.0, worst_margin=-3.0) for s in range(4)]
+    text = _summary_text(_frame(runs))
+    assert "0 of 4 runs never held it" in text and "the closest run failed 5 of 100 evaluations" in text
+    assert "checks.below(..., after=N)" in text
+
+
+def test_rates_below_one_percent_are_not_printed_as_zero_and_nan_runs_are_in_their_cell() -> None:
+    runs = [dict(run_id=f"r{s}", seed=s, check="c", bound=1.0, op="<", when="final", n_evaluated=1,
+                 n_failed=int(s < 3), first_failure_step=0 if s < 3 else None, worst_value=2.0 if s < 3 else 0.5,
+                 worst_margin=-1.0 if s < 3 else 0.5, data_size=1000) for s in range(1000)]
+    runs[0].update(worst_value=float("nan"), worst_margin=float("-inf"), n_nonfinite=1)
+    text = _summary_text(_frame(runs))
+    assert "0.3% 3/1000 (1 NaN/Inf)" in text and " final " in f" {text} "
