@@ -175,4 +175,74 @@ def print_plan(cfg: SweepConfig, specs: list[RunSpec]) -> None:
         print(f"  {scenario}: {n:,} runs; data_size {values('data_size')}; batch_size {values('batch_size')}; "
               f"precision {values('precision')}; clip_value {values('clip_value')}; steps {values('steps')}"
               + (f"; variants {'; '.join(variants)}" if variants else ""))
-    print(f"results would go to {Path(cfg.results_root) / cfg.name}/ (nothing was run or written)")
+    directory = Path(cfg.results_root) / cfg.name
+    for line in cost_lines(cfg, specs, directory):
+        print(line)
+    print(f"results would go to {directory}/ (nothing was run or written)")
+
+
+LONG_RUN_STEPS = 10_000  # runs of more steps are counted out loud by -n
+
+
+def cost_lines(cfg: SweepConfig, specs: list[RunSpec], directory: Path) -> list[str]:
+    """What ``-n`` says about the cost: how many runs are stored already, the longest runs, and an
+    estimate of the time the rest take from stored runs of the same configuration (their wall time
+    per step), on the actors this machine fits."""
+    import math
+    import os
+    import warnings
+
+    import numpy as np
+
+    from harness.store import load_results, part_files
+
+    stored = None
+    if part_files(directory):
+        with warnings.catch_warnings():  # -n changes nothing and only counts: a damaged file is a resume's
+            warnings.simplefilter("ignore")
+            stored = load_results(directory, columns=["run_id", "scenario", "params", "precision", "clip_value",
+                                                      "batch_size", "steps", "data_size", "wall_s", "status"])
+    done = set() if stored is None else set(stored["run_id"]) & {s.run_id for s in specs}
+    todo = [s for s in specs if s.run_id not in done]
+    out = [f"{len(done):,} of the {len(specs):,} runs are stored already, {len(todo):,} to run"]
+    long = [s for s in todo if s.steps > LONG_RUN_STEPS]
+    if long:
+        out.append(f"{len(long):,} of them train more than {LONG_RUN_STEPS:,} steps (the longest "
+                   f"{max(s.steps for s in long):,}; {sum(s.steps for s in todo):,} steps in all)")
+    if not todo or stored is None:
+        return out + ([] if not todo else ["no stored run to estimate the time from: run a few seeds first "
+                                           "(e.g. sweep.seed=[0]) and -n estimates the rest"])
+    ok = stored[stored["status"] == "ok"].drop_duplicates("run_id")
+    # the time of a training run goes with its steps; of one that does not train, with its rows
+    ok = ok.assign(rows=np.where(ok["steps"].fillna(0) > 0, 0, ok["data_size"]))
+    per_step: dict[tuple, float] = {}
+    for key, g in ok.groupby(["scenario", "params", "precision", "clip_value", "batch_size", "rows"], dropna=False):
+        per_step[tuple(None if isinstance(v, float) and math.isnan(v) else v for v in key)] = \
+            float(np.median(g["wall_s"] / np.maximum(g["steps"].fillna(0), 1)))
+    import json
+
+    known, unknown = 0.0, 0
+    for s in todo:
+        key = (s.scenario, json.dumps(dict(s.params), sort_keys=True), s.precision, s.clip_value, s.batch_size,
+               0 if s.steps > 0 else s.data_size)
+        rate = per_step.get(key)
+        if rate is None:
+            unknown += 1
+        else:
+            known += rate * max(s.steps, 1)
+    actors = max(1, int((os.cpu_count() or 1) // max(cfg.ray.num_cpus_per_actor, 1e-9)))
+    if cfg.ray.num_actors:
+        actors = min(actors, cfg.ray.num_actors)
+    if known:
+        out.append(f"about {_duration(known / actors)} of runs on {actors} actor(s) for the {len(todo) - unknown:,} "
+                   f"runs whose configuration has stored runs (their wall time per step), Ray's start aside"
+                   + (f"; {unknown:,} runs have none to estimate from" if unknown else ""))
+    else:
+        out.append(f"none of the {len(todo):,} runs to do has a stored run of its configuration to estimate the "
+                   "time from")
+    return out
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
+        f"{seconds / 3600:.1f} h"
