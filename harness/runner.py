@@ -185,6 +185,8 @@ def _run(cfg: SweepConfig, specs: list[RunSpec], directory: Path, resolved: dict
             progress.started()
 
         schema = sweep_schema(sweep_extra_columns(specs))  # every part file has every column of the sweep
+        if not console.is_terminal:  # a log has no bar saying "starting": say what the next seconds are
+            console.print("starting Ray and the actors (each imports TensorFlow) ...", highlight=False)
         queue = RunQueue(todo)
         runs = dispatch(queue, cfg.ray, timeout_s=cfg.timeout_s, retries=cfg.retries, on_ready=ready,
                         trials=trial_specs(todo))

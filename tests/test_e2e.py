@@ -38,6 +38,7 @@ def test_smoke_sweep_then_resume_skips_everything(tmp_path: Path) -> None:
     for part in out.glob("part-*.parquet"):  # every part file has every column of the sweep's scenarios
         assert {"stats_nonfinite", "reduce_dtype", "grad_norm_max", "clip_active_steps"} <= set(pq.read_schema(part).names)
     assert "Run-level failure rate" in first.stdout and "embedded local Ray" in first.stdout
+    assert first.stdout.splitlines()[1] == "starting Ray and the actors (each imports TensorFlow) ..."  # a log says why it waits
     assert "first fails at step" in first.stdout and "python -m harness report" in first.stdout
     # the README's second finding: "loss < 1.0 after every step" fails from step 0 in every run, and the summary
     # says so from the counts (no warm-up hint: most runs never hold it)
