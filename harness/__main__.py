@@ -27,6 +27,12 @@ def _exit(code: int) -> None:
     os._exit(code)
 
 
-code = main()
+try:
+    code = main()
+except BrokenPipeError:  # the reader of stdout went away (| head): no traceback, the usual code of it
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python flushes stdout again at exit
+    code = 141
 mark("driver exit")
 _exit(code)

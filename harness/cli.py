@@ -218,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         return report(argv[1:])
     if argv[:1] == ["compact"]:  # python -m harness compact results/<sweep>
         return compact_main(argv[1:])
+    if len(argv) >= 3 and argv[0] in ("--config-dir", "-cd") and argv[2] == "list":  # options before the command
+        argv = ["list", "--config-dir", argv[1], *argv[3:]]
     if argv[:1] == ["list"]:  # python -m harness list: sweeps, scenarios, their parameters and checks
         from harness.listing import main as listing
 

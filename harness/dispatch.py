@@ -9,21 +9,31 @@ as status=crashed. A run that raises is recorded by the engine as status=error.
 
 from __future__ import annotations
 
+import importlib
+import importlib.machinery
+import importlib.util
+import io
+import json
+import linecache
 import logging
 import math
 import os
 import socket
+import sys
 import threading
 import time
+import tokenize
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from harness.config import RayConfig, malloc_library
 from harness.grid import RunSpec
-from harness.raystart import lean_start
+from harness.raystart import init_local, lean_start
 from harness.records import RunResult, Status
 from harness.timeline import mark
 
@@ -52,22 +62,63 @@ class ClusterInfo:
     cpus: float
     gpus: float
     warm: bool = False  # the runs go to a warm pool's actors (harness.pool)
-    note: str = ""  # why a warm pool that is up was not used
+    note: str = ""  # for the user: why a warm pool that is up was not used; a ray.num_actors that was capped
 
 
-def _file_stamp(path: str | None) -> tuple[int, int] | None:
-    """(modification time, size) of a module's file; None when it has none."""
-    try:
-        st = os.stat(path)  # type: ignore[arg-type]
-    except (TypeError, OSError):
-        return None
-    return st.st_mtime_ns, st.st_size
+class _SourceLoader(importlib.machinery.SourceFileLoader):
+    """Compiles a module from its source file, never from __pycache__ (Python trusts a .pyc whose
+    recorded modification time and size match the source's, which an edit can keep), and keeps the
+    bytes it compiled."""
+
+    source: bytes = b""
+
+    def get_code(self, fullname: str) -> Any:
+        self.source = self.get_data(self.path)
+        return self.source_to_code(self.source, self.path)
+
+
+def _source_lines(data: bytes) -> list[str]:
+    """``data`` as linecache holds a source file (its coding, universal newlines, a final newline):
+    inspect.getsource, which scenarios.base.definition hashes, joins these lines."""
+    encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    lines = io.TextIOWrapper(io.BytesIO(data), encoding, line_buffering=True).readlines()
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    return lines
+
+
+def _exec_source(name: str) -> tuple[ModuleType, bytes | None]:
+    """Import module ``name`` (or execute it again, in place, if it is imported) compiled from its
+    source file; returns it and the source it ran (None for a module that is not a plain source
+    file: that one is imported or reloaded as Python does)."""
+    module = sys.modules.get(name)
+    spec = getattr(module, "__spec__", None) if module is not None else importlib.util.find_spec(name)
+    if spec is None or not isinstance(spec.loader, importlib.machinery.SourceFileLoader) or not spec.origin:
+        return (importlib.reload(module) if module is not None else importlib.import_module(name)), None
+    loader = _SourceLoader(name, spec.origin)
+    fresh = importlib.util.spec_from_file_location(name, spec.origin, loader=loader,
+                                                   submodule_search_locations=spec.submodule_search_locations)
+    if module is None:
+        module = importlib.util.module_from_spec(fresh)  # type: ignore[arg-type]
+        sys.modules[name] = module
+        try:
+            loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
+        parent, _, child = name.rpartition(".")
+        if parent:
+            setattr(sys.modules[parent], child, module)
+    else:
+        module.__spec__, module.__loader__ = fresh, loader
+        loader.exec_module(module)
+    return module, loader.source
 
 
 class _Worker:
     """Lives in a Ray actor process: TF is imported once, then runs arrive one by one."""
 
-    def __init__(self, num_threads: int) -> None:
+    def __init__(self, num_threads: int, status: str | None = None) -> None:
         import ray
 
         from harness.engine import init_worker
@@ -78,42 +129,122 @@ class _Worker:
         mark("actor tf import done")
         # host:pid:device, plus the Ray node: on one machine several nodes share a host name
         self.name = f"{worker_name()}:node={ray.get_runtime_context().get_node_id()[:8]}"
-        self._stamps: dict[str, tuple[int, int] | None] = {}
+        self._status = status  # a warm pool's actor: where it records its run for the daemon (harness.pool)
+        self._sources: dict[str, bytes | None] = {}  # module -> the source this actor runs (compiled from it)
+        self._digests: dict[tuple[str, str], str] = {}  # (target, params) -> definition of the code held
 
     def ready(self) -> str:
         return self.name
 
-    def _fresh(self, target: str) -> None:
-        """Re-import the scenario's module if its file changed since this actor imported it (a warm
-        pool's actors outlive sweeps) and drop the loops traced from the old code."""
-        import importlib
-        import importlib.util
-        import sys
+    def pid(self) -> int:
+        """This actor's process (the warm pool's daemon pings its actors with it)."""
+        return os.getpid()
 
-        name = target.rpartition(".")[0]
-        module = sys.modules.get(name)
-        if module is None:  # imported by this run: stamp the file it will import now
-            try:
-                spec = importlib.util.find_spec(name)
-            except (ImportError, ValueError):
-                return
-            self._stamps[name] = _file_stamp(getattr(spec, "origin", None))
+    def run(self, spec: RunSpec, timeout_s: float | None = None, driver: tuple[int, str] | None = None) -> RunResult:
+        """Run ``spec``, if the scenario code this actor holds is the code its run_id hashed (_fresh).
+        A warm pool's actor records the run, ``timeout_s`` and the ``driver`` process (pid, start) that
+        sent it while it runs, so that the daemon stops it once past its time or orphaned."""
+        self._record(spec, timeout_s, driver)
+        try:
+            error = self._fresh(spec)
+            if error:
+                return RunResult(run_id=spec.run_id, status=Status.ERROR, error=error, worker=self.name)
+            from harness.engine import execute
+
+            return replace(execute(spec), worker=self.name)
+        finally:
+            self._record(None)
+
+    def _record(self, spec: RunSpec | None, timeout_s: float | None = None,
+                driver: tuple[int, str] | None = None) -> None:
+        if self._status is None:
             return
-        stamp = _file_stamp(getattr(module, "__file__", None))
-        if name in self._stamps and self._stamps[name] != stamp:
-            from harness.engine import reuse
+        path = Path(self._status)
+        try:
+            if spec is None:
+                path.unlink(missing_ok=True)
+                return
+            tmp = path.with_name(f".{path.name}.tmp")
+            # monotonic: one clock for every process of the machine (Linux: CLOCK_MONOTONIC), immune to clock steps
+            tmp.write_text(json.dumps({"pid": os.getpid(), "run_id": spec.run_id, "started": time.monotonic(),
+                                       "timeout_s": timeout_s, "driver": list(driver) if driver else None}))
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("could not record the run for the warm pool's daemon in %s: %s", path, exc)
 
-            importlib.reload(module)
+    def _fresh(self, spec: RunSpec) -> str:
+        """Make sure the scenario code this actor runs for ``spec`` is the code the driver hashed into
+        the run's id (RunSpec.definition): the module is compiled from its source when first used, and
+        again when the definition of the code held (scenarios.base.definition over the source it was
+        compiled from) is not the spec's; the traced loops of old code are dropped then. Returns ""
+        or, when the module's source still differs (it changed after the sweep hashed it), why the
+        run is not run. Without a definition (a spec made by hand), a module whose file's content
+        changed is compiled again."""
+        name, _, attr = spec.target.rpartition(".")
+        try:
+            if name not in self._sources:
+                self._load(name, attr, first=True)
+            if not spec.definition:
+                if self._changed(name):
+                    self._load(name, attr)
+                return ""
+            if self._digest(spec) == spec.definition:
+                return ""
+            self._load(name, attr)
+            held = self._digest(spec)
+        except _NoDigest:
+            return ""  # the scenario cannot be built: execute reports why, as for any run
+        except Exception as exc:
+            return f"ScenarioError: cannot import {name!r}: {type(exc).__name__}: {exc}"
+        if held == spec.definition:
+            return ""
+        return (f"ScenarioChanged: the source of {name} changed after the sweep hashed it into run ids "
+                f"(definition {spec.definition}, now {held}): not run; rerun the sweep to run the current code")
+
+    def _load(self, name: str, attr: str, first: bool = False) -> None:
+        """Compile the scenario's module from its source (and the module defining the class, if that
+        is another one), priming linecache with that source so that definition() hashes it."""
+        module, source = _exec_source(name)
+        self._sources[name] = source
+        defined_in = getattr(getattr(module, attr, None), "__module__", name)
+        if defined_in != name and (not first or defined_in not in self._sources):
+            self._sources[defined_in] = _exec_source(defined_in)[1]
+            module, source = _exec_source(name)  # its name for the class now names the new one
+            self._sources[name] = source
+        self._digests.clear()
+        reuse = sys.modules.get("harness.engine.reuse")  # not imported yet: nothing was traced
+        if reuse is not None and not first:
             reuse.clear()
-        self._stamps[name] = stamp
 
-    def run(self, spec: RunSpec) -> RunResult:
-        from dataclasses import replace
+    def _changed(self, name: str) -> bool:
+        source = self._sources.get(name)
+        path = getattr(sys.modules.get(name), "__file__", None)
+        try:
+            return source is not None and path is not None and Path(path).read_bytes() != source
+        except OSError:
+            return False
 
-        from harness.engine import execute
+    def _digest(self, spec: RunSpec) -> str:
+        """scenarios.base.definition of ``spec``'s scenario as this actor holds it: its source lines are
+        put in linecache (which inspect reads) as compiled, marked as not from a file (mtime None)
+        so that linecache does not re-read the file, which may have changed since."""
+        from harness.scenarios.base import definition
 
-        self._fresh(spec.target)
-        return replace(execute(spec), worker=self.name)
+        key = (spec.target, json.dumps(dict(spec.params), sort_keys=True, default=str))
+        if key not in self._digests:
+            for name, source in self._sources.items():
+                path = getattr(sys.modules.get(name), "__file__", None)
+                if source is not None and path:
+                    linecache.cache[path] = (len(source), None, _source_lines(source), path)
+            try:
+                self._digests[key] = definition(spec.target, spec.params)
+            except Exception as exc:
+                raise _NoDigest from exc
+        return self._digests[key]
+
+
+class _NoDigest(Exception):
+    """definition() failed (the scenario cannot be constructed): the run reports it."""
 
 
 def worker_class(ray: Any, num_cpus: float, num_gpus: float) -> Any:
@@ -161,14 +292,15 @@ def connect(cfg: RayConfig, namespace: str | None = None, *, runs: int = 0) -> t
             with embedded_env(malloc_library(cfg.malloc), dashboard=cfg.include_dashboard, preload_threads=threads), \
                     lean_start(dashboard=cfg.include_dashboard, usage_stats=_usage_stats_on(),
                                log_to_driver=cfg.log_to_driver) as changed:
-                ray.init(address="local", **kwargs)
+                init_local(ray, **kwargs)  # its temp directory and token private to the user
             log.debug("embedded Ray started without or with: %s", ", ".join(changed) or "nothing changed")
             mark("ray.init done")
             return ray, True, True
         kwargs.pop("include_dashboard")
         # The warm pool's Ray has no dashboard: its drivers record no task events either (see
-        # NO_TASK_EVENTS; a driver's ray.shutdown waited 0.27 s on their flush in 3 of 4 here)
-        with _environ(_unset(NO_TASK_EVENTS) if namespace else {}):
+        # NO_TASK_EVENTS; a driver's ray.shutdown waited 0.27 s on their flush in 3 of 4 here), nor
+        # metrics (NO_METRICS)
+        with _environ(_unset({**NO_TASK_EVENTS, **NO_METRICS}) if namespace else {}):
             ray.init(address=cfg.address, **kwargs)
         mark("ray.init done")
         return ray, False, True
@@ -210,6 +342,10 @@ CONNECT_RETRY = {"RAY_raylet_client_connect_timeout_milliseconds": "50",
 # 0.36-0.46 s in four of five shutdowns measured here (0.17 s in the fifth), 0.13-0.17 s in five
 # with them off. 0 turns them off (ray_config_def.h).
 NO_TASK_EVENTS = {"RAY_task_events_report_interval_ms": "0"}
+# A driver exports its metrics to the node's metrics agent, and ray.shutdown flushes them, waiting up to
+# 10 s for an agent that is gone: a sweep that lost the warm pool (down --force, its daemon killed)
+# would wait that long before it exits. Nothing reads a warm-pool driver's metrics (no dashboard).
+NO_METRICS = {"RAY_enable_metrics_collection": "0"}
 # A raylet starts one worker per CPU (services.start_raylet passes --num_prestart_python_workers)
 # soon after it has registered, before ray.init returns in the starts logged here, and a sweep's
 # actors are created in them; each actor then imports TensorFlow (about 2 s on 2 cores, the longest
@@ -346,15 +482,33 @@ def _fitting(cfg: RayConfig, cpus: float, gpus: float) -> int:
     return min(n, int(gpus // cfg.num_gpus_per_actor)) if cfg.num_gpus_per_actor > 0 else n
 
 
-def _num_actors(ray: Any, cfg: RayConfig, n_runs: int) -> tuple[int, float, float]:
+def _num_actors(ray: Any, cfg: RayConfig, n_runs: int) -> tuple[int, float, float, str]:
+    """(actors for a sweep of ``n_runs`` runs, the cluster's CPUs and GPUs, a note when the configured
+    ray.num_actors was more than fit): one actor per share of the cluster unless ray.num_actors asks
+    for fewer; more than fit would wait for resources that never come."""
     res = ray.cluster_resources()
     cpus, gpus = float(res.get("CPU", 0)), float(res.get("GPU", 0))
-    n = cfg.num_actors if cfg.num_actors is not None else _fitting(cfg, cpus, gpus)
-    if n < 1:
+    fits = _fitting(cfg, cpus, gpus)
+    if fits < 1:
         raise DispatchError(f"the cluster ({cpus:g} CPU, {gpus:g} GPU) cannot fit one actor of "
                             f"ray.num_cpus_per_actor={cfg.num_cpus_per_actor:g}, "
                             f"ray.num_gpus_per_actor={cfg.num_gpus_per_actor:g}")
-    return max(1, min(n, n_runs)), cpus, gpus
+    n, note = fits, ""
+    if cfg.num_actors is not None:
+        n = min(cfg.num_actors, fits)
+        if cfg.num_actors > fits:
+            note = _capped(cfg.num_actors, fits, f"the cluster's {cpus:g} CPU, {gpus:g} GPU fit {fits} actors of "
+                           f"ray.num_cpus_per_actor={cfg.num_cpus_per_actor:g}, "
+                           f"ray.num_gpus_per_actor={cfg.num_gpus_per_actor:g}")
+    return max(1, min(n, n_runs)), cpus, gpus, note
+
+
+def _capped(asked: int, used: int, why: str) -> str:
+    return f"ray.num_actors={asked} capped to {used}: {why}"
+
+
+def _plural(n: int, what: str) -> str:
+    return f"{n} {what}{'s' if n != 1 else ''}"
 
 
 def preload_tensorflow(cfg: RayConfig, n_runs: int) -> bool:
@@ -430,27 +584,43 @@ class ActorPool:
     """Runs specs on a fixed number of actors, yielding (spec, result) as each finishes."""
 
     def __init__(self, ray: Any, cfg: RayConfig, num_actors: int, *, timeout_s: float, retries: int,
-                 warm: Sequence[Any] = ()) -> None:
+                 warm: Sequence[Any] = (), lost: Callable[[], str] | None = None) -> None:
+        from harness.pool import process_start
+
         self.ray = ray
         self.cfg = cfg
         self.num_actors = num_actors
         self.timeout_s = timeout_s
         self.retries = retries
         self.warm = list(warm)[:num_actors]  # a warm pool's actors: used first, left alive when idle at the end
+        self.lost = lost  # why the warm pool the actors belong to is gone ("" while it is up)
         threads = max(1, int(round(cfg.num_cpus_per_actor)))
         self._cls = worker_class(ray, cfg.num_cpus_per_actor, cfg.num_gpus_per_actor)
         self._threads = threads
         self._start_failures = 0
+        self._driver = (os.getpid(), process_start(os.getpid()))  # a warm actor's daemon stops runs it orphans
+
+    def _check(self) -> None:
+        """DispatchError when the warm pool stopped: its Ray is going or gone, and a call that needs its
+        GCS (starting an actor) would wait a minute for it before Ray ends the process."""
+        why = self.lost() if self.lost else ""
+        if why:
+            raise DispatchError(f"the warm pool stopped during the sweep ({why}); finished runs are stored, "
+                                f"rerun the same command to resume")
 
     def _spawn(self) -> tuple[Any, Any]:
+        self._check()
         actor = self._cls.remote(self._threads)
         return actor, actor.ready.remote()
+
+    def _submit(self, actor: Any, spec: RunSpec) -> Any:
+        return actor.run.remote(spec, self.timeout_s, self._driver)
 
     def _trial(self, actor: Any, trials: Sequence[RunSpec]) -> None:
         """Run each trial spec on ``actor``; the first that does not complete raises TrialError."""
         for spec in trials:
             try:
-                result = self.ray.get(actor.run.remote(spec), timeout=self.timeout_s)
+                result = self.ray.get(self._submit(actor, spec), timeout=self.timeout_s)
             except Exception as exc:
                 raise TrialError(spec.scenario, f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1]}") from exc
             if result.status is not Status.OK:
@@ -479,6 +649,7 @@ class ActorPool:
             starting[ref] = actor
         try:
             while pending or running:
+                self._check()
                 if heartbeat:
                     heartbeat()
                 if self.warm and time.monotonic() > warm_deadline:
@@ -507,7 +678,7 @@ class ActorPool:
                     attempts[spec.run_id] += 1
                     if on_start:
                         on_start(spec)
-                    running[actor.run.remote(spec)] = (actor, name, spec, time.monotonic())
+                    running[self._submit(actor, spec)] = (actor, name, spec, time.monotonic())
                     mark("run dispatched")
                 if not starting and not running and not idle:
                     raise DispatchError("no actor is alive to run the remaining runs")
@@ -518,7 +689,9 @@ class ActorPool:
                         try:
                             idle.append((actor, ray.get(ref)))
                         except exc.RayError as err:
-                            self._start_failures += 1
+                            # a warm actor that died (killed from outside, or being replaced) is no
+                            # failure to start: one of this sweep's takes its place
+                            self._start_failures += not any(actor is w for w in self.warm)
                             if self._start_failures > MAX_ACTOR_START_FAILURES:
                                 raise DispatchError(f"actors fail to start: {str(err).splitlines()[-1]}") from err
                             new, new_ref = self._spawn()
@@ -630,14 +803,17 @@ def _dispatch(specs: Sequence[RunSpec] | RunQueue, cfg: RayConfig, state: Any, n
                 except ValueError:  # being replaced by the daemon: the sweep starts its own in its place
                     pass
         if state is not None:  # the pool's actors hold its CPUs: use them, never more
-            _, cpus, gpus = _num_actors(ray, replace(cfg, num_actors=1), 1)
+            _, cpus, gpus, _ = _num_actors(ray, replace(cfg, num_actors=1), 1)
             n = max(1, min(state.actors, cfg.num_actors or state.actors, len(specs)))
+            capped = "" if (cfg.num_actors or 0) <= state.actors else \
+                _capped(cfg.num_actors or 0, state.actors, f"the warm pool has {_plural(state.actors, 'actor')}")
         else:
-            n, cpus, gpus = _num_actors(ray, cfg, len(specs))
+            n, cpus, gpus, capped = _num_actors(ray, cfg, len(specs))
         address = ray.get_runtime_context().gcs_address
         info = ClusterInfo(address=address, embedded=embedded, num_actors=n, cpus=cpus, gpus=gpus,
-                           warm=state is not None, note=note)
-        pool = ActorPool(ray, cfg, n, timeout_s=timeout_s, retries=retries, warm=warm)
+                           warm=state is not None, note="\n".join(filter(None, [note, capped])))
+        pool = ActorPool(ray, cfg, n, timeout_s=timeout_s, retries=retries, warm=warm,
+                         lost=(lambda: warm_pool.lost(state)) if state is not None else None)
         beat = {"last": time.monotonic()}
 
         def heartbeat() -> None:  # a sweep at work keeps the pool from its idle timeout

@@ -123,7 +123,7 @@ def _describe_scenario(body: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str]) -> int:
     config_dir = None
-    if argv[:1] == ["--config-dir"] and len(argv) > 1:
+    if argv[:1] in (["--config-dir"], ["-cd"]) and len(argv) > 1:
         config_dir, argv = argv[1], argv[2:]
     if argv:
         print(f"error: {argv[0]}: unknown argument (usage: python -m harness list [--config-dir DIR])",

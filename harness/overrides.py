@@ -70,19 +70,36 @@ def split(argv: Iterable[str]) -> Options:
     """Options and overrides of ``python -m harness [...]``."""
     out = Options()
     it = iter(argv)
+    argv = list(argv)
+    it = iter(argv)
     for a in it:
-        if a == "--cfg":
+        if a == "--cfg" or a.startswith("--cfg="):  # Hydra's --cfg job|all prints the composed config too
+            what = a.split("=", 1)[1] if "=" in a else None
+            if what is None and argv[argv.index(a) + 1:argv.index(a) + 2] and \
+                    argv[argv.index(a) + 1] in ("job", "all", "hydra"):
+                what = next(it)
+            if what == "hydra":
+                raise UsageError("--cfg hydra: Hydra's own config is not used by harness; --cfg (or --cfg job) "
+                                 "prints the composed config")
+            if what not in (None, "job", "all"):
+                raise UsageError(f"--cfg {what}: --cfg takes job or all (or nothing): it prints the composed config")
             out.show_cfg = True
         elif a in ("--dry-run", "-n"):
             out.dry_run = True
         elif a in ("-m", "--multirun"):
             continue  # every axis is swept anyway
-        elif a == "--config-dir" or a.startswith("--config-dir="):
+        elif a in ("--config-dir", "-cd") or a.startswith(("--config-dir=", "-cd=")):
             out.config_dir = a.split("=", 1)[1] if "=" in a else next(it, None)
             if not out.config_dir or not Path(out.config_dir).is_dir():
-                raise UsageError(f"--config-dir: {out.config_dir!r} is not a directory")
+                raise UsageError(f"{a.split('=', 1)[0]}: {out.config_dir!r} is not a directory")
+        elif a in ("--config-name", "-cn") or a.startswith(("--config-name=", "-cn=")):
+            name = a.split("=", 1)[1] if "=" in a else next(it, "NAME")
+            raise UsageError(f"{a.split('=', 1)[0]}: harness composes its own primary config; choose the sweep "
+                             f"with sweep={name} (a file of conf/sweep/ or of --config-dir DIR/sweep/)")
         elif a.startswith("-"):
             raise UsageError(f"{a}: unknown option (see python -m harness --help)")
+        elif a.startswith("~") and "=" not in a:  # Hydra's deletion of a key
+            out.overrides.append(translate(a))
         elif "=" not in a:
             raise UsageError(f"{a}: not KEY=VALUE (e.g. sweep=smoke)")
         else:

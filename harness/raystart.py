@@ -24,14 +24,31 @@ This is Ray's private API (``ray._private.node.Node``, ``ray._private.services.g
 it has changed, that part is left to Ray and the start is as before (``lean_start`` yields what it
 changed; tests/test_raystart.py checks that every part applies to the installed Ray). A warm pool
 (harness.pool), meant to be inspected with Ray's own tools, starts as Ray starts it.
+
+``init_local`` is the ray.init of every local Ray the harness starts (a sweep's, the warm pool's): its
+files are private to the user. Ray puts its sessions (logs, sockets) under a temp directory it makes
+world-writable (0777, no sticky bit) and writes the token that gates the cluster to
+``~/.ray/auth_token`` with the umask's mode (0644 under the usual 022): with either, another local user could attach
+to the Ray and run code as this user. The harness's Ray uses a temp directory inside one only the user
+can enter (``$XDG_RUNTIME_DIR`` or ``/tmp``, ``harness-ray-<uid>``, mode 0700, checked to be the
+user's own directory and not a symlink; the path is kept short: Ray's sockets live under it and a Unix
+socket's path has at most 107 bytes), and a token file of mode 0600 (an existing one is tightened; a
+missing one is created empty with that mode, and Ray writes its token into it). A user's own
+``RAY_TMPDIR``, ``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH`` are left as they are.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 REGISTRATION_POLL_S = 0.02
 REGISTRATION_WAIT_S = 10.0  # then Ray's own call and its once-a-second wait take over
@@ -111,3 +128,107 @@ def lean_start(*, dashboard: bool, usage_stats: bool, log_to_driver: bool) -> It
         if _patch(stack, services, "get_node", _polled):
             changed.append("registration poll")
         yield changed
+
+
+MAX_ROOT = 40  # Ray's longest socket path adds about 67 bytes to its temp directory's parent: 107 at most
+
+
+class NotPrivateError(RuntimeError):
+    """The directory meant for the harness's Ray is not private to the user (one line)."""
+
+
+def private_root() -> Path | None:
+    """The directory, mode 0700 and the user's own, inside which the harness's local Ray keeps its
+    temp directory; None when the user set RAY_TMPDIR (then Ray's files go where they asked).
+    Raises NotPrivateError when the path exists but is a symlink or another user's."""
+    if os.environ.get("RAY_TMPDIR") or not hasattr(os, "getuid"):  # the user's choice; Windows: Ray's own
+        return None
+    uid = os.getuid()
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    bases = [runtime] if runtime and _owned_dir(runtime, uid) else []
+    base = next((b for b in [*bases, "/tmp"] if len(os.path.join(b, f"harness-ray-{uid}")) <= MAX_ROOT), "/tmp")
+    root = Path(base) / f"harness-ray-{uid}"
+    try:
+        root.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    st = root.lstat()
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or st.st_uid != uid:
+        what = "a symlink" if stat.S_ISLNK(st.st_mode) else (
+            "not a directory" if not stat.S_ISDIR(st.st_mode) else f"owned by uid {st.st_uid}")
+        raise NotPrivateError(f"{root} is {what}, not a directory private to this user for Ray's files: "
+                              f"remove it, or set RAY_TMPDIR to a private directory")
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        root.chmod(0o700)
+    return root
+
+
+def _owned_dir(path: str, uid: int) -> bool:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == uid and not stat.S_IMODE(st.st_mode) & 0o077
+
+
+def private_token() -> None:
+    """Make the token file Ray reads and writes for a local cluster (``~/.ray/auth_token``) private to
+    the user before Ray starts: tighten an existing one to 0600, or create it empty with mode 0600 for
+    Ray to write its token into (Ray opens it for writing, which keeps the mode). Nothing when the
+    user gives the token another way (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH) or turned tokens off."""
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return
+    if os.environ.get("RAY_AUTH_MODE", "token").strip().lower() != "token":
+        return
+    path = Path.home() / ".ray" / "auth_token"
+    try:
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        try:
+            st = path.stat()
+            if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
+                path.chmod(0o600)
+        except OSError as exc:
+            log.warning("could not make %s private to this user: %s", path, exc)
+    except OSError as exc:
+        log.warning("could not create %s private to this user: %s", path, exc)
+
+
+_temp_dir_refused: list[str] = []  # the ray.init argument this Ray did not know (logged once)
+
+
+def init_local(ray: Any, **kwargs: Any) -> None:
+    """ray.init(address="local", **kwargs) of a Ray whose files are private to the user (module doc):
+    its temp directory inside private_root(), its token file 0600."""
+    root = private_root()
+    private_token()
+    if root is None:
+        ray.init(address="local", **kwargs)
+        return
+    temp = root / "ray"
+    started = False
+    if not _temp_dir_refused:
+        try:
+            # ray.init's documented option for the temp directory (one of its "hidden" keyword arguments)
+            ray.init(address="local", _temp_dir=str(temp), **kwargs)
+            started = True
+        except RuntimeError as exc:
+            if "_temp_dir" not in str(exc):  # Ray refuses unknown arguments before it starts anything
+                raise
+            _temp_dir_refused.append(str(exc))
+            log.warning("this Ray does not take _temp_dir (%s): its temp directory is set with RAY_TMPDIR", exc)
+    if not started:
+        before = os.environ.get("RAY_TMPDIR")
+        os.environ["RAY_TMPDIR"] = str(root)  # Ray's temp directory is then root/ray; its processes inherit it
+        try:
+            ray.init(address="local", **kwargs)
+        finally:
+            if before is None:
+                os.environ.pop("RAY_TMPDIR", None)
+            else:
+                os.environ["RAY_TMPDIR"] = before
+    try:
+        temp.chmod(0o700)  # Ray made it 0777; its parent already keeps others out
+    except OSError:
+        pass

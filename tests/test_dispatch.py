@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT
 
 PROBE = textwrap.dedent("""
-    import ipaddress, json
+    import ipaddress, json, os
     from harness.config import RayConfig
     from harness.dispatch import connect
 
@@ -44,21 +44,45 @@ PROBE = textwrap.dedent("""
     ray, embedded, owned = connect(RayConfig(), runs=48)  # as a sweep connects: its preload decision imports Ray
     gcs = ray.get_runtime_context().gcs_address
     new = listeners() - before
+    session = ray._private.worker._global_node.get_session_dir_path()
+    token = os.path.expanduser("~/.ray/auth_token")
+    parent = os.path.dirname(session)
+    modes = {"token": os.stat(token).st_mode & 0o777, "session_parent": os.stat(parent).st_mode & 0o777,
+             "root": os.stat(os.path.dirname(parent)).st_mode & 0o777, "token_size": os.path.getsize(token)}
     ray.shutdown()
-    print(json.dumps({"gcs": gcs, "embedded": embedded, "new": sorted(new)}))
+    print(json.dumps({"gcs": gcs, "embedded": embedded, "new": sorted(new), "session": session, **modes}))
 """)
 
 
-def test_embedded_ray_listens_on_loopback_only() -> None:
+def test_embedded_ray_listens_on_loopback_only_and_keeps_its_files_private(tmp_path: Path) -> None:
+    """Only loopback listens; the token that gates it is 0600 and its session directories are in
+    directories only this user can enter (harness.raystart.init_local). HOME is a fresh one: Ray writes
+    a new token into the file the harness created 0600 (an existing 0644 one is tightened)."""
     import json
 
-    r = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=180, cwd=ROOT)
+    home = tmp_path / "home"
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text("0" * 64)
+    (home / ".ray" / "auth_token").chmod(0o644)  # as Ray 2.60 writes it under a 022 umask
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_TMPDIR", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH",
+                                                             "RAY_AUTH_MODE")}
+    r = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=180, cwd=ROOT,
+                       env={**env, "HOME": str(home)})
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout.strip().splitlines()[-1])
     assert info["embedded"] and info["gcs"].startswith("127.0.0.1:")
     assert info["new"], "Ray opened no listening socket?"
     exposed = [x for x in info["new"] if not x[2]]
     assert not exposed, f"listening beyond loopback: {exposed}"
+    assert info["token"] == 0o600 and info["token_size"] == 64
+    assert info["session_parent"] == 0o700 and info["root"] == 0o700, info
+    assert Path(info["session"]).parent.parent.name == f"harness-ray-{os.getuid()}"
+    (home / ".ray" / "auth_token").unlink()  # none yet: created 0600 before Ray writes its token into it
+    r = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=180, cwd=ROOT,
+                       env={**env, "HOME": str(home)})
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    assert info["token"] == 0o600 and info["token_size"] == 64
 
 
 STOP_PROBE = textwrap.dedent("""
@@ -260,3 +284,24 @@ def test_a_driver_joining_the_warm_pool_records_no_task_events_and_one_joining_a
     dispatch.connect(RayConfig(address="127.0.0.1:6379"))
     assert seen == [dict(NO_TASK_EVENTS), {k: None for k in NO_TASK_EVENTS}]
     assert not any(k in os.environ for k in NO_TASK_EVENTS)
+
+
+class FakeRay:
+    """Only what _num_actors reads: the cluster's resources."""
+
+    def __init__(self, **resources: float) -> None:
+        self.resources = resources
+
+    def cluster_resources(self) -> dict[str, float]:
+        return self.resources
+
+
+def test_a_ray_num_actors_above_what_fits_is_capped_with_a_note_saying_why() -> None:
+    from harness.config import RayConfig
+    from harness.dispatch import _num_actors
+
+    n, cpus, gpus, note = _num_actors(FakeRay(CPU=2), RayConfig(num_actors=1000), 100)
+    assert (n, cpus, gpus) == (2, 2.0, 0.0)
+    assert note.startswith("ray.num_actors=1000 capped to 2: ") and "2 CPU" in note and "ray.num_cpus_per_actor" in note
+    assert _num_actors(FakeRay(CPU=8), RayConfig(num_actors=3), 100) == (3, 8.0, 0.0, "")  # fewer: as asked
+    assert _num_actors(FakeRay(CPU=8), RayConfig(), 5)[::3] == (5, "")  # one per CPU, no more than runs

@@ -118,6 +118,35 @@ def test_a_dead_daemons_state_is_forgotten(pool_dir: Path) -> None:
     assert pool.read_state() is None and not (pool_dir / pool.STATE).exists()
 
 
+def test_the_daemon_stops_a_run_past_its_timeout_or_whose_driver_is_gone(tmp_path: Path) -> None:
+    """What the daemon reads in the file an actor writes while it runs (its pid, the run's start on the
+    monotonic clock, timeout_s, the driver's pid and start): the run is stopped once past its timeout
+    (by REFILL_S: a live driver stops it at the timeout itself), or at once when its driver is gone."""
+    path = tmp_path / f"worker-0{pool.RUN}"
+    me = [os.getpid(), pool.process_start(os.getpid())]
+
+    def record(**kw: object) -> None:
+        path.write_text(json.dumps({"pid": 7, "run_id": "r1", "started": 100.0, "timeout_s": 20, "driver": me, **kw}))
+
+    record()
+    assert pool._orphaned(path, 7, now=101.0) == ""
+    assert pool._orphaned(path, 7, now=100 + 20 + 1) == ""  # its driver stops it
+    assert "run r1 is past its timeout_s=20" in pool._orphaned(path, 7, now=100 + 20 + pool.REFILL_S + 1)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    record(driver=[gone.pid, me[1]])
+    assert pool._orphaned(path, 7, now=101.0) == f"the driver of run r1 (pid {gone.pid}) is gone"
+    record(driver=[os.getpid(), "another-boot:1"])  # the driver's pid is now another process's
+    assert "is gone" in pool._orphaned(path, 7, now=101.0)
+    record(pid=8, driver=[gone.pid, me[1]])  # left by the actor this one replaced
+    assert pool._orphaned(path, 7, now=10.0**9) == ""
+    for text in ("[1]", "{", '{"pid": 7}'):
+        path.write_text(text)
+        assert pool._orphaned(path, 7, now=10.0**9) == ""
+    path.unlink()
+    assert pool._orphaned(path, 7, now=10.0**9) == ""
+
+
 def test_bad_arguments_are_one_line_and_exit_2(pool_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert pool.main(["up", "--actors", "0"]) == pool.EXIT_USAGE
     err = capsys.readouterr().err.strip()
@@ -128,34 +157,80 @@ def test_bad_arguments_are_one_line_and_exit_2(pool_dir: Path, capsys: pytest.Ca
     assert pool.main(["down"]) == pool.EXIT_OK and "no warm pool" in capsys.readouterr().out
 
 
-def test_an_edited_scenario_module_is_reimported_by_a_warm_actor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                                                 ) -> None:
-    import importlib
+EDITED = """from harness.scenarios.loss_bound import LossBound
+
+VERSION = {}
+
+
+class Edited(LossBound):
+    \"\"\"A scenario whose module is edited under a long-lived worker.\"\"\"
+"""
+
+
+def _edit(path: Path, version: int) -> None:
+    """Rewrite the module as ``version``, keeping its size and modification time (as `touch -r` would)."""
+    before = path.stat()
+    path.write_text(EDITED.format(version))
+    assert path.stat().st_size == before.st_size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def _driver_definition(directory: Path) -> str:
+    """The definition a sweep's driver hashes into run ids: a fresh process, as every sweep's driver."""
+    code = "from harness.scenarios.base import definition; print(definition('edited_scenario.Edited', {}))"
+    r = subprocess.run([os.sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=directory,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join([str(directory), os.environ["PYTHONPATH"]])})
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_a_long_lived_worker_runs_the_code_its_run_ids_hash_even_after_a_same_size_same_mtime_edit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A warm actor compares the definition the driver hashed (RunSpec.definition) with that of the code it
+    holds, computed by the same function over the source it compiled; an edit that keeps the file's size
+    and mtime (which also makes Python trust the old .pyc) is picked up; a run whose hashed code is
+    neither held nor on disk any more is an error, never run with other code."""
+    import importlib.util
+    import py_compile
     import sys
 
-    from harness.dispatch import _Worker
+    from conftest import make_spec
 
-    (tmp_path / "edited_scenario.py").write_text("VALUE = 1\n")
+    from harness.dispatch import _Worker
+    from harness.records import Status
+
+    module_path = tmp_path / "edited_scenario.py"
+    module_path.write_text(EDITED.format(1))
+    py_compile.compile(str(module_path))  # a .pyc of version 1 that Python would keep using
     monkeypatch.syspath_prepend(str(tmp_path))
-    module = importlib.import_module("edited_scenario")
-    worker = object.__new__(_Worker)  # _fresh needs no Ray
-    worker._stamps = {}
-    worker._fresh("edited_scenario.Cls")
-    (tmp_path / "edited_scenario.py").write_text("VALUE = 22\n")  # another size: a new stamp even at equal mtime
-    worker._fresh("edited_scenario.Cls")
-    assert sys.modules["edited_scenario"].VALUE == 22 and module.VALUE == 22
-    # a module the actor has not imported yet is stamped as the run imports it: a later edit is seen
-    (tmp_path / "later_scenario.py").write_text("VALUE = 1\n")
-    worker._fresh("later_scenario.Cls")
-    later = importlib.import_module("later_scenario")  # what execute() does next
-    (tmp_path / "later_scenario.py").write_text("VALUE = 333\n")
-    worker._fresh("later_scenario.Cls")
-    assert later.VALUE == 333
-    sys.modules.pop("later_scenario", None)
+    monkeypatch.delitem(sys.modules, "edited_scenario", raising=False)
+    worker = object.__new__(_Worker)  # its run-time state without Ray and TensorFlow
+    worker.name, worker._status, worker._sources, worker._digests = "test-worker", None, {}, {}
+
+    def spec(definition: str) -> object:
+        return make_spec(scenario="edited", target="edited_scenario.Edited", params={}, definition=definition)
+
+    v1 = _driver_definition(tmp_path)
+    assert worker._fresh(spec(v1)) == "" and sys.modules["edited_scenario"].VERSION == 1
+    _edit(module_path, 2)
+    assert Path(importlib.util.cache_from_source(str(module_path))).exists()  # the .pyc of version 1 too
+    v2 = _driver_definition(tmp_path)
+    assert v2 != v1  # new run ids for the new source
+    assert worker._fresh(spec(v2)) == "" and sys.modules["edited_scenario"].VERSION == 2
+    _edit(module_path, 3)  # edited again while a sweep that hashed version 2 runs
+    assert worker._fresh(spec(v2)) == "" and sys.modules["edited_scenario"].VERSION == 2  # its runs run v2
+    stale = worker.run(spec(v1))  # hashed version 1: neither held nor on disk
+    assert stale.status is Status.ERROR and stale.error.startswith("ScenarioChanged: the source of edited_scenario")
+    assert sys.modules["edited_scenario"].VERSION == 3
+    assert worker._fresh(spec(_driver_definition(tmp_path))) == ""
 
 
 def test_runs_on_a_warm_pool_equal_cold_runs_bit_for_bit(tmp_path: Path) -> None:
-    env = {"HARNESS_POOL_DIR": str(tmp_path / "pool")}
+    from test_pool_live import code_snapshot
+
+    code = code_snapshot(tmp_path / "code")  # the code the pool and the sweeps run, whatever edits meanwhile
+    env = {"HARNESS_POOL_DIR": str(tmp_path / "pool"),
+           "PYTHONPATH": os.pathsep.join([str(code), os.environ["PYTHONPATH"]])}
     args = ["sweep=smoke", "sweep.seed=[0]", "sweep.data_size=[1000]"]
     up = subprocess.run([os.sys.executable, "-m", "harness", "up", "--actors", "2", "--idle-minutes", "5"],
                         capture_output=True, text=True, timeout=300, env={**os.environ, **env},

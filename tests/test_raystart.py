@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +147,77 @@ def test_usage_stats_a_user_turned_on_keep_the_dashboard_head_that_reports_them(
     for value, on in (("0", False), ("1", True), (" 1 ", True)):  # Ray takes 0 or 1
         monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", value)
         assert _usage_stats_on() is on
+
+
+def test_rays_files_go_into_a_directory_private_to_the_user_or_the_start_refuses(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """harness.raystart.private_root: created 0700, a looser one of the user's tightened, a symlink or a
+    file in its place refused in one line (another user could have put it there); RAY_TMPDIR wins."""
+    from harness import raystart
+
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.delenv("RAY_TMPDIR", raising=False)
+    monkeypatch.setattr(raystart, "MAX_ROOT", 4096)
+    root = raystart.private_root()
+    assert root == runtime / f"harness-ray-{os.getuid()}" and (root.stat().st_mode & 0o777) == 0o700
+    root.chmod(0o755)
+    assert raystart.private_root() == root and (root.stat().st_mode & 0o777) == 0o700
+    root.rmdir()
+    root.symlink_to(tmp_path)
+    with pytest.raises(raystart.NotPrivateError, match="is a symlink"):
+        raystart.private_root()
+    root.unlink()
+    root.write_text("")
+    with pytest.raises(raystart.NotPrivateError, match="not a directory"):
+        raystart.private_root()
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    assert raystart.private_root() is None
+
+
+def test_the_token_file_is_private_to_the_user_before_ray_writes_it(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import raystart
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for k in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
+        monkeypatch.delenv(k, raising=False)
+    token = tmp_path / ".ray" / "auth_token"
+    raystart.private_token()  # none yet: an empty one, 0600, for Ray to write into
+    assert token.read_text() == "" and (token.stat().st_mode & 0o777) == 0o600
+    token.write_text("a" * 64)
+    token.chmod(0o644)  # as Ray writes it under a 022 umask
+    raystart.private_token()
+    assert (token.stat().st_mode & 0o777) == 0o600 and token.read_text() == "a" * 64
+    token.unlink()
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # no token is made: none is created
+    raystart.private_token()
+    assert not token.exists()
+
+
+def test_a_ray_that_does_not_take_temp_dir_gets_the_private_directory_through_ray_tmpdir(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """_temp_dir is one of ray.init's "hidden" options: were it gone, Ray refuses it before it starts
+    anything, and the start goes on with RAY_TMPDIR (said once), restored afterwards."""
+    from harness import raystart
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("RAY_TMPDIR", raising=False)
+    monkeypatch.setattr(raystart, "_temp_dir_refused", [])
+    calls: list[tuple[dict, str | None]] = []
+
+    class NoTempDir:
+        def init(self, **kw: object) -> None:
+            calls.append((kw, os.environ.get("RAY_TMPDIR")))
+            if "_temp_dir" in kw:
+                raise RuntimeError("Unknown keyword argument(s): _temp_dir")
+
+    root = raystart.private_root()
+    for _ in range(2):
+        raystart.init_local(NoTempDir(), namespace="n")
+    assert calls == [({"address": "local", "_temp_dir": str(root / "ray"), "namespace": "n"}, None),
+                     ({"address": "local", "namespace": "n"}, str(root)),
+                     ({"address": "local", "namespace": "n"}, str(root))]  # asked once
+    assert "RAY_TMPDIR" not in os.environ
+    assert sum("does not take _temp_dir" in r.message for r in caplog.records) == 1
