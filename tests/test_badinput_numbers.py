@@ -75,7 +75,7 @@ def test_epochs_and_exclude_refuse_nan(tmp_path: Path, capsys: pytest.CaptureFix
      "scenarios.loss_bound.learning_rate: nan is not a number (NaN is refused)"),
     ("scenarios.loss_bound.learning_rate='nan'", "scenarios.loss_bound.learning_rate: nan is not a number"),
     ("scenarios.loss_bound.noise_std=inf", "scenarios.loss_bound.noise_std: inf is not a finite number"),
-    ("+scenarios.loss_bound._axes_.learning_rate=[0.1,nan]", "scenarios.loss_bound.learning_rate: nan is not a number"),
+    ("+scenarios.loss_bound._axes_.learning_rate=[0.1,nan]", "scenarios.loss_bound._axes_.learning_rate: nan is not a number"),
 ])
 def test_scenario_parameters_refuse_nan_and_infinity(override: str, message: str, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str],
