@@ -360,7 +360,7 @@ def test_the_section_says_in_one_line_what_it_grouped_by_and_pooled():
                                   "10 seeds (split by data size: every data-size cell has enough healthy and "
                                   "unhealthy runs to test).")
     page = S.body(res, OUTCOME)
-    assert S.pooled_line(res).replace(";", ";") in page and "Per detector, precision, data size:" in page
+    assert S.pooled_line(res) in page and "Per detector and precision x data size:" in page
     split = false_alarms(bug_and_fix(seeds=10), OUTCOME, by=["precision", "variant"])
     assert S.pooled_line(split) == "Grouped by precision, variant; pooled over: 10 seeds."
     assert S.pooled_line(false_alarms(hand([False, True] * 5, [False, True] * 5), OUTCOME, by=None)) == (

@@ -42,7 +42,7 @@ def body(frame: pd.DataFrame, outcome: str) -> str:
             + ".")
     keys = [k for k in a.get("by", ["precision", "data_size"]) if k in frame.columns]
     config = [axis_column(k) for k in keys]
-    per = ", ".join(["detector", *(k.replace("_", " ") for k in keys)])
+    per = "detector" + (f" and {' x '.join(k.replace('_', ' ') for k in keys)}" if keys else " (every run pooled)")
     text = (f"The outcome check <b>{named}</b> says whether a run was healthy: a completed run that passes it is "
             "healthy, one that fails it unhealthy. Every other check is taken as a detector that fires when it "
             f"fails. {runs} Per {per}: the false-alarm rate (the share of healthy "
