@@ -26,7 +26,7 @@ from harness.plan import Outcome, Planner, StopReason, cell_key
 from harness.progress import SweepProgress
 from harness.summary import print_bounds, print_summary
 from harness.records import RunResult, Status, result_rows, sweep_schema
-from harness.scenarios.base import sweep_extra_columns
+from harness.scenarios.base import load_class, sweep_extra_columns
 from harness.store import (PartBuffer, StoreError, check_writable, compact, load_results, make_sweep_dir, part_files,
                            remove_if_empty, remove_stale_temporaries, stored_run_ids, sweep_dir, write_plan,
                            write_text)
@@ -221,7 +221,8 @@ def _run(cfg: SweepConfig, specs: list[RunSpec], directory: Path, resolved: dict
                       f"scenario, another grid); python -m harness report {shlex.quote(str(directory))} --all-runs "
                       "includes them",
                       highlight=False)
-    print_summary(console, df, str(directory), time.monotonic() - t0, completed + incomplete, skipped)
+    fixes = {s.scenario: getattr(load_class(s.target), "float32_params", {}) for s in specs}
+    print_summary(console, df, str(directory), time.monotonic() - t0, completed + incomplete, skipped, fixes)
     if cfg.adaptive.rule == "bound":  # the question the sweep ran for, answered where the user looks
         print_bounds(console, df, cfg.adaptive.target, cfg.adaptive.confidence)
     missing = len(planned) - int(df["run_id"].nunique())

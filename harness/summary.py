@@ -10,7 +10,10 @@ under the table, so nothing is hidden silently.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
+from typing import Any
 
+import numpy as np
 import pandas as pd
 from rich import box
 from rich.console import Console
@@ -110,8 +113,39 @@ def hints(frame: pd.DataFrame, df: pd.DataFrame, path: str) -> list[str]:
     return out
 
 
+def overflow_hints(frame: pd.DataFrame, df: pd.DataFrame, fixes: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Where the data show a float16 overflow, in a line per scenario: runs that saw NaN/Inf in fp16
+    at a data size where the same check in fp32 saw none; with the scenario's own float32 switch
+    (``float32_params``) as the fix to try, unless its runs already used it."""
+    import json
+
+    out = []
+    if frame.empty or "scenario" not in df.columns:
+        return out
+    names = check_labels(with_variant(df)).to_numpy()
+    scenario_of = dict(zip(names, df["scenario"].to_numpy()))
+    for scenario in sorted({scenario_of.get(n) for n in frame["name"]} - {None}):
+        mine = frame[frame["name"].map(scenario_of) == scenario]
+        fp16, fp32 = mine[mine["precision"] == "fp16"], mine[mine["precision"] == "fp32"]
+        clean = {(n, d) for n, d, k in zip(fp32["name"], fp32["data_size"], fp32["nonfinite"]) if k == 0}
+        where = np.array([(n, d) in clean for n, d in zip(fp16["name"], fp16["data_size"])], dtype=bool)
+        hit = fp16[(fp16["nonfinite"] > 0).to_numpy() & where]
+        if hit.empty:
+            continue
+        sizes = ", ".join(label(s) for s in sorted(hit["data_size"].unique()))
+        line = (f"{scenario}: NaN/Inf in fp16 at {sizes} rows where fp32 saw none: a float16 overflow (its "
+                f"largest value is 65504) of what the scenario computes in the compute dtype")
+        params = [json.loads(p) for p in df.loc[df["scenario"] == scenario, "params"].dropna().unique()]
+        fix = {k: v for k, v in (fixes.get(scenario) or {}).items() if not all(p.get(k) == v for p in params)}
+        if fix:
+            line += "; to compute it in float32: " + " ".join(
+                f"scenarios.{scenario}.{k}={json.dumps(v)}" for k, v in fix.items())
+        out.append(line)
+    return out
+
+
 def print_summary(console: Console, df: pd.DataFrame, path: str, elapsed_s: float, new_runs: int,
-                  skipped: int) -> None:
+                  skipped: int, fixes: Mapping[str, Mapping[str, Any]] | None = None) -> None:
     frame = summary_frame(df)
     if len(frame):
         sizes = sorted(frame["data_size"].dropna().unique())
@@ -133,7 +167,7 @@ def print_summary(console: Console, df: pd.DataFrame, path: str, elapsed_s: floa
                       for a in pooled]
             console.print(f"pooled over {'; '.join(values)}: the report's 'Which axis moves the failure rate "
                           "most?' compares them", highlight=False)
-        for line in hints(frame, df, path):
+        for line in [*hints(frame, df, path), *overflow_hints(frame, df, fixes or {})]:
             console.print(escape(line), highlight=False, soft_wrap=True)
     runs = df.drop_duplicates("run_id")
     status = runs["status"].value_counts().to_dict()

@@ -46,6 +46,8 @@ def test_smoke_sweep_then_resume_skips_everything(tmp_path: Path) -> None:
     text = " ".join(first.stdout.split())
     never = int((lb["n_failed"] == lb["n_evaluated"]).sum())
     assert f"loss_bound/loss_below fails from step 0 in every run: {never} of 16 runs never held it" in text
+    assert "normalization: NaN/Inf in fp16 at 100,000 rows where fp32 saw none" in text  # the cause, and its fix
+    assert "scenarios.normalization.accumulate_float32=true" in text
     again = run_cli(["sweep=smoke", f"store.root={tmp_path}"], cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "24 already stored, 0 to run" in again.stdout and "embedded local Ray" not in again.stdout

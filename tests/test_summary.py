@@ -113,3 +113,32 @@ def test_rates_below_one_percent_are_not_printed_as_zero_and_nan_runs_are_in_the
     runs[0].update(worst_value=float("nan"), worst_margin=float("-inf"), n_nonfinite=1)
     text = _summary_text(_frame(runs))
     assert "0.3% 3/1000 (1 NaN/Inf)" in text and " final " in f" {text} "
+
+
+def test_an_fp16_overflow_where_fp32_holds_is_named_with_the_scenarios_float32_switch() -> None:
+    import json
+
+    def run(i: int, precision: str, size: int, nan: bool, params: dict) -> dict:
+        return dict(run_id=f"r{i}", seed=i, scenario="normalization", check="mean_near_zero", when="final",
+                    precision=precision, data_size=size, n_evaluated=1, n_failed=int(nan), n_nonfinite=int(nan),
+                    first_failure_step=0 if nan else None, worst_value=float("nan") if nan else 0.01,
+                    worst_margin=float("-inf") if nan else 0.09, params=json.dumps(params))
+
+    fixes = {"normalization": {"accumulate_float32": True}}
+    plain = {"accumulate_float32": False}
+    runs = [run(0, "fp16", 100000, True, plain), run(1, "fp32", 100000, False, plain),
+            run(2, "fp16", 1000, False, plain), run(3, "fp32", 1000, False, plain)]
+    out = io.StringIO()
+    print_summary(Console(file=out, width=400, force_terminal=False), _frame(runs), "r", 1.0, 4, 0, fixes)
+    text = " ".join(out.getvalue().split())
+    assert ("normalization: NaN/Inf in fp16 at 100,000 rows where fp32 saw none: a float16 overflow" in text
+            and "to compute it in float32: scenarios.normalization.accumulate_float32=true" in text)
+    switched = [{**r, "params": json.dumps({"accumulate_float32": True})} for r in runs]  # already tried: no fix offered
+    out = io.StringIO()
+    print_summary(Console(file=out, width=400, force_terminal=False), _frame(switched), "r", 1.0, 4, 0, fixes)
+    text = " ".join(out.getvalue().split())
+    assert "a float16 overflow" in text and "to compute it in float32" not in text
+    both = runs[:1] + [run(1, "fp32", 100000, True, plain)]  # fp32 fails alike: not an fp16 overflow
+    out = io.StringIO()
+    print_summary(Console(file=out, width=400, force_terminal=False), _frame(both), "r", 1.0, 2, 0, fixes)
+    assert "overflow" not in out.getvalue()

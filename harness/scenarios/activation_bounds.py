@@ -35,6 +35,7 @@ from harness.checks import Check, Compare
 class ActivationBounds:
     autograph = False  # no Python control flow on tensors: skip AutoGraph's conversion (faster tracing)
     trains = False
+    float32_params = {"activation_float32": True}  # the last activation in float32 instead of the compute dtype
     reuse_trace = True  # evaluate() reads the run only through the tensors and variables build() leaves
 
     def __init__(self, threshold: float = 0.01, expected_min: float | None = None,

@@ -14,6 +14,10 @@ and optionally:
     evaluate()            -> observations for checks declared with when="final",
                              computed once after training (also compiled)
     extras()              -> run-level result columns {name: float|int|bool|str}
+    float32_params = {...} -> a class attribute: the parameters that make the scenario compute
+                             in float32 what it computes in the compute dtype (e.g.
+                             {"accumulate_float32": True}); the summary names them as the fix
+                             to try where fp16 gives NaN/Inf and fp32 does not
     extra_columns()       -> the columns extras() returns, declared: {name: "float64" | "int64" |
                              "string" | "bool"} (a function of the parameters, no TF): every part
                              file of a sweep then carries every column of every scenario in it,

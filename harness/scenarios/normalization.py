@@ -33,6 +33,7 @@ from harness.checks import Check, Compare
 class Normalization:
     autograph = False  # no Python control flow on tensors: skip AutoGraph's conversion (faster tracing)
     trains = False
+    float32_params = {"accumulate_float32": True}  # what reduces in float32 instead of the compute dtype
     reuse_trace = True  # evaluate() reads the run only through the tensors and variables build() leaves
 
     def __init__(self, tol: float = 0.1, features: int = 5, low: float = -10.0, high: float = 10.0,
