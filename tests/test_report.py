@@ -359,3 +359,18 @@ def test_the_report_analyses_the_runs_of_the_current_definition_and_says_what_it
     assert main([str(root), "--out", str(tmp_path / "all"), "--all-runs"]) == 0
     assert pd.read_csv(tmp_path / "all" / "tables" / "headline.csv")["runs"].sum() == 12
     assert "left out" not in capsys.readouterr().out
+
+
+def test_the_worst_margins_plot_draws_runs_that_saw_nan_or_inf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A run with margin -inf failed: it is drawn (a red cross at the panel's bottom edge), not only counted."""
+    from harness.report import plots
+
+    df = _sweep(error_rate=0.0, nonfinite_rate=0.3)
+    n_bad = int(((df["status"] == "ok") & (df["worst_margin"] == -np.inf) & (df["check"] == "loss_below")).sum())
+    assert n_bad > 0
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda plt, fig, path: figs.append(fig) or path)
+    plots.plot_margins(df[df["check"] == "loss_below"], tmp_path / "m.png")
+    crosses = [ln for ax in figs[0].axes for ln in ax.get_lines() if ln.get_marker() == "x" and len(ln.get_xdata())]
+    assert sum(len(ln.get_xdata()) for ln in crosses) == n_bad
+    assert all(ln.get_color() == "#b00000" for ln in crosses)

@@ -136,8 +136,9 @@ def plot_decomposition(decomp: pd.DataFrame, path: Path, *, x: str = "data_size"
 def plot_margins(df: pd.DataFrame, path: Path, *, x: str = "data_size", hue: str = "precision",
                  max_points: int = 150, max_box: int = 20000, seed: int = 0) -> Path:
     """Distribution of each completed run's worst margin (signed distance to the bound;
-    below 0 = violated) per data size and ``hue``; runs that saw NaN/Inf are counted at the
-    bottom of the panel instead of drawn."""
+    below 0 = violated) per data size and ``hue``; runs that saw NaN/Inf (margin -inf) are drawn
+    at the bottom edge of the panel, a red cross each, with their count: they failed, whatever the
+    scale of the finite margins."""
     mask = ok_mask(df).to_numpy()
     ok = pd.DataFrame({"check": df["check"].to_numpy()[mask], "x": df[x].to_numpy()[mask],
                        "hue": df[hue].to_numpy()[mask], "m": df["worst_margin"].to_numpy(float, na_value=np.nan)[mask]})
@@ -151,6 +152,7 @@ def plot_margins(df: pd.DataFrame, path: Path, *, x: str = "data_size", hue: str
         sizes = np.sort(ok.loc[ok["check"] == name, "x"].unique())
         width = 0.8 / max(1, len(hues))
         spread = []
+        nonfinite = False
         for i, h in enumerate(hues):
             for j, s in enumerate(sizes):
                 m = cells.get((name, h, s), np.empty(0))
@@ -165,9 +167,13 @@ def plot_margins(df: pd.DataFrame, path: Path, *, x: str = "data_size", hue: str
                     ax.plot(pos + rng.uniform(-width / 4, width / 4, pts.size), pts, ".", color=colors[h],
                             alpha=0.6, markersize=3)
                     spread.append(box)
-                if bad:
-                    ax.annotate(f"{bad} NaN/Inf", (pos, 0), xycoords=("data", "axes fraction"), fontsize=7,
-                                ha="center", va="bottom", color="#b00000", rotation=90)
+                if bad:  # margin -inf: drawn, one mark a run, at the panel's bottom edge in the failure colour
+                    shown = min(bad, max_points)
+                    ax.plot(pos + rng.uniform(-width / 4, width / 4, shown), np.full(shown, 0.04), "x",
+                            color="#b00000", markersize=6, mew=1.5, transform=ax.get_xaxis_transform(), zorder=5)
+                    ax.annotate(f"{bad} NaN/Inf", (pos, 0.09), xycoords=("data", "axes fraction"), fontsize=8,
+                                ha="center", va="bottom", color="#b00000", fontweight="bold")
+                    nonfinite = True
         if spread:
             allv = np.concatenate(spread)
             if np.nanmax(np.abs(allv)) > 100 * max(np.nanmedian(np.abs(allv)), 1e-12):
@@ -183,6 +189,8 @@ def plot_margins(df: pd.DataFrame, path: Path, *, x: str = "data_size", hue: str
         ax.grid(alpha=0.3, axis="y")
         for h in hues:
             ax.plot([], [], "s", color=colors[h], alpha=0.6, label=label(h))
+        if nonfinite:
+            ax.plot([], [], "x", color="#b00000", mew=1.5, label="run that saw NaN/Inf (margin -inf, failed)")
         if hues:
             ax.legend(title=hue, fontsize=8, loc="best")
     return _save(plt, fig, path)
