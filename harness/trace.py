@@ -282,7 +282,8 @@ def _numerics_panel(ax: Any, table: Any) -> None:
         ax.plot([], [], color="orange", alpha=0.5, label=f"skipped step ({int(skipped.sum())})")
     _maybe_log(ax, loss, gnorm, ratio=100)
     handles, labels = ax.get_legend_handles_labels()
-    if np.isfinite(scale).any():
+    finite_scale = scale[np.isfinite(scale)]
+    if finite_scale.size and not (finite_scale.min() == finite_scale.max() == 1.0):  # fp32/bf16: no scaling, no line
         twin = ax.twinx()
         twin.step(steps, scale, where="post", color="C2", lw=1)
         twin.set_ylabel("loss scale", color="C2")

@@ -374,3 +374,13 @@ def test_the_worst_margins_plot_draws_runs_that_saw_nan_or_inf(tmp_path: Path, m
     crosses = [ln for ax in figs[0].axes for ln in ax.get_lines() if ln.get_marker() == "x" and len(ln.get_xdata())]
     assert sum(len(ln.get_xdata()) for ln in crosses) == n_bad
     assert all(ln.get_color() == "#b00000" for ln in crosses)
+
+
+def test_no_trace_command_is_offered_for_runs_with_no_training_steps(tmp_path: Path):
+    """A scenario that does not train has no per-step values: its failing cells offer a replay, not a trace."""
+    df = _sweep(error_rate=0.0).assign(steps=0, when="final")  # as a scenario of final checks records its runs
+    build_report(df, tmp_path / "r")
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "replay the first:" in page and "trace the worst" not in page and "--trace" not in page
+    build_report(_sweep(error_rate=0.0), tmp_path / "t")  # training runs: traced
+    assert "trace the worst" in (tmp_path / "t" / "index.html").read_text()

@@ -44,12 +44,16 @@ def failing_runs(df: pd.DataFrame, results: str) -> pd.DataFrame:
     """One row per failing (run, check) of a completed run (``passed`` False): the
     configuration, run id, seed, first failing step, worst value and margin, and the replay
     and trace commands; by configuration, then seed."""
-    cols = [*KEYS, "run_id", "seed", "first_failure_step", "n_failed", "n_evaluated", "worst_value", "worst_margin"]
+    cols = [*KEYS, "run_id", "seed", "steps", "first_failure_step", "n_failed", "n_evaluated", "worst_value",
+            "worst_margin"]
     failed = df.loc[failed_mask(df), [c for c in cols if c in df.columns]]
     failed = failed.sort_values([*KEYS, "seed", "run_id"], na_position="last", kind="stable")
     replay = shlex.join(["python", "-m", "harness", "replay", results]) + " run_id=" + \
         failed["run_id"].astype(str).map(shlex.quote)
-    return failed.assign(replay=replay, trace=replay + " --trace").reset_index(drop=True)
+    trace = replay + " --trace"
+    if "steps" in failed.columns:  # a run of no training steps has no per-step values to trace
+        trace = trace.where(failed["steps"].fillna(1).to_numpy() > 0, "")
+    return failed.assign(replay=replay, trace=trace).reset_index(drop=True)
 
 
 def cells(df: pd.DataFrame, failing: pd.DataFrame) -> pd.DataFrame:
@@ -66,7 +70,10 @@ def cells(df: pd.DataFrame, failing: pd.DataFrame) -> pd.DataFrame:
                      "first_step": int(first.min()) if len(first) else None,
                      "some": list(zip(g["run_id"].head(PER_CELL), g["seed"].head(PER_CELL))),
                      "first_run": g["run_id"].iloc[0], "worst_run": worst["run_id"], "worst_seed": worst["seed"],
-                     "worst_margin": worst["worst_margin"]})
+                     "worst_margin": worst["worst_margin"],
+                     # a run of no training steps has no per-step values to trace
+                     "traceable": bool(worst["steps"] > 0) if "steps" in g.columns and pd.notna(worst["steps"])
+                     else True})
     return pd.DataFrame(rows)
 
 
@@ -78,9 +85,13 @@ def _runs(r: object) -> str:
 
 def _commands(r: object, results: str) -> str:
     margin = "NaN/Inf" if r.worst_margin == -np.inf else num(r.worst_margin)
-    return (f"replay the first: <code>{html.escape(replay_command(results, r.first_run))}</code><br>"
-            f"trace the worst (seed {html.escape(label(r.worst_seed))}, margin {html.escape(margin)}): "
-            f"<code>{html.escape(replay_command(results, r.worst_run, trace=True))}</code>")
+    first = f"replay the first: <code>{html.escape(replay_command(results, r.first_run))}</code><br>"
+    worst = f"(seed {html.escape(label(r.worst_seed))}, margin {html.escape(margin)})"
+    if not getattr(r, "traceable", True):  # the scenario does not train: nothing to trace step by step
+        if r.worst_run == r.first_run:
+            return first.removesuffix("<br>")
+        return first + f"replay the worst {worst}: <code>{html.escape(replay_command(results, r.worst_run))}</code>"
+    return first + f"trace the worst {worst}: <code>{html.escape(replay_command(results, r.worst_run, trace=True))}</code>"
 
 
 def body(frame: pd.DataFrame, results: str) -> str:
