@@ -384,3 +384,15 @@ def test_no_trace_command_is_offered_for_runs_with_no_training_steps(tmp_path: P
     assert "replay the first:" in page and "trace the worst" not in page and "--trace" not in page
     build_report(_sweep(error_rate=0.0), tmp_path / "t")  # training runs: traced
     assert "trace the worst" in (tmp_path / "t" / "index.html").read_text()
+
+
+def test_the_summary_groups_many_checks_instead_of_listing_every_name(tmp_path: Path):
+    from harness import detectors as D
+
+    names = [c.name for c in D.all_detectors() if c.when == "step"]
+    df = _sweep(error_rate=0.0, checks={n: ("below", 1.0) for n in names}, data_sizes=(100,), precisions=("fp32",))
+    build_report(df, tmp_path / "r")
+    page = (tmp_path / "r" / "index.html").read_text()
+    summary = page.split("</ul>", 1)[0]
+    assert "autotrainer.* (6)" in summary and "thedeepchecker.* (" in summary
+    assert "autotrainer.exploding_gradient" not in summary

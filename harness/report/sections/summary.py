@@ -15,6 +15,21 @@ from harness.report.base import Section
 TITLE = "Summary"
 
 
+def _checks_by_scenario(df: pd.DataFrame) -> str:
+    """Many checks (every detector of several tools): how many per scenario, grouped by their
+    prefix (a tool's detectors share one: autotrainer.*), instead of every name in one paragraph."""
+    out = []
+    for scenario, g in df.groupby("scenario", sort=True) if "scenario" in df.columns else [("", df)]:
+        names = sorted(c for c in g["check"].dropna().unique() if c)
+        groups: dict[str, int] = {}
+        for n in names:
+            prefix = n.split(".", 1)[0] + ".*" if "." in n else n
+            groups[prefix] = groups.get(prefix, 0) + 1
+        parts = [f"{k} ({v})" if v > 1 else k for k, v in groups.items()]
+        out.append(f"{scenario}: {len(names)} ({', '.join(parts)})" if scenario else f"{len(names)}: {', '.join(parts)}")
+    return "; ".join(out) + " (every name in tables/headline.csv)"
+
+
 def _sorted(values: np.ndarray) -> list:
     try:
         return sorted(values)
@@ -32,7 +47,8 @@ def body(df: pd.DataFrame, planned: int | None) -> str:
               f"{len(runs)} runs stored ({planned} planned by the sweep's last invocation)" if planned else
               f"{len(runs)} runs stored")
     bad = ", ".join(f"{v} {k}" for k, v in status.items() if k != "ok") or "none"
-    checks = ", ".join(sorted(c for c in df["check"].dropna().unique() if c)) or "none"
+    names = sorted(c for c in df["check"].dropna().unique() if c)
+    checks = _checks_by_scenario(df) if len(names) > 12 else (", ".join(names) or "none")
 
     def values(a: str) -> str:
         vs = _sorted(df[a].dropna().unique())
