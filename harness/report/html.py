@@ -37,7 +37,8 @@ code{font-size:.9em;background:#f4f4f4;padding:0 .25em;border-radius:3px;word-br
 .bad{color:#b00000;font-weight:600} .good{color:#1a7f37} .muted{color:#777}
 img{max-width:100%;border:1px solid #eee;margin:.5em 0} .note{color:#555;font-size:.92em}
 table.heat{font-size:.85em} table.heat th{text-align:center;white-space:nowrap}
-table.heat th.check{text-align:left;font-weight:normal;background:#fafafa;max-width:26em}
+table.heat th.check{text-align:left;font-weight:normal;background:#fafafa;max-width:26em;white-space:normal;
+overflow-wrap:anywhere}
 table.heat td.cell{text-align:center;white-space:nowrap;min-width:3.6em;padding:.35em .5em;border-color:#fff}
 table.heat td.cell a{color:inherit;display:block;text-decoration:none}
 table.heat td.cell a:hover{text-decoration:underline}
