@@ -67,8 +67,9 @@ class Check:
         gradients overflowed, so no update was made, by design) is not evaluated, and is counted
         once, in the run's ``skipped_steps``. For checks of gradients, updates and weights. The
         step's ``skipped`` observation (``RunContext.minimize``) decides; a scenario that does not
-        return it has every step applied. A run whose every step was skipped evaluates such a
-        check zero times (``n_evaluated`` 0).
+        return it has every step applied. A run that applied none of the scheduled steps (every
+        step skipped: its gradients were never finite) has every scheduled step judged, so such a
+        check fails there instead of passing with no evaluation.
     statistic, window: what a step check compares with its bound. "value" (default): the step's
         value at each scheduled step. Otherwise the step values are first averaged over each
         period of ``every`` steps (the period ending at step after + j*every; the first one also
@@ -193,7 +194,10 @@ class Check:
             # the schedule: only these steps count
             keep = tf.logical_and(steps >= self.after, tf.math.floormod(steps - self.after, self.every) == 0)
             if self.on == "applied" and skipped is not None:
-                keep = tf.logical_and(keep, tf.logical_not(tf.reshape(tf.cast(skipped, tf.bool), [-1])))
+                applied = tf.logical_and(keep, tf.logical_not(tf.reshape(tf.cast(skipped, tf.bool), [-1])))
+                # a run that applied no scheduled update never trained there: then every scheduled step is
+                # judged (its gradients were never finite, and the check fails), not none
+                keep = tf.where(tf.reduce_any(applied), applied, keep)
             x, steps = tf.boolean_mask(x, keep), tf.boolean_mask(steps, keep)
         finite = tf.math.is_finite(x)
         bound = tf.constant(self.bound, tf.float64)

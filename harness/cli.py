@@ -128,10 +128,10 @@ def _scenario_key_message(key: str, config_dir: str | None) -> str:
         return (f"{key}: not in the config yet: sweep a parameter with a leading +, "
                 f"+{key}=[VALUE,...] (a list of values)")
     path = config_files("scenario", config_dir).get(name)
-    if path is None or len(parts) != 3:
+    body = yaml.safe_load(path.read_text()) if path is not None else _inline_scenario(name, config_dir)
+    if not isinstance(body, dict) or len(parts) != 3:
         return (f"{key}: unknown config key (scenario keys are scenarios.NAME.PARAM; scenarios: "
-                f"{', '.join(config_files('scenario', config_dir))})")
-    body = yaml.safe_load(path.read_text()) or {}
+                f"{', '.join(config_files('scenario', config_dir))}, and those sweep files define)")
     known = [k for k in body if not k.startswith("_")]
     try:
         from harness.scenarios.base import constructor_parameters, load_class
@@ -145,6 +145,24 @@ def _scenario_key_message(key: str, config_dir: str | None) -> str:
                 if params is not None else f"{key}: not in the config of scenario {name}; add it with +{key}=VALUE")
     return (f"{key}: {param!r} is not a parameter of scenario {name} (parameters: {', '.join(params) or 'none'})"
             + did_you_mean(param, [*params, *known]))
+
+
+def _inline_scenario(name: str, config_dir: str | None) -> dict[str, Any] | None:
+    """The config of a scenario a sweep file defines itself (``scenarios: {NAME: {_target_: ...}}``)."""
+    import yaml
+
+    from harness.listing import config_files
+
+    for path in config_files("sweep", config_dir).values():
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        body = (doc.get("scenarios") or {}).get(name) if isinstance(doc, dict) and \
+            isinstance(doc.get("scenarios"), dict) else None
+        if isinstance(body, dict) and "_target_" in body:
+            return body
+    return None
 
 
 def compose_config(overrides: list[str], config_dir: str | None = None) -> dict[str, Any]:

@@ -202,9 +202,13 @@ def cost_lines(cfg: SweepConfig, specs: list[RunSpec], directory: Path) -> list[
             warnings.simplefilter("ignore")
             stored = load_results(directory, columns=["run_id", "scenario", "params", "precision", "clip_value",
                                                       "batch_size", "steps", "data_size", "wall_s", "status"])
-    done = set() if stored is None else set(stored["run_id"]) & {s.run_id for s in specs}
+    done = set() if stored is None or cfg.rerun == "all" else set(stored["run_id"]) & {s.run_id for s in specs}
+    if cfg.rerun == "incomplete" and stored is not None:  # runs stored as error, crashed or timeout run again
+        done -= set(stored.loc[stored["status"] != "ok", "run_id"])
     todo = [s for s in specs if s.run_id not in done]
-    out = [f"{len(done):,} of the {len(specs):,} runs are stored already, {len(todo):,} to run"]
+    rerun = {"all": " (sweep.rerun=all: every run again)", "incomplete": " (sweep.rerun=incomplete: those that "
+             "did not complete again)"}.get(cfg.rerun, "")
+    out = [f"{len(done):,} of the {len(specs):,} runs are stored already, {len(todo):,} to run{rerun}"]
     long = [s for s in todo if s.steps > LONG_RUN_STEPS]
     if long:
         out.append(f"{len(long):,} of them train more than {LONG_RUN_STEPS:,} steps (the longest "

@@ -182,7 +182,9 @@ def sweep_schema(extras: dict[str, str]) -> pa.Schema:
 
 
 def _extra_type(value: Any) -> pa.DataType:
-    if value is None or isinstance(value, float):
+    if value is None:  # no value, no type yet: another run's value sets it (an all-null column unifies with any)
+        return pa.null()
+    if isinstance(value, float):
         return pa.float64()
     if isinstance(value, bool):
         return pa.bool_()

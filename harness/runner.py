@@ -191,22 +191,29 @@ def _run(cfg: SweepConfig, specs: list[RunSpec], directory: Path, resolved: dict
         runs = dispatch(queue, cfg.ray, timeout_s=cfg.timeout_s, retries=cfg.retries, on_ready=ready,
                         trials=trial_specs(todo))
         # leaving the block (the end, Ctrl-C, SIGTERM, an error) writes the buffered runs first, then shuts Ray down
-        with SweepProgress(console, total=len(todo), skipped=skipped) as progress, closing(runs), \
-                PartBuffer(directory, cfg.store.flush_runs, cfg.store.flush_seconds, schema) as parts:
-            for spec, result in runs:  # closing: an error here (e.g. disk full) still shuts Ray down
-                parts.add(spec.run_id, result_rows(spec, result, __version__))
-                if planner is not None:
-                    nxt = planner.finished(spec, outcome_of(result))
-                    queue.extend(nxt)
-                    progress.grow(len(nxt))
-                    if nxt and time.monotonic() - plan_written[0] > 5:  # at most every 5 s; and at the end
-                        write_plan(directory, (s.run_id for s in planner.specs()))
-                        plan_written[0] = time.monotonic()
-                    if nxt or planner.cells[cell_key(spec)].reason is not StopReason.RUNNING:
-                        write_text(directory / "_cells.json", _cells_json(planner))
-                progress.finished(spec, result)
-                completed += result.status is Status.OK
-                incomplete += result.status is not Status.OK
+        try:
+            with SweepProgress(console, total=len(todo), skipped=skipped) as progress, closing(runs), \
+                    PartBuffer(directory, cfg.store.flush_runs, cfg.store.flush_seconds, schema) as parts:
+                for spec, result in runs:  # closing: an error here (e.g. disk full) still shuts Ray down
+                    parts.add(spec.run_id, result_rows(spec, result, __version__))
+                    if planner is not None:
+                        nxt = planner.finished(spec, outcome_of(result))
+                        queue.extend(nxt)
+                        progress.grow(len(nxt))
+                        if nxt and time.monotonic() - plan_written[0] > 5:  # at most every 5 s; and at the end
+                            write_plan(directory, (s.run_id for s in planner.specs()))
+                            plan_written[0] = time.monotonic()
+                        if nxt or planner.cells[cell_key(spec)].reason is not StopReason.RUNNING:
+                            write_text(directory / "_cells.json", _cells_json(planner))
+                    progress.finished(spec, result)
+                    completed += result.status is Status.OK
+                    incomplete += result.status is not Status.OK
+        finally:  # the rounds planned, also when interrupted: their stored runs are of this definition
+            if planner is not None and plan_written[0]:  # (only once Ray was up: else nothing is written)
+                try:
+                    write_plan(directory, (s.run_id for s in planner.specs()))
+                except StoreError:
+                    pass  # the error that stops the sweep is the one to report
     if planner is not None:
         write_text(directory / "_cells.json", _cells_json(planner))
         specs = planner.specs()

@@ -57,7 +57,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -260,12 +260,11 @@ def _widened(table: pa.Table, schema: pa.Schema) -> pa.Table:
             fields.append(f)
             continue
         column = table.column(f.name)
-        if column.type != f.type:
-            try:
-                column = column.cast(f.type)
-            except _CAST_ERRORS:
-                log.warning("column %r is %s, not the %s declared for it: written as it is", f.name, column.type,
-                            f.type)
+        if column.type != f.type and _widens(column.type, f.type):
+            column = column.cast(f.type)
+        elif column.type != f.type:  # never text to numbers or the like: the values are written as they are
+            log.warning("column %r is %s, not the %s of the sweep's schema: written as it is", f.name, column.type,
+                        f.type)
         arrays.append(column)
         fields.append(pa.field(f.name, column.type))
     for name in table.column_names:
@@ -273,6 +272,16 @@ def _widened(table: pa.Table, schema: pa.Schema) -> pa.Table:
             arrays.append(table.column(name))
             fields.append(table.schema.field(name))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _widens(src: pa.DataType, dst: pa.DataType) -> bool:
+    """Is casting ``src`` to ``dst`` a widening that changes no value: no values yet (null), an
+    integer to a float or to a wider integer? (Text is never cast to a number: "0.10" stays "0.10".)"""
+    if pa.types.is_null(src):
+        return True
+    if pa.types.is_integer(src) and pa.types.is_floating(dst):
+        return True
+    return pa.types.is_integer(src) and pa.types.is_integer(dst) and src.bit_width <= dst.bit_width
 
 
 def write_batch(directory: Path, tables: Sequence[pa.Table], schema: pa.Schema | None = None) -> list[Path]:
@@ -355,11 +364,12 @@ class PartBuffer:
             return
         tables = list(self._tables.values())
         if self.schema is not None:
-            known = set(self.schema.names)
-            new = [t.schema.field(n) for t in tables for n in t.column_names if n not in known]
-            for f in new:  # undeclared columns join the schema for the files that follow
-                if f.name not in known:
-                    self.schema, known = self.schema.append(f), known | {f.name}
+            for f in (t.schema.field(n) for t in tables for n in t.column_names):
+                i = self.schema.get_field_index(f.name)
+                if i < 0:  # an undeclared column joins the schema for the files that follow
+                    self.schema = self.schema.append(f)
+                elif pa.types.is_null(self.schema.field(i).type) and not pa.types.is_null(f.type):
+                    self.schema = self.schema.set(i, f)  # its first values give it its type
         self.files += write_batch(self.directory, tables, self.schema)
         self.runs_written += len(self._tables)
         self._tables.clear()
@@ -701,7 +711,10 @@ def _skip(path: Path, why: str) -> None:
 
 def _corrupt(exc: BaseException) -> bool:
     """Did a read fail on the file's content (a truncated file, garbage bytes, a bad page), not on
-    the system (permission denied, an I/O error: errno set), which may well pass next time?"""
+    the system (permission denied, an I/O error: errno set; memory), or on what this pyarrow cannot
+    decode (a newer writer's encoding), which may well pass next time or elsewhere?"""
+    if isinstance(exc, (MemoryError, pa.ArrowMemoryError, pa.ArrowNotImplementedError)):
+        return False
     return not (isinstance(exc, OSError) and exc.errno is not None)
 
 
@@ -729,13 +742,31 @@ def _newer_schema(table: pa.Table) -> bool:
     return bool(versions - set(KNOWN_SCHEMA_VERSIONS))
 
 
-def _merge_extras(extras: dict[str, pa.Field], schema: pa.Schema) -> dict[str, pa.Field]:
-    """``extras`` with the extra (non-core) columns of ``schema`` joined (ArrowInvalid/TypeError on a clash)."""
+def _merge_extras(extras: dict[str, pa.Field], schema: pa.Schema) -> tuple[dict[str, pa.Field], list[str]]:
+    """(``extras`` with the extra (non-core) columns of ``schema`` joined, the names of those whose type
+    clashes with the type the earlier files gave them: text here, numbers there). A clashing column is
+    left out of this file's rows, never the file: its runs still load (ColumnClashWarning names it)."""
     own = [f for f in schema if f.name not in CORE_COLUMNS]
     if not own:
-        return extras
-    merged = pa.unify_schemas([pa.schema(list(extras.values())), pa.schema(own)], promote_options="permissive")
-    return {f.name: f for f in merged}
+        return extras, []
+    try:
+        merged = pa.unify_schemas([pa.schema(list(extras.values())), pa.schema(own)], promote_options="permissive")
+        return {f.name: f for f in merged}, []
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    out, clash = dict(extras), []
+    for f in own:
+        try:
+            one = pa.unify_schemas([pa.schema([out[f.name]] if f.name in out else []), pa.schema([f])],
+                                   promote_options="permissive")
+            out[f.name] = one.field(f.name)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            clash.append(f.name)
+    return out, clash
+
+
+class ColumnClashWarning(UserWarning):
+    """A run-level column has another type in a part file than in the files before it: left out of its rows."""
 
 
 @dataclass
@@ -746,6 +777,7 @@ class _Loaded:
     skipped: dict[int, str]  # files left out, and why (named in a CorruptPartWarning by _settle)
     future: set[int]  # files with a schema_version newer than this harness
     damaged: set[int]  # of skipped: harness part files that cannot be read whole (the commands quarantine them)
+    clashed: dict[int, list[str]] = field(default_factory=dict)  # file -> extra columns left out (type clash)
 
 
 def _expression(filter: Any) -> tuple[Any, list[str]]:
@@ -842,6 +874,7 @@ def _load(files: list[Path], columns: Sequence[str] | None = None, filter: Any =
     parts = _read_parts(files, pick)
     skipped: dict[int, str] = {}
     damaged: set[int] = set()
+    clashed: dict[int, list[str]] = {}  # files whose clashing extra columns were left out of their rows
 
     def skip(i: int, why: str) -> None:
         skipped.setdefault(i, why)
@@ -882,20 +915,19 @@ def _load(files: list[Path], columns: Sequence[str] | None = None, filter: Any =
                     if "run_id" in whole[1].column_names and not _newer_schema(whole[1]):
                         damaged.add(i)  # a harness part file whose rows cannot be loaded as this harness wrote them
                     continue
-                try:
-                    extras = _merge_extras(extras, table.schema)
-                except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                    skip(i, f"an extra column's type clashes with other part files ({exc})")
-                    continue
+                extras, clash = _merge_extras(extras, table.schema)
+                if clash:
+                    clashed[i] = [f"{n} ({table.schema.field(n).type})" for n in clash]
+                    table = table.drop_columns([n for n in clash if n in table.column_names])
                 tables.append((i, table))
             continue
-        try:
-            extras = _merge_extras(extras, schema)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            for i in members:
-                skip(i, f"an extra column's type clashes with other part files ({exc})")
-            continue
-        tables += [(i, parts[i][1]) for i in members]
+        extras, clash = _merge_extras(extras, schema)
+        for i in members:
+            table = parts[i][1]
+            if clash:
+                clashed[i] = [f"{n} ({schema.field(n).type})" for n in clash]
+                table = table.drop_columns([n for n in clash if n in table.column_names])
+            tables.append((i, table))
     target = _target(extras)
     want = _projection(target, columns, filter_columns)
     needed = {*_with_helpers(want), *filter_columns}
@@ -915,7 +947,7 @@ def _load(files: list[Path], columns: Sequence[str] | None = None, filter: Any =
     if keep is not None:
         table, fidx = table.filter(pa.array(keep)), fidx[keep]
     return _Loaded(table if table.column_names == want else table.select(want), fidx, files, skipped, future,
-                   damaged)
+                   damaged, clashed)
 
 
 def _future(versions: Any, fidx: np.ndarray, files: Sequence[Path]) -> set[int]:
@@ -934,6 +966,24 @@ def _future(versions: Any, fidx: np.ndarray, files: Sequence[Path]) -> set[int]:
     return set(future)
 
 
+SETTLE_S = 2.0  # a part file modified this recently may still be being written in place (a copy): not moved
+
+
+def _settled(path: Path) -> bool:
+    """Is ``path`` left alone: not modified in the last SETTLE_S, and neither its size nor its
+    modification time changing over a moment? A file a copy is still writing (cp -r, rsync
+    --inplace) reads as truncated: it is named, its runs count as not stored, and it is not moved."""
+    try:
+        before = path.stat()
+        if time.time() - before.st_mtime < SETTLE_S:
+            return False
+        time.sleep(0.2)  # only for a damaged file: rare
+        after = path.stat()
+    except OSError:
+        return False
+    return (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns)
+
+
 def _settle(loaded: _Loaded, quarantine: bool) -> list[Path]:
     """Name every part file the load left out in one CorruptPartWarning line; with ``quarantine``,
     move the damaged ones (content that cannot be read, a core column that does not convert) into
@@ -941,9 +991,14 @@ def _settle(loaded: _Loaded, quarantine: bool) -> list[Path]:
     files moved. A move that fails (a read-only results directory) leaves the file where it is, said
     in the same line: its runs count as not stored either way."""
     moved: list[Path] = []
+    for i, names in sorted(loaded.clashed.items()):
+        warnings.warn(f"part file {loaded.files[i]}: column(s) {', '.join(names)} of another type than in the part "
+                      "files before it: left out of its rows (its runs are read; the scenario returns one column "
+                      "with values of different types: declare it in extra_columns())", ColumnClashWarning,
+                      stacklevel=3)
     for i, why in sorted(loaded.skipped.items()):
         path = loaded.files[i]
-        if quarantine and i in loaded.damaged:
+        if quarantine and i in loaded.damaged and _settled(path):
             try:
                 [(_, dest)] = _quarantine(path.parent, [path]) or [(path, None)]
             except StoreWriteError as exc:
@@ -954,8 +1009,10 @@ def _settle(loaded: _Loaded, quarantine: bool) -> list[Path]:
                 _skip(path, f"{why}; moved to {dest}: its runs count as not stored, and a rerun of the sweep "
                             "recomputes them")
             continue
+        unsettled = quarantine and i in loaded.damaged
         _skip(path, f"{why}" + ("; its runs count as not stored (a rerun of the sweep recomputes them)"
-                                if i in loaded.damaged else ""))
+                                if i in loaded.damaged else "")
+              + ("; not moved: it was modified a moment ago (still being written?)" if unsettled else ""))
     return moved
 
 
@@ -1056,7 +1113,9 @@ def compact(directory: str | os.PathLike[str], *, max_rows: int = 1_000_000) -> 
     loaded = _retrying(root, _load, part_files)
     files = loaded.files
     quarantined = len(_settle(loaded, quarantine=True))
-    replace = [i for i in range(len(files)) if i not in loaded.skipped and i not in loaded.future]
+    # a file whose clashing column was left out of the rows read is kept whole: compacting it would drop the column
+    replace = [i for i in range(len(files)) if i not in loaded.skipped and i not in loaded.future
+               and i not in loaded.clashed]
     left = len(files) - len(replace) - len(loaded.damaged)
     table, fidx = loaded.table, loaded.fidx
     if len(replace) < 2:

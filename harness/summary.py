@@ -105,7 +105,10 @@ def hints(frame: pd.DataFrame, df: pd.DataFrame, path: str) -> list[str]:
         if never < len(runs):
             line += (f"; the closest run failed {int(closest['n_failed'])} of {int(closest['n_evaluated'])} "
                      f"evaluations")
-        if share.median() < 0.5:
+        last = "judge" in runs.columns and (runs["judge"] == "last").any()
+        if last:  # the last evaluation decides: a warm-up cannot change that
+            line += "; it is judged by its last evaluation, which fails"
+        elif share.median() < 0.5:
             line += ("; most evaluations pass, so it may fail only early: a warm-up, checks.below(..., after=N), "
                      "would ask that")
         out.append(line + f". Step by step: python -m harness replay {shlex.quote(str(path))} "

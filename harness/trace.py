@@ -86,7 +86,8 @@ def scheduled(check: Any, n_steps: int, skipped: np.ndarray | None = None) -> np
     steps = np.arange(n_steps, dtype=np.int64)
     keep = (steps >= check.after) & ((steps - check.after) % check.every == 0)
     if getattr(check, "on", "all") == "applied" and skipped is not None:
-        keep &= ~np.asarray(skipped, bool).reshape(-1)[:n_steps]
+        applied = keep & ~np.asarray(skipped, bool).reshape(-1)[:n_steps]
+        keep = applied if applied.any() else keep  # none applied: every scheduled step judged (Check.summarize)
     return keep
 
 

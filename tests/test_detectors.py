@@ -354,3 +354,14 @@ def test_a_planted_fp16_overflow_step_fires_no_gradient_detector(tf_worker: None
     assert len(applied) == 12 and not fired & applied  # no gradient, update or weight rule fires
     assert not fired & {"autotrainer.nan_loss", "deepdiagnosis.invalid_loss", "thedeepchecker.numerical_loss"}
     assert by["autotrainer.nan_gradient"].n_evaluated == 19 and by["autotrainer.nan_loss"].n_evaluated == 20
+
+
+def test_a_run_that_applied_no_update_fails_the_gradient_rules_instead_of_passing_unjudged(tf_worker: None) -> None:
+    """fp16 with gradients that are never finite: loss scaling skips every step and the model never trains.
+    With nothing applied, the applied-steps rules judge every scheduled step, and fire."""
+    steps = [{**SKIPPED, "loss": 0.8} for _ in range(4)]
+    for name in ("autotrainer.nan_gradient", "deepdiagnosis.numerical_error_gradients",
+                 "thedeepchecker.numerical_gradients", "autotrainer.exploding_gradient"):
+        (c,) = [c for c in d.all_detectors() if c.name == name]
+        r = judged(c, steps)
+        assert r["fired"] and r["n_evaluated"] == 4, name

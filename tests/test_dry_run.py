@@ -45,3 +45,10 @@ def test_dry_run_names_long_runs_and_says_when_it_cannot_estimate(tmp_path: Path
     lines = cost_lines(cfg, expand(cfg), tmp_path / "smoke")
     assert lines[1] == "2 of them train more than 10,000 steps (the longest 62,500; 125,000 steps in all)"
     assert lines[2].startswith("no stored run to estimate the time from")
+
+
+def test_dry_run_follows_sweep_rerun(tmp_path: Path) -> None:
+    first = expand(_cfg(tmp_path, "sweep.seed=[0,1]"))
+    _store(tmp_path, first, wall_s=2.0)
+    cfg = _cfg(tmp_path, "sweep.seed=[0,1]", "sweep.rerun=all")
+    assert cost_lines(cfg, expand(cfg), tmp_path / "smoke")[0].startswith("0 of the 2 runs are stored already, 2 to run")

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,6 +110,8 @@ def test_runs_of_a_damaged_part_file_are_recomputed_and_the_file_quarantined(tmp
     files = sorted(out.glob("part-*.parquet"))
     assert len(files) == 3 and len(stored_run_ids(out)) == 12  # 4 runs a file
     damage_column(files[0], "worst_value")
+    past = time.time() - 60  # damaged a while ago: a file modified a moment ago may be a copy in progress (not moved)
+    os.utime(files[0], (past, past))
     again = run_cli([*args, "sweep.rerun=incomplete"], cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "8 already stored, 4 to run" in again.stdout
@@ -117,6 +120,7 @@ def test_runs_of_a_damaged_part_file_are_recomputed_and_the_file_quarantined(tmp
     assert (out / "_quarantine" / files[0].name).exists() and len(stored_run_ids(out)) == 12
     t = pq.read_table(files[1])
     pq.write_table(t.set_column(t.schema.get_field_index("seed"), "seed", pa.array(["s"] * t.num_rows)), files[1])
+    os.utime(files[1], (past, past))
     third = run_cli(args, cwd=tmp_path)
     assert third.returncode == 0, third.stderr
     assert "8 already stored, 4 to run" in third.stdout and "column 'seed' is string" in third.stderr

@@ -396,3 +396,14 @@ def test_the_summary_groups_many_checks_instead_of_listing_every_name(tmp_path: 
     summary = page.split("</ul>", 1)[0]
     assert "autotrainer.* (6)" in summary and "thedeepchecker.* (" in summary
     assert "autotrainer.exploding_gradient" not in summary
+
+
+def test_an_explicit_target_keeps_the_confidence_the_sweep_ran_for(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    import yaml
+
+    root = tmp_path / "calib"
+    write_results(synthetic_results(seeds=range(80)), str(root))
+    (root / "_sweep.yaml").write_text(yaml.safe_dump({"sweep": "calib", "runs": 80, "config": {
+        "adaptive": {"rule": "bound", "target": 0.05, "confidence": 0.99}}}))
+    assert main([str(root), "--out", str(tmp_path / "r"), "--target", "0.02"]) == 0
+    assert "bounds at a 2% false-alarm target with 99% confidence (--target)" in capsys.readouterr().out

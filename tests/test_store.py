@@ -29,6 +29,13 @@ from harness.store import (CorruptPartWarning, FutureSchemaWarning, PartBuffer, 
                            write_batch, write_part)
 
 
+
+@pytest.fixture(autouse=True)
+def _no_settle_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The files these tests damage were not written a moment ago by a copy still in progress: a damaged
+    file is quarantined at once here (test_a_damaged_file_written_a_moment_ago_is_not_moved tests the window)."""
+    monkeypatch.setattr(store, "SETTLE_S", 0.0)
+
 def ok_result(spec, **extras) -> RunResult:
     c = CheckResult("loss_below", 1.0, 10, 2, 0, 3, 1.5, -0.5, 1.0, "float32")
     return RunResult(run_id=spec.run_id, status=Status.OK, checks=(c,), declared=(CheckMeaning("loss_below", 1.0, "<", "native", "step"),),
@@ -626,3 +633,45 @@ def test_every_part_file_carries_the_sweeps_full_schema(tmp_path: Path) -> None:
     assert {"stats_nonfinite", "grad_norm_max", "surprise"} <= set(pq.read_schema(second).names)
     df = pd.read_parquet(tmp_path)
     assert df.set_index("seed")["stats_nonfinite"].loc[3] == 0 and "grad_norm_max" in df.columns
+
+
+def test_a_damaged_file_written_a_moment_ago_is_not_moved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file a copy is still writing reads as truncated: named, its runs not counted, but not moved; the
+    same file left alone for the settle window is moved."""
+    monkeypatch.setattr(store, "SETTLE_S", 2.0)
+    [bad] = write_batch(tmp_path, [rows(1)[1]])
+    bad.write_bytes(bad.read_bytes()[:50])
+    with pytest.warns(CorruptPartWarning, match="not moved: it was modified a moment ago"):
+        assert stored_run_ids(tmp_path, quarantine=True) == set()
+    assert bad.exists()
+    past = time.time() - 10
+    os.utime(bad, (past, past))
+    with pytest.warns(CorruptPartWarning, match="moved to"):
+        assert stored_run_ids(tmp_path, quarantine=True) == set()
+    assert not bad.exists() and (tmp_path / store.QUARANTINE / bad.name).exists()
+
+
+def test_a_column_of_another_type_in_a_later_file_is_left_out_of_its_rows_never_its_runs(tmp_path: Path) -> None:
+    """An undeclared extra column whose first runs had no value (None: no type yet) and later ones text
+    keeps every run; a column that is a number in one file and text in another is left out of the later
+    file's rows with a warning, and its runs still count as stored (no endless recomputation)."""
+    from harness.store import ColumnClashWarning
+
+    with PartBuffer(tmp_path, flush_runs=1, flush_seconds=60, schema=store_schema()) as buffer:
+        buffer.add(*rows(1, opt=None))
+        buffer.add(*rows(2, opt="adam"))
+        buffer.add(*rows(3, width=0.5))
+        buffer.add(*rows(4, width="0.10"))  # text stays text: never read back as 0.1
+    with pytest.warns(ColumnClashWarning, match="width"):
+        df = load_results(tmp_path).set_index("seed")
+    assert set(df.index) == {1, 2, 3, 4} and df.loc[2, "opt"] == "adam" and df.loc[3, "width"] == 0.5
+    assert pd.isna(df.loc[4, "width"])
+    with pytest.warns(ColumnClashWarning):
+        assert stored_run_ids(tmp_path) == {make_spec(seed=s).run_id for s in (1, 2, 3, 4)}
+    assert pq.read_table(part_files(tmp_path)[-1])["width"].to_pylist() == ["0.10"]  # kept in its file
+
+
+def store_schema():
+    from harness.records import sweep_schema
+
+    return sweep_schema({})

@@ -142,3 +142,11 @@ def test_an_fp16_overflow_where_fp32_holds_is_named_with_the_scenarios_float32_s
     out = io.StringIO()
     print_summary(Console(file=out, width=400, force_terminal=False), _frame(both), "r", 1.0, 2, 0, fixes)
     assert "overflow" not in out.getvalue()
+
+
+def test_a_check_judged_by_its_last_evaluation_gets_no_warm_up_hint() -> None:
+    runs = [dict(run_id=f"r{s}", seed=s, check="dead_relu", bound=0.7, op="<", when="step", judge="last",
+                 n_evaluated=100, n_failed=3, first_failure_step=97, worst_value=0.9, worst_margin=-0.2)
+            for s in range(4)]
+    text = _summary_text(_frame(runs))
+    assert "judged by its last evaluation" in text and "after=N" not in text

@@ -67,3 +67,10 @@ def test_any_constructor_parameter_is_an_axis_and_the_error_says_how_to_add_one(
     assert "did you mean" in err and "bound" in err.rsplit("did you mean", 1)[1]
     assert main([*inline[:2], "+scenarios.lb2._axes_.bund=[1.0]", "sweep.scenario=[lb2]", "-n"]) == 2
     assert "error: scenarios.lb2._axes_.bund: not a parameter of LossBound" in capsys.readouterr().err
+
+
+def test_a_misspelt_parameter_of_a_scenario_a_sweep_file_defines_gets_its_parameters(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sweep=regression_explode", "scenarios.regression_explode.learning_rat=0.1", "-n"]) == 2
+    err = capsys.readouterr().err
+    assert "'learning_rat' is not a parameter of scenario regression_explode" in err and "learning_rate?" in err

@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = Path(args.results)
     ran_for = sweep_guarantee(_sweep_meta(results))  # the report answers the question the sweep ran for
-    alpha = 0.05 if ran_for is None or args.target is not None else 1 - ran_for[1]
+    alpha = 0.05 if ran_for is None else 1 - ran_for[1]  # the sweep's confidence, also with another --target
     if args.target is None:
         args.target = ran_for[0] if ran_for is not None else 0.01
     if not 0 < args.target < 1:
