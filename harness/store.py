@@ -29,7 +29,7 @@ reader that meets a removed file, or sees a compacted file appear while it reads
 again; so it never misses a run, and duplicates left by a crash are resolved by newest wins.
 
 Damage. A run counts as stored only if its rows load: the resume index reads part files as
-load_table does, every column, and every page is written with a CRC that every read checks.
+load_table does, every column, and every page is written with a CRC that the index and the commands check.
 Damaged part files (truncated, garbage, a bad page, a core column that does not convert) are
 moved into ``<sweep>/_quarantine/`` (dataset discovery and every reader here ignore it) the
 first time a command meets them (``quarantine=True``): each is named in one warning line, loads
@@ -182,8 +182,8 @@ def _write_then_rename(path: Path, write: Any) -> None:
 
 
 def _write_parquet(table: pa.Table, fh: Any, **kw: Any) -> None:
-    """A part file's bytes: zstd pages, each with its CRC (Parquet's page checksum), which every read here
-    verifies, so a damaged page is found whatever column it is in, not decoded into other values."""
+    """A part file's bytes: zstd pages, each with its CRC (Parquet's page checksum), which the resume index
+    and the commands verify, so a damaged page is found whatever column it is in, not decoded into other values."""
     pq.write_table(table, fh, compression="zstd", write_page_checksum=True, **kw)
 
 
@@ -485,15 +485,15 @@ _THREADED_ROWS = 65_536  # a part file this large is also read with Arrow's thre
 _CAST_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
 
 
-def _read_part(path: Path, pick: Pick | None = None) -> Part | Exception:
+def _read_part(path: Path, pick: Pick | None = None, verify: bool = True) -> Part | Exception:
     """One part file opened once: its footer, then the columns ``pick`` chooses from its schema
     (every column without one), with Arrow's threads only for a large file (one thread reads a
     small one faster); or the exception reading it raised (returned, not raised: reads run in
     worker threads, and the caller decides what a failure means)."""
     try:
         with pa.OSFile(os.fspath(path)) as source:
-            # pre-buffering only pays on object stores; pages written with a CRC are checked against it
-            reader = pq.ParquetFile(source, pre_buffer=False, page_checksum_verification=True)
+            # pre-buffering only pays on object stores; with ``verify``, pages written with a CRC are checked against it
+            reader = pq.ParquetFile(source, pre_buffer=False, page_checksum_verification=verify)
             threads = reader.metadata.num_rows >= _THREADED_ROWS
             if pick is None:
                 table = reader.read(use_threads=threads)
@@ -541,9 +541,9 @@ def _in_threads(read: Callable[[Path], Any], files: Sequence[Path]) -> list[Any]
         raise
 
 
-def _read_parts(files: Sequence[Path], pick: Pick | None = None) -> list[Part | Exception]:
+def _read_parts(files: Sequence[Path], pick: Pick | None = None, verify: bool = True) -> list[Part | Exception]:
     """``_read_part`` of every file, several at once (``_in_threads``)."""
-    return _in_threads(lambda p: _read_part(p, pick), files)
+    return _in_threads(lambda p: _read_part(p, pick, verify), files)
 
 
 def _cast(column: Any, type: pa.DataType) -> Any:
@@ -860,7 +860,7 @@ def _matches(table: pa.Table, expr: Any, columns: Sequence[str]) -> np.ndarray:
     return pc.fill_null(hit, False).to_numpy(zero_copy_only=False).astype(bool, copy=False)
 
 
-def _load(files: list[Path], columns: Sequence[str] | None = None, filter: Any = None) -> _Loaded:
+def _load(files: list[Path], columns: Sequence[str] | None = None, filter: Any = None, verify: bool = True) -> _Loaded:
     """Every usable part file of ``files`` read, newest wins and then ``filter`` applied (see
     load_table). Each file is opened once, its footer and the columns needed read together
     (several files at once, ``_read_parts``); then the files are checked by their schemas (the
@@ -871,7 +871,7 @@ def _load(files: list[Path], columns: Sequence[str] | None = None, filter: Any =
     mentioned = _Mentions(expr if not filter_columns else None)  # a dict's columns are known
     wanted = None if columns is None else {*columns, "run_id", "schema_version", *filter_columns}
     pick = None if wanted is None else (lambda s: [n for n in s.names if n in wanted or mentioned(n)])
-    parts = _read_parts(files, pick)
+    parts = _read_parts(files, pick, verify)
     skipped: dict[int, str] = {}
     damaged: set[int] = set()
     clashed: dict[int, list[str]] = {}  # files whose clashing extra columns were left out of their rows
@@ -905,7 +905,7 @@ def _load(files: list[Path], columns: Sequence[str] | None = None, filter: Any =
             continue
         if _odd(schema):  # a core column of another type: every core column checked and cast, file by file
             for i in members:
-                whole = parts[i] if pick is None else _read_part(files[i])
+                whole = parts[i] if pick is None else _read_part(files[i], verify=verify)
                 if isinstance(whole, Exception):
                     failed(i, whole)
                     continue
@@ -1017,7 +1017,7 @@ def _settle(loaded: _Loaded, quarantine: bool) -> list[Path]:
 
 
 def load_table(path: str | os.PathLike[str], *, columns: Sequence[str] | None = None, filter: Any = None,
-               quarantine: bool = False) -> pa.Table:
+               quarantine: bool = False, verify: bool | None = None) -> pa.Table:
     """All finished runs under ``path`` (one sweep directory, or a root of several) as one Arrow
     table with a unified schema: core columns first, then every extra column any part file has
     (null where a run lacks it), each part file opened once (its footer and columns read
@@ -1030,22 +1030,25 @@ def load_table(path: str | os.PathLike[str], *, columns: Sequence[str] | None = 
     CorruptPartWarning naming it; one of a newer schema_version gets a FutureSchemaWarning. With
     ``quarantine`` (what the harness's commands do), a damaged part file (unreadable content, a
     core column that does not convert) is moved into ``<sweep>/_quarantine/``, named in the
-    warning, the first time it is met."""
+    warning, the first time it is met. ``verify`` (default: as ``quarantine``) checks every page
+    against the CRC it was written with (a few percent of a load's time; pandas.read_parquet does
+    not): the commands do, and so does the resume index, always."""
     root = Path(path)
     if not root.exists():
         raise FileNotFoundError(f"no results at {root}")
-    loaded = _retrying(root, lambda files: _load(files, columns, filter))
+    check = quarantine if verify is None else verify
+    loaded = _retrying(root, lambda files: _load(files, columns, filter, check))
     _settle(loaded, quarantine)
     return loaded.table
 
 
 def load_results(path: str | os.PathLike[str], *, columns: Sequence[str] | None = None, filter: Any = None,
-                 quarantine: bool = False) -> Any:
+                 quarantine: bool = False, verify: bool | None = None) -> Any:
     """Results as a pandas DataFrame, one row per (run, check); ``columns``, ``filter`` and
     ``quarantine`` as in load_table. Safe while a sweep is still writing, or being compacted: only
     finished part files are read, and a run stored twice counts once (its newest rows). Unreadable
     part files are skipped with a CorruptPartWarning naming the file."""
-    table = load_table(path, columns=columns, filter=filter, quarantine=quarantine)
+    table = load_table(path, columns=columns, filter=filter, quarantine=quarantine, verify=verify)
     if table.num_columns and table.num_rows < 64 * table.column(0).num_chunks:  # tiny chunks convert slowly
         table = table.combine_chunks()
     return table.to_pandas()

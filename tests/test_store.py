@@ -675,3 +675,14 @@ def store_schema():
     from harness.records import sweep_schema
 
     return sweep_schema({})
+
+
+def test_a_page_damaged_inside_its_compressed_bytes_is_found_by_the_crc_when_asked(tmp_path: Path) -> None:
+    """One flipped byte: the commands and the resume index check every page's CRC and leave the file out;
+    a plain load_results does not verify (as pandas.read_parquet), unless asked."""
+    [bad] = write_batch(tmp_path, [rows(s)[1] for s in range(3)])
+    damage_column(bad, "worst_value", flip_one_byte=True)
+    with pytest.warns(CorruptPartWarning, match="CRC"):
+        assert load_results(tmp_path, verify=True).empty
+    with pytest.warns(CorruptPartWarning, match="CRC"):
+        assert stored_run_ids(tmp_path) == set()
