@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_engine import _bits as bits
 from conftest import make_spec
 
 from harness.engine import execute
@@ -57,23 +58,6 @@ def test_the_sweep_file_sweeps_the_bug_and_its_fix():
     assert {s.data_size for s in specs} == {20000} and {s.steps for s in specs} == {1875}
 
 
-def _bits(result: object) -> object:
-    """The result without its timings, every float as its IEEE-754 bytes (as tests/test_engine.py compares)."""
-    import struct
-    from dataclasses import asdict, replace
-
-    def exact(x: object) -> object:
-        if isinstance(x, float):
-            return struct.pack("<d", x)
-        if isinstance(x, dict):
-            return {k: exact(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [exact(v) for v in x]
-        return x
-
-    return exact(asdict(replace(result, wall_s=0.0, train_s=0.0)))
-
-
 @pytest.mark.filterwarnings("ignore:You are using a softmax over axis -1")
 def test_reuse_trace_holds_a_reused_run_equals_the_run_alone(tf_worker: None):
     """The class promises reuse_trace: a run on a cached trace (other seed and size) gives the results of the
@@ -89,4 +73,4 @@ def test_reuse_trace_holds_a_reused_run_equals_the_run_alone(tf_worker: None):
     reuse.clear()
     alone = execute(specs[1])
     assert together[1].status is alone.status is Status.OK
-    assert _bits(together[1]) == _bits(alone)
+    assert bits(together[1]) == bits(alone)
