@@ -243,7 +243,7 @@ def test_a_read_that_failed_on_the_system_quarantines_nothing(tmp_path: Path, mo
     locked = write_part(tmp_path, run_id(4), run_rows(4))
     real = store._read_part
 
-    def denied(path: Path, pick=None):
+    def denied(path: Path, pick=None, verify=True):
         if path == locked:
             return PermissionError(errno.EACCES, "Permission denied", str(path))
         return real(path, pick)
