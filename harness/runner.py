@@ -228,7 +228,8 @@ def _run(cfg: SweepConfig, specs: list[RunSpec], directory: Path, resolved: dict
                       f"scenario, another grid); python -m harness report {shlex.quote(str(directory))} --all-runs "
                       "includes them",
                       highlight=False)
-    fixes = {s.scenario: getattr(load_class(s.target), "float32_params", {}) for s in specs}
+    targets = {s.scenario: s.target for s in specs}  # each scenario's class once, not once a run
+    fixes = {name: getattr(load_class(target), "float32_params", {}) for name, target in targets.items()}
     print_summary(console, df, str(directory), time.monotonic() - t0, completed + incomplete, skipped, fixes)
     if cfg.adaptive.rule == "bound":  # the question the sweep ran for, answered where the user looks
         print_bounds(console, df, cfg.adaptive.target, cfg.adaptive.confidence)

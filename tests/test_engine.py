@@ -261,6 +261,21 @@ def _bits(result: Any) -> Any:
     return exact(asdict(replace(result, wall_s=0.0, train_s=0.0)))
 
 
+def assert_reuse_holds(specs: list[Any]) -> None:
+    """Runs of one structure: one trace serves them all, and the last of them, run on that trace (after
+    others of another seed and size), gives the results of the same run traced alone, bit for bit."""
+    from harness.engine import reuse
+
+    reuse.clear()
+    traced = reuse.traces()
+    together = [execute(s) for s in specs]
+    assert reuse.traces() - traced == 1
+    reuse.clear()
+    alone = execute(specs[-1])
+    assert together[-1].status is alone.status is Status.OK, (together[-1].error, alone.error)
+    assert _bits(together[-1]) == _bits(alone)
+
+
 def test_the_built_in_reuse_cases_cover_every_built_in_scenario() -> None:
     assert set(BUILTIN_REUSE) == {p.stem for p in (ROOT / "conf" / "scenario").glob("*.yaml")}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_engine import _bits as bits
+from test_engine import assert_reuse_holds
 from conftest import make_spec
 
 from harness.engine import execute
@@ -62,15 +62,6 @@ def test_the_sweep_file_sweeps_the_bug_and_its_fix():
 def test_reuse_trace_holds_a_reused_run_equals_the_run_alone(tf_worker: None):
     """The class promises reuse_trace: a run on a cached trace (other seed and size) gives the results of the
     same run traced alone, bit for bit."""
-    from harness.engine import reuse
-
     specs = [make_spec(scenario="softmax_one_unit", target=TARGET, params={"fix": False}, data_size=size,
                        batch_size=32, steps=30, seed=seed, precision="fp16") for size, seed in ((600, 1), (400, 2))]
-    reuse.clear()
-    traced = reuse.traces()
-    together = [execute(s) for s in specs]
-    assert reuse.traces() - traced == 1
-    reuse.clear()
-    alone = execute(specs[1])
-    assert together[1].status is alone.status is Status.OK
-    assert bits(together[1]) == bits(alone)
+    assert_reuse_holds(specs)

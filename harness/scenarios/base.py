@@ -321,15 +321,21 @@ def _meaning_key(check: Check) -> dict[str, Any]:
     return key
 
 
-def declared_checks(scenario: Any) -> list[Check]:
-    """The scenario's checks, validated: Check instances with unique names."""
+def _call(what: str, method: Any) -> Any:
+    """``method()``, one of the scenario's own methods named ``what``: whatever it raises is a one-line
+    ScenarioError "WHAT raised TYPE: message" (SystemExit and the like too, see _scenario_code)."""
     try:
-        with _scenario_code(f"{type(scenario).__name__}.checks()"):
-            raw = scenario.checks()
+        with _scenario_code(what):
+            return method()
     except ScenarioError:
         raise
     except Exception as exc:
-        raise ScenarioError(f"{type(scenario).__name__}.checks() raised {type(exc).__name__}: {exc}") from exc
+        raise ScenarioError(f"{what} raised {type(exc).__name__}: {exc}") from exc
+
+
+def declared_checks(scenario: Any) -> list[Check]:
+    """The scenario's checks, validated: Check instances with unique names."""
+    raw = _call(f"{type(scenario).__name__}.checks()", scenario.checks)
     flat: list[Any] = []
     for c in raw or ():
         flat.extend(c if isinstance(c, (tuple, list)) else [c])
@@ -358,13 +364,7 @@ def extra_columns(target: str, params: Mapping[str, Any]) -> dict[str, str]:
     if not callable(declare):
         return out
     scenario = instantiate(target, params)
-    try:
-        with _scenario_code(f"{cls.__name__}.extra_columns()"):
-            declared = scenario.extra_columns()
-    except ScenarioError:
-        raise
-    except Exception as exc:
-        raise ScenarioError(f"{cls.__name__}.extra_columns() raised {type(exc).__name__}: {exc}") from exc
+    declared = _call(f"{cls.__name__}.extra_columns()", scenario.extra_columns)
     if not isinstance(declared, Mapping):
         raise ScenarioError(f"{cls.__name__}.extra_columns() must return a dict of name -> type, "
                             f"got {type(declared).__name__}")
