@@ -50,7 +50,9 @@ PROBE = textwrap.dedent("""
     modes = {"token": os.stat(token).st_mode & 0o777, "session_parent": os.stat(parent).st_mode & 0o777,
              "root": os.stat(os.path.dirname(parent)).st_mode & 0o777, "token_size": os.path.getsize(token)}
     ray.shutdown()
-    print(json.dumps({"gcs": gcs, "embedded": embedded, "new": sorted(new), "session": session, **modes}))
+    from harness import raystart  # the private ray.init argument was taken, not its RAY_TMPDIR fallback
+    print(json.dumps({"gcs": gcs, "embedded": embedded, "new": sorted(new), "session": session,
+                      "fallback": raystart._temp_dir_refused, **modes}))
 """)
 
 
@@ -76,6 +78,7 @@ def test_embedded_ray_listens_on_loopback_only_and_keeps_its_files_private(tmp_p
     assert not exposed, f"listening beyond loopback: {exposed}"
     assert info["token"] == 0o600 and info["token_size"] == 64
     assert info["session_parent"] == 0o700 and info["root"] == 0o700, info
+    assert info["fallback"] == [], info  # fails when Ray stopped taking _temp_dir and the fallback ran
     assert Path(info["session"]).parent.parent.name == f"harness-ray-{os.getuid()}"
     (home / ".ray" / "auth_token").unlink()  # none yet: created 0600 before Ray writes its token into it
     r = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=180, cwd=ROOT,
