@@ -22,6 +22,15 @@ check results this module writes, into one directory:
                             failing evaluations in red, unscheduled steps in grey), one panel
                             of loss, grad_norm and loss scale; final checks in a text box.
 
+and, into a TensorBoard run directory of its own (``write_events``; replay puts it under a
+logdir the sweep's traces share, named by ``run_label``), an event file of scalars whose
+tags are the same in every run, so that runs overlay: ``check/<name>`` a step check's value
+at every step, ``check/<name>.<statistic>`` a windowed check's statistic at the steps it is
+evaluated, ``final/<name>`` a final check's value (one point, at the step count),
+``train/loss``, ``train/grad_norm`` (where the run has one) and ``train/loss_scale`` (where
+the loss is scaled). The values are trace.parquet's, as float32 (what TensorBoard's scalars
+hold); they are written with TensorFlow's own ``tf.summary`` (no TensorBoard needed to write).
+
 A step check fails at a scheduled step when its value is not finite or does not satisfy
 ``value <op> bound_compared`` (the bound rounded to the measured dtype when compare is
 "native"), exactly as ``Check.summarize`` judges it; the recomputed counts are checked
@@ -45,6 +54,8 @@ from harness.engine.loop import NUMERIC_FIELDS
 _FLAGS = ("grads_finite", "skipped", "clip_active")
 _CMP = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 FILES = ("trace.parquet", "trace.csv", "checks.json", "trace.png")
+EVENTS = "events.out.tfevents.*"  # the event files tf.summary writes
+SHORT_ID = 8  # hex digits of the run_id that end a run label
 
 
 @dataclass
@@ -171,8 +182,10 @@ def build_trace(spec: Any, result: Any, series: Any, checks: Sequence[Any], *, v
     return table, side
 
 
-def write_trace(out: Path, spec: Any, result: Any, series: Any, checks: Sequence[Any], *, verified: bool) -> list[Path]:
-    """Write trace.parquet, trace.csv, checks.json and trace.png into ``out``; their paths."""
+def write_trace(out: Path, spec: Any, result: Any, series: Any, checks: Sequence[Any], *, verified: bool,
+                events: Path | None = None) -> list[Path]:
+    """Write trace.parquet, trace.csv, checks.json and trace.png into ``out``, and with ``events``
+    (a TensorBoard run directory) the scalars' event file into it; their paths."""
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
@@ -183,7 +196,132 @@ def write_trace(out: Path, spec: Any, result: Any, series: Any, checks: Sequence
     pcsv.write_csv(table.replace_schema_metadata(None), paths[1])
     paths[2].write_text(json.dumps(side, indent=1) + "\n")
     plot_trace(table, side, checks, paths[3])
+    if events is not None:
+        paths.append(write_events(events, table, side))
     return paths
+
+
+# ---------------------------------------------------------------------- TensorBoard
+
+
+def scalars(table: Any, side: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The TensorBoard scalars of a trace (``build_trace``'s table and side table): tag ->
+    (steps int64, values float64), every value as trace.parquet holds it (see the module
+    docstring for the tags)."""
+    n = table.num_rows
+    steps = np.arange(n, dtype=np.int64)
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def col(name: str) -> np.ndarray:
+        return table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+
+    for e in side["checks"]:
+        if e["when"] == "final":
+            if e.get("value") is not None:
+                value = float(e["value"])  # JSON-ready: a number, or "nan", "inf", "-inf"
+                out[f"final/{e['check']}"] = (np.array([n], np.int64), np.array([value]))
+            continue
+        if "column" not in e:
+            continue
+        out[f"check/{e['check']}"] = (steps, col(e["column"]))
+        if "statistic_column" in e:  # the statistic exists at the steps it is evaluated only
+            stat = table.column(e["statistic_column"])
+            at = ~np.asarray(stat.is_null().to_numpy(zero_copy_only=False), bool)
+            out[f"check/{e['check']}.{e['statistic']}"] = (steps[at], col(e["statistic_column"])[at])
+    if n:
+        out["train/loss"] = (steps, col("loss"))
+        grad_norm = col("grad_norm")
+        if np.isfinite(grad_norm).any():
+            out["train/grad_norm"] = (steps, grad_norm)
+        scale = col("loss_scale")
+        finite = scale[np.isfinite(scale)]
+        if finite.size and not (finite.min() == finite.max() == 1.0):  # fp32, bf16: no scaling, no tag
+            out["train/loss_scale"] = (steps, scale)
+    return out
+
+
+def _label_value(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "none"
+    if isinstance(v, (float, np.floating)):
+        return f"{int(v)}" if float(v).is_integer() and abs(v) < 1e15 else f"{float(v):g}"
+    return str(v)
+
+
+def run_label(run: Mapping[str, Any], varying: Sequence[str] = ()) -> str:
+    """A TensorBoard run's name (its directory under the shared logdir): the scenario, the
+    swept parameters (``variant``), the precision, the other axes of ``varying`` as
+    ``key=value``, the seed and the first SHORT_ID digits of the run_id, joined by commas,
+    e.g. ``loss_bound,fp16,data_size=100000,seed=1,f549eab3``. The same run always ends in the
+    same run_id, which tells its directory (``clear_stale_runs``)."""
+    parts = [_label_value(run.get("scenario"))]
+    variant = str(run.get("variant") or "").replace(", ", ",")
+    if variant:
+        parts.append(variant)
+    parts.append(_label_value(run.get("precision")))
+    skip = {"scenario", "precision", "seed", "variant", "params", "schedule"}
+    parts += [f"{a}={_label_value(run.get(a))}" for a in varying if a not in skip]
+    parts += [f"seed={_label_value(run.get('seed'))}", str(run["run_id"])[:SHORT_ID]]
+    return ",".join("".join(ch if ch.isalnum() or ch in "._=+-," else "_" for ch in p) for p in parts)
+
+
+def clear_stale_runs(root: Path, label: str) -> list[Path]:
+    """Remove the event files of this run's earlier TensorBoard directories under ``root`` (a
+    label that ends in the same run_id but names other axes, written when other axes varied),
+    and the directories left empty: a traced run shows once in TensorBoard. Returns those removed."""
+    suffix = "," + label.rsplit(",", 1)[-1]
+    removed = []
+    for d in sorted(root.glob(f"*{suffix}")) if root.is_dir() else []:
+        if d.name == label or not d.is_dir():
+            continue
+        for f in d.glob(EVENTS):
+            f.unlink()
+        if not any(d.iterdir()):
+            d.rmdir()
+        removed.append(d)
+    return removed
+
+
+def write_events(logdir: Path, table: Any, side: Mapping[str, Any]) -> Path:
+    """Write the trace's scalars (``scalars``) as one TensorBoard event file into ``logdir``,
+    replacing the event files an earlier trace wrote there, with ``tf.summary.write`` and the
+    scalar plugin's metadata (what ``tf.summary.scalar`` writes, without needing the
+    tensorboard package); step by step, tag by tag, as a training loop would. Its path."""
+    import tensorflow as tf
+
+    logdir.mkdir(parents=True, exist_ok=True)
+    for old in logdir.glob(EVENTS):
+        old.unlink()
+    series = scalars(table, side)
+    tags = np.concatenate([np.zeros(0, np.int64), *(np.full(len(s), i) for i, (s, _) in enumerate(series.values()))])
+    steps = np.concatenate([np.zeros(0, np.int64), *(s for s, _ in series.values())])
+    values = np.concatenate([np.zeros(0), *(v for _, v in series.values())])
+    order = np.lexsort((tags, steps))  # by step, then tag
+    names = np.array([*series, ""], dtype=str)[tags[order]]
+    meta = tf.compat.v1.SummaryMetadata(plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars"),
+                                        data_class="DATA_CLASS_SCALAR").SerializeToString()
+
+    @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.int64),
+                                                   tf.TensorSpec([None], tf.float32)])
+    def write_all(tag: Any, step: Any, value: Any) -> Any:  # one graph: ~20 us a value, not ~0.5 ms eagerly
+        def body(i: Any) -> tuple[Any]:
+            tf.summary.write(tag[i], value[i], step=step[i], metadata=meta)
+            return (i + 1,)
+
+        return tf.while_loop(lambda i: i < tf.size(value), body, (tf.constant(0),))
+
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, as tf.summary.scalar's cast gives
+        as_float32 = values[order].astype(np.float32)
+    writer = tf.summary.create_file_writer(str(logdir))
+    try:
+        with writer.as_default():
+            write_all(tf.constant(names, tf.string), tf.constant(steps[order], tf.int64), tf.constant(as_float32))
+    finally:
+        writer.close()
+    files = sorted(logdir.glob(EVENTS), key=lambda p: p.stat().st_mtime_ns)
+    if not files:
+        raise OSError(f"{logdir}: tf.summary wrote no event file")
+    return files[-1]
 
 
 # ---------------------------------------------------------------------- the plot

@@ -84,7 +84,10 @@ def test_trace_of_a_stored_run_has_every_step_and_its_failures(stored: dict[str,
     assert any(ln.startswith("match: all 30 values of 5 check(s)") for ln in out)
     trace_dir = stored["root"] / "rp_traces" / run_id  # beside the results directory, not in it
     files = [trace_dir / f for f in ("trace.parquet", "trace.csv", "checks.json", "trace.png")]
-    assert out[-4:] == [str(f) for f in files] and all(f.is_file() for f in files)
+    assert out[-6:-2] == [str(f) for f in files] and all(f.is_file() for f in files)
+    events = Path(out[-2])  # then the TensorBoard event file, in the logdir the sweep's traces share
+    assert events.is_file() and events.parent.parent == stored["root"] / "rp_traces" / "tensorboard"
+    assert out[-1] == f"curves: tensorboard --logdir {events.parent.parent}"
     assert sorted(p.name for p in directory.iterdir()) == sorted([f"{r}.parquet" for k, r in stored["ids"].items()
                                                                   if k != "normalization"] + ["_sweep.yaml"])
 
@@ -164,7 +167,8 @@ def test_trace_of_a_run_that_now_differs_is_written_and_exits_1(stored: dict[str
     code, out = _replay(capsys, str(copy), f"run_id={run_id}", "--trace", f"out={out_dir}")
     assert code == 1
     assert any(ln.startswith("mismatch: 5 of 30 values differ") for ln in out)
-    assert out[-1] == str(out_dir / "trace.png") and "DIFFERS from the stored run" in out[-5]
+    assert out[-3] == str(out_dir / "trace.png") and "DIFFERS from the stored run" in out[-7]
+    assert Path(out[-2]).parent.parent == out_dir / "tensorboard"
     assert json.loads((out_dir / "checks.json").read_text())["verified"] is False
     assert not (tmp_path / "rp_traces").exists()
 

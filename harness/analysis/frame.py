@@ -216,3 +216,80 @@ def pct(x: float | None) -> str:
 def pformat(p: float) -> str:
     """A p-value for prose: "p=0.0072", floored at "p<1e-16"."""
     return "p=–" if not np.isfinite(p) else "p<1e-16" if p < 1e-16 else f"p={p:.2g}"
+
+
+# the columns of the tidy frame that belong to a (run, check) row; every other column is the run's
+CHECK_COLUMNS: tuple[str, ...] = ("check", "op", "compare", "when", "every", "after", "judge", "statistic", "window",
+                                  "on", "bound", "bound_compared", "value_dtype", "n_evaluated", "n_failed",
+                                  "n_nonfinite", "first_failure_step", "worst_value", "worst_margin", "passed")
+WIDE_FIELDS: tuple[str, ...] = ("passed", "worst_margin")
+
+
+def wide(df: pd.DataFrame, fields: Sequence[str] = WIDE_FIELDS, *, sep: str = "/") -> pd.DataFrame:
+    """The results as one row per run, a column per check and field: the wide frame next to the
+    tidy one (one row per (run, check)), as Ray Tune's ``ResultGrid.get_dataframe()`` gives one
+    row per trial.
+
+        w = A.wide(harness.load_results("results/smoke"))
+        w.groupby(["precision", "data_size"])["loss_below/passed"].mean()   # one check's run failure rate
+        w[w.status == "ok"].groupby("precision").passed.mean()              # runs that passed every check
+        A.wide(df, ["passed", "worst_value", "first_failure_step"])         # other fields of each check
+
+    Columns: the axes (scenario, data_size, batch_size, steps, epochs, schedule, seed, precision,
+    clip_value, params, variant), ``run_id``, ``status``, ``passed`` (the run passed every check it
+    declared; null for a run that did not complete), then the frame's other run-level columns
+    (error, wall_s, worker, final_loss, scenario extras, ...), then for each check, in the order
+    the frame first names them, ``<check>/<field>`` for each of ``fields`` (any per-check column:
+    passed, worst_margin, worst_value, n_failed, first_failure_step, bound, ...). When the frame
+    holds several scenarios the check columns are ``<scenario>/<check>/<field>``, so equal check
+    names of different workloads stay apart; a run has null in the columns of checks it does not
+    declare. ``w.filter(like="/passed")`` selects every check's ``passed``. Counts are nullable
+    integers (``Int64``) and ``passed`` nullable booleans, so a null stays a null. A run stored
+    twice (``pandas.read_parquet`` reads every copy; ``load_results`` keeps one) keeps its last
+    rows. Rows are in the order the frame first names each run."""
+    require(df, ("run_id", "check", *fields))
+    bad = [f for f in fields if f not in CHECK_COLUMNS]
+    if bad:
+        raise KeyError(f"not a per-check column: {', '.join(bad)} (one of {', '.join(CHECK_COLUMNS[1:])})")
+    df = df.drop_duplicates(["run_id", "check"], keep="last")
+    run_cols = [c for c in df.columns if c not in CHECK_COLUMNS]
+    runs = df.drop_duplicates("run_id")[run_cols].set_index("run_id", drop=False)
+    named = df[df["check"].fillna("").astype(str) != ""]
+    several = "scenario" in df.columns and df["scenario"].nunique() > 1
+    key = (named["scenario"].astype(str) + sep + named["check"].astype(str)) if several else named["check"].astype(str)
+    order = list(dict.fromkeys(key))
+    columns: dict[str, pd.Series] = {}
+    by_run = named.assign(_key=key.to_numpy()).set_index(["run_id", "_key"])
+    tables = {f: by_run[f].unstack("_key") for f in fields} if len(by_run) else {}
+    for k in order:
+        for f in fields:
+            columns[f"{k}{sep}{f}"] = _typed(tables[f][k].reindex(runs.index), df[f].dtype)
+    passed = _all_passed(df).reindex(runs.index)
+    axes = [*present(runs, AXES), *present(runs, ("variant",))]
+    head = [*axes, "run_id", *present(runs, ("status",))]
+    rest = [c for c in run_cols if c not in head]
+    out = pd.concat([runs[head], passed.rename("passed"), runs[rest], pd.DataFrame(columns, index=runs.index)], axis=1)
+    return out.reset_index(drop=True)
+
+
+def _typed(col: pd.Series, dtype: object) -> pd.Series:
+    """A pivoted column in its nullable dtype: Int64 for integers, boolean for booleans (the
+    pivot leaves them object or float where a run lacks the check)."""
+    if pd.api.types.is_bool_dtype(dtype) or (dtype == object and col.dropna().map(type).eq(bool).all()
+                                             and col.notna().any()):
+        return col.astype("boolean")
+    if pd.api.types.is_integer_dtype(dtype):
+        return col.astype("Int64")
+    if pd.api.types.is_float_dtype(dtype):
+        return col.astype("float64")
+    return col
+
+
+def _all_passed(df: pd.DataFrame) -> pd.Series:
+    """Per run_id: every declared check passed (nullable boolean; null for a run that did not
+    complete)."""
+    done = ok_mask(df)
+    failed = pd.Series(failed_mask(df).to_numpy(), index=df.index)
+    per_run = failed.groupby(df["run_id"], sort=False).any()
+    complete = done.groupby(df["run_id"], sort=False).all()
+    return (~per_run).astype("boolean").where(complete, pd.NA)
