@@ -69,6 +69,8 @@ def _rate_table(sizes: list, rows: list[tuple[str, ...]], *, compact: bool) -> T
 
 def _cell(r: pd.Series) -> str:
     """A table cell: the rate, failed/runs, and the runs that saw NaN/Inf at that data size."""
+    if r["evaluated"] == 0:  # its schedule never came up in these runs: not a pass
+        return f"[dim]not evaluated 0/{int(r['runs'])}[/]"
     style = "red" if r["failed"] == r["runs"] else "yellow" if r["failed"] else "green"
     nan = f" ({int(r['nonfinite'])} NaN/Inf)" if r["nonfinite"] else ""
     return f"[{style}]{pct(r['rate'])} {int(r['failed'])}/{int(r['runs'])}{nan}[/]"
@@ -82,10 +84,41 @@ def _first(part: pd.DataFrame) -> str:
     return label(int(first.min())) if len(first) else "–"
 
 
+def _warmed(ok: pd.DataFrame, runs: pd.DataFrame) -> str | None:
+    """The name of a check of the same scenario that asks the same (statistic, op, bound, every step)
+    from a later step on and held in every one of its runs; None if there is none."""
+    need = ["scenario", "statistic", "op", "bound", "after", "when"]
+    if any(c not in ok.columns for c in need):
+        return None
+    first = runs.iloc[0]
+    same = ok[(ok["scenario"] == first["scenario"]) & (ok["statistic"] == first["statistic"])
+              & (ok["op"] == first["op"]) & (ok["bound"] == first["bound"]) & (ok["when"] == "step")
+              & (ok["after"].fillna(0) > (0 if pd.isna(first["after"]) else first["after"]))]
+    for name, sib in same.groupby("name", sort=True):
+        if not failed_mask(sib).any() and (sib["n_evaluated"] > 0).all():
+            return f"{name} (the same bound from step {int(sib['after'].iloc[0])} on) holds in all {len(sib)} runs"
+    return None
+
+
+def _warmup_param(runs: pd.DataFrame) -> str:
+    """The scenario's own warm-up parameter as an override, where its stored parameters have one."""
+    import json
+
+    if "params" not in runs.columns or "scenario" not in runs.columns:
+        return ""
+    try:
+        params = json.loads(runs["params"].iloc[0] or "{}")
+    except (TypeError, ValueError):
+        return ""
+    return f" (this scenario's parameter: scenarios.{runs['scenario'].iloc[0]}.warmup=N)" if "warmup" in params else ""
+
+
 def hints(frame: pd.DataFrame, df: pd.DataFrame, path: str) -> list[str]:
     """What the stored data say about a step check that fails in every run, in a line each: how many
     runs never held it and how close the others came (evaluation counts), with a command that shows it
-    step by step; a warm-up is suggested only where most evaluations pass (it fails early, then holds)."""
+    step by step. Where the same scenario also asks the same bound from a later step on and that held
+    everywhere, it says so; otherwise a warm-up is suggested only where most evaluations pass (it
+    fails early, then holds), naming the scenario's own ``warmup`` parameter where it has one."""
     out = []
     ok = with_variant(df[ok_mask(df)])
     if ok.empty:
@@ -100,19 +133,41 @@ def hints(frame: pd.DataFrame, df: pd.DataFrame, path: str) -> list[str]:
         closest = runs.loc[share.idxmin()]
         bound, worst = rows["bound"].iloc[0], float(runs["worst_value"].median())
         start = " from step 0" if (rows["first_step"] == 0).all() else ""
-        line = (f"{name} fails{start} in every run: {never} of {len(runs)} runs never held it (every evaluation "
-                f"failed; worst value median {worst:.4g}, bound {bound:g})")
+        line = f"{name} fails{start} in every run (worst value median {worst:.4g}, bound {bound:g})"
+        if never:
+            line += f"; {never} of {len(runs)} runs never held it (every evaluation failed)"
         if never < len(runs):
             line += (f"; the closest run failed {int(closest['n_failed'])} of {int(closest['n_evaluated'])} "
                      f"evaluations")
         last = "judge" in runs.columns and (runs["judge"] == "last").any()
+        warmed = None if last else _warmed(ok, runs)
         if last:  # the last evaluation decides: a warm-up cannot change that
             line += "; it is judged by its last evaluation, which fails"
+        elif warmed:
+            line += f"; {warmed}: it fails only before training has brought the value under the bound"
         elif share.median() < 0.5:
             line += ("; most evaluations pass, so it may fail only early: a warm-up, checks.below(..., after=N), "
-                     "would ask that")
+                     f"would ask that{_warmup_param(runs)}")
         out.append(line + f". Step by step: python -m harness replay {shlex.quote(str(path))} "
                           f"run_id={closest['run_id']} --trace")
+    return out
+
+
+def unevaluated(frame: pd.DataFrame, df: pd.DataFrame) -> list[str]:
+    """A line per check that some completed runs never evaluated (a schedule starting after the run's
+    last step): those runs count as holding it, which they did only vacuously."""
+    ok = with_variant(df[ok_mask(df)])
+    if ok.empty:
+        return []
+    ok = ok.assign(name=check_labels(ok).to_numpy())
+    out = []
+    for name, runs in ok[ok["n_evaluated"] == 0].groupby("name", sort=True):
+        after = runs["after"].dropna() if "after" in runs.columns else pd.Series(dtype=float)
+        why = f" (its schedule starts at step {int(after.iloc[0])})" if len(after) and after.iloc[0] > 0 else ""
+        steps = runs["steps"].dropna() if "steps" in runs.columns else pd.Series(dtype=float)
+        had = f"; those runs had {', '.join(label(int(s)) for s in sorted(steps.unique()))} steps" if len(steps) else ""
+        out.append(f"{name} was never evaluated in {len(runs)} of {int((ok['name'] == name).sum())} runs{why}{had}: "
+                   "they say nothing about it")
     return out
 
 
@@ -170,7 +225,7 @@ def print_summary(console: Console, df: pd.DataFrame, path: str, elapsed_s: floa
                       for a in pooled]
             console.print(f"pooled over {'; '.join(values)}: the report's 'Which axis moves the failure rate "
                           "most?' compares them", highlight=False)
-        for line in [*hints(frame, df, path), *overflow_hints(frame, df, fixes or {})]:
+        for line in [*hints(frame, df, path), *unevaluated(frame, df), *overflow_hints(frame, df, fixes or {})]:
             console.print(escape(line), highlight=False, soft_wrap=True)
     runs = df.drop_duplicates("run_id")
     status = runs["status"].value_counts().to_dict()

@@ -17,7 +17,7 @@ from harness import load_results
 from harness.store import part_files, stored_run_ids
 
 GRID = ["sweep=smoke", "sweep.scenario=[loss_bound]", "sweep.name=shared", "sweep.data_size=[1000]", "sweep.precision=[fp32]",
-        "sweep.clip_value=[null]", "sweep.steps=[200]", "ray.num_actors=1"]
+        "sweep.clip_value=[null]", "sweep.steps=[200]", "scenarios.loss_bound.warmup=0", "ray.num_actors=1"]
 
 
 def test_two_sweeps_into_one_results_directory_at_once(tmp_path: Path) -> None:

@@ -28,14 +28,14 @@ def _store(tmp_path: Path, specs, wall_s: float) -> None:
 
 
 def test_dry_run_counts_stored_runs_and_estimates_the_rest_from_their_time_per_step(tmp_path: Path) -> None:
-    first = expand(_cfg(tmp_path, "sweep.seed=[0,1]"))
+    first = expand(_cfg(tmp_path, "sweep.seed=[0,1]", "sweep.steps=[100]"))
     _store(tmp_path, first, wall_s=2.0)  # 100 steps in 2 s: 20 ms a step
     cfg = _cfg(tmp_path, "sweep.seed=[0,1,2,3,4,5,6,7,8,9]", "sweep.steps=[1000]")
     specs = expand(cfg)
     lines = cost_lines(cfg, specs, tmp_path / "smoke")
     assert lines[0] == "0 of the 10 runs are stored already, 10 to run"  # 1000 steps: other run ids
     assert "about 3 min of runs on 1 actor(s) for the 10 runs" in lines[-1]  # 10 runs x 1000 steps x 20 ms = 200 s
-    cfg = _cfg(tmp_path, "sweep.seed=[0,1,2,3,4,5,6,7,8,9]")
+    cfg = _cfg(tmp_path, "sweep.seed=[0,1,2,3,4,5,6,7,8,9]", "sweep.steps=[100]")
     lines = cost_lines(cfg, expand(cfg), tmp_path / "smoke")
     assert lines[0] == "2 of the 10 runs are stored already, 8 to run" and "about 16 s" in lines[-1]
 

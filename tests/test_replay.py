@@ -18,7 +18,7 @@ from harness import load_results
 from harness.replay import ReplayError, find_part, main, read_rows, rebuild_spec, same
 
 SWEEP = ["sweep=smoke", "sweep.scenario=[loss_bound]", "sweep.name=rp", "sweep.data_size=[1000]", "sweep.seed=[0]", "sweep.clip_value=[null]",
-         "sweep.precision=[fp32,fp16]", "sweep.steps=[50]", "ray.num_actors=1"]
+         "sweep.precision=[fp32,fp16]", "sweep.steps=[50]", "scenarios.loss_bound.warmup=0", "ray.num_actors=1"]
 
 
 @pytest.fixture(scope="module")

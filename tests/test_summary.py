@@ -93,7 +93,7 @@ def test_a_check_that_never_held_gets_the_facts_and_no_warm_up_hint() -> None:
     runs = [dict(run_id=f"r{s}", seed=s, check="loss_below", bound=1.0, op="<", when="step", n_evaluated=100,
                  n_failed=100, first_failure_step=0, worst_value=4.0 + s, worst_margin=-3.0 - s) for s in range(4)]
     text = _summary_text(_frame(runs))
-    assert "loss_below fails from step 0 in every run: 4 of 4 runs never held it" in text
+    assert "loss_below fails from step 0 in every run (worst value median 5.5, bound 1); 4 of 4 runs never held it" in text
     assert "warm-up" not in text and "after=N" not in text
     assert "python -m harness replay results/x run_id=r0 --trace" in text
 
@@ -102,8 +102,30 @@ def test_a_check_that_fails_early_then_holds_gets_the_warm_up_hint() -> None:
     runs = [dict(run_id=f"r{s}", seed=s, check="loss_below", bound=1.0, op="<", when="step", n_evaluated=100,
                  n_failed=5 + s, first_failure_step=0, worst_value=4.0, worst_margin=-3.0) for s in range(4)]
     text = _summary_text(_frame(runs))
-    assert "0 of 4 runs never held it" in text and "the closest run failed 5 of 100 evaluations" in text
-    assert "checks.below(..., after=N)" in text
+    assert "never held it" not in text and "the closest run failed 5 of 100 evaluations" in text
+    assert "checks.below(..., after=N)" in text and "scenarios." not in text  # no warmup parameter to name
+
+
+def test_the_warm_up_hint_names_the_scenarios_own_parameter_and_a_warmed_check_that_held() -> None:
+    """With a ``warmup`` among the stored parameters the hint names the override; where the same runs
+    also ask the same bound from a later step on and that held everywhere, the hint says so instead."""
+    import json
+
+    def run(s: int, check: str, after: int, n_failed: int) -> dict:
+        return dict(run_id=f"r{s}", seed=s, scenario="loss_bound", check=check, bound=1.0, op="<", when="step",
+                    statistic="post_loss", after=after, n_evaluated=100 - after, n_failed=n_failed,
+                    first_failure_step=0 if n_failed else None, worst_value=4.0 if n_failed else 0.5,
+                    worst_margin=-3.0 if n_failed else 0.5, params=json.dumps({"warmup": 0}))
+
+    text = _summary_text(_frame([run(s, "loss_below", 0, 5 + s) for s in range(4)]))
+    assert "(this scenario's parameter: scenarios.loss_bound.warmup=N)" in text
+    both = [run(s, "loss_below", 0, 5 + s) for s in range(4)] + [run(s, "later", 50, 0) for s in range(4)]
+    text = _summary_text(_frame(both))
+    assert "; later (the same bound from step 50 on) holds in all 4 runs" in text
+    assert "after=N" not in text
+    broken = [run(s, "loss_below", 0, 5 + s) for s in range(4)] + [run(s, "later", 50, int(s == 0)) for s in range(4)]
+    text = _summary_text(_frame(broken))  # the later check failed once: it is not offered as the answer
+    assert "holds in all" not in text and "after=N" in text
 
 
 def test_rates_below_one_percent_are_not_printed_as_zero_and_nan_runs_are_in_their_cell() -> None:
@@ -150,3 +172,19 @@ def test_a_check_judged_by_its_last_evaluation_gets_no_warm_up_hint() -> None:
             for s in range(4)]
     text = _summary_text(_frame(runs))
     assert "judged by its last evaluation" in text and "after=N" not in text
+
+
+def test_a_check_whose_schedule_never_came_up_is_not_evaluated_not_passed() -> None:
+    """A step check whose warm-up is longer than the runs is evaluated 0 times: its cell says so
+    instead of 0%, a line names why, and it is never offered as the check that holds."""
+    import json
+
+    runs = [dict(run_id=f"r{s}", seed=s, scenario="loss_bound", check=c, bound=1.0, op="<", when="step",
+                 statistic="post_loss", after=a, steps=100, n_evaluated=n, n_failed=k, first_failure_step=0 if k else None,
+                 worst_value=4.0 if k else float("nan"), worst_margin=-3.0 if k else float("nan"),
+                 params=json.dumps({"warmup": 400}))
+            for s in range(3) for c, a, n, k in (("loss_below", 0, 100, 10), ("later", 400, 0, 0))]
+    text = _summary_text(_frame(runs))
+    assert "not evaluated 0/3" in text and "0% 0/3" not in text
+    assert "later was never evaluated in 3 of 3 runs (its schedule starts at step 400); those runs had 100 steps" in text
+    assert "holds in all" not in text

@@ -6,6 +6,11 @@ loss is recomputed with a fresh forward pass (as the seed does) and checked agai
 ``bound``. The model computes in the run's compute dtype (Keras mixed policy); the
 loss is computed in float32 on the float32-cast prediction, unless
 ``loss_in_compute_dtype`` is true (then labels and loss stay in fp16/bf16).
+
+An untrained model starts far above 1.0, so the seed's check as written fails at step 0
+whatever the data. ``warmup=N`` (N > 0) adds a second check, ``loss_below_after_warmup``: the
+same bound from step N on, which asks what the seed's author may have meant (once trained,
+does the loss stay below the bound after every step?). The first check stays as written.
 """
 
 from __future__ import annotations
@@ -22,15 +27,21 @@ class LossBound:
     reuse_trace = True  # the loop reads the run only through build()'s data and variables
 
     def __init__(self, bound: float = 1.0, learning_rate: float = 0.01, noise_std: float = 0.1,
-                 slope: float = 2.0, loss_in_compute_dtype: bool = False) -> None:
+                 slope: float = 2.0, loss_in_compute_dtype: bool = False, warmup: int = 0) -> None:
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+            raise ValueError(f"warmup={warmup!r} is not a non-negative integer (steps before the second check)")
         self.bound = float(bound)
         self.learning_rate = float(learning_rate)
         self.noise_std = float(noise_std)
         self.slope = float(slope)
         self.loss_in_compute_dtype = bool(loss_in_compute_dtype)
+        self.warmup = warmup
 
     def checks(self) -> Sequence[Check]:
-        return [checks.below("loss_below", "post_loss", self.bound)]
+        out = [checks.below("loss_below", "post_loss", self.bound)]
+        if self.warmup:
+            out.append(checks.below("loss_below_after_warmup", "post_loss", self.bound, after=self.warmup))
+        return out
 
     def build(self, ctx: Any) -> tuple[Any, Any]:
         import keras
