@@ -66,7 +66,16 @@ def trial_specs(specs: list[RunSpec]) -> list[RunSpec]:
     return [replace(s, steps=min(s.steps, 2), run_id=f"trial-{s.run_id}") for s in smallest.values()]
 
 
-def _sweep_yaml(cfg: SweepConfig, resolved: dict[str, Any] | None, total: int, command: list[str] | None) -> str:
+def float32_fixes(specs: list[RunSpec]) -> dict[str, dict[str, Any]]:
+    """Each scenario's ``float32_params`` (the parameters that compute it in float32), loading each
+    class once; scenarios without them are left out."""
+    targets = {s.scenario: s.target for s in specs}
+    fixes = {name: dict(getattr(load_class(target), "float32_params", {}) or {}) for name, target in targets.items()}
+    return {k: v for k, v in fixes.items() if v}
+
+
+def _sweep_yaml(cfg: SweepConfig, resolved: dict[str, Any] | None, total: int, command: list[str] | None,
+                fixes: dict[str, dict[str, Any]] | None = None) -> str:
     import shlex
 
     import pyarrow
@@ -75,6 +84,7 @@ def _sweep_yaml(cfg: SweepConfig, resolved: dict[str, Any] | None, total: int, c
         "sweep": cfg.name,
         "command": None if command is None else shlex.join(["python", "-m", "harness", *command]),
         "runs": total,
+        "float32_params": fixes or {},  # the report names them where fp16 overflows (harness.summary.overflow_hints)
         "config": resolved if resolved is not None else asdict(cfg),
         "versions": {"harness": __version__, "python": platform.python_version(), "pyarrow": pyarrow.__version__},
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -150,6 +160,7 @@ def run_sweep(cfg: SweepConfig, *, resolved: dict[str, Any] | None = None, conso
 def _run(cfg: SweepConfig, specs: list[RunSpec], directory: Path, resolved: dict[str, Any] | None,
          console: Console, command: list[str] | None) -> SweepOutcome:
     remove_stale_temporaries(directory)
+    fixes = float32_fixes(specs)
     # a run counts as stored only if its rows load; a damaged part file is moved aside (named in one line)
     done = set() if cfg.rerun == "all" else stored_run_ids(directory, complete_only=cfg.rerun == "incomplete",
                                                            quarantine=True)
@@ -166,14 +177,14 @@ def _run(cfg: SweepConfig, specs: list[RunSpec], directory: Path, resolved: dict
                   f"{more} -> {directory}", highlight=False)
     completed = incomplete = 0
     if not todo:
-        write_text(directory / "_sweep.yaml", _sweep_yaml(cfg, resolved, len(specs), command))
+        write_text(directory / "_sweep.yaml", _sweep_yaml(cfg, resolved, len(specs), command, fixes))
         write_plan(directory, (s.run_id for s in specs))
     else:
         plan_written = [0.0]  # when the plan was last written (adaptive rounds extend it)
 
         def ready(info: ClusterInfo) -> None:
             # written once Ray is up: a sweep that cannot start or join Ray writes nothing
-            write_text(directory / "_sweep.yaml", _sweep_yaml(cfg, resolved, len(specs), command))
+            write_text(directory / "_sweep.yaml", _sweep_yaml(cfg, resolved, len(specs), command, fixes))
             write_plan(directory, (s.run_id for s in (planner.specs() if planner is not None else specs)))
             plan_written[0] = time.monotonic()
             where = ("warm pool" if info.warm else "embedded local Ray" if info.embedded
@@ -228,8 +239,6 @@ def _run(cfg: SweepConfig, specs: list[RunSpec], directory: Path, resolved: dict
                       f"scenario, another grid); python -m harness report {shlex.quote(str(directory))} --all-runs "
                       "includes them",
                       highlight=False)
-    targets = {s.scenario: s.target for s in specs}  # each scenario's class once, not once a run
-    fixes = {name: getattr(load_class(target), "float32_params", {}) for name, target in targets.items()}
     print_summary(console, df, str(directory), time.monotonic() - t0, completed + incomplete, skipped, fixes)
     if cfg.adaptive.rule == "bound":  # the question the sweep ran for, answered where the user looks
         print_bounds(console, df, cfg.adaptive.target, cfg.adaptive.confidence)

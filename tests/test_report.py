@@ -140,16 +140,19 @@ def test_a_swept_scenario_parameter_splits_its_checks(tmp_path: Path):
     assert "variant (" in page and "{&quot;compare" not in page  # the summary names variants, not JSON
 
 
-def test_the_report_leads_with_the_bound_and_the_command_for_the_missing_runs(tmp_path: Path):
+def test_the_bound_follows_the_findings_with_the_command_for_the_missing_runs_and_its_cost(tmp_path: Path):
     """Too few runs for a guarantee: no bound is recommended, the report says how many more runs
-    it takes and gives the sweep's own command with adaptive=bound; with enough runs the bound and
-    its guarantee lead the page, validated on a fresh sweep."""
+    it takes and gives the sweep's own command with adaptive=bound and what it would cost (after
+    the answer and the findings, not before them); with enough runs the bound and its guarantee are
+    shown, validated on a fresh sweep."""
     small = _sweep(data_sizes=(1000,), precisions=("fp32",), seeds=range(40), error_rate=0.0, steps=50, epochs=None)
     build_report(small, tmp_path / "small", command="python -m harness sweep=smoke store.root=r")
     page = (tmp_path / "small" / "index.html").read_text()
-    assert page.index(">What bound would hold</h2>") < page.index(">Key findings</h2>")
+    assert page.index(">What breaks, where, and what to try next</h2>") < page.index(">Key findings</h2>") \
+        < page.index(">What bound would hold</h2>")
     assert "needs 259 more runs" in page
     assert "python -m harness sweep=smoke store.root=r adaptive=bound adaptive.target=0.01" in page
+    assert "It would run about 259 more runs, about " in page  # one cell, one configuration: its missing seeds
     big = _sweep(data_sizes=(1000,), precisions=("fp32",), seeds=range(320), error_rate=0.0, steps=50, epochs=None)
     fresh = _sweep(data_sizes=(1000,), precisions=("fp32",), seeds=range(1000, 1400), error_rate=0.0, steps=50,
                    epochs=None, seed=9)
@@ -393,7 +396,7 @@ def test_the_summary_groups_many_checks_instead_of_listing_every_name(tmp_path: 
     df = _sweep(error_rate=0.0, checks={n: ("below", 1.0) for n in names}, data_sizes=(100,), precisions=("fp32",))
     build_report(df, tmp_path / "r")
     page = (tmp_path / "r" / "index.html").read_text()
-    summary = page.split("</ul>", 1)[0]
+    summary = page.split(">Summary</h2>", 1)[1].split("</ul>", 1)[0]
     assert "autotrainer.* (6)" in summary and "thedeepchecker.* (" in summary
     assert "autotrainer.exploding_gradient" not in summary
 

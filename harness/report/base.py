@@ -8,10 +8,11 @@ the analyses, each computed once on first use and kept as a CSV table of the rep
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -41,6 +42,8 @@ class ReportContext:
     command: str | None = None
     results_path: str = "RESULTS"
     outcome: str | None = None
+    raw: pd.DataFrame | None = None  # the frame as loaded (check names bare), for the summary's hints
+    fixes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # each scenario's float32_params
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     figures: dict[str, Path] = field(default_factory=dict)
 

@@ -4,7 +4,8 @@ section that applies, write ``index.html``, the figures and ``tables/*.csv``."""
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +47,8 @@ def build_report(df: pd.DataFrame, out: Path, *, title: str = "sweep", target: f
                  holdout: float = 0.0, fresh: pd.DataFrame | None = None, gof: Gof = "ks",
                  planned_runs: int | None = None, command: str | None = None, alpha: float = 0.05,
                  results_path: str = "RESULTS", outcome: str | None = None,
-                 sections: Sequence[Section] | None = None) -> Report:
+                 sections: Sequence[Section] | None = None,
+                 fixes: Mapping[str, Mapping[str, Any]] | None = None) -> Report:
     """Analyse ``df`` (one row per (run, check)) and write the report into ``out``.
 
     The page is the ``sections`` (default: ``registry.SECTIONS``, read at call time) whose
@@ -54,19 +56,20 @@ def build_report(df: pd.DataFrame, out: Path, *, title: str = "sweep", target: f
     confidence 1 - alpha; it is validated on the ``holdout`` fraction of seeds (default
     none) and on ``fresh``, the results of a sweep on seeds it never saw. ``command`` (the
     sweep's own, from _sweep.yaml) is extended into the command that adds the runs a
-    guarantee still needs; ``results_path`` goes into the replay commands. With ``outcome``
+    guarantee still needs; ``results_path`` goes into the replay commands; ``fixes`` (each
+    scenario's ``float32_params``, from _sweep.yaml) is named where fp16 overflows. With ``outcome``
     (a check name, bare or ``scenario/check``), the other checks are measured as detectors
     against it; an outcome that matches no check is a ValueError before anything is written."""
     from harness.report import registry
 
-    df = prepare(df)
+    raw, df = df, prepare(df)
     if outcome is not None:
         A.match_outcome(df["check"].unique(), outcome)
     out = Path(out)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     ctx = ReportContext(df, out, alpha=alpha, target=target, holdout=holdout,
                         fresh=None if fresh is None else prepare(fresh), gof=gof, planned_runs=planned_runs,
-                        command=command, results_path=results_path, outcome=outcome)
+                        command=command, results_path=results_path, outcome=outcome, raw=raw, fixes=fixes or {})
     head = ctx.headline
     shown = [s for s in (registry.SECTIONS if sections is None else sections) if s.applies(ctx)]
     parts = [s.html(ctx) for s in shown]

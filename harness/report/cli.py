@@ -188,7 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     title = ", ".join(sweeps) or results.name
     rep = build_report(df, out, title=title, target=args.target, holdout=args.holdout, fresh=fresh, gof=args.gof,
                        planned_runs=_planned_runs(results), command=_sweep_meta(results).get("command"),
-                       outcome=args.outcome, results_path=str(results), alpha=alpha, sections=sections)
+                       outcome=args.outcome, results_path=str(results), alpha=alpha, sections=sections,
+                       fixes=_sweep_meta(results).get("float32_params") or {})
     if ran_for is not None:
         from harness.analysis.tolerance import share
 

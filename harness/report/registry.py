@@ -9,16 +9,17 @@ whose ``applies(ctx)`` is False are left out of the page.
 from __future__ import annotations
 
 from harness.report.base import Section
-from harness.report.sections import (alarms, attribution, decomposition, failing, findings, incomplete, margins,
-                                     no_analysis, overview, rates, summary, tolerance, trend)
+from harness.report.sections import (alarms, answer, attribution, decomposition, failing, findings, incomplete,
+                                     margins, no_analysis, overview, rates, summary, tolerance, trend)
 
 SECTIONS: list[Section] = [
+    answer.SECTION,         # per scenario: what breaks where, how often, the cause, what to try next
     summary.SECTION,        # what is in the results
     no_analysis.SECTION,    # only when no run completed
     overview.SECTION,       # heatmap per scenario: check x precision x data size, linked to the failing runs
     alarms.SECTION,         # only with --outcome: the question the user asked
-    tolerance.SECTION,      # the bound that would hold, or the runs it takes
     findings.SECTION,
+    tolerance.SECTION,      # the bound that would hold, or the runs it takes (and what they would cost)
     rates.SECTION,
     trend.SECTION,
     decomposition.SECTION,

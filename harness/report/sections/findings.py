@@ -15,8 +15,12 @@ TITLE = "Key findings"
 MAX_ITEMS = 30
 
 
-def body(trend: pd.DataFrame, rise: pd.DataFrame, attr: pd.DataFrame, tol: pd.DataFrame) -> str:
-    """A list of at most MAX_ITEMS findings ("" when there is none)."""
+def body(trend: pd.DataFrame, rise: pd.DataFrame, attr: pd.DataFrame, tol: pd.DataFrame,
+         pattern: pd.DataFrame | None = None) -> str:
+    """A list of at most MAX_ITEMS findings ("" when there is none). With ``pattern``
+    (``analysis.where.failure_pattern``), an axis ranked first over pooled runs is followed by where
+    the failures really are when they need two conditions at once (pooling would mislead)."""
+    stratified = {} if pattern is None else {r.check: r for r in pattern.itertuples() if r.interaction}
     items = [f"<b>{html.escape(r.check)}</b> ({html.escape(label(r.precision))}): {html.escape(r.verdict)}"
              for r in trend.itertuples()]
     told = {RiseVerdict.EXPLAINED.value, RiseVerdict.NOT_EXPLAINED.value, RiseVerdict.RATE_RISES.value,
@@ -24,6 +28,8 @@ def body(trend: pd.DataFrame, rise: pd.DataFrame, attr: pd.DataFrame, tol: pd.Da
     items += [f"<b>{html.escape(r.check)}</b> ({html.escape(label(r.precision))}), more evaluations per run? "
               f"{html.escape(r.verdict)}" for r in rise.itertuples() if getattr(r, "status", None) in told]
     items += [f"<b>{html.escape(r.check)}</b>: <i>{html.escape(r.axis)}</i> {html.escape(r.verdict)}"
+              + (f", pooled over the other axes; stratified, it fails {html.escape(stratified[r.check].pattern)}"
+                 f" ({html.escape(stratified[r.check].interaction)})" if r.check in stratified else "")
               for r in attr[attr["rank"] == 1].itertuples()]
     if len(tol):
         items.append(_tolerance(tol))
@@ -49,7 +55,10 @@ def _tolerance(tol: pd.DataFrame) -> str:
 
 def render(ctx: ReportContext) -> str:
     """The findings of the context's trend, rise, attribution and tolerance analyses."""
-    return body(ctx.trend, ctx.explain_rise, ctx.attribution, ctx.tolerance)
+    from harness.analysis.where import failure_pattern
+
+    return body(ctx.trend, ctx.explain_rise, ctx.attribution, ctx.tolerance,
+                failure_pattern(ctx.raw if ctx.raw is not None else ctx.df))
 
 
 SECTION = Section(TITLE, render, applies=has_completed_runs)

@@ -29,7 +29,44 @@ def more_runs_command(command: str | None, target: float, confidence: float) -> 
     return shlex.join([*base, "adaptive=bound", f"adaptive.target={target:g}", f"adaptive.confidence={confidence:g}"])
 
 
-def body(tol: pd.DataFrame, target: float, gof: str, more_command: str = "") -> str:
+def more_runs_cost(tol: pd.DataFrame, df: pd.DataFrame | None) -> tuple[int, float] | None:
+    """What the missing guarantees would cost: (runs, seconds of run time), estimated from the stored
+    runs. Per precision x data size, the most runs any of its checks still needs, times the distinct
+    configurations of that cell (the other swept axes: each gets its own seeds), times the stored runs'
+    median wall time there. None without the columns to tell."""
+    from harness.analysis.frame import CONFIG_AXES, ok_mask
+
+    needs = tol[tol["bound_status"] == BoundVerdict.NEEDS_RUNS.value]
+    cell = [k for k in ("precision", "data_size") if k in needs.columns]
+    if df is None or needs.empty or "wall_s" not in df.columns or not cell:
+        return None
+    runs = df[ok_mask(df)].drop_duplicates("run_id")
+    other = [a for a in CONFIG_AXES if a in runs.columns and a not in cell]
+    total_runs, total_s = 0, 0.0
+    for key, g in needs.groupby(cell, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        mine = runs
+        for k, v in zip(cell, key):
+            mine = mine[mine[k].isna()] if pd.isna(v) else mine[mine[k] == v]
+        if mine.empty:
+            continue
+        configs = len(mine[other].astype(str).drop_duplicates()) if other else 1
+        n = int(g["runs_missing"].max()) * configs
+        total_runs += n
+        total_s += n * float(mine["wall_s"].median())
+    return total_runs, total_s
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def body(tol: pd.DataFrame, target: float, gof: str, more_command: str = "",
+         cost: tuple[int, float] | None = None) -> str:
     """The answer per check: the recommended bound and its guarantee, or what is missing
     (with ``more_command``, the command that runs the missing seeds)."""
     conf = float(tol.attrs.get("confidence", 0.95))
@@ -86,9 +123,12 @@ def body(tol: pd.DataFrame, target: float, gof: str, more_command: str = "") -> 
         parts.append(table(tol[~needs], cols, max_rows=80, csv="tables/tolerance.csv",
                            tone=tone_of(BoundVerdict, "bound_status"), toned=("recommended bound", "guarantee")))
     if more_command:
+        price = (f" It would run about {cost[0]:,} more runs, about {_duration(cost[1])} of run time at the stored "
+                 "runs' median wall time (shared among the actors)." if cost and cost[0] else "")
         parts.append(paragraph("To add the seeds the missing guarantees need (the sweep resumes: stored runs are "
-                               f"kept): <code>{html.escape(more_command)}</code>"))
-    parts += [paragraph(text, "note"), paragraph(gpd, "note")]
+                               f"kept): <code>{html.escape(more_command)}</code>.{price}"))
+    parts.append(f"<details><summary>How the bound is computed</summary>{paragraph(text, 'note')}"
+                 f"{paragraph(gpd, 'note')}</details>")
     where = " and ".join(w for w, on in ((f"the held-out {_seeds(held)}", bool(held)), ("a fresh sweep", fresh))
                          if on)
     val = tol["validation_status"]
@@ -141,7 +181,7 @@ def render(ctx: ReportContext) -> str:
     tol = ctx.tolerance
     needs = tol["bound_status"].isin([BoundVerdict.NEEDS_RUNS.value, BoundVerdict.NO_BOUND.value]).any()
     more = more_runs_command(ctx.command, ctx.target, 1 - ctx.alpha) if needs else ""
-    return body(tol, ctx.target, ctx.gof, more)
+    return body(tol, ctx.target, ctx.gof, more, more_runs_cost(tol, ctx.df) if more else None)
 
 
 SECTION = Section(TITLE, render, applies=has_completed_runs)
