@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def sample(screenshot: Path | None = None) -> str:
     """The smoke sweep's output without its progress lines, with the temporary root shown as results/;
-    with ``screenshot``, its report rendered by headless chromium into that PNG (1000 px wide)."""
+    with ``screenshot``, its report's first screen rendered by headless chromium into that PNG (1280x900)."""
     with tempfile.TemporaryDirectory() as tmp:
         done = subprocess.run([sys.executable, "-m", "harness", "sweep=smoke", f"store.root={tmp}/results"],
                               cwd=tmp, capture_output=True, text=True, env={**os.environ, "COLUMNS": "110"})
@@ -41,7 +41,8 @@ def sample(screenshot: Path | None = None) -> str:
 
 
 def shoot(results: Path, png: Path) -> None:
-    """``python -m harness report RESULTS``, then a headless-chromium screenshot of its first screens."""
+    """``python -m harness report RESULTS``, then a headless-chromium screenshot of its first screen as a
+    user sees it on a 1280x900 window: the answer per scenario and the next step."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         print("chromium not found: docs/report.png left as it is (apt-get install -y chromium)", file=sys.stderr)
@@ -51,11 +52,10 @@ def shoot(results: Path, png: Path) -> None:
                    capture_output=True)
     raw = results.parent / "shot.png"
     subprocess.run([browser, "--headless", "--no-sandbox", "--hide-scrollbars", f"--screenshot={raw}",
-                    "--window-size=1200,1700", f"file://{report / 'index.html'}"], check=True, capture_output=True)
+                    "--window-size=1280,900", f"file://{report / 'index.html'}"], check=True, capture_output=True)
     from PIL import Image
 
     image = Image.open(raw)
-    image = image.resize((1000, round(image.height * 1000 / image.width)))
     image.convert("P", palette=Image.Palette.ADAPTIVE, colors=128).save(png, optimize=True)
 
 

@@ -93,3 +93,7 @@ def test_the_report_leads_with_the_answer_per_scenario(tmp_path: Path) -> None:
     assert "a float16 overflow" in first
     assert "<code>python -m harness sweep=mine scenarios.normalization.accumulate_float32=true</code>" in first
     assert "<b>loss_below</b> fails in every cell (every precision and data size): 18 of 18 runs" in first
+    findings = page.split(">Key findings</h2>", 1)[1].split("</section>", 1)[0]
+    attribution = page.split(">Which axis moves the failure rate most?</h2>", 1)[1].split("</section>", 1)[0]
+    for text in (findings, attribution):  # the pooled one-axis ranking is followed by where the failures are
+        assert "fails only in fp16 at 100,000 rows" in text and "neither alone" in text

@@ -4,6 +4,8 @@ The analysis has no verdict enum, so the table is not coloured."""
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 
@@ -16,8 +18,10 @@ from harness.report.html import figure, paragraph, table
 TITLE = "Which axis moves the failure rate most?"
 
 
-def body(attr: pd.DataFrame, src: str = "") -> str:
-    """The attribution table, under the figure ``src`` when there is one."""
+def body(attr: pd.DataFrame, src: str = "", pattern: pd.DataFrame | None = None) -> str:
+    """The attribution table, under the figure ``src`` when there is one; with ``pattern``
+    (``analysis.where.failure_pattern``), a line per check whose failures need two axes at once,
+    which a ranking of one axis at a time, pooled over the others, does not show."""
     text = ("Per check, the failure rate at each level of every axis that varies (seeds are replicates, not "
             "factors), and a logistic model over all those axes at once: an axis's likelihood-ratio statistic is "
             "what dropping it from the model costs, so it ranks the axes by what each explains that the others "
@@ -31,6 +35,12 @@ def body(attr: pd.DataFrame, src: str = "") -> str:
             ("LR χ² (df)", lambda r: "–" if not np.isfinite(r.lr_chi2) else f"{r.lr_chi2:.3g} ({int(r.df)})", "r"),
             ("p", lambda r: pval(r.p_value), "r"), ("verdict", lambda r: str(r.verdict), "l")]
     parts = [paragraph(text)]
+    both = [] if pattern is None else [r for r in pattern.itertuples() if r.interaction]
+    if both:
+        lines = "".join(f"<li><b>{html.escape(r.check)}</b> fails {html.escape(r.pattern)}: {html.escape(r.interaction)}"
+                        "</li>" for r in both)
+        parts.append(paragraph("Where the failures need two axes at once, the pooled rates below spread them over "
+                               "both axes alike; stratified:") + f"<ul>{lines}</ul>")
     if src:
         parts.append(figure(src, "failure-rate range per axis"))
     return "".join(parts) + table(attr, cols, max_rows=80, csv="tables/attribution.csv")
@@ -41,7 +51,9 @@ def render(ctx: ReportContext) -> str:
     attr = ctx.attribution
     src = ctx.figure("attribution", lambda p: plots.plot_attribution(attr, p)) \
         if (attr["axis"].astype(str) != "").any() else ""
-    return body(attr, src)
+    from harness.analysis.where import failure_pattern
+
+    return body(attr, src, failure_pattern(ctx.raw if ctx.raw is not None else ctx.df))
 
 
 SECTION = Section(TITLE, render, applies=has_completed_runs)
