@@ -5,6 +5,11 @@ run at a time, so a per-run timeout is exact: a run past its limit has its actor
 killed and replaced and is recorded as status=timeout. An actor process that dies
 mid-run has its run retried on a fresh actor up to ``retries`` times, then recorded
 as status=crashed. A run that raises is recorded by the engine as status=error.
+
+On this machine's Ray (embedded, or a warm pool's, which serves sweeps of any directory), every run
+carries its sweep's Workdir: the actor runs it in the sweep's working directory, importing with the
+sweep's module search path, as the driver did; modules an earlier sweep imported from directories
+this one does not search are forgotten first (_Worker._enter).
 """
 
 from __future__ import annotations
@@ -63,6 +68,66 @@ class ClusterInfo:
     gpus: float
     warm: bool = False  # the runs go to a warm pool's actors (harness.pool)
     note: str = ""  # for the user: why a warm pool that is up was not used; a ray.num_actors that was capped
+
+
+@dataclass(frozen=True)
+class Workdir:
+    """Where a sweep's driver runs: its working directory and its module search path (sys.path, each
+    entry absolute: '' and relative entries as the driver resolves them). Sent with every run to an
+    actor on this machine, which runs it there (_Worker._enter): the sweep's ``_target_`` modules are
+    imported as the driver imported them, and relative paths (data files a scenario reads, a
+    TF_XLA_FLAGS file) resolve against the sweep's directory, whichever directory the actor's
+    process started in (a warm pool's started in the directory of ``up``)."""
+
+    cwd: str
+    path: tuple[str, ...]
+
+    @classmethod
+    def here(cls) -> Workdir:
+        """This process's working directory and module search path."""
+        cwd = os.getcwd()
+        path = dict.fromkeys(os.path.normpath(os.path.join(cwd, p)) for p in sys.path if isinstance(p, str))
+        return cls(cwd=cwd, path=tuple(path))
+
+
+def _entry(name: str, file: Any) -> str | None:
+    """The sys.path entry module ``name``, loaded from ``file``, was imported from (the directory
+    holding its top-level package), or None (a built-in, a namespace package: no file)."""
+    if not isinstance(file, str) or not os.path.isabs(file):
+        return None
+    where = Path(file).parent
+    for _ in range(name.count(".") + Path(file).name.startswith("__init__.")):
+        where = where.parent
+    return os.path.normpath(where)
+
+
+def _held(top: str, module: Any) -> str | tuple[str, ...] | None:
+    """Where the top-level module ``top`` was imported from: its sys.path entry, or the directories of
+    a namespace package."""
+    entry = _entry(top, getattr(module, "__file__", None))
+    if entry is None and getattr(module, "__path__", None) is not None:
+        return tuple(os.path.normpath(p) for p in module.__path__)
+    return entry
+
+
+def _found(top: str) -> str | tuple[str, ...] | None:
+    """Where a fresh import of the top-level module ``top`` would take it from, as _held says (None: nowhere)."""
+    try:
+        spec = importlib.machinery.PathFinder.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    if spec.origin and os.path.isabs(spec.origin):
+        return _entry(top, spec.origin)
+    return tuple(os.path.normpath(p) for p in spec.submodule_search_locations or ()) or None
+
+
+def _within(path: str, directory: str) -> bool:
+    try:
+        return bool(directory) and os.path.commonpath([path, directory]) == directory
+    except ValueError:  # one relative, the other absolute
+        return False
 
 
 class _SourceLoader(importlib.machinery.SourceFileLoader):
@@ -129,9 +194,19 @@ class _Worker:
         mark("actor tf import done")
         # host:pid:device, plus the Ray node: on one machine several nodes share a host name
         self.name = f"{worker_name()}:node={ray.get_runtime_context().get_node_id()[:8]}"
+        self._state(status)
+
+    def _state(self, status: str | None) -> None:
+        """What the actor keeps between runs (without Ray and TensorFlow: tests build a _Worker with it)."""
         self._status = status  # a warm pool's actor: where it records its run for the daemon (harness.pool)
         self._sources: dict[str, bytes | None] = {}  # module -> the source this actor runs (compiled from it)
         self._digests: dict[tuple[str, str], str] = {}  # (target, params) -> definition of the code held
+        self._home = os.getcwd()  # where the process started (a warm pool's: where `up` ran); between runs
+        self._own_path = Workdir.here().path
+        ray = importlib.util.find_spec("ray")
+        self._ray_dir = os.path.dirname(ray.origin) if ray is not None and ray.origin else ""
+        self._preloaded = frozenset(sys.modules)  # TensorFlow, Ray, the harness: never forgotten
+        self._where: Workdir | None = None  # the sweep whose path sys.path holds
 
     def ready(self) -> str:
         return self.name
@@ -140,20 +215,70 @@ class _Worker:
         """This actor's process (the warm pool's daemon pings its actors with it)."""
         return os.getpid()
 
-    def run(self, spec: RunSpec, timeout_s: float | None = None, driver: tuple[int, str] | None = None) -> RunResult:
-        """Run ``spec``, if the scenario code this actor holds is the code its run_id hashed (_fresh).
-        A warm pool's actor records the run, ``timeout_s`` and the ``driver`` process (pid, start) that
-        sent it while it runs, so that the daemon stops it once past its time or orphaned."""
+    def run(self, spec: RunSpec, timeout_s: float | None = None, driver: tuple[int, str] | None = None,
+            where: Workdir | None = None) -> RunResult:
+        """Run ``spec``, if the scenario code this actor holds is the code its run_id hashed (_fresh),
+        in the sweep's directory ``where`` with its module search path (_enter; None: as the process
+        is). A warm pool's actor records the run, ``timeout_s`` and the ``driver`` process (pid, start)
+        that sent it while it runs, so that the daemon stops it once past its time or orphaned."""
         self._record(spec, timeout_s, driver)
         try:
-            error = self._fresh(spec)
+            error = self._enter(where) if where is not None else ""
+            error = error or self._fresh(spec)
             if error:
                 return RunResult(run_id=spec.run_id, status=Status.ERROR, error=error, worker=self.name)
             from harness.engine import execute
 
             return replace(execute(spec), worker=self.name)
         finally:
+            if where is not None:
+                self._leave()
             self._record(None)
+
+    def _enter(self, where: Workdir) -> str:
+        """Take the sweep's module search path and working directory for a run. When the sweep is
+        another than the last one's, every module imported since the process started that the new
+        path would import from another place (a module of the same name in the new sweep's
+        directory) or not at all is forgotten first, with the code held for it and the traced loops:
+        it is imported afresh from where the new sweep's driver imported it, never taken from
+        sys.modules. The modules the process had imported when it started (TensorFlow, Ray, the
+        harness) stay. The path is the driver's, followed by Ray's own entries of the process's
+        path. Returns "" or why the run cannot run there."""
+        if where != self._where:
+            ray_own = [p for p in self._own_path if p not in where.path and _within(p, self._ray_dir)]
+            sys.path[:] = [*where.path, *ray_own]
+            importlib.invalidate_caches()
+            self._forget_moved()
+            self._where = where
+        try:
+            os.chdir(where.cwd)
+        except OSError as exc:
+            return (f"ScenarioError: cannot run in the sweep's working directory {where.cwd}: "
+                    f"{exc.strerror or type(exc).__name__}")
+        return ""
+
+    def _leave(self) -> None:
+        """Back to the directory the process started in between runs (the sweep's may be removed)."""
+        try:
+            os.chdir(self._home)
+        except OSError:
+            pass
+
+    def _forget_moved(self) -> None:
+        """Drop from sys.modules each package and module imported since the process started that
+        sys.path now finds elsewhere, or not at all (with its submodules), the sources held for
+        them, the definitions computed and the traced loops."""
+        tops = {name.partition(".")[0] for name in list(sys.modules)} - self._preloaded
+        moved = {top for top in tops if top in sys.modules and _found(top) != _held(top, sys.modules[top])}
+        gone = [name for name in list(sys.modules) if name.partition(".")[0] in moved]
+        for name in gone:
+            sys.modules.pop(name, None)
+            self._sources.pop(name, None)
+        if gone:
+            self._digests.clear()
+            reuse = sys.modules.get("harness.engine.reuse")
+            if reuse is not None:
+                reuse.clear()
 
     def _record(self, spec: RunSpec | None, timeout_s: float | None = None,
                 driver: tuple[int, str] | None = None) -> None:
@@ -584,7 +709,7 @@ class ActorPool:
     """Runs specs on a fixed number of actors, yielding (spec, result) as each finishes."""
 
     def __init__(self, ray: Any, cfg: RayConfig, num_actors: int, *, timeout_s: float, retries: int,
-                 warm: Sequence[Any] = (), lost: Callable[[], str] | None = None) -> None:
+                 warm: Sequence[Any] = (), lost: Callable[[], str] | None = None, where: Workdir | None = None) -> None:
         from harness.pool import process_start
 
         self.ray = ray
@@ -594,6 +719,7 @@ class ActorPool:
         self.retries = retries
         self.warm = list(warm)[:num_actors]  # a warm pool's actors: used first, left alive when idle at the end
         self.lost = lost  # why the warm pool the actors belong to is gone ("" while it is up)
+        self.where = where  # the sweep's directory and module path, sent with each run (actors on this machine)
         threads = max(1, int(round(cfg.num_cpus_per_actor)))
         self._cls = worker_class(ray, cfg.num_cpus_per_actor, cfg.num_gpus_per_actor)
         self._threads = threads
@@ -614,7 +740,7 @@ class ActorPool:
         return actor, actor.ready.remote()
 
     def _submit(self, actor: Any, spec: RunSpec) -> Any:
-        return actor.run.remote(spec, self.timeout_s, self._driver)
+        return actor.run.remote(spec, self.timeout_s, self._driver, self.where)
 
     def _trial(self, actor: Any, trials: Sequence[RunSpec]) -> None:
         """Run each trial spec on ``actor``; the first that does not complete raises TrialError."""
@@ -812,8 +938,11 @@ def _dispatch(specs: Sequence[RunSpec] | RunQueue, cfg: RayConfig, state: Any, n
         address = ray.get_runtime_context().gcs_address
         info = ClusterInfo(address=address, embedded=embedded, num_actors=n, cpus=cpus, gpus=gpus,
                            warm=state is not None, note="\n".join(filter(None, [note, capped])))
+        # actors on this machine run in the sweep's directory, with its module path (a warm pool's
+        # started elsewhere); a cluster's actors, on other machines, import as Ray has them import
+        where = Workdir.here() if state is not None or embedded else None
         pool = ActorPool(ray, cfg, n, timeout_s=timeout_s, retries=retries, warm=warm,
-                         lost=(lambda: warm_pool.lost(state)) if state is not None else None)
+                         lost=(lambda: warm_pool.lost(state)) if state is not None else None, where=where)
         beat = {"last": time.monotonic()}
 
         def heartbeat() -> None:  # a sweep at work keeps the pool from its idle timeout

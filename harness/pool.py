@@ -16,17 +16,25 @@ stops its own Ray. A state file that is not a pool's (not JSON, not an object, a
 the wrong type, no recorded start time for its pid, a pid now another process's) is no pool: it is
 removed, with one warning line naming it.
 
-A pool is used only when it matches the sweep: the same ``ray.num_cpus_per_actor`` and
-``ray.num_gpus_per_actor`` (TensorFlow's thread pools are fixed when an actor starts, and replays
-set them from the stored value), the same allocator (``--malloc`` as ``ray.malloc``, default auto:
-the library preloaded into Ray's processes is compared), the same harness code (a digest of the package's sources, taken
-when the pool started), the same working directory and the same environment variables that
-change what an actor imports or computes (ENV_KEYS); and only by one sweep at a time (a lock in
-the pool's directory, held for the sweep). Otherwise the sweep says why and runs cold. An actor
-runs a scenario only with the code its run ids hash: each run carries the definition the driver
-hashed (RunSpec.definition), and an actor whose copy of the scenario's module differs compiles it
-again from its source (harness.dispatch._Worker._fresh); edits to other modules the scenario
-imports need ``down`` and ``up``.
+A pool serves sweeps of the same user from any working directory: each run carries its sweep's
+working directory and module search path (harness.dispatch.Workdir), and the actor runs it there,
+importing the sweep's modules (its ``my_scenarios.py``, the ``_target_`` modules its path finds) as
+the sweep's driver did; relative paths resolve against the sweep's directory, as on a cold sweep's
+actors. A module an earlier sweep imported that this sweep's path finds elsewhere (another
+project's ``my_scenarios.py``) is forgotten and imported afresh (harness.dispatch._Worker._enter),
+never taken from sys.modules. It is used only when it matches the sweep: the same
+``ray.num_cpus_per_actor`` and ``ray.num_gpus_per_actor`` (TensorFlow's thread pools are fixed when
+an actor starts, and replays set them from the stored value), the same allocator (``--malloc`` as
+``ray.malloc``, default auto: the library preloaded into Ray's processes is compared), the same
+harness code (a digest of the package's sources, taken when the pool started), the same environment
+variables that change what an actor imports or computes (ENV_KEYS; a TF_XLA_FLAGS or XLA_FLAGS that
+names a flags file by a relative path also the directory the pool started in: TensorFlow reads that
+file once in each actor); and only by one sweep at a time (a lock in the pool's directory, held for
+the sweep). Otherwise the sweep says why, in one line, and runs cold. An actor runs a scenario only
+with the code its run ids hash: each run carries the definition the driver hashed
+(RunSpec.definition), and an actor whose copy of the scenario's module differs compiles it again
+from its source (harness.dispatch._Worker._fresh); edits to other modules the scenario imports need
+``down`` and ``up``.
 
 Runs on a warm actor give the same results, bit for bit, as on a cold one (tested): each run
 builds its scenario afresh and seeds everything from its own seed; an actor's cache of traced
@@ -75,6 +83,9 @@ AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")  # Ray turns token auth on 
 # what an actor imports and how TF computes: a sweep whose values differ from the pool's runs cold
 ENV_KEYS = ("PYTHONPATH", "TF_ENABLE_ONEDNN_OPTS", "XLA_FLAGS", "TF_XLA_FLAGS", "CUDA_VISIBLE_DEVICES",
             "TF_DETERMINISTIC_OPS")
+# a value that does not start with "-" names a file of flags (XLA's rule), which TensorFlow reads once in each
+# actor, not in each sweep's directory: by a relative path, only sweeps from where the pool started use it
+FLAG_FILES = ("XLA_FLAGS", "TF_XLA_FLAGS")
 
 
 def join_settings(state: PoolState) -> None:
@@ -98,7 +109,7 @@ class PoolState:
     started: float
     idle_minutes: float
     auth: dict[str, str] = field(default_factory=dict)  # the daemon's RAY_AUTH_* settings: a driver joins with them
-    cwd: str = ""  # the daemon's working directory (the actors import from it)
+    cwd: str = ""  # the daemon's working directory, its actors' between runs (each run takes its sweep's)
     env: dict[str, str] = field(default_factory=dict)  # the daemon's ENV_KEYS
     pid_start: str = ""  # the daemon's start time (/proc/PID/stat): a reused pid is not the daemon
     malloc: str | None = None  # the library preloaded into the pool's Ray processes (None: the system's allocator)
@@ -328,6 +339,16 @@ def _actors(n: int) -> str:
     return f"{n} actor{'s' if n != 1 else ''}"
 
 
+def _relative_file(flags: str) -> bool:
+    """Whether ``flags``, an XLA_FLAGS or TF_XLA_FLAGS value, names a flags file by a relative path."""
+    flags = flags.strip()
+    return bool(flags) and not flags.startswith("-") and not os.path.isabs(flags)
+
+
+def _same_dir(a: str, b: str) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
 def _same_library(a: str | None, b: str | None) -> bool:
     return (a is None) == (b is None) and (a is None or os.path.realpath(a) == os.path.realpath(b or ""))
 
@@ -357,13 +378,15 @@ def usable(cfg: Any) -> tuple[PoolState | None, str]:
     if state.code != code_digest():
         return None, ("the warm pool runs other harness code than this checkout: running cold "
                       "(restart it: python -m harness down && python -m harness up)")
-    if state.cwd and state.cwd != os.getcwd():
-        return None, (f"the warm pool was started in {state.cwd}, this sweep runs in {os.getcwd()} (its actors "
-                      f"import from there): running cold (start the pool from here)")
     if state.env != _env():
         keys = sorted(set(state.env.items()) ^ set(_env().items()))
         return None, (f"the warm pool was started with other {', '.join(sorted({k for k, _ in keys}))}: running "
                       f"cold (restart it from this shell)")
+    relative = [k for k in FLAG_FILES if _relative_file(state.env.get(k, ""))]
+    if relative and state.cwd and not _same_dir(state.cwd, os.getcwd()):
+        return None, (f"{relative[0]}={state.env[relative[0]]} names a flags file by a relative path, which the "
+                      f"actors of the warm pool started in {state.cwd} read once, not in each sweep's directory: "
+                      f"running cold (give its absolute path, or start the pool from here)")
     clash = sorted(k for k in AUTH_VARS if k in os.environ and os.environ[k] != state.auth.get(k, os.environ[k]))
     if clash:  # a driver joins with this shell's setting, which the pool's Ray would refuse
         return None, (f"this shell sets {', '.join(f'{k}={os.environ[k]}' for k in clash)}, the warm pool runs with "
@@ -466,7 +489,9 @@ def _serve(ray: Any, directory: Path, actors: int, cpus_per_actor: float, gpus_p
 
     def spawn(i: int) -> _Slot:
         name = actor_name(i)
-        return _Slot(cls.options(name=name, namespace=NAMESPACE).remote(threads, str(directory / (name + RUN))))
+        # absolute: an actor runs in each sweep's directory (harness.dispatch.Workdir)
+        status = os.path.abspath(directory / (name + RUN))
+        return _Slot(cls.options(name=name, namespace=NAMESPACE).remote(threads, status))
 
     slots = [spawn(i) for i in range(actors)]
     try:

@@ -44,9 +44,8 @@ def test_a_matching_pool_is_used_and_why_another_is_not(pool_dir: Path) -> None:
     write_state(pool_dir, code="0" * 16)
     got, why = pool.usable(RayConfig())
     assert got is None and "other harness code" in why and "harness down" in why
-    write_state(pool_dir, cwd="/elsewhere")
-    got, why = pool.usable(RayConfig())
-    assert got is None and "started in /elsewhere" in why
+    state = write_state(pool_dir, cwd="/elsewhere")  # its actors take each sweep's directory (test_pool_workdir.py)
+    assert pool.usable(RayConfig())[0] == state
     write_state(pool_dir, env={"XLA_FLAGS": "--xla_cpu_fast_math"})
     got, why = pool.usable(RayConfig())
     assert got is None and "XLA_FLAGS" in why
@@ -234,7 +233,7 @@ def test_runs_on_a_warm_pool_equal_cold_runs_bit_for_bit(tmp_path: Path) -> None
     args = ["sweep=smoke", "sweep.seed=[0]", "sweep.data_size=[1000]"]
     up = subprocess.run([os.sys.executable, "-m", "harness", "up", "--actors", "2", "--idle-minutes", "5"],
                         capture_output=True, text=True, timeout=300, env={**os.environ, **env},
-                        cwd=tmp_path)  # where the sweeps run: a pool started elsewhere is not used
+                        cwd=code)  # not where the sweeps run: a pool serves any directory
     try:
         assert up.returncode == 0, up.stderr
         assert "warm pool up" in up.stdout
