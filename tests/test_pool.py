@@ -267,6 +267,6 @@ def test_runs_on_a_warm_pool_equal_cold_runs_bit_for_bit(tmp_path: Path) -> None
                 "worst_margin", "final_loss", "passed"]
     frames = [load_results(tmp_path / d / "smoke").sort_values(["run_id", "check"])[measured].reset_index(drop=True)
               for d in ("warm", "again", "cold")]
-    assert len(frames[0]) == 4 + 2 * 2  # loss_bound: 2 precisions x 2 clips; normalization: 2 precisions x 2 checks
+    assert len(frames[0]) == 4 * 2 + 2 * 2  # loss_bound: 2 precisions x 2 clips x 2 checks; normalization: 2 x 2
     for f in frames[1:]:
         assert f.equals(frames[0])  # NaN == NaN, floats exact
