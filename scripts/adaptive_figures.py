@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""The README's adaptive-seed figures, produced by running real sweeps.
+"""The adaptive-seed figures of docs/adaptive.md (savings) and docs/analysis.md (guarantee), produced by
+running real sweeps.
 
     python scripts/adaptive_figures.py savings [--readme]     # runs saved against a fixed grid
     python scripts/adaptive_figures.py guarantee [--readme]   # a recommended bound, checked on fresh seeds
@@ -85,20 +86,26 @@ def guarantee(root: Path) -> str:
     ])
 
 
-def write_readme(name: str, command: str, md: str) -> None:
-    write_block(ROOT / "README.md", name, f"Produced by `{command}` on {time.strftime('%Y-%m-%d')}.\n\n{md}")
+# where each figure's block is (--readme rewrites it there)
+PAGES = {"savings": ROOT / "docs" / "adaptive.md", "guarantee": ROOT / "docs" / "analysis.md"}
+
+
+def write_readme(figure: str, command: str, md: str) -> None:
+    write_block(PAGES[figure], f"adaptive-{figure}",
+                f"Produced by `{command}` on {time.strftime('%Y-%m-%d')}.\n\n{md}")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("figure", choices=["savings", "guarantee"])
     ap.add_argument("--root", default=str(ROOT / "results" / "adaptive_figures"))
-    ap.add_argument("--readme", action="store_true", help="rewrite the figure's block in README.md")
+    ap.add_argument("--readme", action="store_true",
+                    help="rewrite the figure's block in its page (docs/adaptive.md, docs/analysis.md)")
     a = ap.parse_args()
     md = (savings if a.figure == "savings" else guarantee)(Path(a.root))
     print(md)
     if a.readme:
-        write_readme(f"adaptive-{a.figure}", f"python scripts/adaptive_figures.py {a.figure} --readme", md)
+        write_readme(a.figure, f"python scripts/adaptive_figures.py {a.figure} --readme", md)
     return 0
 
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""The README's detector table: each published training-health detector's false alarms and
+"""The detector table of docs/false-alarms.md: each published training-health detector's false alarms and
 detections on AUTOTRAINER's circle program, measured by running it.
 
     python scripts/detector_table.py            # runs (or resumes) sweep=circles, prints the table
-    python scripts/detector_table.py --readme   # and rewrites it in README.md
+    python scripts/detector_table.py --readme   # and rewrites it in docs/false-alarms.md
 
 Outcome: the run's validation accuracy reaches 0.7 (check val_accuracy_at_least). A detector
 firing on a run that reached it is a false alarm; firing on one that did not, a detection.
@@ -66,12 +66,12 @@ def table(root: Path) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", default=str(ROOT / "results"))
-    ap.add_argument("--readme", action="store_true")
+    ap.add_argument("--readme", action="store_true", help="rewrite the table in docs/false-alarms.md")
     a = ap.parse_args()
     md = table(Path(a.root))
     print(md)
     if a.readme:
-        write_block(ROOT / "README.md", "detector-table",
+        write_block(ROOT / "docs" / "false-alarms.md", "detector-table",
                     f"Produced by `python scripts/detector_table.py --readme` on {time.strftime('%Y-%m-%d')}.\n\n{md}")
     return 0
 

@@ -1,11 +1,12 @@
 #!/usr/bin/env python
-"""The README's false-alarm tables of the two ported programs with a known training problem, each swept with
-its bug and its fix as a variant axis: every published detector's false alarms (firing on healthy runs) and
-detections (firing on unhealthy runs), pooled over the two variants and the seeds within each precision
-(``harness.analysis.false_alarms``, ``by="auto"``, as ``python -m harness report RESULTS --outcome CHECK`` does).
+"""The false-alarm tables of docs/false-alarms.md, of the two ported programs with a known training problem,
+each swept with its bug and its fix as a variant axis: every published detector's false alarms (firing on
+healthy runs) and detections (firing on unhealthy runs), pooled over the two variants and the seeds within
+each precision (``harness.analysis.false_alarms``, ``by="auto"``, as ``python -m harness report RESULTS
+--outcome CHECK`` does).
 
     python scripts/false_alarm_tables.py                 # runs (or resumes) both sweeps, prints the tables
-    python scripts/false_alarm_tables.py --readme        # and rewrites them in README.md
+    python scripts/false_alarm_tables.py --readme        # and rewrites them in docs/false-alarms.md
     python scripts/false_alarm_tables.py --only softmax_one_unit
 
 Sweeps (one at a time): sweep=regression_explode (AUTOTRAINER's "gradient explode" regression subject; outcome
@@ -127,7 +128,7 @@ def _order(v: object) -> object:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", default=str(ROOT / "results"))
-    ap.add_argument("--readme", action="store_true", help="rewrite the tables in README.md")
+    ap.add_argument("--readme", action="store_true", help="rewrite the tables in docs/false-alarms.md")
     ap.add_argument("--only", choices=[e.sweep for e in EXAMPLES], action="append",
                     help="this example only (repeatable)")
     ap.add_argument("--no-run", action="store_true", help="tabulate the stored runs without running the sweeps")
@@ -139,7 +140,7 @@ def main() -> int:
         print(f"## {ex.sweep}\n\n{md}\n")
         if a.readme:
             command = f"python scripts/false_alarm_tables.py --readme --only {ex.sweep}"
-            write_block(ROOT / "README.md", f"false-alarms-{ex.sweep}",
+            write_block(ROOT / "docs" / "false-alarms.md", f"false-alarms-{ex.sweep}",
                         f"Produced by `{command}` on {time.strftime('%Y-%m-%d')} (it runs or resumes "
                         f"`python -m harness sweep={ex.sweep}`; the same table, with intervals, in "
                         f"`python -m harness report results/{ex.sweep} --outcome {ex.outcome}`).\n\n{md}")

@@ -1,4 +1,4 @@
-"""The README's exit-code tables cover every command, and agree with the codes each command's usage
+"""The exit-code tables of docs/cli.md (the README links them) cover every command, and agree with the codes each command's usage
 text and constants name, so they cannot drift apart (issue 26)."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import harness.replay
 import harness.report.cli
 
 
-def readme_codes() -> dict[str, set[int]]:
-    """command -> the exit codes the README's tables give it (the sweep's own table, then the table of
+def documented_codes() -> dict[str, set[int]]:
+    """command -> the exit codes docs/cli.md's tables give it (the sweep's own table, then the table of
     the other commands, whose command cell is left empty on the rows after its first)."""
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "cli.md").read_text()
     out: dict[str, set[int]] = {}
     sweep = re.search(r"^\| exit code \| `python -m harness sweep=\.\.\.` \|\n\|---\|---\|\n((?:\|.*\n)+)", text, re.M)
     assert sweep, "the sweep's exit-code table"
@@ -43,38 +43,38 @@ def constants(module: object, prefix: str = "EXIT_") -> set[int]:
 
 
 def test_every_command_is_in_the_tables() -> None:
-    assert {"sweep", "report", "replay", "compact", "up", "down", "list"} <= set(readme_codes())
+    assert {"sweep", "report", "replay", "compact", "up", "down", "list"} <= set(documented_codes())
 
 
 def test_sweep() -> None:
-    assert readme_codes()["sweep"] == usage_codes(harness.cli.USAGE) == constants(harness.cli) \
+    assert documented_codes()["sweep"] == usage_codes(harness.cli.USAGE) == constants(harness.cli) \
         == usage_codes(harness.cli.__doc__ or "", "Exit codes:")
 
 
 def test_compact() -> None:
     codes = usage_codes(harness.cli.COMPACT_USAGE)
     assert codes == {0, 2, 4, 130, 143}
-    assert readme_codes()["compact"] == codes and codes <= constants(harness.cli)
+    assert documented_codes()["compact"] == codes and codes <= constants(harness.cli)
 
 
 def test_replay() -> None:
-    assert readme_codes()["replay"] == usage_codes(harness.replay.__doc__ or "", "Exit codes:") \
+    assert documented_codes()["replay"] == usage_codes(harness.replay.__doc__ or "", "Exit codes:") \
         == {harness.replay.EXIT_MATCH, harness.replay.EXIT_MISMATCH, harness.replay.EXIT_BAD}
 
 
 def test_report() -> None:
-    assert readme_codes()["report"] == usage_codes(harness.report.cli.__doc__ or "", "Exit codes:")
+    assert documented_codes()["report"] == usage_codes(harness.report.cli.__doc__ or "", "Exit codes:")
 
 
 def test_up_and_down() -> None:
     """The pool's codes (its constants; down's "a sweep is using the pool" among them once it exists)
     are each documented for up or down."""
-    codes = readme_codes()
+    codes = documented_codes()
     assert constants(harness.pool) <= codes["up"] | codes["down"]
     assert codes["up"] == {0, 2, 3} and codes["down"] >= {0, 2}
 
 
 @pytest.mark.parametrize("args", [["list", "--bogus"], ["list", "extra"]])
 def test_list(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    assert harness.cli.main(args) == 2 and 2 in readme_codes()["list"]
+    assert harness.cli.main(args) == 2 and 2 in documented_codes()["list"]
     assert capsys.readouterr().err.count("\n") == 1

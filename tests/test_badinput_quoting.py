@@ -86,8 +86,14 @@ def test_a_config_dir_with_a_unicode_name_works(tmp_path: Path, capsys: pytest.C
     assert main(["--config-dir", str(tmp_path / NAME), "sweep=mine", "-n"]) == EXIT_OK, capsys.readouterr().err
 
 
-def test_the_readme_shows_the_message_as_it_is(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+def test_the_docs_show_the_messages_as_they_are(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    readme = (ROOT / "README.md").read_text()
+    """docs/configuration.md's validation examples (the README links them): each command's error line is
+    what the command prints, this one's among them."""
+    doc = (ROOT / "docs" / "configuration.md").read_text()
     err = _error([f"sweep.name={NAME}"], tmp_path, capsys, monkeypatch)
-    assert f"$ python -m harness sweep=smoke sweep.name={NAME}\n{err}" in readme
+    assert f"$ python -m harness sweep=smoke sweep.name={NAME}\n{err}" in doc
+    shown = re.findall(r"^\$ python -m harness sweep=smoke (\S+)\n(error: .*\n)", doc, re.M)
+    assert len(shown) >= 4, shown
+    for arg, line in shown:
+        assert _error([arg], tmp_path, capsys, monkeypatch) == line, arg
