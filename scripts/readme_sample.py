@@ -30,7 +30,7 @@ def sample(screenshot: Path | None = None) -> str:
     """The smoke sweep's output without its progress lines, with the temporary root shown as results/;
     with ``screenshot``, its report's first screen rendered by headless chromium into that PNG (1280x900)."""
     with tempfile.TemporaryDirectory() as tmp:
-        done = subprocess.run([sys.executable, "-m", "harness", "sweep=smoke", f"store.root={tmp}/results"],
+        done = subprocess.run([sys.executable, "-m", "harness", "sweep=smoke"],  # results/ under tmp, as a user's
                               cwd=tmp, capture_output=True, text=True, env={**os.environ, "COLUMNS": "110"})
         if done.returncode != 0:
             raise SystemExit(f"the smoke sweep exited {done.returncode}: {done.stderr.strip()[-500:]}")
@@ -48,8 +48,9 @@ def shoot(results: Path, png: Path) -> None:
         print("chromium not found: docs/report.png left as it is (apt-get install -y chromium)", file=sys.stderr)
         return
     report = results.parent / "report"
-    subprocess.run([sys.executable, "-m", "harness", "report", str(results), "--out", str(report)], check=True,
-                   capture_output=True)
+    cwd = results.parents[1]  # the sweep's directory: the report's commands read as the user's (results/smoke)
+    subprocess.run([sys.executable, "-m", "harness", "report", str(results.relative_to(cwd)), "--out", str(report)],
+                   check=True, capture_output=True, cwd=cwd)
     raw = results.parent / "shot.png"
     subprocess.run([browser, "--headless", "--no-sandbox", "--hide-scrollbars", f"--screenshot={raw}",
                     "--window-size=1280,900", f"file://{report / 'index.html'}"], check=True, capture_output=True)
