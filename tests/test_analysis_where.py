@@ -97,3 +97,20 @@ def test_the_report_leads_with_the_answer_per_scenario(tmp_path: Path) -> None:
     attribution = page.split(">Which axis moves the failure rate most?</h2>", 1)[1].split("</section>", 1)[0]
     for text in (findings, attribution):  # the pooled one-axis ranking is followed by where the failures are
         assert "fails only in fp16 at 100,000 rows" in text and "neither alone" in text
+
+
+def test_each_swept_variant_of_a_scenario_gets_its_own_answer(tmp_path: Path) -> None:
+    """A scenario whose parameters are swept (a bug and its fix): each variant is answered apart,
+    under its own heading, never two same-named checks of different variants in one list."""
+    from harness.report import build_report
+
+    bug = _grid(lambda p, d, s: True, check="acc")
+    fix = _grid(lambda p, d, s: s == 0, check="acc")
+    for df, v in ((bug, "fix=False"), (fix, "fix=True")):
+        df["scenario"], df["variant"], df["run_id"] = "prog", v, v + df["run_id"]
+    build_report(pd.concat([bug, fix], ignore_index=True), tmp_path / "r")
+    first = (tmp_path / "r" / "index.html").read_text().split("<section>", 2)[1]
+    assert "<h3>prog [fix=False]</h3>" in first and "<h3>prog [fix=True]</h3>" in first
+    bug_part, fix_part = first.split("<h3>prog [fix=True]</h3>")
+    assert "<b>acc</b> fails in every cell (every precision and data size): 18 of 18 runs" in bug_part
+    assert "<b>acc</b> fails in every cell (every precision and data size): 6 of 18 runs. Seed-dependent" in fix_part

@@ -20,8 +20,23 @@ TITLE = "What breaks, where, and what to try next"
 MAX_GROUPS = 6  # failing-check groups listed per scenario; the rest are counted (the overview has them all)
 
 
+MAX_NEXT = 3  # hints listed per scenario (the sweep's closing summary prints every one)
+
+
+def _split(name: str, scenario: str) -> tuple[str, str]:
+    """A check label as (heading, check): ``scenario[variant]/check`` -> (``scenario [variant]``, ``check``);
+    a bare check (one scenario, no variant) -> (``scenario``, ``check``)."""
+    if scenario and name.startswith(scenario + "["):
+        end = name.find("]/", len(scenario))
+        if end > 0:
+            return f"{scenario} {name[len(scenario):end + 1]}", name[end + 2:]
+    if scenario and name.startswith(scenario + "/"):
+        return scenario, name[len(scenario) + 1:]
+    return scenario, name
+
+
 def _short(name: str, scenario: str) -> str:
-    return name.split("/", 1)[1] if scenario and name.startswith(scenario) and "/" in name else name
+    return _split(name, scenario)[1]
 
 
 def _names(names: list[str]) -> str:
@@ -51,7 +66,7 @@ def _fails(r: pd.Series, n_checks: int) -> str:
         if r.interaction:
             text += f". {html.escape(r.interaction[0].upper() + r.interaction[1:])}"
     if 0 < r.inside_failed < r.inside_runs:
-        text += (f". Flaky there ({pct(r.inside_failed / r.inside_runs)} of runs): "
+        text += (f". Seed-dependent there ({pct(r.inside_failed / r.inside_runs)} of runs): "
                  "<a href=\"#what-bound-would-hold\">What bound would hold</a> gives a bound with a guarantee")
     return text
 
@@ -75,7 +90,9 @@ def body(raw: pd.DataFrame, path: str, command: str | None, fixes: Mapping[str, 
     notes = hints(frame, raw, path)
     causes = overflow_hints(frame, raw, fixes)
     out = []
-    for scenario, g in pat.groupby("scenario", sort=True):
+    pat = pat.assign(heading=[_split(n, sc)[0] for n, sc in zip(pat["check"], pat["scenario"])])
+    for heading, g in pat.groupby("heading", sort=True):
+        scenario = str(g["scenario"].iloc[0])
         items = []
         failing = g[g["failed"] > 0]
         key = ["pattern", "inside_failed", "inside_runs", "outside_runs", "nonfinite", "interaction"]
@@ -102,14 +119,14 @@ def body(raw: pd.DataFrame, path: str, command: str | None, fixes: Mapping[str, 
                     cmd = _command(command, {k: _loads(v) for k, v in overrides.items()})
                     text += f". Try it in float32: <code>{html.escape(cmd)}</code>"
                 items.append(text)
-        prefix = f"{scenario}/" if pat["scenario"].nunique() > 1 else ""
-        for line in notes:
-            name = line.split(" ", 1)[0]
-            if (prefix and name.startswith(prefix)) or (not prefix and name in set(g["check"])):
-                items.append("Next: " + _next(line, scenario))
+        mine = [line for line in notes if line.split(" ", 1)[0] in set(g["check"])]
+        items += ["Next: " + _next(line, scenario) for line in mine[:MAX_NEXT]]
+        if len(mine) > MAX_NEXT:
+            items.append(f"{len(mine) - MAX_NEXT} more checks that fail in every run: the sweep's closing summary "
+                         "has a line for each")
         if not len(failing):
             items.insert(0, "every check held in every run")
-        head = f"<h3>{html.escape(scenario)}</h3>" if scenario else ""
+        head = f"<h3>{html.escape(heading)}</h3>" if heading else ""
         out.append(head + "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>")
     runs = raw.loc[raw["status"] == "ok", "run_id"].nunique() if "status" in raw.columns else raw["run_id"].nunique()
     seeds = raw["seed"].nunique() if "seed" in raw.columns else 0
