@@ -163,7 +163,7 @@ def print_plan(cfg: SweepConfig, specs: list[RunSpec]) -> None:
     if cfg.adaptive.adaptive:
         more = (f"; adaptive={cfg.adaptive.rule}: each cell starts with {seeds} seeds and may grow to "
                 f"{cfg.adaptive.max_seeds} ({len(cells) * cfg.adaptive.max_seeds:,} runs at most)")
-    print(f"sweep {cfg.name}: {len(specs):,} runs = {len(cells):,} configurations x {seeds} seeds{more}")
+    print(f"sweep {cfg.name}: {len(specs):,} runs = {len(cells):,} configuration{'s' if len(cells) != 1 else ''} x {seeds} seed{'s' if seeds != 1 else ''}{more}")
     for scenario, n in Counter(s.scenario for s in specs).items():
         mine = [s for s in specs if s.scenario == scenario]
 

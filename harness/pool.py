@@ -737,8 +737,9 @@ def status() -> int:
     since = time.localtime(state.started)
     pids = actor_pids()
     ready = sum(isinstance(pids.get(n), int) for n in state.names())
-    replacing = f" ({state.actors - ready} being replaced)" if ready < state.actors else ""
-    print(f"warm pool: {_actors(state.actors)}{replacing} of {state.num_cpus_per_actor:g} CPU / "
+    # the daemon's view as of its last ping round (an actor that stops answering is killed and replaced)
+    replacing = f", {state.actors - ready} being replaced" if ready < state.actors else ""
+    print(f"warm pool: {_actors(state.actors)} ({ready} answering its pings{replacing}) of {state.num_cpus_per_actor:g} CPU / "
           f"{state.num_gpus_per_actor:g} GPU at {state.address}, pid {state.pid}, up since "
           f"{time.strftime('%Y-%m-%d %H:%M:%S', since)} ({(time.time() - state.started) / 60:.1f} min), "
           f"{_allocator(state.malloc)}{reason}")

@@ -92,6 +92,20 @@ def _sweep_yaml(cfg: SweepConfig, resolved: dict[str, Any] | None, total: int, c
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
 
 
+def _starting_line(ray: Any) -> str:
+    """What the seconds before the first run are spent on: joining a warm pool that fits this sweep,
+    connecting to the cluster it names, or starting a local Ray whose actors each import TensorFlow.
+    (A pool busy with another sweep is only known once its lock is tried: the next line then says
+    it runs cold.)"""
+    from harness import pool as warm_pool
+
+    if ray.address is not None:
+        return f"connecting to Ray at {ray.address} and starting the actors (each imports TensorFlow) ..."
+    if warm_pool.usable(ray)[0] is not None:
+        return "joining the warm pool ..."
+    return "starting Ray and the actors (each imports TensorFlow) ..."
+
+
 def outcome_of(result: RunResult) -> Outcome:
     """What the adaptive stopping rule needs of a finished run."""
     return Outcome(result.status is Status.OK,
@@ -172,8 +186,12 @@ def _run(cfg: SweepConfig, specs: list[RunSpec], directory: Path, resolved: dict
         todo = [s for s in specs if s.run_id not in done]
     skipped = len(specs) - len(todo)
     t0 = time.monotonic()
-    more = f" (adaptive: {cfg.adaptive.rule}, up to {cfg.adaptive.max_seeds} seeds a cell)" if planner else ""
-    console.print(f"sweep [bold]{cfg.name}[/]: {len(specs)} runs, {skipped} already stored, {len(todo)} to run"
+    # adaptive: the runs planned so far; later rounds add seeds where a cell needs them, up to max_seeds a cell
+    more = (f" (adaptive: {cfg.adaptive.rule}: more rounds where a cell needs them, up to "
+            f"{cfg.adaptive.max_seeds} seeds a cell, at most {len(planner.cells) * cfg.adaptive.max_seeds:,} runs)"
+            if planner else "")
+    console.print(f"sweep [bold]{cfg.name}[/]: {len(specs)} runs{' planned so far' if planner else ''}, "
+                  f"{skipped} already stored, {len(todo)} to run"
                   f"{more} -> {directory}", highlight=False)
     completed = incomplete = 0
     if not todo:
@@ -197,7 +215,7 @@ def _run(cfg: SweepConfig, specs: list[RunSpec], directory: Path, resolved: dict
 
         schema = sweep_schema(sweep_extra_columns(specs))  # every part file has every column of the sweep
         if not console.is_terminal:  # a log has no bar saying "starting": say what the next seconds are
-            console.print("starting Ray and the actors (each imports TensorFlow) ...", highlight=False)
+            console.print(_starting_line(cfg.ray), highlight=False)
         queue = RunQueue(todo)
         runs = dispatch(queue, cfg.ray, timeout_s=cfg.timeout_s, retries=cfg.retries, on_ready=ready,
                         trials=trial_specs(todo))

@@ -120,6 +120,9 @@ def test_adaptive_seeds_add_rounds_per_cell_record_why_they_stopped_and_resume(t
             f"store.root={tmp_path}"]
     first = run_cli(args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
+    # the first line says the 6 runs are only the first round, and how far the rounds may go (3 cells x 6 seeds)
+    assert ("sweep smoke: 6 runs planned so far, 0 already stored, 6 to run (adaptive: width: more rounds where a "
+            "cell needs them, up to 6 seeds a cell, at most 18 runs)") in " ".join(first.stdout.split())
     df = load_results(tmp_path / "smoke")
     cells = json.loads((tmp_path / "smoke" / "_cells.json").read_text())["cells"]
     assert len(cells) == 3 and all(c["rounds"] >= 2 for c in cells)  # 0/2 is too wide for 0.6; more seeds came

@@ -245,6 +245,7 @@ def test_runs_on_a_warm_pool_equal_cold_runs_bit_for_bit(tmp_path: Path) -> None
                        env={**env, timeline.ENV: str(tmp_path / "warm.timeline")})
         assert warm.returncode == 0, warm.stderr
         assert "warm pool: " in warm.stdout
+        assert "joining the warm pool ..." in warm.stdout and "starting Ray" not in warm.stdout  # what it waits on
         names = {e.name for e in timeline.read(tmp_path / "warm.timeline")}  # the pool's actors started before
         assert {"driver start", "ray.init done", "run finished", "driver exit"} <= names
         assert "actor tf import start" not in names

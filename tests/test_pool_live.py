@@ -179,7 +179,7 @@ def test_an_actor_killed_from_outside_and_one_whose_driver_was_killed_are_replac
     after = _replaced(warm, "worker-0", actors["worker-0"])
     assert after["worker-1"] == actors["worker-1"]
     status = warm.cli("up", "--status")
-    assert "2 actors of" in status.stdout and "being replaced" not in status.stdout
+    assert "2 actors (2 answering its pings) of" in status.stdout and "being replaced" not in status.stdout
 
     driver = warm.start("orphan", "scenarios.gate.mode=block")
     pid, run_id = warm.blocked()
