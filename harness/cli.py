@@ -24,7 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.overrides import UsageError, did_you_mean, split, unparsable
+from harness.overrides import UsageError, split, unparsable
+from harness.suggest import did_you_mean
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_CLUSTER, EXIT_STORE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 4, 130, 143
 

@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.suggest import did_you_mean
+
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")
 AXES: tuple[str, ...] = (
     "scenario",
@@ -275,8 +277,6 @@ def _axes(raw: Mapping[str, Any], scenarios: Mapping[str, ScenarioConfig]) -> Ax
     names = _as_list("sweep.scenario", get("scenario"))
     for n in names:
         if not isinstance(n, str) or n not in scenarios:
-            from harness.overrides import did_you_mean  # (overrides imports this module)
-
             raise ConfigError("sweep.scenario", f"unknown scenario {n!r} (known: {', '.join(sorted(scenarios))})"
                               + (did_you_mean(n, scenarios) if isinstance(n, str) else ""))
     precisions = _as_list("sweep.precision", get("precision"))

@@ -12,7 +12,6 @@ A sweep is one Hydra compose, not a Hydra multirun, but people type what Hydra t
 
 from __future__ import annotations
 
-import difflib
 import re
 import shlex
 from collections.abc import Iterable
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.config import RANGE
+from harness.suggest import did_you_mean
 
 
 class UsageError(ValueError):
@@ -105,12 +105,6 @@ def split(argv: Iterable[str]) -> Options:
         else:
             out.overrides.append(translate(a))
     return out
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """"; did you mean X?" for the closest choice, or ""."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
-    return f"; did you mean {close[0]}?" if close else ""
 
 
 # what Hydra's override grammar reads unquoted in a value: ASCII letters and digits, whitespace

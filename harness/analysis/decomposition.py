@@ -34,7 +34,7 @@ import pandas as pd
 from harness.analysis.frame import factor_axes, failed_mask, group_keys, groupby, ok_mask, pformat, require
 from harness.analysis.glm import slope_test
 from harness.analysis.rates import cluster_interval, wilson_interval
-from harness.analysis.trend import _association, _degenerate
+from harness.analysis.trend import linear_by_linear, degenerate_trend
 from harness.analysis.verdicts import RiseVerdict, TrendVerdict
 
 RISE_COLUMNS = ("sizes", "runs", "failed", "evals_smallest", "evals_largest", "total_slope", "total_p",
@@ -164,7 +164,7 @@ def explain_rise(df: pd.DataFrame, by: Sequence[str] | str = ("check", "precisio
                    evals_smallest=float(per_size.iloc[0]), evals_largest=float(per_size.iloc[-1]),
                    total_slope=np.nan, total_p=np.nan, beyond_slope=np.nan, beyond_ci_low=np.nan,
                    beyond_ci_high=np.nan, beyond_p=np.nan, hazard_ratio_beyond=np.nan, note="")
-        status, reason = _degenerate(sizes, x)
+        status, reason = degenerate_trend(sizes, x)
         if status is not None:
             row.update(status=_FROM_TREND[status].value, verdict=reason)
             rows.append(row)
@@ -175,7 +175,7 @@ def explain_rise(df: pd.DataFrame, by: Sequence[str] | str = ("check", "precisio
         if total.ok:
             row.update(total_slope=total.coef, total_p=total.p_value)
         else:  # separated (or no fit): the trend test on the run counts per size, as trend() does
-            z, p = _association(sizes["failed"].to_numpy(float), sizes["n"].to_numpy(float),
+            z, p = linear_by_linear(sizes["failed"].to_numpy(float), sizes["n"].to_numpy(float),
                                 np.log10(sizes[x].to_numpy(float)))
             slope = total.coef if total.separated and np.isinf(total.coef) else float(np.sign(z) * np.inf) if z else 0.0
             row.update(total_slope=slope, total_p=p)

@@ -42,7 +42,7 @@ def size_counts(df: pd.DataFrame, keys: Sequence[str], x: str = "data_size") -> 
     return groupby(work, [*keys, x]).agg(n=("_failed", "size"), failed=("_failed", "sum")).reset_index()
 
 
-def _association(failed: np.ndarray, n: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+def linear_by_linear(failed: np.ndarray, n: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
     """(z, p) of the linear-by-linear association test; z > 0 when failures rise with the score."""
     from statsmodels.stats.contingency_tables import Table
 
@@ -51,7 +51,7 @@ def _association(failed: np.ndarray, n: np.ndarray, scores: np.ndarray) -> tuple
     return float(res.zscore), float(res.pvalue)
 
 
-def _degenerate(counts: pd.DataFrame, x: str) -> tuple[TrendVerdict | None, str]:
+def degenerate_trend(counts: pd.DataFrame, x: str) -> tuple[TrendVerdict | None, str]:
     """(status, sentence) when there is nothing to test: one size, no failure, no pass."""
     if len(counts) < 2:
         size = label(counts[x].iloc[0]) if len(counts) else "none"
@@ -137,7 +137,7 @@ def trend(df: pd.DataFrame, by: Sequence[str] | str = ("check", "precision"), x:
                    rate_smallest=failed[0] / n[0], rate_largest=failed[-1] / n[-1])
         row["rate_diff"] = row["rate_largest"] - row["rate_smallest"]
         row["diff_ci_low"] = row["diff_ci_high"] = np.nan
-        status, reason = _degenerate(c, x)
+        status, reason = degenerate_trend(c, x)
         if status is not None:
             row.update(method="none", status=status.value, verdict=reason)
             rows.append(row)
@@ -152,7 +152,7 @@ def trend(df: pd.DataFrame, by: Sequence[str] | str = ("check", "precision"), x:
                        p_value=fit.p_value, method="logistic regression (likelihood ratio)")
             rising = fit.coef > 0
         else:
-            z, p = _association(failed, n, logx)
+            z, p = linear_by_linear(failed, n, logx)
             rising = z > 0
             if fit.separated and np.isinf(fit.coef):
                 rising = fit.coef > 0

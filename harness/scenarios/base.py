@@ -169,7 +169,7 @@ def load_class(target: str) -> type:
                       ScenarioImportWarning, stacklevel=2)
     cls = getattr(module, attr, None)
     if cls is None:
-        from harness.overrides import did_you_mean
+        from harness.suggest import did_you_mean
 
         classes = [n for n, v in vars(module).items()  # the classes the module defines
                    if isinstance(v, type) and not n.startswith("_") and v.__module__ == module.__name__]
