@@ -76,7 +76,7 @@ def _known_keys() -> list[str]:
     from harness.config import SWEEP_KEYS, AdaptiveConfig, RayConfig, StoreConfig
 
     return [*(f"sweep.{k}" for k in SWEEP_KEYS), *(f"ray.{k}" for k in RayConfig.__dataclass_fields__),
-            *(f"adaptive.{k}" for k in AdaptiveConfig.__dataclass_fields__), "store.root",
+            *(f"adaptive.{k}" for k in AdaptiveConfig.__dataclass_fields__),
             *(f"store.{k}" for k in StoreConfig.__dataclass_fields__)]
 
 
@@ -88,6 +88,9 @@ def _hydra_message(exc: Exception, config_dir: str | None = None) -> str:
     from harness.config import AXES
 
     KNOWN_KEYS[:] = KNOWN_KEYS or _known_keys()
+    typed = _typed_value_message(exc)
+    if typed:
+        return typed
     text = str(exc)
     m = re.search(r"Could not find '([^/']+)/([^']+)'", text)
     if m:
@@ -113,6 +116,22 @@ def _hydra_message(exc: Exception, config_dir: str | None = None) -> str:
                 + did_you_mean(key, KNOWN_KEYS))
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
     return first
+
+
+def _typed_value_message(exc: BaseException) -> str | None:
+    """A value of the wrong type for a typed group (harness.schema), in the validators' words."""
+    from omegaconf.errors import ValidationError
+
+    from harness.config import explain
+
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ValidationError):
+        cause = cause.__cause__ or cause.__context__
+    key = getattr(cause, "full_key", None)
+    if not key:
+        return None
+    value = getattr(cause, "value", None)
+    return explain(key, value) or f"{key}: {value!r} is not a value of its type"
 
 
 def _scenario_key_message(key: str, config_dir: str | None) -> str:
@@ -174,6 +193,9 @@ def compose_config(overrides: list[str], config_dir: str | None = None) -> dict[
     from hydra import compose, initialize_config_dir, initialize_config_module
     from omegaconf import OmegaConf
 
+    from harness.schema import register
+
+    register()
     if config_dir:
         from harness.listing import overlay
 

@@ -81,6 +81,7 @@ class StoreConfig:
     those; the rerun computes them again); a sweep that ends with more than ``compact_files``
     part files compacts them (None: never)."""
 
+    root: str = "results"  # results land in <root>/<sweep.name>/, relative to the working directory
     flush_runs: int = 256
     flush_seconds: float = 2.0
     compact_files: int | None = 64
@@ -122,7 +123,7 @@ class SweepConfig:
     retries: int = 1
     rerun: str = "none"  # which stored runs to compute again: none, incomplete (status != ok) or all
     ray: RayConfig = RayConfig()
-    results_root: str = "results"
+    results_root: str = StoreConfig.root
     adaptive: AdaptiveConfig = AdaptiveConfig()
     store: StoreConfig = StoreConfig()
 
@@ -344,23 +345,19 @@ def _ray(raw: Any) -> RayConfig:
     n = raw.get("num_actors")
     if n is not None:
         n = integer("ray.num_actors", n, "a positive integer or null", at_least=1)
-    cpus = number("ray.num_cpus_per_actor", raw.get("num_cpus_per_actor", 1), "a positive number", above=0)
-    gpus = number("ray.num_gpus_per_actor", raw.get("num_gpus_per_actor", 0), "a non-negative number", at_least=0)
-    for flag in ("include_dashboard", "log_to_driver", "warm"):
-        if not isinstance(raw.get(flag, False), bool):
-            raise ConfigError(f"ray.{flag}", f"{raw[flag]!r} is not true or false")
-    malloc = raw.get("malloc", "auto")
+    default = RayConfig()
+    cpus = number("ray.num_cpus_per_actor", raw.get("num_cpus_per_actor", default.num_cpus_per_actor),
+                  "a positive number", above=0)
+    gpus = number("ray.num_gpus_per_actor", raw.get("num_gpus_per_actor", default.num_gpus_per_actor),
+                  "a non-negative number", at_least=0)
+    flags = {flag: raw.get(flag, getattr(default, flag)) for flag in ("include_dashboard", "log_to_driver", "warm")}
+    for flag, value in flags.items():
+        if not isinstance(value, bool):
+            raise ConfigError(f"ray.{flag}", f"{value!r} is not true or false")
+    malloc = raw.get("malloc", default.malloc)
     malloc_library(malloc)  # raises ConfigError for a value it cannot use
-    return RayConfig(
-        address=address,
-        num_actors=n,
-        num_cpus_per_actor=cpus,
-        num_gpus_per_actor=gpus,
-        include_dashboard=raw.get("include_dashboard", False),
-        log_to_driver=raw.get("log_to_driver", False),
-        warm=raw.get("warm", True),
-        malloc=malloc,
-    )
+    return RayConfig(address=address, num_actors=n, num_cpus_per_actor=cpus, num_gpus_per_actor=gpus, malloc=malloc,
+                     **flags)
 
 
 def malloc_library(value: Any) -> str | None:
@@ -409,7 +406,7 @@ def _ray_jemalloc() -> str | None:
 def _adaptive(raw: Any) -> AdaptiveConfig:
     raw = dict(raw or {})
     _known("adaptive", raw, list(AdaptiveConfig.__dataclass_fields__))
-    rule = raw.get("rule", "fixed")
+    rule = raw.get("rule", AdaptiveConfig.rule)
     if rule not in ADAPTIVE_RULES:
         raise ConfigError("adaptive.rule", f"{rule!r} is not one of {', '.join(ADAPTIVE_RULES)}")
     out = AdaptiveConfig()
@@ -436,14 +433,15 @@ def sweep_config_from_dict(cfg: Mapping[str, Any]) -> SweepConfig:
     name = sweep_name(sweep.get("name"))
     scenarios = _scenarios(cfg.get("scenarios"))
     axes = _axes(sweep, scenarios)
-    timeout = number("sweep.timeout_s", sweep.get("timeout_s", 600), "a positive number of seconds", above=0)
-    retries = integer("sweep.retries", sweep.get("retries", 1), "a non-negative integer", at_least=0)
-    rerun = sweep.get("rerun", "none")
+    timeout = number("sweep.timeout_s", sweep.get("timeout_s", SweepConfig.timeout_s), "a positive number of seconds",
+                     above=0)
+    retries = integer("sweep.retries", sweep.get("retries", SweepConfig.retries), "a non-negative integer", at_least=0)
+    rerun = sweep.get("rerun", SweepConfig.rerun)
     if rerun not in RERUN:
         raise ConfigError("sweep.rerun", f"{rerun!r} is not one of {', '.join(RERUN)}")
     store = cfg.get("store") or {}
-    _known("store", store, ["root", *StoreConfig.__dataclass_fields__])
-    root = store_root(store.get("root", "results"))
+    _known("store", store, list(StoreConfig.__dataclass_fields__))
+    root = store_root(store.get("root", StoreConfig.root))
     exclude = _exclude(sweep.get("exclude"), axes)
     return SweepConfig(
         name=name,
@@ -456,11 +454,11 @@ def sweep_config_from_dict(cfg: Mapping[str, Any]) -> SweepConfig:
         ray=_ray(cfg.get("ray")),
         results_root=root,
         adaptive=_check_cap(_adaptive(cfg.get("adaptive")), axes, exclude),
-        store=_store(store),
+        store=_store(store, root),
     )
 
 
-def _store(raw: Mapping[str, Any]) -> StoreConfig:
+def _store(raw: Mapping[str, Any], root: str) -> StoreConfig:
     out = StoreConfig()
     runs = integer("store.flush_runs", raw.get("flush_runs", out.flush_runs), "a positive integer", at_least=1)
     seconds = number("store.flush_seconds", raw.get("flush_seconds", out.flush_seconds),
@@ -468,7 +466,7 @@ def _store(raw: Mapping[str, Any]) -> StoreConfig:
     files = raw.get("compact_files", out.compact_files)
     if files is not None:
         files = integer("store.compact_files", files, "a positive integer or null (never compact)", at_least=1)
-    return StoreConfig(flush_runs=runs, flush_seconds=seconds, compact_files=files)
+    return StoreConfig(root=root, flush_runs=runs, flush_seconds=seconds, compact_files=files)
 
 
 def _check_cap(adaptive: AdaptiveConfig, axes: Axes, exclude: tuple[Mapping[str, Any], ...]) -> AdaptiveConfig:
@@ -479,3 +477,20 @@ def _check_cap(adaptive: AdaptiveConfig, axes: Axes, exclude: tuple[Mapping[str,
         raise ConfigError("adaptive.max_seeds", f"{adaptive.max_seeds} is fewer than the {len(axes.seed)} seeds "
                                                 "of sweep.seed (the first round)")
     return adaptive
+
+
+def explain(key: str, value: Any) -> str | None:
+    """The one-line error for ``key`` (``ray.X``, ``store.X`` or ``adaptive.X``) set to ``value``, as the
+    validators word it; None when they accept it. Hydra types these groups (harness.schema) and refuses
+    a value of the wrong type before the validators see it; its message ("Value 'abc' of type 'str'
+    could not be converted to Integer") is replaced with this one."""
+    group, _, leaf = key.partition(".")
+    check = {"ray": lambda: _ray({leaf: value}), "adaptive": lambda: _adaptive({leaf: value}),
+             "store": lambda: _store({leaf: value}, store_root(value) if leaf == "root" else StoreConfig.root)}
+    if group not in check or "." in leaf:
+        return None
+    try:
+        check[group]()
+    except ConfigError as exc:
+        return str(exc)
+    return None
