@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -249,26 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     from harness.warnfmt import one_line_warnings
 
     one_line_warnings()  # a command's warnings (a skipped part file, ...) are one line each
-    if argv[:1] == ["replay"]:  # python -m harness replay results/<sweep> run_id=ID
-        from harness.replay import main as replay
-
-        return replay(argv[1:])
-    if argv[:1] == ["report"]:  # python -m harness report results/<sweep> (= python -m harness.report)
-        from harness.report import main as report
-
-        return report(argv[1:])
-    if argv[:1] == ["compact"]:  # python -m harness compact results/<sweep>
-        return compact_main(argv[1:])
     if len(argv) >= 3 and argv[0] in ("--config-dir", "-cd") and argv[2] == "list":  # options before the command
         argv = ["list", "--config-dir", argv[1], *argv[3:]]
-    if argv[:1] == ["list"]:  # python -m harness list: sweeps, scenarios, their parameters and checks
-        from harness.listing import main as listing
-
-        return listing(argv[1:])
-    if argv[:1] in (["up"], ["down"]):  # the warm pool: python -m harness up [--actors N] / down
-        from harness.pool import main as pool
-
-        return pool(argv)
+    command = SUBCOMMANDS.get(argv[0]) if argv else None
+    if command is not None:
+        return command(argv)
     if argv[:1] == ["sweep"]:  # python -m harness sweep sweep=smoke ...: the same as without the word
         argv = argv[1:]
     if any(a in ("-h", "--help") for a in argv):
@@ -279,6 +265,41 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"harness {__version__}")
         return EXIT_OK
+    return sweep(argv)
+
+
+def _replay(argv: list[str]) -> int:  # python -m harness replay results/<sweep> run_id=ID
+    from harness.replay import main as replay
+
+    return replay(argv[1:])
+
+
+def _report(argv: list[str]) -> int:  # python -m harness report results/<sweep> (= python -m harness.report)
+    from harness.report import main as report
+
+    return report(argv[1:])
+
+
+def _list(argv: list[str]) -> int:  # python -m harness list: sweeps, scenarios, their parameters and checks
+    from harness.listing import main as listing
+
+    return listing(argv[1:])
+
+
+def _pool(argv: list[str]) -> int:  # the warm pool: python -m harness up [--actors N] / down
+    from harness.pool import main as pool
+
+    return pool(argv)
+
+
+SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "replay": _replay, "report": _report, "compact": lambda argv: compact_main(argv[1:]), "list": _list,
+    "up": _pool, "down": _pool,
+}
+
+
+def sweep(argv: list[str]) -> int:
+    """``python -m harness sweep=NAME [overrides]``: validate, run, store; the exit code (see USAGE)."""
     from harness.scenarios.base import counting_interrupts
     from harness.signals import install
 
