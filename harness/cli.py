@@ -286,6 +286,12 @@ def _list(argv: list[str]) -> int:  # python -m harness list: sweeps, scenarios,
     return listing(argv[1:])
 
 
+def _compare(argv: list[str]) -> int:  # python -m harness compare BEFORE AFTER [--fail-on worse]
+    from harness.comparison import main as compare
+
+    return compare(argv[1:])
+
+
 def _pool(argv: list[str]) -> int:  # the warm pool: python -m harness up [--actors N] / down
     from harness.pool import main as pool
 
@@ -293,7 +299,7 @@ def _pool(argv: list[str]) -> int:  # the warm pool: python -m harness up [--act
 
 
 SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
-    "replay": _replay, "report": _report, "compact": lambda argv: compact_main(argv[1:]), "list": _list,
+    "replay": _replay, "report": _report, "compare": _compare, "compact": lambda argv: compact_main(argv[1:]), "list": _list,
     "up": _pool, "down": _pool,
 }
 

@@ -74,8 +74,29 @@ def float32_fixes(specs: list[RunSpec]) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in fixes.items() if v}
 
 
+def _installed(*names: str) -> dict[str, str]:
+    """The driver's installed versions of ``names`` (package metadata: nothing is imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def scenario_definitions(specs: list[RunSpec]) -> dict[str, list[str]]:
+    """Per scenario, the digests of its definition (declared checks and code) its runs carry."""
+    out: dict[str, set[str]] = {}
+    for s in specs:
+        out.setdefault(s.scenario, set()).add(s.definition)
+    return {k: sorted(v) for k, v in out.items()}
+
+
 def _sweep_yaml(cfg: SweepConfig, resolved: dict[str, Any] | None, total: int, command: list[str] | None,
-                fixes: dict[str, dict[str, Any]] | None = None) -> str:
+                fixes: dict[str, dict[str, Any]] | None = None, definitions: dict[str, list[str]] | None = None) -> str:
     import shlex
 
     import pyarrow
@@ -86,7 +107,9 @@ def _sweep_yaml(cfg: SweepConfig, resolved: dict[str, Any] | None, total: int, c
         "runs": total,
         "float32_params": fixes or {},  # the report names them where fp16 overflows (harness.summary.overflow_hints)
         "config": resolved if resolved is not None else asdict(cfg),
-        "versions": {"harness": __version__, "python": platform.python_version(), "pyarrow": pyarrow.__version__},
+        "versions": {"harness": __version__, "python": platform.python_version(), "pyarrow": pyarrow.__version__,
+                     **_installed("tensorflow", "keras", "ray")},
+        "definitions": definitions or {},  # each scenario's code digests (harness compare names a change)
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
@@ -195,14 +218,16 @@ def _run(cfg: SweepConfig, specs: list[RunSpec], directory: Path, resolved: dict
                   f"{more} -> {directory}", highlight=False)
     completed = incomplete = 0
     if not todo:
-        write_text(directory / "_sweep.yaml", _sweep_yaml(cfg, resolved, len(specs), command, fixes))
+        write_text(directory / "_sweep.yaml", _sweep_yaml(cfg, resolved, len(specs), command, fixes,
+                                                          scenario_definitions(specs)))
         write_plan(directory, (s.run_id for s in specs))
     else:
         plan_written = [0.0]  # when the plan was last written (adaptive rounds extend it)
 
         def ready(info: ClusterInfo) -> None:
             # written once Ray is up: a sweep that cannot start or join Ray writes nothing
-            write_text(directory / "_sweep.yaml", _sweep_yaml(cfg, resolved, len(specs), command, fixes))
+            write_text(directory / "_sweep.yaml", _sweep_yaml(cfg, resolved, len(specs), command, fixes,
+                                                          scenario_definitions(specs)))
             write_plan(directory, (s.run_id for s in (planner.specs() if planner is not None else specs)))
             plan_written[0] = time.monotonic()
             where = ("warm pool" if info.warm else "embedded local Ray" if info.embedded

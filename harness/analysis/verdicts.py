@@ -77,6 +77,19 @@ class AlarmVerdict(Verdict):
     NOT_ENOUGH_DATA = "not_enough_data"  # no healthy or no unhealthy runs, or too few to test
 
 
+class CompareVerdict(Verdict):
+    """Did the run-level failure rate of a check change from one sweep to another
+    (harness.analysis.compare)? The first that applies."""
+
+    WORSE = "worse"  # fails more often after, significant after Holm's control over all rows
+    BETTER = "better"  # fails less often after, likewise
+    IDENTICAL = "identical"  # every paired run recorded the same values on both sides
+    SAME = "same"  # within the margin: the 1 - 2 alpha interval of the difference inside (-margin, margin)
+    NOT_ENOUGH_DATA = "not_enough_data"  # none of the above: the row says how many more seeds would tell
+    ONLY_BEFORE = "only_before"  # the cell or check exists in the first sweep only
+    ONLY_AFTER = "only_after"  # in the second only
+
+
 _TONE: dict[Verdict, str] = {
     TrendVerdict.RISES: "bad", TrendVerdict.ALWAYS_FAILS: "bad", TrendVerdict.FALLS: "good",
     TrendVerdict.FLAT: "neutral", TrendVerdict.NEVER_FAILS: "good",
@@ -85,4 +98,6 @@ _TONE: dict[Verdict, str] = {
     BoundVerdict.GUARANTEED: "good", BoundVerdict.NO_BOUND: "bad",
     ValidationVerdict.HOLDS: "good", ValidationVerdict.EXCEEDS: "bad",
 }
+_TONE.update({CompareVerdict.WORSE: "bad", CompareVerdict.BETTER: "good", CompareVerdict.IDENTICAL: "good",
+              CompareVerdict.SAME: "good"})
 _TONE.update({AlarmVerdict.NOISY: "bad", AlarmVerdict.INFORMATIVE: "good", AlarmVerdict.QUIET: "good"})

@@ -1,0 +1,321 @@
+"""Compare two sweeps: did a change make an assertion fail more often, per cell, paired by seed?
+
+``compare(before, after)`` takes two results frames (``harness.load_results``) and returns one row
+per (cell, check): both run-level failure rates with Wilson intervals, the difference after -
+before with its interval and an exact p-value (paired by seed where both sides ran the seed, else
+independent; see :mod:`harness.analysis.paired`), how many paired runs are identical in every
+recorded value of the check and how many flipped each way, the paired shift of ``worst_margin``,
+and a :class:`~harness.analysis.verdicts.CompareVerdict`.
+
+Matching. A setting that takes one value on each side and differs between them (an axis such as
+``clip_value``, or a scenario parameter such as ``accumulate_float32``) is the change being
+compared: it is left out of the match and listed in ``attrs["changed"]``. Runs are then matched on
+every other axis and the seed, checks on name and op (a bound that differs is listed as changed).
+A cell, check or seed present on one side only is kept: its rows carry the verdict
+``only_before``/``only_after``, and ``attrs["unpaired"]`` counts the seeds each side ran alone.
+
+Multiplicity: the worse/better verdicts control the family-wise error rate over every compared
+row with Holm's step-down method (Holm 1979; statsmodels multipletests "holm") on the exact
+p-values. The equivalence verdict (``margin``) is a two one-sided test (Schuirmann 1987) per row:
+the 1 - 2 alpha interval of the difference inside (-margin, margin). Simulated error rates and power
+are in docs/compare.md (python scripts/compare_tables.py --write).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis.frame import CONFIG_AXES, failed_mask, label, ok_mask, present, require, with_variant
+from harness.analysis.paired import (independent_difference, paired_difference, paired_shift, runs_needed_independent,
+                                     runs_needed_paired)
+from harness.analysis.rates import wilson_interval
+from harness.analysis.verdicts import CompareVerdict
+
+# what a check recorded about a run: two paired runs equal in all of these are identical
+IDENTITY_VALUES: tuple[str, ...] = ("passed", "n_evaluated", "n_failed", "n_nonfinite", "worst_value",
+                                    "first_failure_step")
+SIDES: tuple[str, str] = ("before", "after")
+RUN_AXES: tuple[str, ...] = tuple(a for a in CONFIG_AXES if a != "params")
+
+
+def compare(before: pd.DataFrame, after: pd.DataFrame, *, by: Sequence[str] | None = None,
+            margin: float | None = None, alpha: float = 0.05) -> pd.DataFrame:
+    """One row per (cell, check) of the two sweeps; see the module's docstring. ``by`` names the
+    axes a cell is made of (default: every axis that varies, scenario always); runs are paired on
+    all axes and the seed whatever ``by`` says."""
+    for df in (before, after):
+        require(df, ("run_id", "check", "op", "status", "passed", "seed", "scenario", *IDENTITY_VALUES,
+                     "worst_margin"))
+    if margin is not None and not (0 < margin < 1):
+        raise ValueError(f"margin: {margin!r} is not a rate difference strictly between 0 and 1")
+    sides, changed = _matchable(with_variant(before), with_variant(after))
+    cells = _cell_axes(sides, by)
+    keys = [*cells, "check", "op"]
+    runs = _paired_runs(sides, keys)
+    flips: list[dict[str, Any]] = []
+    rows = [_row(key, keys, part, margin, alpha, flips)
+            for key, part in runs.groupby(keys, dropna=False, sort=False)]
+    out = pd.DataFrame(rows)
+    if not out.empty:
+        out = _decide(out.iloc[sorted(range(len(out)), key=lambda i: _sort_key(tuple(out.iloc[i][keys])))]
+                      .reset_index(drop=True), margin, alpha)
+    out.attrs["changed"] = changed + _changed_bounds(sides)
+    out.attrs["unpaired"] = _unpaired_seeds(runs, keys)
+    out.attrs["flips"] = pd.DataFrame(flips, columns=[*keys, "seed", "flip", "before_run_id", "after_run_id",
+                                                      "before_worst_value", "after_worst_value"])
+    out.attrs["cells"] = cells
+    out.attrs["alpha"], out.attrs["margin"] = alpha, margin
+    return out
+
+
+# --------------------------------------------------------------------------- matching
+
+
+def _params(df: pd.DataFrame) -> pd.Series:
+    return df["params"].fillna("{}").astype(str).map(json.loads) if "params" in df.columns else \
+        pd.Series([{}] * len(df), index=df.index)
+
+
+def _matchable(before: pd.DataFrame, after: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Both frames with a ``match`` column (the run's axes and parameters less the settings that are
+    the change) and the list of those settings as "name: before -> after"."""
+    changed: list[str] = []
+    drop_axes = []
+    for axis in present(before, RUN_AXES):
+        if axis not in after.columns or axis in ("schedule",):
+            continue
+        b, a = before[axis].drop_duplicates(), after[axis].drop_duplicates()
+        if len(b) == 1 and len(a) == 1 and label(b.iloc[0]) != label(a.iloc[0]):
+            drop_axes.append(axis)
+            changed.append(f"{axis}: {label(b.iloc[0])} -> {label(a.iloc[0])}")
+    pb, pa = _params(before), _params(after)
+    drop_params: dict[str, set[str]] = {}
+    for scenario in sorted(set(before["scenario"]) & set(after["scenario"])):
+        ob, oa = pb[before["scenario"] == scenario], pa[after["scenario"] == scenario]
+        for key in sorted({k for p in ob for k in p} | {k for p in oa for k in p}):
+            vb = {json.dumps(p.get(key), sort_keys=True) for p in ob}
+            va = {json.dumps(p.get(key), sort_keys=True) for p in oa}
+            if len(vb) == 1 and len(va) == 1 and vb != va:
+                drop_params.setdefault(scenario, set()).add(key)
+                changed.append(f"scenarios.{scenario}.{key}: {next(iter(vb))} -> {next(iter(va))}")
+    out = {}
+    for side, df, params in (("before", before, pb), ("after", after, pa)):
+        keep = [a for a in present(df, RUN_AXES) if a not in drop_axes and a != "variant"]
+        rest = [json.dumps({k: v for k, v in p.items() if k not in drop_params.get(s, set())}, sort_keys=True)
+                for p, s in zip(params, df["scenario"])]
+        parts = [df[a].map(label).astype(str) for a in keep]
+        match = pd.Series(rest, index=df.index, dtype=object)
+        for a, part in zip(keep, parts):
+            match = match + "|" + a + "=" + part
+        variant = _variant_without(df, drop_params)
+        out[side] = df.assign(match=match, cell_variant=variant)
+    return out, changed
+
+
+def _variant_without(df: pd.DataFrame, drop: dict[str, set[str]]) -> pd.Series:
+    """The swept-parameter label of each row without the parameters that are the change."""
+    def strip(variant: Any, scenario: str) -> str:
+        parts = [p for p in str(variant or "").split(", ") if p and p.split("=", 1)[0] not in drop.get(scenario, set())]
+        return ", ".join(parts)
+
+    return pd.Series([strip(v, s) for v, s in zip(df["variant"], df["scenario"])], index=df.index, dtype=object)
+
+
+def _cell_axes(sides: dict[str, pd.DataFrame], by: Sequence[str] | None) -> list[str]:
+    both = pd.concat([sides["before"], sides["after"]], ignore_index=True)
+    if by is not None:
+        unknown = [a for a in by if a not in both.columns]
+        if unknown:
+            raise KeyError(f"--by: {', '.join(unknown)} is not a column of the results "
+                           f"(axes: {', '.join(present(both, (*RUN_AXES, 'cell_variant')))})")
+        return list(by)
+    axes = ["scenario", *[a for a in present(both, RUN_AXES) if a != "scenario"
+                          and both[a].map(label).nunique() > 1 and a not in ("schedule",)]]
+    if both["cell_variant"].nunique() > 1:
+        axes.insert(1, "cell_variant")
+    return axes
+
+
+RUN_COLUMNS: tuple[str, ...] = ("run_id", "failed", *IDENTITY_VALUES, "worst_margin")
+
+
+def _paired_runs(sides: dict[str, pd.DataFrame], keys: list[str]) -> pd.DataFrame:
+    """One row per (cell, check, run key, seed) of either side: the completed runs' values with
+    suffixes ``_before``/``_after`` (null where that side did not complete the run or lacks it),
+    and the incomplete runs counted per side (``incomplete_before``/``_after``)."""
+    frames = []
+    for side, df in sides.items():
+        df = df.assign(failed=failed_mask(df).to_numpy(), complete=ok_mask(df).to_numpy())
+        for k in keys:  # one spelling of a key on both sides (none for a null clip_value, 1000 for 1000.0)
+            df[k] = df[k].map(label) if df[k].dtype.kind == "f" or df[k].isna().any() else df[k]
+        done = df[df["complete"]].drop_duplicates([*keys, "match", "seed"])
+        part = done[[*keys, "match", "seed", *RUN_COLUMNS]].rename(columns={c: f"{c}_{side}" for c in RUN_COLUMNS})
+        part[f"incomplete_{side}"] = 0
+        lost = df[~df["complete"]].drop_duplicates([*keys, "match", "seed"])[[*keys, "match", "seed"]]
+        frames.append((part, lost.assign(**{f"incomplete_{side}": 1})))
+    (b, lost_b), (a, lost_a) = frames
+    runs = b.merge(a.drop(columns="incomplete_after"), on=[*keys, "match", "seed"], how="outer")
+    runs["incomplete_after"] = 0
+    lost = pd.concat([lost_b, lost_a], ignore_index=True).fillna(0)
+    return pd.concat([runs, lost], ignore_index=True)
+
+
+def _sort_key(key: tuple) -> tuple:
+    return tuple((0, k) if isinstance(k, (int, float, np.integer, np.floating)) else (1, str(k)) for k in key)
+
+
+# --------------------------------------------------------------------------- per row
+
+
+def _identical(both: pd.DataFrame) -> np.ndarray:
+    """Per paired run: every recorded value of the check equal on both sides (NaN equals NaN)."""
+    same = np.ones(len(both), dtype=bool)
+    for col in IDENTITY_VALUES:
+        x, y = both[f"{col}_before"].to_numpy(dtype=object), both[f"{col}_after"].to_numpy(dtype=object)
+        missing_x, missing_y = pd.isna(x), pd.isna(y)
+        equal = np.array([u == v for u, v in zip(x, y)], dtype=bool) if len(x) else np.zeros(0, bool)
+        same &= (missing_x & missing_y) | (~missing_x & ~missing_y & equal)
+    return same
+
+
+def _side(part: pd.DataFrame, side: str) -> pd.DataFrame:
+    return part[part[f"run_id_{side}"].notna()]
+
+
+def _row(key: tuple, keys: list[str], part: pd.DataFrame, margin: float | None, alpha: float,
+         flips: list[dict[str, Any]]) -> dict[str, Any]:
+    row: dict[str, Any] = dict(zip(keys, key))
+    b, a = _side(part, "before"), _side(part, "after")
+    for side, runs in (("before", b), ("after", a)):
+        n, failed = len(runs), int(runs[f"failed_{side}"].astype(bool).sum())
+        low, high = wilson_interval(failed, n, alpha)
+        row.update({f"{side}_runs": n, f"{side}_failed": failed, f"{side}_rate": failed / n if n else math.nan,
+                    f"{side}_low": float(low[0]), f"{side}_high": float(high[0]),
+                    f"{side}_incomplete": int(part[f"incomplete_{side}"].fillna(0).sum())})
+    if not len(b) or not len(a):
+        row["status"] = CompareVerdict.ONLY_BEFORE if not len(a) else CompareVerdict.ONLY_AFTER
+        return row
+    both = part[part["run_id_before"].notna() & part["run_id_after"].notna()]
+    fb, fa = both["failed_before"].astype(bool).to_numpy(), both["failed_after"].astype(bool).to_numpy()
+    worse, better = int((~fb & fa).sum()), int((fb & ~fa).sum())
+    row.update(pairs=len(both), identical=int(_identical(both).sum()), flipped_to_fail=worse, flipped_to_pass=better)
+    for i in np.flatnonzero(fb != fa):
+        r = both.iloc[i]
+        flips.append({**dict(zip(keys, key)), "seed": r["seed"], "flip": "to_fail" if fa[i] else "to_pass",
+                      "before_run_id": r["run_id_before"], "after_run_id": r["run_id_after"],
+                      "before_worst_value": r["worst_value_before"], "after_worst_value": r["worst_value_after"]})
+    if len(both):
+        d = paired_difference(worse, better, len(both), alpha)
+        d_eq = paired_difference(worse, better, len(both), 2 * alpha) if margin is not None else None
+        shift = paired_shift(both["worst_margin_before"].to_numpy(float), both["worst_margin_after"].to_numpy(float),
+                             alpha)
+        row.update(shift_median=shift.median, shift_low=shift.low, shift_high=shift.high, shift_p=shift.p,
+                   shift_pairs=shift.n)
+    else:
+        d = independent_difference(row["before_failed"], len(b), row["after_failed"], len(a), alpha)
+        d_eq = independent_difference(row["before_failed"], len(b), row["after_failed"], len(a), 2 * alpha) \
+            if margin is not None else None
+    row.update(diff=d.diff, diff_low=d.low, diff_high=d.high, p=d.p, method=d.method)
+    if d_eq is not None:
+        row.update(equivalent=bool(d_eq.low > -margin and d_eq.high < margin))
+    row["_discordant"] = (worse + better + 1) / (len(both) + 2) if len(both) else math.nan
+    return row
+
+
+def _decide(out: pd.DataFrame, margin: float | None, alpha: float) -> pd.DataFrame:
+    """Holm over the rows with a p-value, then each row's verdict and, where the data cannot say,
+    how many more seeds would (at ``alpha`` / the number of tests, Holm's first step)."""
+    from statsmodels.stats.multitest import multipletests
+
+    out = out.copy()
+    for col in ("p", "diff", "pairs", "identical", "equivalent", "_discordant"):
+        if col not in out.columns:
+            out[col] = np.nan
+    testable = out["p"].notna().to_numpy()
+    out["p_adjusted"] = np.nan
+    if testable.any():
+        reject, adjusted, _, _ = multipletests(out.loc[testable, "p"].to_numpy(float), alpha=alpha, method="holm")
+        out.loc[testable, "p_adjusted"] = adjusted
+    tests = max(int(testable.sum()), 1)
+    status, needed = [], []
+    for _, r in out.iterrows():
+        if isinstance(r.get("status"), str):  # set by _row for a side without the cell (pandas may store it as str)
+            status.append(CompareVerdict(r["status"]))
+            needed.append(math.nan)
+            continue
+        significant = r["p_adjusted"] < alpha
+        if significant:
+            status.append(CompareVerdict.WORSE if r["diff"] > 0 else CompareVerdict.BETTER)
+            needed.append(math.nan)
+        elif r["pairs"] > 0 and r["identical"] == r["pairs"]:
+            status.append(CompareVerdict.IDENTICAL)
+            needed.append(math.nan)
+        elif margin is not None and r["equivalent"] is True:
+            status.append(CompareVerdict.SAME)
+            needed.append(math.nan)
+        else:
+            status.append(CompareVerdict.NOT_ENOUGH_DATA)
+            needed.append(_more_seeds(r, margin, alpha / tests))
+    out["status"] = pd.Series(status, index=out.index, dtype=object)  # the enums themselves, not their strings
+    out["more_seeds"] = needed
+    return out.drop(columns=["_discordant"])
+
+
+POWER = 0.8  # the power "more seeds" is sized for
+
+
+def _more_seeds(r: pd.Series, margin: float | None, alpha: float, power: float = POWER) -> float:
+    """Seeds beyond those run that would detect a change of the margin (or, without one, of the
+    difference seen) with ``power``; NaN when there is no change to size the design on."""
+    effect = margin if margin is not None else abs(r["diff"]) if r["diff"] == r["diff"] else math.nan
+    if not effect > 0:
+        return math.nan
+    if r["pairs"] > 0:
+        total = runs_needed_paired(effect, max(r["_discordant"], effect), alpha, power)
+        return max(total - r["pairs"], 0.0)
+    base = r["before_rate"] if r["before_rate"] == r["before_rate"] else 0.0
+    total = runs_needed_independent(base, effect, alpha, power)
+    return max(total - min(r["before_runs"], r["after_runs"]), 0.0)
+
+
+def _changed_bounds(sides: dict[str, pd.DataFrame]) -> list[str]:
+    """Checks whose bound as compared differs between the sides, per precision (a bound is compared
+    in the precision's dtype unless the scenario compares in float32)."""
+    out: list[str] = []
+    if "bound_compared" not in sides["before"].columns or "bound_compared" not in sides["after"].columns:
+        return out
+    keys = ["scenario", "check", *present(sides["before"], ("precision",))]
+    b = sides["before"].groupby(keys)["bound_compared"].unique()
+    a = sides["after"].groupby(keys)["bound_compared"].unique()
+    for key in b.index.intersection(a.index):
+        vb, va = sorted(map(label, b[key])), sorted(map(label, a[key]))
+        if vb != va:
+            where = f" in {key[2]}" if len(key) > 2 else ""
+            out.append(f"{key[0]}/{key[1]} bound{where}: {', '.join(vb)} -> {', '.join(va)}")
+    return out
+
+
+def _unpaired_seeds(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per cell and check present on both sides: the seeds only one side ran (counts and a short list)."""
+    rows = []
+    for key, part in runs.groupby(keys, dropna=False, sort=False):
+        b, a = part["run_id_before"].notna(), part["run_id_after"].notna()
+        if not b.any() or not a.any():
+            continue
+        only_b, only_a = part.loc[b & ~a, "seed"], part.loc[a & ~b, "seed"]
+        if len(only_b) or len(only_a):
+            rows.append({"key": key, "only_before": len(only_b), "only_after": len(only_a),
+                         "seeds_only_before": _seed_list(only_b), "seeds_only_after": _seed_list(only_a)})
+    return pd.DataFrame(rows, columns=["key", "only_before", "only_after", "seeds_only_before", "seeds_only_after"])
+
+
+def _seed_list(seeds: pd.Series, limit: int = 8) -> str:
+    seeds = sorted({int(s) for s in seeds})
+    text = ", ".join(map(str, seeds[:limit]))
+    return text + (f", ... ({len(seeds)} seeds)" if len(seeds) > limit else "")

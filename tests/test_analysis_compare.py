@@ -1,0 +1,178 @@
+"""harness compare: the statistics hold their stated error rates on simulated sweeps with a known
+answer, mismatched cells and seeds are listed, and the gate's exit codes follow the verdicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from harness.analysis.compare import compare
+from harness.analysis.paired import paired_difference, paired_shift
+from harness.analysis.synthetic import results_frame, write_results
+from harness.analysis.verdicts import CompareVerdict
+
+
+def _sweep(outcomes: dict[tuple[str, int], list[bool]], *, seeds: list[int] | None = None,
+           params: str = "{}", shift: float = 0.0) -> pd.DataFrame:
+    """A frame with one check per (precision, data_size) cell; ``outcomes[cell][i]`` is True where seed i fails."""
+    rows = []
+    for (precision, size), fails in outcomes.items():
+        for i, fail in enumerate(fails):
+            seed = seeds[i] if seeds is not None else i
+            rows.append({"precision": precision, "data_size": size, "seed": seed, "n_failed": int(fail),
+                         "worst_value": 1.0 + (0.1 if fail else -0.1) + shift + 1e-3 * seed, "params": params})
+    df = results_frame(rows)
+    df["run_id"] = [f"{p}-{s}-{z}-{params}" for p, s, z in zip(df["precision"], df["seed"], df["data_size"])]
+    return df
+
+
+def test_the_paired_interval_covers_the_true_difference_at_least_at_its_level() -> None:
+    """Bonett-Price on simulated paired outcomes: coverage of the 95% interval over designs."""
+    rng = np.random.default_rng(7)
+    for n, p_worse, p_better in [(30, 0.05, 0.0), (100, 0.1, 0.02), (300, 0.02, 0.01), (50, 0.0, 0.0)]:
+        hits = 0
+        reps = 2000
+        draws = rng.multinomial(n, [p_worse, p_better, 1 - p_worse - p_better], size=reps)
+        for worse, better, _ in draws:
+            d = paired_difference(int(worse), int(better), n)
+            hits += d.low <= p_worse - p_better <= d.high
+        # the coverage is at least 95% up to simulation error (3 standard errors of 2,000 draws)
+        assert hits / reps >= 0.95 - 3 * np.sqrt(0.05 * 0.95 / reps), (n, p_worse, p_better, hits / reps)
+
+
+def test_the_median_shift_interval_covers_the_true_median() -> None:
+    rng = np.random.default_rng(11)
+    reps, hits = 1000, 0
+    for _ in range(reps):
+        before = rng.normal(size=40)
+        after = before + 0.3 + rng.standard_t(3, size=40)  # median of the difference is 0.3
+        s = paired_shift(before, after)
+        hits += s.low <= 0.3 <= s.high
+    assert hits / reps >= 0.95 - 3 * np.sqrt(0.05 * 0.95 / reps)
+
+
+def _no_change(rng: np.random.Generator, cells: int, seeds: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two sweeps of the same seeds under no change: each seed has its own failure propensity
+    (heterogeneous, Beta), and each side draws its outcome from it independently (exchangeable)."""
+    before, after = {}, {}
+    for c in range(cells):
+        q = rng.beta(0.5, 4.0, size=seeds)  # mean rate about 11%, very uneven across seeds
+        before[("fp32", 1000 * (c + 1))] = list(rng.random(seeds) < q)
+        after[("fp32", 1000 * (c + 1))] = list(rng.random(seeds) < q)
+    return _sweep(before), _sweep(after)
+
+
+def test_under_no_change_the_chance_of_any_false_verdict_stays_at_alpha() -> None:
+    """Family-wise: over 24 cells x 30 seeds, repeated, the share of repetitions with any worse or
+    better verdict is at most alpha (the test fails only when the simulation is strong evidence
+    against it: without Holm, about half the repetitions have one). docs/compare.md has more grids
+    and repetitions (python scripts/compare_tables.py)."""
+    rng = np.random.default_rng(2026)
+    reps, false = 40, 0
+    for _ in range(reps):
+        b, a = _no_change(rng, cells=24, seeds=30)
+        out = compare(b, a)
+        false += out["status"].isin([CompareVerdict.WORSE, CompareVerdict.BETTER]).any()
+    upper = stats.binomtest(false, reps).proportion_ci(0.99).low
+    assert upper <= 0.05, f"{false} of {reps} repetitions had a false verdict"
+
+
+def test_a_planted_worsening_is_found_worse_and_the_rest_identical() -> None:
+    fails = [False] * 40
+    worse = [i < 15 for i in range(40)]
+    b = _sweep({("fp32", 1000): fails, ("fp16", 1000): fails})
+    a = _sweep({("fp32", 1000): fails, ("fp16", 1000): worse})
+    out = compare(b, a).set_index("precision")
+    assert out.loc["fp16", "status"] is CompareVerdict.WORSE
+    assert out.loc["fp16", "flipped_to_fail"] == 15 and out.loc["fp16", "diff"] == pytest.approx(15 / 40)
+    assert out.loc["fp32", "status"] is CompareVerdict.IDENTICAL
+    flips = compare(b, a).attrs["flips"]
+    assert len(flips) == 15 and set(flips["flip"]) == {"to_fail"} and flips["before_run_id"].str.startswith("fp16").all()
+
+
+def test_a_change_within_the_margin_is_same_and_without_one_says_how_many_more_seeds() -> None:
+    rng = np.random.default_rng(3)
+    base = list(rng.random(300) < 0.1)
+    flipped = list(base)
+    flipped[0] = not flipped[0]  # one seed flips: a tiny change
+    b, a = _sweep({("fp32", 1000): base}), _sweep({("fp32", 1000): flipped}, shift=0.0)
+    same = compare(b, a, margin=0.05).iloc[0]
+    assert same["status"] is CompareVerdict.SAME
+    few_b, few_a = _sweep({("fp32", 1000): base[:20]}), _sweep({("fp32", 1000): [not x for x in base[:3]] + base[3:20]})
+    row = compare(few_b, few_a, margin=0.05).iloc[0]
+    assert row["status"] is CompareVerdict.NOT_ENOUGH_DATA and row["more_seeds"] > 0
+
+
+def test_the_equivalence_verdict_keeps_its_error_rate_at_the_margin() -> None:
+    """True difference exactly at the margin: 'same' at most alpha of the time."""
+    rng = np.random.default_rng(5)
+    reps, same, n, margin = 400, 0, 200, 0.05
+    for _ in range(reps):
+        worse, better, _ = rng.multinomial(n, [0.06, 0.01, 0.93])  # difference 0.05 = the margin
+        d = paired_difference(int(worse), int(better), n, alpha=0.10)
+        same += d.low > -margin and d.high < margin
+    assert same / reps <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / reps)
+
+
+def test_one_side_missing_a_precision_and_the_other_extra_seeds_are_listed_not_dropped() -> None:
+    fails = [False] * 10
+    b = _sweep({("fp32", 1000): fails, ("fp16", 1000): fails})
+    a = _sweep({("fp32", 1000): fails + [True, True]}, seeds=list(range(12)))
+    out = compare(b, a).set_index("precision")
+    assert out.loc["fp16", "status"] is CompareVerdict.ONLY_BEFORE
+    assert out.loc["fp32", "pairs"] == 10 and out.loc["fp32", "after_runs"] == 12
+    unpaired = out.attrs["unpaired"]
+    assert unpaired["only_after"].tolist() == [2] and unpaired["seeds_only_after"].tolist() == ["10, 11"]
+
+
+def test_the_setting_that_differs_is_the_change_and_runs_still_pair() -> None:
+    fails = [True] * 10
+    b = _sweep({("fp16", 1000): fails}, params='{"accumulate_float32": false}')
+    a = _sweep({("fp16", 1000): [False] * 10}, params='{"accumulate_float32": true}')
+    out = compare(b, a)
+    assert out.attrs["changed"] == ["scenarios.hand.accumulate_float32: false -> true"]
+    assert out.iloc[0]["pairs"] == 10 and out.iloc[0]["status"] is CompareVerdict.BETTER
+
+
+def _write(df: pd.DataFrame, directory: Path) -> str:
+    directory.mkdir(parents=True)
+    write_results(df, str(directory))
+    return str(directory)
+
+
+def test_the_gate_exits_1_on_worse_and_0_on_same(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    fails = [False] * 30
+    b = _write(_sweep({("fp32", 1000): fails}), tmp_path / "before")
+    same = _write(_sweep({("fp32", 1000): fails}), tmp_path / "same")
+    worse = _write(_sweep({("fp32", 1000): [i < 20 for i in range(30)]}), tmp_path / "worse")
+    assert main(["compare", b, worse, "--fail-on", "worse"]) == 1
+    out = capsys.readouterr().out
+    assert out.splitlines()[2].startswith("worse (1):") or "worse (1):" in out.split("same:")[-1].splitlines()[1]
+    assert main(["compare", b, same, "--fail-on", "worse"]) == 0
+    assert "identical (1)" in capsys.readouterr().out
+    assert main(["compare", b, worse]) == 0  # without the gate, a worse cell is reported, not an error
+    assert main(["compare", b, worse, "--out", str(tmp_path / "page")]) == 0
+    page = (tmp_path / "page" / "index.html").read_text()
+    assert "python -m harness replay" in page and (tmp_path / "page" / "compare.csv").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nowhere", "nowhere2"], "before: nowhere: no such directory"),
+    (["B", "B", "--margin", "2"], "margin: 2.0 is not a rate difference strictly between 0 and 1"),
+    (["B", "B", "--by", "colour"], "--by: colour is not a column of the results"),
+])
+def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    b = _write(_sweep({("fp32", 1000): [False] * 3}), tmp_path / "b")
+    argv = [b if a == "B" else a for a in args]
+    assert main(["compare", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
