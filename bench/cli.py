@@ -42,7 +42,8 @@ def parser(doc: str) -> argparse.ArgumentParser:
     ap.add_argument("--results", default=str(record.DATA),
                     help="the results data that --record appends to and --readme, --render, --history read")
     ap.add_argument("--readme", action="store_true",
-                    help="--record, then rewrite the table between the bench markers of docs/benchmarks.md from the data")
+                    help="--record, then redraw the table between the bench markers of docs/benchmarks.md from the "
+                         "data")
     ap.add_argument("--render", action="store_true",
                     help="measure nothing: rewrite docs/benchmarks.md's table from the data as it is")
     ap.add_argument("--history", metavar="FIGURE", help="measure nothing: print every recorded row of FIGURE (e.g. 9a)")
