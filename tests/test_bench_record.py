@@ -138,3 +138,13 @@ def test_the_importer_reads_both_forms_of_the_tables_provenance() -> None:
     second = seed_history.to_row(rows["2"], how["2"], "b" * 40, "2026-12-03T06:00:00+00:00", "docs/benchmarks.md")
     assert (first["value"], first["unit"], first["detail"], first["met"]) == (-1.77, "% slower", "a | b", False)
     assert (second["value"], second["command"]) == (1500.0, "python scripts/bench.py --only 1 2")
+
+
+def test_every_figure_number_selects_one_module_and_every_pair_has_one_name() -> None:
+    from bench import registry
+
+    assert sorted(registry.ONLY, key=render.key_order) == [str(i) for i in range(1, 12)]
+    assert len(set(registry.ONLY)) == len(registry.ONLY)
+    assert all(callable(m.measure) for m in registry.MODULES)
+    declared = [name for m in registry.MODULES for name in getattr(m, "PAIRS", {})]
+    assert sorted(declared) == sorted(registry.PAIRS) == ["checks", "detectors", "flat", "seed"]
