@@ -101,6 +101,13 @@ class Check:
     on: On = "all"
 
     def __post_init__(self) -> None:
+        self._validate_comparison()
+        self._validate_schedule()
+        self._validate_statistic()
+        self._validate_on()
+
+    def _validate_comparison(self) -> None:
+        """The name, and ``value <op> bound`` with its compare mode and when."""
         if not self.name or not isinstance(self.name, str):
             raise ValueError(f"check name {self.name!r} must be a non-empty string")
         if self.op not in OPS:
@@ -111,12 +118,18 @@ class Check:
             raise ValueError(f"check {self.name}: compare={self.compare!r} is not 'native' or 'exact'")
         if not isinstance(self.bound, (int, float)) or not math.isfinite(self.bound):
             raise ValueError(f"check {self.name}: bound {self.bound!r} is not a finite number")
+
+    def _validate_schedule(self) -> None:
+        """every, after and judge."""
         if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
             raise ValueError(f"check {self.name}: every={self.every!r} is not a positive integer")
         if isinstance(self.after, bool) or not isinstance(self.after, int) or self.after < 0:
             raise ValueError(f"check {self.name}: after={self.after!r} is not a non-negative integer")
         if self.judge not in ("any", "last"):
             raise ValueError(f"check {self.name}: judge={self.judge!r} is not 'any' or 'last'")
+
+    def _validate_statistic(self) -> None:
+        """statistic and window, which only a windowed statistic of a step check uses."""
         if self.statistic not in STATISTICS:
             raise ValueError(f"check {self.name}: statistic={self.statistic!r} is not one of {', '.join(STATISTICS)}")
         if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1:
@@ -126,6 +139,9 @@ class Check:
         if self.statistic != "value" and (self.window < 2 or self.when != "step"):
             raise ValueError(f"check {self.name}: statistic={self.statistic} needs when='step' and window >= 2 "
                              f"(got when={self.when!r}, window={self.window})")
+
+    def _validate_on(self) -> None:
+        """on, which only a step check of its step values uses."""
         if self.on not in ONS:
             raise ValueError(f"check {self.name}: on={self.on!r} is not one of {', '.join(ONS)}")
         if self.on != "all" and (self.when != "step" or self.statistic != "value"):
@@ -191,57 +207,101 @@ class Check:
             x, steps = self._windowed(x, steps)
             dtype = tf.float64
         elif self.when == "step" and (self.every > 1 or self.after > 0 or (self.on == "applied" and skipped is not None)):
-            # the schedule: only these steps count
-            keep = tf.logical_and(steps >= self.after, tf.math.floormod(steps - self.after, self.every) == 0)
-            if self.on == "applied" and skipped is not None:
-                applied = tf.logical_and(keep, tf.logical_not(tf.reshape(tf.cast(skipped, tf.bool), [-1])))
-                # a run that applied no scheduled update never trained there: then every scheduled step is
-                # judged (its gradients were never finite, and the check fails), not none
-                keep = tf.where(tf.reduce_any(applied), applied, keep)
-            x, steps = tf.boolean_mask(x, keep), tf.boolean_mask(steps, keep)
-        finite = tf.math.is_finite(x)
+            x, steps = self._scheduled(x, steps, skipped)
+        bound = self._bound_compared(dtype)
+        failed = self._failed(x, bound)
+        last_failed = tf.concat([[False], failed], 0)[-1]  # the last scheduled evaluation (False if none)
+        return (*self._tally(x, steps, failed, bound), bound, tf.constant(tf.as_dtype(dtype).name), last_failed)
+
+    def _scheduled(self, x: Any, steps: Any, skipped: Any) -> tuple[Any, Any]:
+        """The values and steps of the schedule (every, after; with on="applied", the applied steps)."""
+        import tensorflow as tf
+
+        keep = tf.logical_and(steps >= self.after, tf.math.floormod(steps - self.after, self.every) == 0)
+        if self.on == "applied" and skipped is not None:
+            applied = tf.logical_and(keep, tf.logical_not(tf.reshape(tf.cast(skipped, tf.bool), [-1])))
+            # a run that applied no scheduled update never trained there: then every scheduled step is
+            # judged (its gradients were never finite, and the check fails), not none
+            keep = tf.where(tf.reduce_any(applied), applied, keep)
+        return tf.boolean_mask(x, keep), tf.boolean_mask(steps, keep)
+
+    def _bound_compared(self, dtype: Any) -> Any:
+        """The bound as the comparison sees it, float64: rounded to the value's dtype when native."""
+        import tensorflow as tf
+
         bound = tf.constant(self.bound, tf.float64)
         if self.compare == "native" and tf.as_dtype(dtype).is_floating:
             bound = tf.cast(tf.cast(bound, dtype), tf.float64)  # what `tensor < 0.99` compares with
+        return bound
+
+    def _failed(self, x: Any, bound: Any) -> Any:
+        """Per evaluation: True unless the value is finite and satisfies the comparison."""
+        import tensorflow as tf
+
         cmp = {"<": tf.less, "<=": tf.less_equal, ">": tf.greater, ">=": tf.greater_equal}[self.op]
-        failed = tf.logical_not(tf.logical_and(finite, cmp(x, bound)))
+        return tf.logical_not(tf.logical_and(tf.math.is_finite(x), cmp(x, bound)))
+
+    def _tally(self, x: Any, steps: Any, failed: Any, bound: Any) -> tuple[Any, Any, Any, Any, Any, Any]:
+        """(n_evaluated, n_failed, n_nonfinite, first failing step or -1, worst value, worst margin)."""
+        import tensorflow as tf
+
+        finite = tf.math.is_finite(x)
         margins = tf.where(finite, bound - x if self.upper else x - bound, tf.constant(float("-inf"), tf.float64))
         # the first failing step, or -1: the sentinel keeps argmax defined on an empty series
         first = tf.gather(tf.concat([steps, [-1]], 0), tf.argmax(tf.cast(tf.concat([failed, [True]], 0), tf.int32)))
-        last_failed = tf.concat([[False], failed], 0)[-1]  # the last scheduled evaluation (False if none)
         i = tf.argmin(tf.concat([margins, [float("inf")]], 0))  # an empty series keeps the sentinel
         return (tf.size(x, out_type=tf.int64), tf.reduce_sum(tf.cast(failed, tf.int64)),
                 tf.reduce_sum(tf.cast(tf.logical_not(finite), tf.int64)), first,
-                tf.concat([x, [float("nan")]], 0)[i], tf.concat([margins, [float("inf")]], 0)[i],
-                bound, tf.constant(tf.as_dtype(dtype).name), last_failed)
+                tf.concat([x, [float("nan")]], 0)[i], tf.concat([margins, [float("inf")]], 0)[i])
 
     def _windowed(self, x: Any, steps: Any) -> tuple[Any, Any]:
         """(statistic values, the step each is evaluated at) of a series of consecutive step values."""
+        points, ends = self._period_means(x, steps)
+        if self.statistic == "max_relative_decrease":
+            return self._max_relative_decrease(points, ends)
+        return self._range(points, ends)
+
+    def _period_means(self, x: Any, steps: Any) -> tuple[Any, Any]:
+        """(the mean of each complete period of ``every`` steps, the step each period ends at)."""
         import tensorflow as tf
 
-        every, after, w = tf.constant(self.every, tf.int64), tf.constant(self.after, tf.int64), self.window
+        every, after = tf.constant(self.every, tf.int64), tf.constant(self.after, tf.int64)
         last = tf.reduce_max(tf.concat([[tf.constant(-1, tf.int64)], steps], 0))
         # period j ends at step after + j*every; the first also holds the steps before after
         period = tf.where(steps <= after, tf.zeros_like(steps), (steps - after + every - 1) // every)
         n_periods = tf.where(last < after, tf.constant(0, tf.int64), (last - after) // every + 1)
         keep = period < n_periods  # an incomplete last period is not evaluated
         points = tf.math.unsorted_segment_mean(tf.boolean_mask(x, keep), tf.boolean_mask(period, keep), n_periods)
-        ends = after + tf.range(n_periods, dtype=tf.int64) * every
+        return points, after + tf.range(n_periods, dtype=tf.int64) * every
 
-        def worst(frames: Any, stat: Any) -> Any:  # NaN unless every point of the frame is finite
-            ok = tf.reduce_all(tf.math.is_finite(frames), axis=1)
-            return tf.where(ok, stat, tf.constant(float("nan"), tf.float64))
+    @staticmethod
+    def _finite_or_nan(frames: Any, stat: Any) -> Any:
+        """``stat`` of each frame, NaN unless every point of the frame is finite."""
+        import tensorflow as tf
 
-        if self.statistic == "max_relative_decrease":
-            prev, cur = points[:-1], points[1:]
-            decrease = (prev - cur) / prev
-            # each point of a window enters one of its decreases: a non-finite point makes the value NaN
-            frames = tf.reshape(tf.signal.frame(decrease, w - 1, 1, axis=0), [-1, w - 1])
-            value = worst(frames, tf.reduce_max(tf.where(tf.math.is_finite(frames), frames, 0.0), axis=1))
-            return value, ends[w - 1:][: tf.shape(value)[0]]
-        frames = tf.reshape(tf.signal.frame(points, w, w, axis=0), [-1, w])  # "range": non-overlapping blocks
+        ok = tf.reduce_all(tf.math.is_finite(frames), axis=1)
+        return tf.where(ok, stat, tf.constant(float("nan"), tf.float64))
+
+    def _max_relative_decrease(self, points: Any, ends: Any) -> tuple[Any, Any]:
+        """At each point from window-1 on, the largest relative decrease over the last ``window`` points."""
+        import tensorflow as tf
+
+        w = self.window
+        prev, cur = points[:-1], points[1:]
+        decrease = (prev - cur) / prev
+        # each point of a window enters one of its decreases: a non-finite point makes the value NaN
+        frames = tf.reshape(tf.signal.frame(decrease, w - 1, 1, axis=0), [-1, w - 1])
+        value = self._finite_or_nan(frames, tf.reduce_max(tf.where(tf.math.is_finite(frames), frames, 0.0), axis=1))
+        return value, ends[w - 1:][: tf.shape(value)[0]]
+
+    def _range(self, points: Any, ends: Any) -> tuple[Any, Any]:
+        """max - min of each non-overlapping block of ``window`` points, at the block's last step."""
+        import tensorflow as tf
+
+        w = self.window
+        frames = tf.reshape(tf.signal.frame(points, w, w, axis=0), [-1, w])
         safe = tf.where(tf.math.is_finite(frames), frames, 0.0)
-        value = worst(frames, tf.reduce_max(safe, axis=1) - tf.reduce_min(safe, axis=1))
+        value = self._finite_or_nan(frames, tf.reduce_max(safe, axis=1) - tf.reduce_min(safe, axis=1))
         return value, tf.gather(ends, tf.range(tf.shape(value)[0], dtype=tf.int64) * w + (w - 1))
 
     def evaluate(self, observations: Sequence[Mapping[str, Any]]) -> CheckState:

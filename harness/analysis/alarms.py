@@ -59,6 +59,7 @@ Methods:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from math import comb
 
 import numpy as np
@@ -242,8 +243,6 @@ def false_alarms(df: pd.DataFrame, outcome: str, by: Sequence[str] | str | None 
     the run counts (outcome_runs, outcome_completed, outcome_judged, healthy_runs, unhealthy_runs,
     incomplete_runs).
     """
-    from scipy import stats
-
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), not {alpha}")
     if not 0 <= max_false_alarm < 1:
@@ -251,63 +250,123 @@ def false_alarms(df: pd.DataFrame, outcome: str, by: Sequence[str] | str | None 
     auto = isinstance(by, str) and by == AUTO
     keys = [] if auto else [k for k in group_keys(by) if k != "check"]
     require(df, ("run_id", "check", "status", "passed", *keys))
-    ccode, cnames = df["check"].factorize()  # null check: code -1
-    rcode, rnames = df["run_id"].factorize()
-    matched = match_outcome(cnames, outcome)
-    is_out = np.isin(ccode, [i for i, c in enumerate(cnames) if c in matched])
-    pcode, pnames = pooled_check_names(df).factorize()  # the checks as grouped: without their variant
-    ok = ok_mask(df).to_numpy()
-    known = ok & df["passed"].notna().to_numpy()
-    fired = failed_mask(df).to_numpy() & known
-    # per run (by run code): has the outcome; its outcome check; outcome known (every outcome row
-    # has a result); outcome failed (any outcome row failed); the run completed
-    n_runs = len(rnames)
-    ro = rcode[is_out]
-    has_out = np.bincount(ro, minlength=n_runs) > 0
-    out_name = np.full(n_runs, -1, dtype=np.int64)
-    out_name[ro] = pcode[is_out]
-    out_row = np.full(n_runs, -1, dtype=np.int64)
-    out_row[ro] = np.flatnonzero(is_out)
-    out_known = has_out & (np.bincount(ro, weights=~known[is_out], minlength=n_runs) == 0)
-    out_failed = out_known & (np.bincount(ro, weights=fired[is_out], minlength=n_runs) > 0)
-    run_ok = np.bincount(rcode, weights=~ok, minlength=n_runs) == 0
-    pnames_arr = np.asarray(pnames, dtype=object)
+    runs = _Runs.of(df, outcome)
     rule = ""
     if auto:
-        judged_runs = np.flatnonzero(has_out & run_ok & out_known)
-        rows_of = out_row[judged_runs]
-        judged = pd.DataFrame({"outcome": pnames_arr[out_name[judged_runs]] if len(judged_runs) else [],
-                               "bad": out_failed[judged_runs],
-                               **{k: df[k].to_numpy()[rows_of] for k in ("precision", "data_size") if k in df.columns}})
-        keys, rule = _auto_keys(judged, alpha)
-    named = np.flatnonzero(np.asarray([isinstance(c, str) and c != "" for c in pnames], dtype=bool))
-    rows = np.flatnonzero(~is_out & np.isin(pcode, named) & has_out[rcode])
-    r = rcode[rows]
-    both = known[rows] & out_known[r]
-    healthy, unhealthy = both & ~out_failed[r], both & out_failed[r]
-    fire = fired[rows]
-    det = pd.DataFrame({"check": pnames_arr[pcode[rows]],
-                        **{k: df[k].to_numpy()[rows] for k in keys},
-                        "_outcome": pnames_arr[out_name[r]] if len(rows) else [],
-                        "runs": both, "incomplete": ~ok[rows], "unknown": ok[rows] & ~both,
-                        "outcome_passed": healthy, "outcome_failed": unhealthy, "fired": both & fire,
-                        "fired_when_healthy": healthy & fire, "fired_when_unhealthy": unhealthy & fire})
-    counts = ["runs", "incomplete", "unknown", "outcome_passed", "outcome_failed", "fired", "fired_when_healthy",
-              "fired_when_unhealthy"]
+        keys, rule = _auto_keys(runs.judged(df), alpha)
+    rows, det = runs.detector_rows(df, keys)
     group = ["check", *keys]
-    res = det.groupby(group, dropna=False, sort=True, observed=True)[counts].sum().reset_index()
-    res = res.astype({c: "int64" for c in counts})
+    res = _counts(det, group)
+    described, pooled = _pooled(df, rows, det[group], res[group], keys)
+    res.insert(len(group) + 1, "pooled", described)
+    testable = _rates(res, alpha)
+    status = _statuses(res, testable, alpha, max_false_alarm)
+    records = res.to_dict("records")
+    res["status"] = [s.value for s in status]
+    res["verdict"] = [_sentence(r, s, alpha, max_false_alarm) for r, s in zip(records, status)]
+    res.attrs.update(outcome=outcome, outcome_checks=runs.matched, by=keys, by_rule=rule, pooled=pooled, alpha=alpha,
+                     max_false_alarm=max_false_alarm)
+    res.attrs.update(runs.counts())
+    return res[["check", *keys, *COLUMNS]]
+
+
+@dataclass(frozen=True)
+class _Runs:
+    """The frame's rows coded once (checks as grouped, runs), and per run (by run code): has the outcome;
+    its outcome check; outcome known (every outcome row has a result); outcome failed (any outcome row
+    failed); the run completed."""
+
+    matched: list[str]  # the outcome check names
+    rcode: np.ndarray  # per row: its run's code
+    pcode: np.ndarray  # per row: its check's code, the check as grouped (without its variant)
+    pnames: np.ndarray  # the checks as grouped, by code
+    is_out: np.ndarray  # per row: an outcome row
+    ok: np.ndarray  # per row: the run completed
+    known: np.ndarray  # per row: completed with a pass/fail
+    fired: np.ndarray  # per row: known and failed
+    has_out: np.ndarray
+    out_name: np.ndarray
+    out_row: np.ndarray
+    out_known: np.ndarray
+    out_failed: np.ndarray
+    run_ok: np.ndarray
+
+    @classmethod
+    def of(cls, df: pd.DataFrame, outcome: str) -> _Runs:
+        ccode, cnames = df["check"].factorize()  # null check: code -1
+        rcode, rnames = df["run_id"].factorize()
+        matched = match_outcome(cnames, outcome)
+        is_out = np.isin(ccode, [i for i, c in enumerate(cnames) if c in matched])
+        pcode, pnames = pooled_check_names(df).factorize()
+        ok = ok_mask(df).to_numpy()
+        known = ok & df["passed"].notna().to_numpy()
+        fired = failed_mask(df).to_numpy() & known
+        n_runs = len(rnames)
+        ro = rcode[is_out]
+        has_out = np.bincount(ro, minlength=n_runs) > 0
+        out_name = np.full(n_runs, -1, dtype=np.int64)
+        out_name[ro] = pcode[is_out]
+        out_row = np.full(n_runs, -1, dtype=np.int64)
+        out_row[ro] = np.flatnonzero(is_out)
+        out_known = has_out & (np.bincount(ro, weights=~known[is_out], minlength=n_runs) == 0)
+        out_failed = out_known & (np.bincount(ro, weights=fired[is_out], minlength=n_runs) > 0)
+        run_ok = np.bincount(rcode, weights=~ok, minlength=n_runs) == 0
+        return cls(matched, rcode, pcode, np.asarray(pnames, dtype=object), is_out, ok, known, fired, has_out,
+                   out_name, out_row, out_known, out_failed, run_ok)
+
+    def judged(self, df: pd.DataFrame) -> pd.DataFrame:
+        """The judged runs (completed, with an outcome result): outcome check, whether it failed, and the
+        precision and data size of the run, which by="auto" decides on."""
+        judged_runs = np.flatnonzero(self.has_out & self.run_ok & self.out_known)
+        rows_of = self.out_row[judged_runs]
+        return pd.DataFrame({"outcome": self.pnames[self.out_name[judged_runs]] if len(judged_runs) else [],
+                             "bad": self.out_failed[judged_runs],
+                             **{k: df[k].to_numpy()[rows_of] for k in ("precision", "data_size") if k in df.columns}})
+
+    def detector_rows(self, df: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
+        """(the detector rows of runs with an outcome, as positions in ``df``; per such row, its check, its
+        ``keys``, its run's outcome check and what it counts for)."""
+        named = np.flatnonzero(np.asarray([isinstance(c, str) and c != "" for c in self.pnames], dtype=bool))
+        rows = np.flatnonzero(~self.is_out & np.isin(self.pcode, named) & self.has_out[self.rcode])
+        r = self.rcode[rows]
+        both = self.known[rows] & self.out_known[r]
+        healthy, unhealthy = both & ~self.out_failed[r], both & self.out_failed[r]
+        fire = self.fired[rows]
+        return rows, pd.DataFrame({
+            "check": self.pnames[self.pcode[rows]], **{k: df[k].to_numpy()[rows] for k in keys},
+            "_outcome": self.pnames[self.out_name[r]] if len(rows) else [],
+            "runs": both, "incomplete": ~self.ok[rows], "unknown": self.ok[rows] & ~both,
+            "outcome_passed": healthy, "outcome_failed": unhealthy, "fired": both & fire,
+            "fired_when_healthy": healthy & fire, "fired_when_unhealthy": unhealthy & fire})
+
+    def counts(self) -> dict[str, int]:
+        """The run counts of ``attrs``, over the runs that have the outcome check."""
+        runs_done = self.run_ok[self.has_out]
+        judged_mask = runs_done & self.out_known[self.has_out]
+        bad = judged_mask & self.out_failed[self.has_out]
+        return {"outcome_runs": int(self.has_out.sum()), "outcome_completed": int(runs_done.sum()),
+                "outcome_judged": int(judged_mask.sum()), "healthy_runs": int((judged_mask & ~bad).sum()),
+                "unhealthy_runs": int(bad.sum()), "incomplete_runs": int((~runs_done).sum())}
+
+
+COUNTS = ["runs", "incomplete", "unknown", "outcome_passed", "outcome_failed", "fired", "fired_when_healthy",
+          "fired_when_unhealthy"]
+
+
+def _counts(det: pd.DataFrame, group: list[str]) -> pd.DataFrame:
+    """Per group of detector rows: the counts, and the outcome checks of its runs."""
+    res = det.groupby(group, dropna=False, sort=True, observed=True)[COUNTS].sum().reset_index()
+    res = res.astype({c: "int64" for c in COUNTS})
     names = (det[[*group, "_outcome"]].drop_duplicates().groupby(group, dropna=False, sort=True, observed=True)
              ["_outcome"].agg(lambda v: ", ".join(sorted(v))))
     res.insert(len(group), "outcome", names.to_numpy() if len(res) else pd.Series([], dtype=object))
-    described, pooled = _pooled(df, rows, det[group], res[group], keys)
-    res.insert(len(group) + 1, "pooled", described)
-    runs_done = run_ok[has_out]
-    judged_mask = runs_done & out_known[has_out]
-    bad = judged_mask & out_failed[has_out]
-    run_counts = {"outcome_runs": int(has_out.sum()), "outcome_completed": int(runs_done.sum()),
-                  "outcome_judged": int(judged_mask.sum()), "healthy_runs": int((judged_mask & ~bad).sum()),
-                  "unhealthy_runs": int(bad.sum()), "incomplete_runs": int((~runs_done).sum())}
+    return res
+
+
+def _rates(res: pd.DataFrame, alpha: float) -> np.ndarray:
+    """Add the rates with their Wilson intervals, the odds ratio and the one-sided Fisher p-value to
+    ``res``; return which rows could be tested."""
+    from scipy import stats
 
     h, u = res["outcome_passed"].to_numpy(float), res["outcome_failed"].to_numpy(float)
     fh, fu = res["fired_when_healthy"].to_numpy(float), res["fired_when_unhealthy"].to_numpy(float)
@@ -326,7 +385,11 @@ def false_alarms(df: pd.DataFrame, outcome: str, by: Sequence[str] | str | None 
     # one-sided Fisher: P(X >= a), X ~ hypergeometric(runs, alarms, unhealthy runs)
     p = stats.hypergeom.sf(fu - 1, n_all, f, u)
     res["p_value"] = np.where(testable, np.clip(p, 0.0, 1.0), np.nan)
+    return testable
 
+
+def _statuses(res: pd.DataFrame, testable: np.ndarray, alpha: float, max_false_alarm: float) -> list[AlarmVerdict]:
+    """Each row's verdict: the first rule of the module docstring's list that applies."""
     lo, hi = res["false_alarm_ci_low"].to_numpy(), res["false_alarm_ci_high"].to_numpy()
     pv = res["p_value"].to_numpy()
     order = [AlarmVerdict.NOISY, AlarmVerdict.INFORMATIVE, AlarmVerdict.QUIET, AlarmVerdict.UNINFORMATIVE,
@@ -334,14 +397,7 @@ def false_alarms(df: pd.DataFrame, outcome: str, by: Sequence[str] | str | None 
     with np.errstate(invalid="ignore"):  # NaN limits and p-values compare False: the rule does not apply
         rules = np.column_stack([lo > max_false_alarm, pv < alpha, hi <= max_false_alarm, testable,
                                  np.ones(len(res), dtype=bool)])
-    status = [order[i] for i in rules.argmax(axis=1)]  # the first rule that applies
-    records = res.to_dict("records")
-    res["status"] = [s.value for s in status]
-    res["verdict"] = [_sentence(r, s, alpha, max_false_alarm) for r, s in zip(records, status)]
-    res.attrs.update(outcome=outcome, outcome_checks=matched, by=keys, by_rule=rule, pooled=pooled, alpha=alpha,
-                     max_false_alarm=max_false_alarm)
-    res.attrs.update(run_counts)
-    return res[["check", *keys, *COLUMNS]]
+    return [order[i] for i in rules.argmax(axis=1)]
 
 
 def _pooled(df: pd.DataFrame, rows: np.ndarray, det_keys: pd.DataFrame, res_keys: pd.DataFrame,

@@ -110,6 +110,63 @@ def _validation_text(v: object, target: float, confidence: float, where: str) ->
     return f"inconclusive: {text}{more}"
 
 
+def _fresh_scores(fresh: pd.DataFrame | None, keys: list[str]) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:
+    """(scores, direction) per group of a fresh results frame: only its runs of the same direction validate."""
+    if fresh is None:
+        return {}
+    require(fresh, ("op", *keys))
+    sf, fd = scores(fresh), directions(fresh)
+    return {_key(k): (sf[i], fd[i]) for k, i in groupby(fresh, keys).indices.items()}
+
+
+def _in_use(bounds: np.ndarray, failed_done: np.ndarray, confidence: float) -> dict:
+    """The bound in use (NaN unless the group has one) and its observed run-level failure rate, with its
+    exact limits, over the group's completed runs (``failed_done``: whether each failed)."""
+    finite = np.unique(bounds[np.isfinite(bounds)])
+    n, k = failed_done.size, int(failed_done.sum())
+    lo, hi = exact_limits(k, max(n, 1), confidence)
+    return dict(bound=finite[0] if finite.size == 1 else np.nan, runs=int(n), failed=k, rate=k / n if n else np.nan,
+                rate_ci_low=float(lo) if n else np.nan, rate_ci_high=float(hi) if n else np.nan)
+
+
+def _recommend(os_: object, op: object, ops: np.ndarray, compare: object, dtype: object, sign: float,
+               n_runs: int, n_done: int, notes: list[str]) -> tuple[BoundVerdict, str, float]:
+    """(status, why there is no bound, the recommended bound or NaN) from the order statistic ``os_``;
+    what the recommendation rests on goes to ``notes``."""
+    status, extra, rec = os_.status, "", np.nan
+    if op is None:
+        status = BoundVerdict.UNKNOWN_OP
+        extra = (f"the check's op differs between runs ({', '.join(map(str, ops))}): group by the axis "
+                 "that changes it" if len(ops) > 1 else "these results predate recorded ops (schema 1 part "
+                 "files): the check's direction is unknown; rerun the sweep to calibrate it")
+    elif status is BoundVerdict.NO_DATA:
+        extra = (f"no completed runs ({n_runs:,} did not complete)" if n_done == 0 else
+                 f"no completed run evaluated the check ({n_done:,} completed, none evaluated it)")
+    elif status is BoundVerdict.GUARANTEED:
+        rec, why = safe_bound(sign * os_.value, op, compare or "exact", dtype)
+        notes += [why] if why else []
+        if not np.isfinite(rec):
+            status, extra = BoundVerdict.NO_BOUND, why
+        else:
+            notes.append(f"the {ordinal(os_.rank)} of {os_.n:,} runs' worst values (achieved confidence "
+                         f"{os_.confidence:.1%})" + (f", rounded to {dtype} (native compare)"
+                                                     if compare == "native" and rec != sign * os_.value else ""))
+    return status, extra, rec
+
+
+def _extrapolation(gpd: object, sign: float, op: object, compare: object, dtype: object) -> dict:
+    """The GPD columns: its point estimate and upper end (rounded like a recommendation), its fit."""
+    return dict(gpd_point=sign * gpd.point if gpd else np.nan,
+                gpd_bound=safe_bound(sign * gpd.upper, op, compare or "exact", dtype)[0] if gpd else np.nan,
+                gpd_gof_p=gpd.gof_p if gpd else np.nan, gpd_note=gpd.note if gpd else "")
+
+
+def _validation_columns(v: object) -> dict:
+    return dict(validation_runs=v.runs, validation_failed=v.failed if np.isfinite(v.rate) else np.nan,
+                validation_rate=v.rate, validation_ci_low=v.ci_low, validation_ci_high=v.ci_high,
+                validation_status=v.status.value, validation_runs_to_decide=v.runs_to_decide)
+
+
 def calibrate_tolerance(df: pd.DataFrame, by: Sequence[str] | str = ("check", "precision", "data_size"),
                         target: float = 0.01, confidence: float = 0.95, holdout: float | Sequence[int] = 0.0,
                         fresh: pd.DataFrame | None = None, gof: Gof = "ks", tail_fraction: float = 0.2,
@@ -146,11 +203,7 @@ def calibrate_tolerance(df: pd.DataFrame, by: Sequence[str] | str = ("check", "p
     cols = {c: df[c].to_numpy(dtype=object) if c in df.columns else np.full(len(df), None, dtype=object)
             for c in ("op", "compare", "value_dtype")}
     bound = df["bound"].to_numpy(float, na_value=np.nan)
-    fresh_scores: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
-    if fresh is not None:  # (scores, direction) per group: only runs of the same direction validate
-        require(fresh, ("op", *keys))
-        sf, fd = scores(fresh), directions(fresh)
-        fresh_scores = {_key(k): (sf[i], fd[i]) for k, i in groupby(fresh, keys).indices.items()}
+    fresh_scores = _fresh_scores(fresh, keys)
     where = " and ".join(w for w, on in (("held-out runs", bool(held_seeds)), ("fresh runs", fresh is not None))
                          if on) or "validation runs"
     tail_kw = {"gof": gof, "tail_fraction": tail_fraction, "min_exceedances": min_exceedances}
@@ -161,12 +214,8 @@ def calibrate_tolerance(df: pd.DataFrame, by: Sequence[str] | str = ("check", "p
         ops = pd.unique(pd.Series(cols["op"][idx], dtype=object).dropna())
         op = ops[0] if len(ops) == 1 else None
         compare, dtype = _one(cols["compare"][done]), _one(cols["value_dtype"][done])
-        bounds_ = np.unique(bound[idx][np.isfinite(bound[idx])])
-        k_in = int(failed[done].sum())
-        lo, hi = exact_limits(k_in, max(done.size, 1), confidence)
-        row.update(op=op, compare=compare, value_dtype=dtype, bound=bounds_[0] if bounds_.size == 1 else np.nan,
-                   runs=int(done.size), failed=k_in, rate=k_in / done.size if done.size else np.nan,
-                   rate_ci_low=float(lo) if done.size else np.nan, rate_ci_high=float(hi) if done.size else np.nan)
+        row.update(op=op, compare=compare, value_dtype=dtype,
+                   **_in_use(bound[idx], failed[done], confidence))
         notes: list[str] = []
         old = int(pd.isna(pd.Series(cols["op"][done], dtype=object)).sum())
         if old and op is not None:
@@ -174,24 +223,7 @@ def calibrate_tolerance(df: pd.DataFrame, by: Sequence[str] | str = ("check", "p
         sign = -1.0 if op in (">", ">=") else 1.0
         train = s[done[~held[done]]]
         os_ = order_statistic_bound(train, target, confidence)
-        status, extra, rec = os_.status, "", np.nan
-        if op is None:
-            status = BoundVerdict.UNKNOWN_OP
-            extra = (f"the check's op differs between runs ({', '.join(map(str, ops))}): group by the axis "
-                     "that changes it" if len(ops) > 1 else "these results predate recorded ops (schema 1 part "
-                     "files): the check's direction is unknown; rerun the sweep to calibrate it")
-        elif status is BoundVerdict.NO_DATA:
-            extra = (f"no completed runs ({idx.size:,} did not complete)" if done.size == 0 else
-                     f"no completed run evaluated the check ({done.size:,} completed, none evaluated it)")
-        elif status is BoundVerdict.GUARANTEED:
-            rec, why = safe_bound(sign * os_.value, op, compare or "exact", dtype)
-            notes += [why] if why else []
-            if not np.isfinite(rec):
-                status, extra = BoundVerdict.NO_BOUND, why
-            else:
-                notes.append(f"the {ordinal(os_.rank)} of {os_.n:,} runs' worst values (achieved confidence "
-                             f"{os_.confidence:.1%})" + (f", rounded to {dtype} (native compare)"
-                                                         if compare == "native" and rec != sign * os_.value else ""))
+        status, extra, rec = _recommend(os_, op, ops, compare, dtype, sign, idx.size, done.size, notes)
         row.update(n=os_.n, n_nonfinite=os_.nonfinite, bound_status=status.value, runs_needed=need,
                    runs_missing=os_.runs_missing, order_rank=os_.rank, achieved_confidence=os_.confidence,
                    order_statistic=sign * os_.value if op is not None else np.nan,
@@ -200,16 +232,12 @@ def calibrate_tolerance(df: pd.DataFrame, by: Sequence[str] | str = ("check", "p
                    else "",
                    guarantee=_guarantee(status, os_, target, confidence, extra))
         gpd = gpd_bound(train, target, confidence, **tail_kw) if op is not None and os_.n else None
-        row.update(gpd_point=sign * gpd.point if gpd else np.nan,
-                   gpd_bound=safe_bound(sign * gpd.upper, op, compare or "exact", dtype)[0] if gpd else np.nan,
-                   gpd_gof_p=gpd.gof_p if gpd else np.nan, gpd_note=gpd.note if gpd else "")
+        row.update(_extrapolation(gpd, sign, op, compare, dtype))
         fs, fd = fresh_scores.get(_key(key), (np.empty(0), np.empty(0)))
         test = np.r_[s[done[held[done]]], fs[fd == sign]]
         v = validate(test, sign * row["recommended_bound"], target, confidence, strict=op in ("<", ">"))
-        row.update(validation_runs=v.runs, validation_failed=v.failed if np.isfinite(v.rate) else np.nan,
-                   validation_rate=v.rate, validation_ci_low=v.ci_low, validation_ci_high=v.ci_high,
-                   validation_status=v.status.value, validation_runs_to_decide=v.runs_to_decide,
-                   validation=_validation_text(v, target, confidence, where), note="; ".join(notes))
+        row.update(_validation_columns(v), validation=_validation_text(v, target, confidence, where),
+                   note="; ".join(notes))
         rows.append(row)
     out = pd.DataFrame(rows, columns=[*keys, *COLUMNS])
     out.attrs.update(target=target, confidence=confidence, runs_needed=need, by=keys, gof=gof,
