@@ -267,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         return checked
     cfg, resolved, specs = checked
 
-    from harness.dispatch import DispatchError, TrialError
+    from harness.raysession import DispatchError
+    from harness.scheduler import TrialError
     from harness.runner import run_sweep
     from harness.store import StoreError
 
