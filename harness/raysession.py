@@ -60,34 +60,47 @@ def connect(cfg: RayConfig, namespace: str | None = None, *, runs: int = 0) -> t
     mark("ray.init start")
     try:
         if cfg.address is None:
-            # "local" always starts a new instance; a bare ray.init() would join any cluster
-            # that `ray start` left running on this machine (or RAY_ADDRESS).
-            threads = max(math.floor(cfg.num_cpus_per_actor), 1) if preload_tensorflow(cfg, runs) else None
-            # lean_start patches Ray process-wide while ray.init runs: wait_stopped() above made sure
-            # no other Ray of this process is starting or stopping meanwhile
-            with embedded_env(malloc_library(cfg.malloc), dashboard=cfg.include_dashboard, preload_threads=threads), \
-                    lean_start(dashboard=cfg.include_dashboard, usage_stats=_usage_stats_on(),
-                               log_to_driver=cfg.log_to_driver) as changed:
-                init_local(ray, **kwargs)  # its temp directory and token private to the user
-            log.debug("embedded Ray started without or with: %s", ", ".join(changed) or "nothing changed")
-            mark("ray.init done")
-            return ray, True, True
-        kwargs.pop("include_dashboard")
-        # The warm pool's Ray has no dashboard: its drivers record no task events either (see
-        # NO_TASK_EVENTS: a driver's ray.shutdown waits on their flush), nor metrics (NO_METRICS)
-        with _environ(_unset({**NO_TASK_EVENTS, **NO_METRICS}) if namespace else {}):
-            ray.init(address=cfg.address, **kwargs)
-        mark("ray.init done")
-        return ray, False, True
+            _start_embedded(ray, cfg, runs, kwargs)
+        else:
+            _join(ray, cfg, namespace, kwargs)
     except Exception as exc:
-        hint = ""
-        if cfg.address not in (None, "auto") and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
-            # Ray enables token auth by itself only for auto; a cluster started with `ray start`
-            # (Ray 2.5x+) needs it whenever a token exists, and the failure names no cause
-            hint = (" (if the cluster uses token authentication, set RAY_AUTH_MODE=token; the token "
-                    "is read from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)")
-        raise DispatchError(f"ray.address={cfg.address or 'local'}: cannot start or join Ray: "
-                            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{hint}") from exc
+        raise _cannot_connect(cfg, exc) from exc
+    mark("ray.init done")
+    return ray, cfg.address is None, True
+
+
+def _start_embedded(ray: Any, cfg: RayConfig, runs: int, kwargs: dict[str, Any]) -> None:
+    """ray.init of a new local instance, lean (harness.raystart), in embedded_env. "local" always starts a
+    new instance; a bare ray.init() would join any cluster that `ray start` left running on this machine
+    (or RAY_ADDRESS)."""
+    threads = max(math.floor(cfg.num_cpus_per_actor), 1) if preload_tensorflow(cfg, runs) else None
+    # lean_start patches Ray process-wide while ray.init runs: connect's wait_stopped() made sure
+    # no other Ray of this process is starting or stopping meanwhile
+    with embedded_env(malloc_library(cfg.malloc), dashboard=cfg.include_dashboard, preload_threads=threads), \
+            lean_start(dashboard=cfg.include_dashboard, usage_stats=_usage_stats_on(),
+                       log_to_driver=cfg.log_to_driver) as changed:
+        init_local(ray, **kwargs)  # its temp directory and token private to the user
+    log.debug("embedded Ray started without or with: %s", ", ".join(changed) or "nothing changed")
+
+
+def _join(ray: Any, cfg: RayConfig, namespace: str | None, kwargs: dict[str, Any]) -> None:
+    """ray.init joining the Ray at ray.address (the warm pool's, with its ``namespace``)."""
+    kwargs = {k: v for k, v in kwargs.items() if k != "include_dashboard"}
+    # The warm pool's Ray has no dashboard: its drivers record no task events either (see
+    # NO_TASK_EVENTS: a driver's ray.shutdown waits on their flush), nor metrics (NO_METRICS)
+    with _environ(_unset({**NO_TASK_EVENTS, **NO_METRICS}) if namespace else {}):
+        ray.init(address=cfg.address, **kwargs)
+
+
+def _cannot_connect(cfg: RayConfig, exc: Exception) -> DispatchError:
+    hint = ""
+    if cfg.address not in (None, "auto") and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        # Ray enables token auth by itself only for auto; a cluster started with `ray start`
+        # (Ray 2.5x+) needs it whenever a token exists, and the failure names no cause
+        hint = (" (if the cluster uses token authentication, set RAY_AUTH_MODE=token; the token "
+                "is read from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)")
+    return DispatchError(f"ray.address={cfg.address or 'local'}: cannot start or join Ray: "
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{hint}")
 
 
 def _usage_stats_on() -> bool:
