@@ -62,7 +62,7 @@ def actor_env() -> dict[str, str]:
     ray.malloc=auto preloads (jemalloc on Linux), if any. The pairs' processes start with it, so that a
     step is timed as an actor runs it."""
     from harness.config import malloc_library
-    from harness.dispatch import preload_value
+    from harness.raysession import preload_value
 
     library = malloc_library("auto")
     return {"LD_PRELOAD": preload_value(library)} if library else {}

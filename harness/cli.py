@@ -316,7 +316,8 @@ def sweep(argv: list[str]) -> int:
         return checked
     cfg, resolved, specs = checked
 
-    from harness.dispatch import DispatchError, TrialError
+    from harness.raysession import DispatchError
+    from harness.scheduler import TrialError
     from harness.runner import run_sweep
     from harness.store import StoreError
 

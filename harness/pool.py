@@ -17,11 +17,11 @@ the wrong type, no recorded start time for its pid, a pid now another process's)
 removed, with one warning line naming it.
 
 A pool serves sweeps of the same user from any working directory: each run carries its sweep's
-working directory and module search path (harness.dispatch.Workdir), and the actor runs it there,
+working directory and module search path (harness.worker.Workdir), and the actor runs it there,
 importing the sweep's modules (its ``my_scenarios.py``, the ``_target_`` modules its path finds) as
 the sweep's driver did; relative paths resolve against the sweep's directory, as on a cold sweep's
 actors. A module an earlier sweep imported that this sweep's path finds elsewhere (another
-project's ``my_scenarios.py``) is forgotten and imported afresh (harness.dispatch._Worker._enter),
+project's ``my_scenarios.py``) is forgotten and imported afresh (harness.worker.Worker._enter),
 never taken from sys.modules. It is used only when it matches the sweep: the same
 ``ray.num_cpus_per_actor`` and ``ray.num_gpus_per_actor`` (TensorFlow's thread pools are fixed when
 an actor starts, and replays set them from the stored value), the same allocator (``--malloc`` as
@@ -33,7 +33,7 @@ file once in each actor); and only by one sweep at a time (a lock in the pool's 
 the sweep). Otherwise the sweep says why, in one line, and runs cold. An actor runs a scenario only
 with the code its run ids hash: each run carries the definition the driver hashed
 (RunSpec.definition), and an actor whose copy of the scenario's module differs compiles it again
-from its source (harness.dispatch._Worker._fresh); edits to other modules the scenario imports need
+from its source (harness.worker.Worker._fresh); edits to other modules the scenario imports need
 ``down`` and ``up``.
 
 Runs on a warm actor give the same results, bit for bit, as on a cold one (tested): each run
@@ -457,9 +457,9 @@ class _Slot:
 def _serve(ray: Any, directory: Path, actors: int, cpus_per_actor: float, gpus_per_actor: float,
            idle_minutes: float, malloc: str) -> int:
     """serve, from ray.init on (the starting mark is removed around it)."""
-    from harness.config import RayConfig, malloc_library
-    from harness.dispatch import DispatchError, _num_actors, embedded_env, shutdown, worker_class
-    from harness.raystart import NotPrivateError, init_local
+    from harness.config import malloc_library
+    from harness.raysession import shutdown
+    from harness.worker import worker_class
 
     stop = {"now": False}
 
@@ -467,29 +467,21 @@ def _serve(ray: Any, directory: Path, actors: int, cpus_per_actor: float, gpus_p
         stop["now"] = True
 
     library = malloc_library(malloc)
-    try:
-        with embedded_env(library):  # as a cold sweep's embedded Ray (dispatch.connect)
-            init_local(ray, namespace=NAMESPACE, include_dashboard=False, log_to_driver=False,
-                       logging_level=logging.WARNING)
-    except NotPrivateError as exc:
-        print(f"error: {exc}", flush=True)
+    if not _start_ray(ray, library):
         return EXIT_CLUSTER
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     cls = worker_class(ray, cpus_per_actor, gpus_per_actor)
     threads = max(1, int(round(cpus_per_actor)))
-    try:  # as many as the machine's CPUs and GPUs allow (the sweeps' own rule), at most --actors
-        fits = _num_actors(ray, RayConfig(num_cpus_per_actor=cpus_per_actor, num_gpus_per_actor=gpus_per_actor),
-                           1 << 30)[0]
-    except DispatchError as exc:
-        print(f"error: {exc}", flush=True)
+    fits = _fitting(ray, cpus_per_actor, gpus_per_actor)
+    if fits is None:
         shutdown(ray)
         return EXIT_CLUSTER
     actors = min(actors, fits) if actors else fits
 
     def spawn(i: int) -> _Slot:
         name = actor_name(i)
-        # absolute: an actor runs in each sweep's directory (harness.dispatch.Workdir)
+        # absolute: an actor runs in each sweep's directory (harness.worker.Workdir)
         status = os.path.abspath(directory / (name + RUN))
         return _Slot(cls.options(name=name, namespace=NAMESPACE).remote(threads, status))
 
@@ -509,19 +501,7 @@ def _serve(ray: Any, directory: Path, actors: int, cpus_per_actor: float, gpus_p
         _write_state(directory, state)
         _unmark_starting(directory)
         touch_used(directory)
-        next_round = time.monotonic() + REFILL_S
-        while not stop["now"]:
-            time.sleep(0.5)
-            if idle_minutes > 0:
-                try:
-                    last = (directory / USED).stat().st_mtime
-                except OSError:
-                    last = state.started
-                if time.time() - last > idle_minutes * 60:
-                    break
-            if time.monotonic() >= next_round:
-                _tend(ray, directory, slots, spawn)
-                next_round = time.monotonic() + REFILL_S
+        _watch(ray, directory, state, slots, spawn, stop)
     finally:
         mine = read_state(directory)
         if mine is not None and mine.pid == os.getpid():
@@ -529,6 +509,59 @@ def _serve(ray: Any, directory: Path, actors: int, cpus_per_actor: float, gpus_p
         shutdown(ray)
         (directory / ACTORS).unlink(missing_ok=True)
     return EXIT_OK
+
+
+def _start_ray(ray: Any, library: str | None) -> bool:
+    """The pool's embedded Ray, started as a cold sweep's (raysession.embedded_env) but with all of Ray's
+    processes (no lean start: a pool is meant to be looked at with Ray's tools); False, said, if its
+    files cannot be private to the user."""
+    from harness.raysession import embedded_env
+    from harness.raystart import NotPrivateError, init_local
+
+    try:
+        with embedded_env(library):
+            init_local(ray, namespace=NAMESPACE, include_dashboard=False, log_to_driver=False,
+                       logging_level=logging.WARNING)
+    except NotPrivateError as exc:
+        print(f"error: {exc}", flush=True)
+        return False
+    return True
+
+
+def _fitting(ray: Any, cpus_per_actor: float, gpus_per_actor: float) -> int | None:
+    """How many actors the machine's CPUs and GPUs allow (the sweeps' own rule); None, said, if not one."""
+    from harness.config import RayConfig
+    from harness.raysession import DispatchError, num_actors
+
+    try:
+        return num_actors(ray, RayConfig(num_cpus_per_actor=cpus_per_actor, num_gpus_per_actor=gpus_per_actor),
+                          1 << 30)[0]
+    except DispatchError as exc:
+        print(f"error: {exc}", flush=True)
+        return None
+
+
+def _idle_for(directory: Path, state: PoolState) -> float:
+    """Seconds since a sweep last used the pool (since it started, if none has)."""
+    try:
+        last = (directory / USED).stat().st_mtime
+    except OSError:
+        last = state.started
+    return time.time() - last
+
+
+def _watch(ray: Any, directory: Path, state: PoolState, slots: list[_Slot], spawn: Callable[[int], _Slot],
+           stop: dict[str, bool]) -> None:
+    """The daemon's life once the pool is up: its actors looked after every REFILL_S (_tend) until it is
+    told to stop or has been idle for its idle_minutes."""
+    next_round = time.monotonic() + REFILL_S
+    while not stop["now"]:
+        time.sleep(0.5)
+        if state.idle_minutes > 0 and _idle_for(directory, state) > state.idle_minutes * 60:
+            return
+        if time.monotonic() >= next_round:
+            _tend(ray, directory, slots, spawn)
+            next_round = time.monotonic() + REFILL_S
 
 
 def _tend(ray: Any, directory: Path, slots: list[_Slot], spawn: Callable[[int], _Slot]) -> None:

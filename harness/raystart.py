@@ -20,9 +20,10 @@ lets Ray's own call fetch it. Without the monitor, ``ray status`` has no cluster
 for a sweep's embedded Ray (``ray.include_dashboard=true`` keeps it; a warm pool has it).
 docs/benchmarks.md (figures 4 and 10) has what a cold sweep's start costs with it.
 
-This is Ray's private API (``ray._private.node.Node``, ``ray._private.services.get_node``): where
-it has changed, that part is left to Ray and the start is as before (``lean_start`` yields what it
-changed; tests/test_raystart.py checks that every part applies to the installed Ray). A warm pool
+This is Ray's private API (``ray._private.node.Node``, ``ray._private.services.get_node``), reached
+only through harness.compat.ray: where it has changed, that part is left to Ray and the start is as
+before, said once (``lean_start`` yields what it changed; tests/test_raystart.py checks that every
+part applies to the installed Ray). A warm pool
 (harness.pool), meant to be inspected with Ray's own tools, starts as Ray starts it.
 
 ``init_local`` is the ray.init of every local Ray the harness starts (a sweep's, the warm pool's): its
@@ -43,10 +44,12 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
+
+from harness.compat import ray as compat_ray
 
 log = logging.getLogger(__name__)
 
@@ -59,53 +62,22 @@ SKIPPED = {  # Node method: the process it starts
 }
 
 
-def _not_started(original: Callable[..., Any]) -> Callable[..., Any]:
-    def start(self: Any, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    return start
-
-
 def _wait_registered(gcs_address: str, node_id: str) -> None:
     """Return once the GCS lists the node ``node_id`` (or after REGISTRATION_WAIT_S, or at once if
     the GCS cannot be asked this way)."""
-    from ray._private import services, state
-
-    try:
-        gcs = state.GlobalState()
-        gcs._initialize_global_state(services._get_gcs_client_options(gcs_address))
-    except Exception:
+    table = compat_ray.node_table(gcs_address)
+    if table is None:
         return
     try:
         deadline = time.monotonic() + REGISTRATION_WAIT_S
         while time.monotonic() < deadline:
-            if any(n.get("NodeID") == node_id for n in gcs.node_table()):
+            if table.has(node_id):
                 return
             time.sleep(REGISTRATION_POLL_S)
-    except Exception:
+    except Exception:  # the GCS stopped answering: Ray's own wait says what happened
         return
     finally:
-        try:
-            gcs.disconnect()
-        except Exception:
-            pass
-
-
-def _polled(get_node: Callable[..., Any]) -> Callable[..., Any]:
-    def get_node_once_registered(gcs_address: str, node_id: str, *args: Any, **kwargs: Any) -> Any:
-        _wait_registered(gcs_address, node_id)
-        return get_node(gcs_address, node_id, *args, **kwargs)
-
-    return get_node_once_registered
-
-
-def _patch(stack: ExitStack, owner: Any, name: str, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> bool:
-    original = getattr(owner, name, None)
-    if not callable(original):
-        return False
-    setattr(owner, name, wrap(original))
-    stack.callback(setattr, owner, name, original)
-    return True
+        table.close()
 
 
 @contextmanager
@@ -114,18 +86,12 @@ def lean_start(*, dashboard: bool, usage_stats: bool, log_to_driver: bool) -> It
     configuration does not use and polls for its raylet every REGISTRATION_POLL_S (module doc).
     Yields what it changed, e.g. ["dashboard head", "autoscaler monitor", "log monitor",
     "registration poll"]; Ray is as it was after the block."""
-    changed: list[str] = []
+    skip = [] if dashboard or usage_stats else ["start_api_server"]
+    skip += [] if dashboard else ["start_monitor"]
+    skip += [] if log_to_driver else ["start_log_monitor"]
     with ExitStack() as stack:
-        try:
-            from ray._private import node, services
-        except ImportError:
-            yield changed
-            return
-        skip = [] if dashboard or usage_stats else ["start_api_server"]
-        skip += [] if dashboard else ["start_monitor"]
-        skip += [] if log_to_driver else ["start_log_monitor"]
-        changed += [SKIPPED[name] for name in skip if _patch(stack, node.Node, name, _not_started)]
-        if _patch(stack, services, "get_node", _polled):
+        changed = [SKIPPED[name] for name in compat_ray.skip_node_starts(stack, skip)]
+        if compat_ray.poll_registration(stack, lambda gcs, node: _wait_registered(gcs, node)):
             changed.append("registration poll")
         yield changed
 

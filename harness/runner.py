@@ -20,12 +20,14 @@ from rich.console import Console
 from harness import __version__
 from harness.analysis.frame import failed_mask, nonfinite_mask
 from harness.config import SweepConfig
-from harness.dispatch import ClusterInfo, RunQueue, dispatch, wait_stopped
+from harness.dispatch import ClusterInfo, dispatch
 from harness.grid import RunSpec, expand
 from harness.plan import Outcome, Planner, StopReason, cell_key
 from harness.progress import SweepProgress
 from harness.summary import print_bounds, print_summary
 from harness.records import RunResult, Status, result_rows, sweep_schema
+from harness.raysession import wait_stopped
+from harness.scheduler import RunQueue
 from harness.scenarios.base import load_class, sweep_extra_columns
 from harness.store import (PartBuffer, StoreError, check_writable, compact, load_results, make_sweep_dir, part_files,
                            remove_if_empty, remove_stale_temporaries, stored_run_ids, sweep_dir, write_plan,

@@ -17,7 +17,7 @@ from conftest import ROOT
 PROBE = textwrap.dedent("""
     import ipaddress, json, os
     from harness.config import RayConfig
-    from harness.dispatch import connect
+    from harness.raysession import connect
 
     def listeners():
         out = set()
@@ -50,9 +50,9 @@ PROBE = textwrap.dedent("""
     modes = {"token": os.stat(token).st_mode & 0o777, "session_parent": os.stat(parent).st_mode & 0o777,
              "root": os.stat(os.path.dirname(parent)).st_mode & 0o777, "token_size": os.path.getsize(token)}
     ray.shutdown()
-    from harness import raystart  # the private ray.init argument was taken, not its RAY_TMPDIR fallback
+    from harness import compat, raystart  # the private ray.init argument was taken, not its RAY_TMPDIR fallback
     print(json.dumps({"gcs": gcs, "embedded": embedded, "new": sorted(new), "session": session,
-                      "fallback": raystart._temp_dir_refused, **modes}))
+                      "fallback": raystart._temp_dir_refused, "taken": compat.taken(), **modes}))
 """)
 
 
@@ -79,6 +79,7 @@ def test_embedded_ray_listens_on_loopback_only_and_keeps_its_files_private(tmp_p
     assert info["token"] == 0o600 and info["token_size"] == 64
     assert info["session_parent"] == 0o700 and info["root"] == 0o700, info
     assert info["fallback"] == [], info  # fails when Ray stopped taking _temp_dir and the fallback ran
+    assert info["taken"] == {}, info  # every private reach of a sweep's start (harness.compat.ray) applied
     assert Path(info["session"]).parent.parent.name == f"harness-ray-{os.getuid()}"
     (home / ".ray" / "auth_token").unlink()  # none yet: created 0600 before Ray writes its token into it
     r = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=180, cwd=ROOT,
@@ -91,18 +92,21 @@ def test_embedded_ray_listens_on_loopback_only_and_keeps_its_files_private(tmp_p
 STOP_PROBE = textwrap.dedent("""
     import json
     import ray
-    from harness.dispatch import _end_monitor, _stop, wait_stopped
+    from harness import compat
+    from harness.compat.ray import end_monitor
+    from harness.raysession import shutdown_later, wait_stopped
 
     ray.init(address="local", include_dashboard=False)  # as Ray starts it (a warm pool's): with its monitor
     embedded = True
     node = ray._private.worker._global_node
     procs = {kind: [p.process for p in infos] for kind, infos in node.all_processes.items()}
-    _end_monitor(ray)
+    end_monitor(ray)
     after_monitor = {kind: [p.poll() is None for p in ps] for kind, ps in procs.items()}
-    _stop(ray)
+    shutdown_later(ray)
     wait_stopped()
     after_stop = {kind: [p.poll() is None for p in ps] for kind, ps in procs.items()}
-    print(json.dumps({"embedded": embedded, "after_monitor": after_monitor, "after_stop": after_stop}))
+    print(json.dumps({"embedded": embedded, "after_monitor": after_monitor, "after_stop": after_stop,
+                      "taken": compat.taken()}))
 """)
 
 
@@ -118,12 +122,13 @@ def test_stopping_embedded_ray_ends_its_monitor_first_and_then_every_process() -
     assert info["embedded"] and info["after_monitor"]["monitor"] == [False]
     assert info["after_monitor"]["gcs_server"] == [True] and info["after_monitor"]["raylet"] == [True]
     assert not any(alive for flags in info["after_stop"].values() for alive in flags), info["after_stop"]
+    assert info["taken"] == {}, info  # the monitor was killed through Ray's private API, not left to ray.shutdown
 
 
 def test_run_queue_keeps_an_actor_on_the_structure_it_traced() -> None:
     from conftest import make_spec
 
-    from harness.dispatch import RunQueue
+    from harness.scheduler import RunQueue
 
     # structures interleave in the sweep's order
     specs = [make_spec(seed=s, precision=p) for p in ("fp32", "fp16", "bf16") for s in range(3)]
@@ -143,7 +148,7 @@ def test_run_queue_keeps_an_actor_on_the_structure_it_traced() -> None:
 MALLOC_PROBE = textwrap.dedent("""
     import json, os
     from harness.config import RayConfig
-    from harness.dispatch import CONNECT_RETRY, NO_TASK_EVENTS, connect, shutdown
+    from harness.raysession import CONNECT_RETRY, NO_TASK_EVENTS, connect, shutdown
 
     ours = ("LD_PRELOAD", *CONNECT_RETRY, *NO_TASK_EVENTS)
     before = {k: os.environ.get(k) for k in ours}
@@ -192,7 +197,7 @@ def test_embedded_env_sets_and_restores_and_keeps_what_the_user_set(monkeypatch:
     set either retry variable keeps both as set, one who set the task events' interval keeps it; the
     environment is as it was after the block, also when the block raises. TensorFlow's preload is
     set only when asked for, and a preload list the user set is kept."""
-    from harness.dispatch import CONNECT_RETRY, NO_TASK_EVENTS, PRELOAD, embedded_env
+    from harness.raysession import CONNECT_RETRY, NO_TASK_EVENTS, PRELOAD, embedded_env
 
     for k in (*CONNECT_RETRY, *NO_TASK_EVENTS, *PRELOAD, "LD_PRELOAD"):
         monkeypatch.delenv(k, raising=False)
@@ -271,9 +276,9 @@ def test_a_driver_joining_the_warm_pool_records_no_task_events_and_one_joining_a
     variable is set only while ray.init reads it."""
     import ray
 
-    from harness import dispatch
+    from harness import raysession
     from harness.config import RayConfig
-    from harness.dispatch import NO_TASK_EVENTS
+    from harness.raysession import NO_TASK_EVENTS
 
     for k in NO_TASK_EVENTS:
         monkeypatch.delenv(k, raising=False)
@@ -282,15 +287,15 @@ def test_a_driver_joining_the_warm_pool_records_no_task_events_and_one_joining_a
     seen: list[dict[str, str | None]] = []
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kw: seen.append({k: os.environ.get(k) for k in NO_TASK_EVENTS}))
-    monkeypatch.setattr(dispatch, "_check_reachable", lambda address: None)
-    dispatch.connect(RayConfig(address="127.0.0.1:6379"), namespace="harness-pool")
-    dispatch.connect(RayConfig(address="127.0.0.1:6379"))
+    monkeypatch.setattr(raysession, "_check_reachable", lambda address: None)
+    raysession.connect(RayConfig(address="127.0.0.1:6379"), namespace="harness-pool")
+    raysession.connect(RayConfig(address="127.0.0.1:6379"))
     assert seen == [dict(NO_TASK_EVENTS), {k: None for k in NO_TASK_EVENTS}]
     assert not any(k in os.environ for k in NO_TASK_EVENTS)
 
 
 class FakeRay:
-    """Only what _num_actors reads: the cluster's resources."""
+    """Only what num_actors reads: the cluster's resources."""
 
     def __init__(self, **resources: float) -> None:
         self.resources = resources
@@ -301,10 +306,10 @@ class FakeRay:
 
 def test_a_ray_num_actors_above_what_fits_is_capped_with_a_note_saying_why() -> None:
     from harness.config import RayConfig
-    from harness.dispatch import _num_actors
+    from harness.raysession import num_actors
 
-    n, cpus, gpus, note = _num_actors(FakeRay(CPU=2), RayConfig(num_actors=1000), 100)
+    n, cpus, gpus, note = num_actors(FakeRay(CPU=2), RayConfig(num_actors=1000), 100)
     assert (n, cpus, gpus) == (2, 2.0, 0.0)
     assert note.startswith("ray.num_actors=1000 capped to 2: ") and "2 CPU" in note and "ray.num_cpus_per_actor" in note
-    assert _num_actors(FakeRay(CPU=8), RayConfig(num_actors=3), 100) == (3, 8.0, 0.0, "")  # fewer: as asked
-    assert _num_actors(FakeRay(CPU=8), RayConfig(), 5)[::3] == (5, "")  # one per CPU, no more than runs
+    assert num_actors(FakeRay(CPU=8), RayConfig(num_actors=3), 100) == (3, 8.0, 0.0, "")  # fewer: as asked
+    assert num_actors(FakeRay(CPU=8), RayConfig(), 5)[::3] == (5, "")  # one per CPU, no more than runs

@@ -10,11 +10,11 @@ import pytest
 from conftest import make_spec
 
 from harness.config import RayConfig
-from harness.dispatch import DispatchError, _num_actors
+from harness.raysession import DispatchError, num_actors
 
 
 class FakeRay:
-    """Only what _num_actors reads: the cluster's resources."""
+    """Only what num_actors reads: the cluster's resources."""
 
     def __init__(self, **resources: float) -> None:
         self.resources = resources
@@ -28,12 +28,12 @@ class FakeRay:
 def test_fractional_gpus_let_several_actors_share_one(gpus_per_actor: float, gpus: float, cpus: float,
                                                       actors: int) -> None:
     cfg = RayConfig(num_gpus_per_actor=gpus_per_actor)
-    assert _num_actors(FakeRay(CPU=cpus, GPU=gpus), cfg, 100)[0] == actors  # the scarcer of CPUs and GPU shares
+    assert num_actors(FakeRay(CPU=cpus, GPU=gpus), cfg, 100)[0] == actors  # the scarcer of CPUs and GPU shares
 
 
 def test_asking_for_a_gpu_where_there_is_none_is_one_clear_error() -> None:
     with pytest.raises(DispatchError, match="ray.num_gpus_per_actor=0.5"):
-        _num_actors(FakeRay(CPU=4), RayConfig(num_gpus_per_actor=0.5), 10)
+        num_actors(FakeRay(CPU=4), RayConfig(num_gpus_per_actor=0.5), 10)
 
 
 @pytest.fixture(scope="module")

@@ -195,7 +195,7 @@ def test_a_long_lived_worker_runs_the_code_its_run_ids_hash_even_after_a_same_si
 
     from conftest import make_spec
 
-    from harness.dispatch import _Worker
+    from harness.worker import Worker
     from harness.records import Status
 
     module_path = tmp_path / "edited_scenario.py"
@@ -203,7 +203,7 @@ def test_a_long_lived_worker_runs_the_code_its_run_ids_hash_even_after_a_same_si
     py_compile.compile(str(module_path))  # a .pyc of version 1 that Python would keep using
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "edited_scenario", raising=False)
-    worker = object.__new__(_Worker)  # its run-time state without Ray and TensorFlow
+    worker = object.__new__(Worker)  # its run-time state without Ray and TensorFlow
     worker.name, worker._status, worker._sources, worker._digests = "test-worker", None, {}, {}
 
     def spec(definition: str) -> object:

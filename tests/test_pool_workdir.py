@@ -1,5 +1,5 @@
 """A warm pool serves sweeps from any working directory (issue 28 item 13): each run carries its sweep's
-directory and module search path (dispatch.Workdir), and an actor imports the sweep's modules as the
+directory and module search path (worker.Workdir), and an actor imports the sweep's modules as the
 driver did, a module of the same name from another project afresh, never the one sys.modules holds.
 Which pools a sweep uses (pool.usable), the actor's side without Ray, and a real pool started in one
 directory serving sweeps from two others."""
@@ -19,7 +19,7 @@ from test_pool_live import code_snapshot
 
 from harness import load_results, pool
 from harness.config import RayConfig
-from harness.dispatch import Workdir, _Worker
+from harness.worker import Workdir, Worker
 
 # one module name, my_scenarios, in every project; each imports a helper of one name too (project_helper),
 # and reads its bound from a file by a relative path (the sweep's directory)
@@ -93,14 +93,14 @@ def _definition(directory: Path) -> str:
 
 
 @pytest.fixture()
-def worker(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Worker]:
-    """A _Worker's run-time state without Ray and TensorFlow; sys.path, sys.modules and the working
+def worker(monkeypatch: pytest.MonkeyPatch) -> Iterator[Worker]:
+    """A Worker's run-time state without Ray and TensorFlow; sys.path, sys.modules and the working
     directory as they were afterwards."""
     monkeypatch.setattr(sys, "path", list(sys.path))
     for name in ("my_scenarios", "project_helper"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.chdir(os.getcwd())
-    w = object.__new__(_Worker)
+    w = object.__new__(Worker)
     w.name = "test-worker"
     w._state(None)
     yield w
@@ -109,7 +109,7 @@ def worker(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Worker]:
 
 
 def test_an_actor_imports_each_sweeps_own_module_of_a_shared_name_and_runs_in_its_directory(
-        tmp_path: Path, worker: _Worker) -> None:
+        tmp_path: Path, worker: Worker) -> None:
     """Projects b and c each have my_scenarios.py and project_helper.py; the actor started in a, whose
     my_scenarios.py must never be imported. Each run's module is its own sweep's, fresh, and the helper
     it imports too; the relative bound.txt is read in the sweep's directory; the process's own modules

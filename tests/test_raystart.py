@@ -55,7 +55,7 @@ def test_tensorflow_is_preloaded_only_where_every_prestarted_worker_holds_an_act
         monkeypatch: pytest.MonkeyPatch, cfg: RayConfig, runs: int, cpus: float, expected: bool) -> None:
     import ray._private.utils
 
-    from harness.dispatch import preload_tensorflow
+    from harness.raysession import preload_tensorflow
 
     monkeypatch.setattr(ray._private.utils, "get_num_cpus", lambda *a, **k: cpus)
     assert preload_tensorflow(cfg, runs) is expected
@@ -64,8 +64,8 @@ def test_tensorflow_is_preloaded_only_where_every_prestarted_worker_holds_an_act
 PROBE = textwrap.dedent("""
     import json, sys, time
     from harness.config import RayConfig
-    from harness.dispatch import connect, shutdown
-    from harness import raystart
+    from harness.raysession import connect, shutdown
+    from harness import compat, raystart
 
     asked = []
     wait_registered = raystart._wait_registered
@@ -107,7 +107,8 @@ PROBE = textwrap.dedent("""
         time.sleep(0.1)
     shutdown(ray)
     print(json.dumps({"embedded": embedded, "kinds": kinds, "preloaded": preloaded, "known_s": known_s,
-                      "unknown_s": unknown_s, "asked": len(asked), "alive": [p.poll() is None for p in procs]}))
+                      "unknown_s": unknown_s, "asked": len(asked), "alive": [p.poll() is None for p in procs],
+                      "taken": compat.taken()}))
 """)
 
 
@@ -129,6 +130,7 @@ def test_a_lean_embedded_ray_runs_work_preloads_tensorflow_and_stops_every_proce
     assert info["known_s"] < 1.0  # a registered node is found on the first ask (Ray's own asks are 1 s apart)
     assert 0.25 <= info["unknown_s"] < 5.0
     assert not any(info["alive"]), info
+    assert info["taken"] == {}, info  # every private reach (harness.compat.ray) applied, no fallback ran
 
 
 def test_log_to_driver_keeps_its_log_monitor_and_a_workers_output_reaches_the_driver() -> None:
@@ -140,7 +142,7 @@ def test_log_to_driver_keeps_its_log_monitor_and_a_workers_output_reaches_the_dr
 
 
 def test_usage_stats_a_user_turned_on_keep_the_dashboard_head_that_reports_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.dispatch import _usage_stats_on
+    from harness.raysession import _usage_stats_on
 
     monkeypatch.delenv("RAY_USAGE_STATS_ENABLED", raising=False)
     assert not _usage_stats_on()

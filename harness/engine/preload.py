@@ -1,5 +1,5 @@
 """Imported by each worker process of a Ray the harness starts, as the process starts (Ray's
-``preload_python_modules``, set by harness.dispatch.embedded_env): TensorFlow's import, the longest
+``preload_python_modules``, set by harness.raysession.embedded_env): TensorFlow's import, the longest
 part of an actor's start, then runs in workers Ray starts with its raylet, while the driver is still
 waiting for ``ray.init``, instead of after the sweep creates its actors.
 
