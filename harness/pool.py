@@ -801,18 +801,20 @@ stops it anyway, and that sweep exits with code 3); 2 bad arguments; 3 the pool 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m harness up|down`` (and the daemon's own ``serve``)."""
+    from harness.config import RayConfig  # its defaults are the sweeps' (ray.num_cpus_per_actor, ray.malloc)
+
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m harness up", description=__doc__.split("\n\n")[0],
                                      epilog=EPILOG, exit_on_error=False)
     parser.add_argument("command", choices=["up", "down", "serve"])
     parser.add_argument("--actors", type=_number(int, 1), default=None,
                         help="number of actors (default: one per CPU share of this machine)")
-    parser.add_argument("--cpus-per-actor", type=_number(float, 0.01), default=1.0,
+    parser.add_argument("--cpus-per-actor", type=_number(float, 0.01), default=RayConfig.num_cpus_per_actor,
                         help="CPUs (TensorFlow threads) per actor; must match the sweeps' ray.num_cpus_per_actor")
-    parser.add_argument("--gpus-per-actor", type=_number(float, 0.0), default=0.0)
+    parser.add_argument("--gpus-per-actor", type=_number(float, 0.0), default=RayConfig.num_gpus_per_actor)
     parser.add_argument("--idle-minutes", type=_number(float, 0.0), default=60.0,
                         help="stop after this long without a sweep (0: never)")
-    parser.add_argument("--malloc", default="auto",
+    parser.add_argument("--malloc", default=RayConfig.malloc,
                         help="the allocator of the pool's Ray processes, as ray.malloc (auto, system, jemalloc or a "
                              "library's path); must match the sweeps' ray.malloc")
     parser.add_argument("--status", action="store_true", help="say whether a pool is up, and stop")
