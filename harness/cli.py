@@ -33,6 +33,8 @@ EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_CLUSTER, EXIT_STORE, EXIT_INTERRUPTED
 USAGE = """usage: python -m harness [sweep] sweep=NAME [KEY=VALUE ...] [--dry-run] [--cfg] [--config-dir DIR]
        python -m harness report RESULTS_DIR [--fresh DIR] [--outcome CHECK] [...]   (python -m harness.report)
        python -m harness replay RESULTS_DIR run_id=ID[,ID...] | worst=cell [check=NAME] [--trace] [target=...]
+       python -m harness compare BEFORE AFTER [--fail-on worse] [--margin M] [--out DIR]
+                                       two sweeps compared per cell and check, paired by seed
        python -m harness compact RESULTS_DIR        rewrite a sweep's part files as a few large ones
        python -m harness list [--config-dir DIR]    sweeps, scenarios, their parameters and checks
        python -m harness up [--actors N] [--idle-minutes M] | down | up --status
