@@ -142,9 +142,9 @@ def lines(result: pd.DataFrame, before: str, after: str, changed: list[str], sam
     if unpaired is not None and not unpaired.empty:
         out.append(f"seeds on one side only: {int(unpaired['only_before'].max())} at most in a cell before, "
                    f"{int(unpaired['only_after'].max())} after (compared unpaired where no seed matches)")
-    tests = int(result["p"].notna().sum()) if "p" in result.columns else 0
-    out.append(f"method: runs paired by seed (exact McNemar test, Bonett-Price interval), else independent "
-               f"(Fisher's exact test, Newcombe interval); Holm over {tests} tests at alpha {result.attrs['alpha']:g} "
+    tests = int(result["tested"].sum()) if "tested" in result.columns else 0
+    out.append(f"method: runs paired by seed (exact McNemar test, Tango's score interval), else independent "
+               f"(Fisher's exact test, Newcombe interval); Holm over the {tests} rows with enough flips to be significant at alpha {result.attrs['alpha']:g} "
                "controls the chance of any false worse/better verdict")
     return out
 

@@ -30,18 +30,29 @@ def _sweep(outcomes: dict[tuple[str, int], list[bool]], *, seeds: list[int] | No
     return df
 
 
-def test_the_paired_interval_covers_the_true_difference_at_least_at_its_level() -> None:
-    """Bonett-Price on simulated paired outcomes: coverage of the 95% interval over designs."""
-    rng = np.random.default_rng(7)
-    for n, p_worse, p_better in [(30, 0.05, 0.0), (100, 0.1, 0.02), (300, 0.02, 0.01), (50, 0.0, 0.0)]:
-        hits = 0
-        reps = 2000
-        draws = rng.multinomial(n, [p_worse, p_better, 1 - p_worse - p_better], size=reps)
-        for worse, better, _ in draws:
-            d = paired_difference(int(worse), int(better), n)
-            hits += d.low <= p_worse - p_better <= d.high
-        # the coverage is at least 95% up to simulation error (3 standard errors of 2,000 draws)
-        assert hits / reps >= 0.95 - 3 * np.sqrt(0.05 * 0.95 / reps), (n, p_worse, p_better, hits / reps)
+def exact_coverage(n: int, p_worse: float, p_better: float, alpha: float = 0.05) -> float:
+    """The probability that the paired interval covers the true difference, summed over every
+    outcome (worse, better) of n pairs (outcomes of probability under 1e-12 left out)."""
+    from harness.analysis.paired import tango_interval
+
+    total = 0.0
+    for worse in range(n + 1):
+        for better in range(n + 1 - worse):
+            pr = stats.multinomial.pmf([worse, better, n - worse - better], n, [p_worse, p_better,
+                                                                                 1 - p_worse - p_better])
+            if pr > 1e-12:
+                low, high = tango_interval(worse, better, n, alpha)
+                total += pr * (low <= p_worse - p_better <= high)
+    return total
+
+
+def test_the_paired_interval_covers_the_true_difference_close_to_its_level() -> None:
+    """Tango's score interval is approximate: its exact coverage (enumerated, not simulated) stays
+    within about a point of 95% over these designs and averages 95% (docs/compare.md's table)."""
+    designs = [(30, 0.05, 0.0), (100, 0.1, 0.02), (300, 0.02, 0.01), (100, 0.05, 0.05), (200, 0.15, 0.05)]
+    coverage = [exact_coverage(*d) for d in designs]
+    assert min(coverage) >= 0.935, dict(zip(designs, coverage))
+    assert np.mean(coverage) >= 0.945, dict(zip(designs, coverage))
 
 
 def test_the_median_shift_interval_covers_the_true_median() -> None:
@@ -110,7 +121,7 @@ def test_a_change_within_the_margin_is_same_and_without_one_says_how_many_more_s
 def test_the_equivalence_verdict_keeps_its_error_rate_at_the_margin() -> None:
     """True difference exactly at the margin: 'same' at most alpha of the time."""
     rng = np.random.default_rng(5)
-    reps, same, n, margin = 400, 0, 200, 0.05
+    reps, same, n, margin = 1000, 0, 1000, 0.05
     for _ in range(reps):
         worse, better, _ = rng.multinomial(n, [0.06, 0.01, 0.93])  # difference 0.05 = the margin
         d = paired_difference(int(worse), int(better), n, alpha=0.10)

@@ -16,7 +16,9 @@ A cell, check or seed present on one side only is kept: its rows carry the verdi
 
 Multiplicity: the worse/better verdicts control the family-wise error rate over every compared
 row with Holm's step-down method (Holm 1979; statsmodels multipletests "holm") on the exact
-p-values. The equivalence verdict (``margin``) is a two one-sided test (Schuirmann 1987) per row:
+p-values. A paired row with too few flips to reach significance at alpha (five or fewer: McNemar's
+smallest p-value is 2 / 2^flips) cannot be rejected at any level and is left out of the family
+(Tarone 1990), so cells whose runs did not change cost the others no power; ``tested`` says which. The equivalence verdict (``margin``) is a two one-sided test (Schuirmann 1987) per row:
 the 1 - 2 alpha interval of the difference inside (-margin, margin). Simulated error rates and power
 are in docs/compare.md (python scripts/compare_tables.py --write).
 """
@@ -32,8 +34,8 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.frame import CONFIG_AXES, failed_mask, label, ok_mask, present, require, with_variant
-from harness.analysis.paired import (independent_difference, paired_difference, paired_shift, runs_needed_independent,
-                                     runs_needed_paired)
+from harness.analysis.paired import (holm_family, independent_difference, mcnemar_min_p, paired_difference,
+                                     paired_shift, runs_needed_independent, runs_needed_paired)
 from harness.analysis.rates import wilson_interval
 from harness.analysis.verdicts import CompareVerdict
 
@@ -225,23 +227,23 @@ def _row(key: tuple, keys: list[str], part: pd.DataFrame, margin: float | None, 
     if d_eq is not None:
         row.update(equivalent=bool(d_eq.low > -margin and d_eq.high < margin))
     row["_discordant"] = (worse + better + 1) / (len(both) + 2) if len(both) else math.nan
+    # McNemar's smallest attainable p-value with these flips (all one way); Fisher's is not bounded here
+    row["min_p"] = mcnemar_min_p(worse + better) if len(both) else 0.0
     return row
 
 
 def _decide(out: pd.DataFrame, margin: float | None, alpha: float) -> pd.DataFrame:
     """Holm over the rows with a p-value, then each row's verdict and, where the data cannot say,
     how many more seeds would (at ``alpha`` / the number of tests, Holm's first step)."""
-    from statsmodels.stats.multitest import multipletests
-
     out = out.copy()
     for col in ("p", "diff", "pairs", "identical", "equivalent", "_discordant"):
         if col not in out.columns:
             out[col] = np.nan
-    testable = out["p"].notna().to_numpy()
-    out["p_adjusted"] = np.nan
-    if testable.any():
-        reject, adjusted, _, _ = multipletests(out.loc[testable, "p"].to_numpy(float), alpha=alpha, method="holm")
-        out.loc[testable, "p_adjusted"] = adjusted
+    if "min_p" not in out.columns:
+        out["min_p"] = np.nan
+    tested, adjusted = holm_family(out["p"].to_numpy(float), out["min_p"].to_numpy(float), alpha)
+    out["tested"], out["p_adjusted"] = tested, adjusted
+    testable = tested
     tests = max(int(testable.sum()), 1)
     status, needed = [], []
     for _, r in out.iterrows():

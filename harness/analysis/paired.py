@@ -7,8 +7,10 @@ returns plain numbers; :mod:`harness.analysis.compare` applies them per cell and
 Methods:
 - paired test: the exact McNemar test, a two-sided binomial test of the discordant pairs
   against 1/2 (McNemar 1947; scipy.stats.binomtest);
-- paired interval for the difference of rates: the adjusted Wald interval of Bonett and Price
-  (2012, J. Educ. Behav. Stat. 37(4):479-488), which adds one to each discordant count;
+- paired interval for the difference of rates: Tango's score interval (Tango 1998, Stat. Med.
+  17:891-908), also the equivalence test's (its 1 - 2 alpha interval inside the margin): an
+  adjusted Wald interval (Bonett and Price 2012) was tried first and called 'same' more often
+  than alpha at the margin with many pairs;
 - independent test: Fisher's exact test (scipy.stats.fisher_exact); interval: Newcombe's hybrid
   score interval (Newcombe 1998, method 10; statsmodels confint_proportions_2indep "newcomb");
 - shift of a value on the same seeds: the Wilcoxon signed-rank test (scipy.stats.wilcoxon, zeros
@@ -39,19 +41,45 @@ class Difference:
     method: str
 
 
+def _tango_score(delta: float, worse: int, better: int, pairs: int) -> float:
+    """Tango's score statistic for H: p_worse - p_better = delta (the restricted MLE of p_better
+    in closed form, Tango 1998 eq. 3)."""
+    a = 2 * pairs
+    b = -worse - better + (2 * pairs - worse + better) * delta
+    c = -better * delta * (1 - delta)
+    q = (math.sqrt(max(b * b - 4 * a * c, 0.0)) - b) / (2 * a)
+    excess = worse - better - pairs * delta
+    var = pairs * (2 * q + delta * (1 - delta))
+    if var <= 0:
+        return 0.0 if excess == 0 else math.copysign(math.inf, excess)
+    return excess / math.sqrt(var)
+
+
+def tango_interval(worse: int, better: int, pairs: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Tango's (1998) score interval for the paired difference of rates: every delta whose score
+    statistic lies within the two-sided normal quantile."""
+    from scipy.optimize import brentq
+    from scipy.stats import norm
+
+    z, est, edge = norm.ppf(1 - alpha / 2), (worse - better) / pairs, 1 - 1e-12
+    low = -1.0 if _tango_score(-edge, worse, better, pairs) <= z else \
+        brentq(lambda d: _tango_score(d, worse, better, pairs) - z, -edge, est)
+    high = 1.0 if _tango_score(edge, worse, better, pairs) >= -z else \
+        brentq(lambda d: _tango_score(d, worse, better, pairs) + z, est, edge)
+    return float(low), float(high)
+
+
 def paired_difference(worse: int, better: int, pairs: int, alpha: float = 0.05) -> Difference:
     """The rate difference after - before over ``pairs`` runs matched by seed, of which ``worse``
     passed before and failed after, and ``better`` the reverse."""
-    from scipy.stats import binomtest, norm
+    from scipy.stats import binomtest
 
     if pairs <= 0:
         return Difference(math.nan, math.nan, math.nan, math.nan, "paired")
-    p12, p21 = (worse + 1) / (pairs + 2), (better + 1) / (pairs + 2)
-    centre = p12 - p21
-    half = norm.ppf(1 - alpha / 2) * math.sqrt(max(p12 + p21 - centre ** 2, 0.0) / (pairs + 2))
+    low, high = tango_interval(worse, better, pairs, alpha)
     discordant = worse + better
     p = 1.0 if discordant == 0 else float(binomtest(worse, discordant, 0.5).pvalue)
-    return Difference((worse - better) / pairs, max(centre - half, -1.0), min(centre + half, 1.0), p, "paired")
+    return Difference((worse - better) / pairs, low, high, p, "paired")
 
 
 def independent_difference(failed_before: int, runs_before: int, failed_after: int, runs_after: int,
@@ -127,3 +155,22 @@ def runs_needed_independent(rate: float, effect: float, alpha: float, power: flo
     if not h > 0:
         return math.inf
     return float(math.ceil(NormalIndPower().solve_power(effect_size=h, alpha=alpha, power=power, ratio=1.0)))
+
+
+def mcnemar_min_p(flips: int) -> float:
+    """The smallest p-value the exact McNemar test can give with ``flips`` discordant pairs (all one way)."""
+    return min(1.0, 2 * 0.5 ** flips)
+
+
+def holm_family(p: np.ndarray, min_p: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """(tested, Holm-adjusted p) over the tests that can reject at ``alpha``: a test whose smallest
+    attainable p-value exceeds alpha cannot reject at any level Holm uses, so it leaves the family
+    (Tarone 1990, Biometrics 46:515-522); its adjusted p is 1. NaN p-values are not tests."""
+    from statsmodels.stats.multitest import multipletests
+
+    p, min_p = np.asarray(p, float), np.asarray(min_p, float)
+    tested = ~np.isnan(p) & ~(np.nan_to_num(min_p, nan=0.0) > alpha)
+    adjusted = np.where(np.isnan(p), np.nan, 1.0)
+    if tested.any():
+        adjusted[tested] = multipletests(p[tested], alpha=alpha, method="holm")[1]
+    return tested, adjusted

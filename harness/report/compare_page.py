@@ -112,7 +112,7 @@ def write_page(result: pd.DataFrame, out: Path, *, before: str, after: str, chan
         section("Every cell and check", _rows_table(result, cells),
                 details("How the verdicts are computed", paragraph(
                     "Runs are paired by seed where both sweeps ran it: the exact McNemar test on the runs whose "
-                    "outcome flipped, with the Bonett-Price interval of the difference; with no seed in common, "
+                    "outcome flipped, with Tango's score interval of the difference; with no seed in common, "
                     "Fisher's exact test and Newcombe's interval. Holm's method over every row keeps the chance of "
                     "any false worse or better verdict at alpha. 'same' is an equivalence test (the 1 - 2 alpha "
                     "interval inside the margin); 'not enough data' says how many more seeds would detect a change "
