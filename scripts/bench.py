@@ -849,6 +849,21 @@ def compile_package() -> None:
     compileall.compile_dir(ROOT / "harness", quiet=1)
 
 
+def ml_dtypes_note() -> str | None:
+    """One line when the installed ml_dtypes is one whose import is slow (constraints/bench.txt)."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("ml_dtypes")
+    except metadata.PackageNotFoundError:
+        return None
+    major, minor = (int(p) if p.isdigit() else 0 for p in (version.split(".") + ["0"])[:2])
+    if (major, minor) < (0, 7):
+        return None
+    return (f"note: ml_dtypes {version} is installed, whose import is slow; cold-start figures include it "
+            f"(pip install -c constraints/bench.txt ..., docs/engine.md)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="*", default=[], help="figure numbers to run (1 2 ... 11)")
@@ -872,6 +887,9 @@ def main() -> int:
     ap.add_argument("--readme", action="store_true", help="rewrite the table between the bench markers of docs/benchmarks.md")
     ap.add_argument("--pair", choices=sorted(PAIRS), help=argparse.SUPPRESS)  # a child of measure_pair
     a = ap.parse_args()
+    note = ml_dtypes_note()
+    if note and not a.pair:
+        print(note, file=sys.stderr)
     if a.sweep_repeats < 1 or a.sweep_repeats % 2 == 0:
         ap.error(f"--sweep-repeats: an odd number of sweeps (the median is one of them), got {a.sweep_repeats}")
     if a.pair:
