@@ -188,6 +188,20 @@ def versions() -> str:
     return ", ".join(f"{p} {metadata.version(p)}" for p in ("tensorflow", "keras")) + f", Python {sys.version.split()[0]}"
 
 
+def tested(dependency: str) -> str:
+    """The version the figures were measured on (the suite's tests of the reach ran there too) and the
+    range pyproject.toml allows."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    if dependency == "python":
+        return f"CPython {sys.version.split()[0]} (allowed: {project['requires-python']})"
+    allowed = next(re.sub(r"^[A-Za-z_\[\]-]+", "", d) for d in project["dependencies"]
+                   if re.match(rf"{dependency}(\[|[<>=]|$)", d))
+    return f"{dependency} {metadata.version(dependency)} (allowed: {allowed})"
+
+
 def table(f: dict[str, Any]) -> str:
     ms = "{:.1f} ms".format
     s = "{:.2f} s".format
@@ -195,35 +209,35 @@ def table(f: dict[str, Any]) -> str:
         ("`compat.keras.reset_state`: `keras.src.backend.common.global_state`, `keras.src.utils.rng_utils`",
          "a run that reuses its structure's trace keeps TF's kernel caches (clear_session would drop them)",
          f"a reused loss_bound run: {ms(f['reach_ms'])}; with the fallback {ms(f['keras_fallback_ms'])}",
-         "`keras.backend.clear_session()` + `keras.utils.set_random_seed`: a fresh session per run"),
+         "`keras.backend.clear_session()` + `keras.utils.set_random_seed`: a fresh session per run", tested("keras")),
         ("`compat.tensorflow.watching_eager_ops`: `tensorflow.python.framework.op_callbacks`",
          "a structure's first build() is checked for stateful random ops, so its later runs may keep the session",
          f"as above: with the fallback {ms(f['callbacks_fallback_ms'])}",
-         "nothing watched; every run starts a fresh session"),
+         "nothing watched; every run starts a fresh session", tested("tensorflow")),
         ("`compat.tensorflow.is_stateful`: `op_def_registry.get`",
          "which ops keep RNG state in their kernel, exactly (the reuse_trace promise's check)",
          f"of {f['ops_named_random']} ops named like random ops, the fallback disagrees on "
          f"{len(f['ops_disagreeing'])}: {', '.join(f['ops_disagreeing']) or 'none'}",
-         "TF's naming: `Random`/`Multinomial` in the name or `Stateful...`, not `Stateless...`"),
+         "TF's naming: `Random`/`Multinomial` in the name or `Stateful...`, not `Stateless...`", tested("tensorflow")),
         ("`compat.tensorflow.operations`, `op_types`: `Graph._functions`",
          "the ops of a traced loop's body as `tf.Operation`s (tests inspect them); op types without serialising",
          f"op types of a loss_bound loop: {ms(f['op_types_ms'])}; with the fallback {ms(f['op_types_fallback_ms'])}",
-         "op types from `Graph.as_graph_def()`; `operations` gives the top graph's ops only"),
+         "op types from `Graph.as_graph_def()`; `operations` gives the top graph's ops only", tested("tensorflow")),
         ("`compat.tensorflow.onednn_enabled`: `_pywrap_util_port.IsMklEnabled`",
          "every run records whether oneDNN's kernels ran (the `onednn` column)",
          "no time: a record",
-         "`False` when `TF_ENABLE_ONEDNN_OPTS=0`, else unknown (null)"),
+         "`False` when `TF_ENABLE_ONEDNN_OPTS=0`, else unknown (null)", tested("tensorflow")),
         ("`compat.python.exit_now`: `threading._shutdown`, `atexit._run_exitfuncs`",
          "a command's exit skips the teardown of every module",
          f"a driver's exit: {s(f['exit_s'])}; with the fallback {s(f['exit_fallback_s'])}",
-         "`sys.exit(code)`"),
+         "`sys.exit(code)`", tested("python")),
         ("`compat.keras.importing_without(('IPython',))`: `sys.modules[name] = None` (public; Keras' optional import)",
          "an actor's TensorFlow and Keras import skips IPython, which Keras uses only in a running IPython shell",
          f"TF and Keras imported: {s(f['import_hidden_s'])}; nothing hidden {s(f['import_s'])} (pandas and "
          f"matplotlib hidden too, as before: {s(f['import_all_hidden_s'])})",
-         "(not private: nothing to fall back from)"),
+         "(not private: nothing to fall back from)", tested("keras")),
     ]
-    lines = ["| reach | what it buys | measured | fallback |", "|---|---|---|---|"]
+    lines = ["| reach | what it buys | measured | fallback | tested on |", "|---|---|---|---|---|"]
     lines += [f"| {' | '.join(r)} |" for r in rows]
     return "\n".join(lines)
 
