@@ -74,6 +74,21 @@ def child(a: argparse.Namespace) -> int:
     return 0
 
 
+def ml_dtypes_note() -> str | None:
+    """One line when the installed ml_dtypes is one whose import is slow (constraints/bench.txt)."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("ml_dtypes")
+    except metadata.PackageNotFoundError:
+        return None
+    major, minor = (int(p) if p.isdigit() else 0 for p in (version.split(".") + ["0"])[:2])
+    if (major, minor) < (0, 7):
+        return None
+    return (f"note: ml_dtypes {version} is installed, whose import is slow; cold-start figures include it "
+            f"(pip install -c constraints/bench.txt ..., docs/engine.md)")
+
+
 def main(doc: str = __doc__ or "", argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ap = parser(doc)
@@ -85,6 +100,9 @@ def main(doc: str = __doc__ or "", argv: list[str] | None = None) -> int:
         ap.error(f"--only: no figure {unknown[0]} (one of {' '.join(ONLY)})")
     if a.pair:
         return child(a)
+    note = ml_dtypes_note()
+    if note:
+        print(note, file=sys.stderr)
     data = Path(a.results)
     if a.history:
         rows = record.history(record.load(data), a.history)

@@ -393,14 +393,14 @@ def test_a_broken_promise_in_build_or_in_the_final_evaluation_is_an_error(tf_wor
 
 
 def test_a_worker_starts_without_the_modules_keras_would_pull_in_and_they_stay_importable() -> None:
-    """init_worker hides matplotlib, pandas and IPython while TF and Keras import (each costs an actor's
-    start time, none is used by a run); a scenario that imports one itself still gets it. The cyclic GC
+    """init_worker hides IPython while TF and Keras import (Keras uses it only in a running IPython
+    shell, which a process without IPython cannot have); a scenario that imports it still gets it. The cyclic GC
     stays off during the import (its collections there cost a third of it) and is on again afterwards
     with what the import left frozen, before any collection walked it: no full collection at all."""
     import subprocess
     import sys
 
-    from harness.engine.runtime import UNNEEDED_BY_KERAS
+    from harness.compat.keras import UNNEEDED_BY_KERAS
 
     probe = ("import gc, sys, importlib.util\n"
              "collections = []\n"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.checks import Check, CheckState
+from harness.compat import tensorflow as compat_tf
 from harness.engine.held import Held, holding
 
 log = logging.getLogger(__name__)
@@ -213,13 +214,14 @@ class CompiledLoop:
     def operations(self) -> list[Any]:
         """Every op of the traced loops (each variant traced so far): their graphs' and those of
         their nested functions (the while loops' bodies and conditions)."""
-        return [op for fn in {id(f): f for f in self.variants.values()}.values() for op in operations(fn)]
+        return [op for fn in self._traced() for op in compat_tf.operations(fn)]
 
+    def op_types(self) -> list[str]:
+        """The type of every op of the traced loops, those of their nested functions included."""
+        return [t for fn in self._traced() for t in compat_tf.op_types(fn)]
 
-def operations(fn: Any) -> list[Any]:
-    """Every op of a concrete function: its graph's and those of its nested functions."""
-    graphs = [fn.graph, *(f.graph for f in fn.graph._functions.values() if hasattr(f, "graph"))]
-    return [op for g in graphs for op in g.get_operations()]
+    def _traced(self) -> list[Any]:
+        return list({id(f): f for f in self.variants.values()}.values())
 
 
 def compile_loop(scenario: Any, data: Sequence[Any], checks: Sequence[Check], *, batch_size: int,
@@ -343,7 +345,10 @@ class CompiledFinal:
         return list(self.fn.captured_inputs)
 
     def operations(self) -> list[Any]:
-        return operations(self.fn)
+        return compat_tf.operations(self.fn)
+
+    def op_types(self) -> list[str]:
+        return compat_tf.op_types(self.fn)
 
 
 def final_checks(scenario: Any, checks: Sequence[Check]) -> list[Check]:

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.checks import Check, CheckState
+from harness.compat import tensorflow as compat_tf
 from harness.engine.held import Held, LayoutMismatch, held_tensors, replace_held
 from harness.engine.loop import CompiledFinal, CompiledLoop, LoopOutput, compile_final, compile_loop
 
@@ -119,11 +120,14 @@ def recording_variables() -> Iterator[list[Any]]:
 def _is_stateful_random(op_type: str) -> bool:
     """A random op whose kernel keeps its generator's state (or a stateful-RNG op): its stream
     depends on what ran before it in the process."""
-    from tensorflow.python.framework import op_def_registry
+    return (("Random" in op_type or op_type.startswith("Stateful") or op_type == "Multinomial")
+            and compat_tf.is_stateful(op_type))
 
-    op_def = op_def_registry.get(op_type)
-    return bool(op_def is not None and op_def.is_stateful
-                and ("Random" in op_type or op_type.startswith("Stateful") or op_type == "Multinomial"))
+
+def can_keep_sessions() -> bool:
+    """Whether runs of a structure may keep the session: only where a structure's first build() can
+    be watched for stateful random ops (watching_random_ops), which a kept session would not reset."""
+    return compat_tf.can_watch_eager_ops()
 
 
 @contextmanager
@@ -132,24 +136,17 @@ def watching_random_ops(active: bool = True) -> Iterator[list[str]]:
 
     They are what a kept session (runtime.begin_run) would not reset between runs: TF clears
     their kernels' state only with its kernel caches. An op callback slows every eager op, so
-    the engine watches a reuse_trace scenario's build() once per structure (``active``)."""
+    the engine watches a reuse_trace scenario's build() once per structure (``active``). Where
+    TF's op callbacks are unavailable nothing is seen, and no session is kept (can_keep_sessions)."""
     seen: list[str] = []
     if not active:
         yield seen
         return
-    from tensorflow.python.framework import op_callbacks
-
-    def callback(op_type: Any, inputs: Any, attrs: Any, outputs: Any, op_name: Any = None,
-                 graph: Any = None) -> None:
-        name = op_type.decode() if isinstance(op_type, bytes) else str(op_type)
-        if graph is None and _is_stateful_random(name):
-            seen.append(name)
-
-    op_callbacks.add_op_callback(callback)
-    try:
-        yield seen
-    finally:
-        op_callbacks.remove_op_callback(callback)
+    with compat_tf.watching_eager_ops() as ops:
+        try:
+            yield seen
+        finally:
+            seen.extend(t for t in ops or () if _is_stateful_random(t))
 
 
 def check_build(scenario: Any, random_ops: Sequence[str]) -> None:
@@ -168,7 +165,7 @@ def _signature(variables: Sequence[Any]) -> tuple:
 def _stateful_random_ops(fn: CompiledLoop | CompiledFinal) -> list[str]:
     """Stateful random ops in traced code: their seed is fixed when traced and their
     state lives in the kernel, so a reused trace would replay the first run's stream."""
-    return sorted({op.type for op in fn.operations() if _is_stateful_random(op.type)})
+    return sorted({t for t in fn.op_types() if _is_stateful_random(t)})
 
 
 def _check_promise(scenario: Any, fn: CompiledLoop | CompiledFinal, variables: Sequence[Any]) -> None:

@@ -204,7 +204,7 @@ def execute(spec: RunSpec, *, on_series: Callable[[Any, Any], None] | None = Non
         reusing = promised and on_series is None
         first = reusing and not reuse.known(spec.structure())  # its build() is watched, in a fresh session
         clock.mark("setup")
-        begin_run(spec.seed, keep_session=reusing and not first)
+        begin_run(spec.seed, keep_session=reusing and not first and reuse.can_keep_sessions())
         clock.mark("session")
         ctx = RunContext(spec)
         with reuse.recording_variables() as variables, reuse.watching_random_ops(first) as random_ops:

@@ -4,38 +4,20 @@ from __future__ import annotations
 
 import gc
 import os
-import random
 import re
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from harness.compat import keras as compat_keras
+from harness.compat import tensorflow as compat_tf
+from harness.compat.keras import UNNEEDED_BY_KERAS, importing_without
+
 _initialised = False
 _onednn: bool | None = None
 FRESH_EVERY = 500  # a run in a kept session still starts a fresh one after this many (memory)
 _kept_runs = 0
-# Keras imports these when installed, each inside try/except ImportError: matplotlib.pyplot for an
-# image-gallery helper, pandas for DataFrame inputs to fit(), IPython for the notebook display of
-# its saved-model file editor. A worker needs none of them, and they cost about 1.5 s of every
-# actor's start (IPython alone 0.5 s). Hidden while TF and Keras import; importable again after.
-UNNEEDED_BY_KERAS = ("matplotlib", "pandas", "IPython")
-
-
-@contextmanager
-def _hidden(names: tuple[str, ...]) -> Iterator[None]:
-    """``import name`` raises ImportError inside the block (for names not imported yet)."""
-    hidden = [n for n in names if n not in sys.modules]
-    for n in hidden:
-        sys.modules[n] = None  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        for n in hidden:
-            if n in sys.modules and sys.modules[n] is None:
-                del sys.modules[n]
-
-
 # TensorFlow's native start-up notices: written to the process's stderr while it is imported, before
 # its logging reads TF_CPP_MIN_LOG_LEVEL, so no variable silences them (TF 2.19+, reported as
 # tensorflow/tensorflow#100442): absl's line about logging before InitializeLog, and the I/W lines
@@ -94,17 +76,16 @@ def import_tensorflow() -> bool:
     if "tensorflow" in sys.modules and "keras" in sys.modules:
         return False
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    # The import allocates some 10^6 objects, and the cyclic GC's collections during it walk
-    # everything allocated so far, again and again: a third of the import's time (3.2 s -> 2.3 s
-    # on 2 cores). They are frozen before the GC is on again (gc.freeze: never scanned again), or
-    # the first collection after the import walks them all once more, and every later run's keras
-    # clear_session(), which runs a full gc.collect(), too (0.2 s per run). Collecting them before
-    # the freeze would cost 0.2 s of every worker's start to free some 300 objects (measured with
-    # TF 2.21: resident memory unchanged).
+    # The import allocates about a million objects, and the cyclic GC's collections during it walk
+    # everything allocated so far, again and again, freeing nearly nothing. They are frozen before
+    # the GC is on again (gc.freeze: never scanned again), or the first collection after the import
+    # walks them all once more, and so does every later run's keras clear_session(), which runs a
+    # full gc.collect(). No collection before the freeze: it would free a few hundred objects at
+    # the cost of a full walk in every worker's start (docs/engine.md).
     enabled = gc.isenabled()
     gc.disable()
     try:
-        with _hidden(UNNEEDED_BY_KERAS):
+        with importing_without(UNNEEDED_BY_KERAS):
             import tensorflow  # noqa: F401
             import keras  # noqa: F401  (loaded here, before the freeze)
         gc.freeze()
@@ -132,17 +113,8 @@ def init_tensorflow(num_threads: int | None = None) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, int(num_threads))))
     tf.config.experimental.enable_op_determinism()
     tf.get_logger().setLevel("ERROR")
-    _onednn = _read_onednn()
+    _onednn = compat_tf.onednn_enabled()
     _initialised = True
-
-
-def _read_onednn() -> bool | None:
-    try:  # TF has no public call for it; this is what its own tests ask (test_util.IsMklEnabled)
-        from tensorflow.python.util import _pywrap_util_port
-
-        return bool(_pywrap_util_port.IsMklEnabled())
-    except (ImportError, AttributeError):
-        return None
 
 
 def onednn_enabled() -> bool | None:
@@ -150,7 +122,7 @@ def onednn_enabled() -> bool | None:
     it is imported: on by default on Linux x86 CPUs with the newer vector instructions (AVX512_VNNI,
     AVX512_BF16, AVX_VNNI or AMX), off with TF_ENABLE_ONEDNN_OPTS=0. Its kernels give other numbers
     than Eigen's (docs/engine.md), so every run records it. None when TensorFlow cannot tell."""
-    return _onednn if _initialised else _read_onednn()
+    return _onednn if _initialised else compat_tf.onednn_enabled()
 
 
 def seed_everything(seed: int) -> None:
@@ -172,34 +144,21 @@ def begin_run(seed: int, *, keep_session: bool = False) -> None:
     those two calls do, while TF's kernel caches and global seed are kept. That seed seeds only
     stateful random ops, which such a scenario does not use (checked on its structure's first
     run, in a fresh session); the kernels it keeps hold no state of a run. Every FRESH_EVERY
-    kept runs the session is fresh anyway, which frees what the kept ones accumulated.
+    kept runs the session is fresh anyway, which frees what the kept ones accumulated. Where
+    Keras keeps its global state elsewhere (harness.compat.keras.reset_state's fallback), every
+    run starts a fresh session.
     """
     global _kept_runs
     if keep_session and _kept_runs < FRESH_EVERY:
         _kept_runs += 1
-        _reset_keras(int(seed))
+        if not compat_keras.reset_state(int(seed)):
+            _kept_runs = 0  # its fallback was a fresh session
         return
     _kept_runs = 0
     import keras
 
     keras.backend.clear_session()
     seed_everything(seed)
-
-
-def _reset_keras(seed: int) -> None:
-    """clear_session()'s Keras half and set_random_seed()'s Python, NumPy and Keras half. Keras
-    has no public call for these without TF's (keras.src is what both calls run)."""
-    import numpy as np
-    from keras.src.backend.common import global_state
-    from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
-
-    # what keras.backend.clear_session() resets first: layer name counters, the global
-    # SeedGenerator, the dtype policy and other settings (Keras >= 3 keeps them all there)
-    global_state.GLOBAL_STATE_TRACKER = threading.local()
-    global_state.GLOBAL_SETTINGS_TRACKER = threading.local()
-    global_state.set_global_attribute(GLOBAL_RANDOM_SEED, seed)
-    random.seed(seed)
-    np.random.seed(seed)
 
 
 def device_name() -> str:
