@@ -126,7 +126,8 @@ def test_onednn_enabled_falls_back_to_the_environment(tf_worker: None, monkeypat
     assert _logged(fresh_log, compat_tf.ONEDNN) == 1
 
 
-STATEFUL = ["RandomStandardNormal", "RandomUniform", "RandomUniformInt", "StatefulUniform", "Multinomial"]
+STATEFUL = ["RandomStandardNormal", "RandomUniform", "RandomUniformInt", "StatefulUniform", "Multinomial",
+            "TruncatedNormal"]
 STATELESS = ["StatelessRandomNormalV2", "StatelessRandomUniformV2", "StatelessRandomGetKeyCounter", "MatMul", "AddV2"]
 
 

@@ -51,8 +51,8 @@ def is_stateful(op_type: str) -> bool:
             return bool(op_def is not None and op_def.is_stateful)
         except (AttributeError, TypeError) as exc:
             fallback(OP_DEF, f"{type(exc).__name__}: {exc}")
-    return (("Random" in op_type or "Multinomial" in op_type or op_type.startswith("Stateful"))
-            and not op_type.startswith("Stateless"))
+    return (("Random" in op_type or "Multinomial" in op_type or "TruncatedNormal" in op_type
+             or op_type.startswith("Stateful")) and not op_type.startswith("Stateless"))
 
 
 def _op_callbacks() -> Any | None:

@@ -120,7 +120,8 @@ def recording_variables() -> Iterator[list[Any]]:
 def _is_stateful_random(op_type: str) -> bool:
     """A random op whose kernel keeps its generator's state (or a stateful-RNG op): its stream
     depends on what ran before it in the process."""
-    return (("Random" in op_type or op_type.startswith("Stateful") or op_type == "Multinomial")
+    return (("Random" in op_type or op_type.startswith("Stateful") or op_type in ("Multinomial", "TruncatedNormal",
+                                                                                 "ParameterizedTruncatedNormal"))
             and compat_tf.is_stateful(op_type))
 
 
