@@ -77,6 +77,7 @@ import typing
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from harness import axes as axes_table
 from harness.checks import Check
 
 REQUIRED = ("checks", "build", "train_step")
@@ -182,7 +183,8 @@ def load_class(target: str) -> type:
     return cls
 
 
-TRAINING_AXES: tuple[str, ...] = ("batch_size", "clip_value", "steps")
+# the axes a scenario that does not train cannot use (harness.axes: those marked training)
+TRAINING_AXES: tuple[str, ...] = axes_table.TRAINING
 
 
 def unused_axes(cls: type) -> frozenset[str]:
