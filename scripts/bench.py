@@ -29,6 +29,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT / "tests"))  # tests/synthetic.py: the synthetic results the analysis benches read
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
@@ -494,7 +495,7 @@ def fig_report(rows: int) -> Figure:
     """A seed_article-shaped frame (2 checks per run, NaN runs, errored runs) of ``rows`` rows."""
     import numpy as np
 
-    from harness.analysis.synthetic import synthetic_results, write_results
+    from synthetic import synthetic_results, write_results
 
     def rate(d: Any) -> Any:
         return np.where(d.precision == "fp16", 3e-5, np.where(d.precision == "bf16", 1e-5, 2e-6)) * \
@@ -528,7 +529,7 @@ def _loading_rows(runs: int) -> Any:
     import numpy as np
     import pyarrow as pa
 
-    from harness.analysis.synthetic import synthetic_results
+    from synthetic import synthetic_results
     from harness.records import CORE_SCHEMA
 
     per_seed = 4 * 3 * 3 * 2  # data sizes x batch sizes x precisions x clip values
