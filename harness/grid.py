@@ -128,7 +128,7 @@ def _scenario_runs(cfg: SweepConfig, scenario: str, seen: set[str]) -> list[RunS
             point = {"scenario": scenario, **dict(zip(swept, values))}
             if _excluded(point, cfg.exclude):
                 continue
-            spec = _spec(cfg.name, sc.target, params, digest, point)
+            spec = run_spec(cfg.name, sc.target, params, digest, point)
             run_id = make_run_id(spec)
             if run_id in seen:
                 continue
@@ -160,7 +160,7 @@ def _params(cls: type, scenario: str, fixed: Mapping[str, Any], swept: Mapping[s
         raise ConfigError(f"scenarios.{scenario}.{where}", str(exc).split(": ", 1)[1]) from exc
 
 
-def _spec(sweep: str, target: str, params: Mapping[str, Any], digest: str, point: Mapping[str, Any]) -> RunSpec:
+def run_spec(sweep: str, target: str, params: Mapping[str, Any], digest: str, point: Mapping[str, Any]) -> RunSpec:
     """The RunSpec of one point of the grid: the schedule resolved to steps (0 for a scenario that
     does not train), each axis in its field or in ``more``. ConfigError for a batch larger than the data."""
     data_size, batch_size, epochs = point["data_size"], point.get("batch_size"), point.get("epochs")
