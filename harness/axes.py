@@ -1,7 +1,7 @@
 """The axes of a sweep, declared once: ``AXES``, in display order.
 
 Each ``Axis`` says how a value is read from config (``parse``, which raises the one-line
-``ConfigError(key, message)``), its Arrow type in the results (one column of the axis's name),
+``ConfigError(key, message)``), its column's type in the results (a column of the axis's name),
 its label, whether a scenario that does not train uses it, where the closing summary shows it,
 whether an unset value enters the run id, and how a value prints. Everything that names axes
 reads this table: the config (``sweep.NAME``), the grid (the product, the run id), the results
@@ -20,8 +20,6 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import pyarrow as pa
 
 from harness.validate import ConfigError, as_list, integer, number
 
@@ -55,7 +53,7 @@ class Axis:
 
     name: str
     type: type
-    arrow: pa.DataType
+    column_type: str  # the results column's type, a name of harness.records.EXTRA_TYPES
     label: str
     display: int  # the axis's place among the results' columns (and the analysis's axes)
     doc: str
@@ -110,24 +108,24 @@ def _positive_number(key: str, value: Any) -> float:
 # In the grid's order (the product of a sweep varies the last axis fastest); ``display`` orders the
 # columns of the results and the analysis.
 AXES: tuple[Axis, ...] = (
-    Axis("scenario", str, pa.string(), "scenario", 0, "the scenario's name (sweep.scenario)", _scenario,
+    Axis("scenario", str, "string", "scenario", 0, "the scenario's name (sweep.scenario)", _scenario,
          summary="row"),
-    Axis("data_size", int, pa.int64(), "data size", 1, "rows of data the run generates", _positive_int,
+    Axis("data_size", int, "int64", "data size", 1, "rows of data the run generates", _positive_int,
          summary="column"),
-    Axis("batch_size", int, pa.int64(), "batch size", 2, "rows a training step takes; null for a scenario that "
+    Axis("batch_size", int, "int64", "batch size", 2, "rows a training step takes; null for a scenario that "
          "does not train", _positive_int, training=True),
-    Axis("precision", str, pa.string(), "precision", 6, "fp32, fp16 or bf16 (a Keras dtype policy)", _precision,
+    Axis("precision", str, "string", "precision", 6, "fp32, fp16 or bf16 (a Keras dtype policy)", _precision,
          summary="row"),
-    Axis("seed", int, pa.int64(), "seed", 5, "the replicate: data and initialisation",
+    Axis("seed", int, "int64", "seed", 5, "the replicate: data and initialisation",
          lambda key, v: integer(key, v, "a non-negative integer", at_least=0), summary="replicate"),
-    Axis("clip_value", float, pa.float64(), "clip value", 7, "gradient clipping by value; null: none",
+    Axis("clip_value", float, "float64", "clip value", 7, "gradient clipping by value; null: none",
          lambda key, v: number(key, v, "a positive number or null", above=0), default=(None,), training=True,
          nullable=True),
-    Axis("steps", int, pa.int64(), "steps", 3, "training steps (resolved for an epochs schedule; 0: the "
+    Axis("steps", int, "int64", "steps", 3, "training steps (resolved for an epochs schedule; 0: the "
          "scenario does not train)", _positive_int, training=True),
-    Axis("epochs", float, pa.float64(), "epochs", 4, "passes over the data (null for a steps schedule)",
+    Axis("epochs", float, "float64", "epochs", 4, "passes over the data (null for a steps schedule)",
          _positive_number, training=True),
-    Axis("learning_rate", float, pa.float64(), "learning rate", 8, "the optimizer's learning rate; null: the "
+    Axis("learning_rate", float, "float64", "learning rate", 8, "the optimizer's learning rate; null: the "
          "scenario's own", _positive_number, summary="row", default=(None,), training=True, hashed_unset=False,
          optimizer_arg="learning_rate"),
 )
@@ -142,7 +140,7 @@ TRAINING: tuple[str, ...] = tuple(a.name for a in AXES if a.training)
 DISPLAY: tuple[str, ...] = tuple(a.name for a in sorted(AXES, key=lambda a: a.display))
 _LAST = max(DISPLAY.index(n) for n in SCHEDULE) + 1
 COLUMNS: tuple[str, ...] = (*DISPLAY[:_LAST], "schedule", *DISPLAY[_LAST:])
-FIELDS: tuple[pa.Field, ...] = tuple(pa.field(c, BY_NAME[c].arrow if c in BY_NAME else pa.string()) for c in COLUMNS)
+COLUMN_TYPES: Mapping[str, str] = {c: BY_NAME[c].column_type if c in BY_NAME else "string" for c in COLUMNS}
 
 
 def in_summary(place: str) -> tuple[str, ...]:

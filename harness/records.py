@@ -113,12 +113,13 @@ class RunResult:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+_TYPES = {"float64": pa.float64(), "int64": pa.int64(), "string": pa.string(), "bool": pa.bool_()}
 # Columns every part file has, in order. Scenario extras follow them.
 CORE_SCHEMA = pa.schema(
     [
         ("sweep", pa.string()),
         ("run_id", pa.string()),
-        *axes.FIELDS,  # a column per axis, and schedule
+        *((c, _TYPES[t]) for c, t in axes.COLUMN_TYPES.items()),  # a column per axis, and schedule
         ("params", pa.string()),
         ("variant", pa.string()),
         ("check", pa.string()),
@@ -165,8 +166,7 @@ RESULT_COLUMNS: tuple[str, ...] = ("bound_compared", "value_dtype", "n_evaluated
 
 
 # The types a scenario may declare for its run-level extra columns (``extra_columns()``), by name.
-EXTRA_TYPES: dict[str, pa.DataType] = {"float64": pa.float64(), "int64": pa.int64(), "string": pa.string(),
-                                       "bool": pa.bool_()}
+EXTRA_TYPES: dict[str, pa.DataType] = _TYPES
 # The extra columns the engine adds to every run of a scenario that trains.
 TRAINING_EXTRAS: dict[str, str] = {"grad_norm_max": "float64", "clip_active_steps": "int64"}
 
