@@ -108,12 +108,11 @@ def _positive_number(key: str, value: Any) -> float:
 # In the grid's order (the product of a sweep varies the last axis fastest); ``display`` orders the
 # columns of the results and the analysis.
 AXES: tuple[Axis, ...] = (
-    Axis("scenario", str, "string", "scenario", 0, "the scenario's name (sweep.scenario)", _scenario,
+    Axis("scenario", str, "string", "scenario", 0, "the scenario's name (a key of `scenarios`)", _scenario,
          summary="row"),
     Axis("data_size", int, "int64", "data size", 1, "rows of data the run generates", _positive_int,
          summary="column"),
-    Axis("batch_size", int, "int64", "batch size", 2, "rows a training step takes; null for a scenario that "
-         "does not train", _positive_int, training=True),
+    Axis("batch_size", int, "int64", "batch size", 2, "rows a training step takes", _positive_int, training=True),
     Axis("precision", str, "string", "precision", 6, "fp32, fp16 or bf16 (a Keras dtype policy)", _precision,
          summary="row"),
     Axis("seed", int, "int64", "seed", 5, "the replicate: data and initialisation",
