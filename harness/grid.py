@@ -94,9 +94,10 @@ def variant_label(params: Mapping[str, Any], swept: Sequence[str]) -> str:
 def expand(cfg: SweepConfig) -> list[RunSpec]:
     """All runs of a sweep, in a stable order, minus those an exclude rule matches.
 
-    Axes a scenario does not use (``harness.scenarios.base.unused_axes``: batch size, clip
-    value and steps of a scenario that does not train) collapse: one run per remaining point,
-    recorded with batch_size and clip_value null and steps 0, so no run is repeated.
+    The axes are those of ``harness.axes.AXES``, in its order (the last varies fastest). Axes a
+    scenario does not use (``harness.scenarios.base.unused_axes``: the training axes of a scenario
+    that does not train) collapse: one run per remaining point, recorded with those axes null and
+    steps 0, so no run is repeated.
 
     Raises ConfigError for a run that cannot exist (batch_size > data_size) and
     for a grid that is empty after exclusion; ScenarioError ``NAME: ...`` for a scenario that

@@ -206,7 +206,8 @@ def rebuild_spec(row: dict[str, Any], doc: dict[str, Any], target: str | None = 
         raise ReplayError(f"params: not JSON: {exc}") from exc
     point = {a.name: _typed(row.get(a.name), a.type) for a in table.AXES}  # every axis of the table (null: unset)
     steps = [point["steps"]]
-    axes = config.get("sweep") or (config.get("axes") or {}).get("values") or {}  # composed config, or asdict(SweepConfig)
+    # the composed config, or asdict(SweepConfig)
+    axes = config.get("sweep") or (config.get("axes") or {}).get("values") or {}
     sweep_steps = axes.get("steps") or []
     sweep_steps = sweep_steps if isinstance(sweep_steps, (list, tuple)) else [sweep_steps]
     steps += [s for s in sweep_steps if isinstance(s, int) and s not in steps]

@@ -458,11 +458,12 @@ def plot_trace(table: Any, side: Mapping[str, Any], checks: Sequence[Any], path:
     height = header + (0.3 + len(panels) * axis_h + (len(panels) - 1) * gap + bottom if panels else 0.1)
     fig = Figure(figsize=(10, height))
     verified = "replay matches the stored run" if side["verified"] else "replay DIFFERS from the stored run"
+    # the run's other axes: those set, and those whose null is a value (no clipping)
     shown = [a for a in axis_table.DISPLAY if a not in ("scenario", "steps", "precision")
-             and (a in ("batch_size", "clip_value") or side.get(a) is not None)]  # a set axis, and the usual ones
+             and (side.get(a) is not None or axis_table.BY_NAME[a].nullable)]
     fig.suptitle(f"run {side['run_id']}: {side['scenario']} {n} steps {side['precision']} "
-                 f"{axis_table.label(shown, side).replace(', ', ' ')} ({verified})", fontsize=9, y=1 - 0.1 / height, x=0.01, ha="left",
-                 va="top")
+                 f"{axis_table.label(shown, side).replace(', ', ' ')} ({verified})", fontsize=9, y=1 - 0.1 / height,
+                 x=0.01, ha="left", va="top")
     if box:
         text = "\n".join([*head, *(["final checks:", *(f"  {ln}" for ln in lines)] if final else [])])
         fig.text(0.01, 1 - 0.4 / height, text, fontsize=8, va="top", ha="left", family="monospace",

@@ -25,11 +25,12 @@ and optionally:
     trains = False        -> a class attribute for a scenario that does not train
                              (e.g. a preprocessing check): no loop runs, steps is
                              recorded as 0, every check must be when="final" and
-                             train_step may be omitted; the axes it cannot use
-                             (batch_size, clip_value, steps/epochs) collapse in the grid:
-                             one run per remaining point, those axes recorded as null
+                             train_step may be omitted; the axes it cannot use (the
+                             training axes of harness.axes: batch_size, clip_value,
+                             steps/epochs, learning_rate) collapse in the grid: one run
+                             per remaining point, those axes recorded as null
     ignores_axes = (...)  -> a class attribute naming further axes the scenario does not
-                             read (any of batch_size, clip_value, steps); they collapse too
+                             read (any training axis); they collapse too
     autograph = False     -> a class attribute for code with no Python control flow on
                              tensors: TF then skips AutoGraph's source conversion, which
                              makes every run's tracing faster (default True, TF's default)
