@@ -110,3 +110,16 @@ def test_a_schema_5_part_file_reads_learning_rate_null(tmp_path) -> None:
     write_part(tmp_path, new.run_id, pa.Table.from_pylist([_row(new)]))
     df = load_results(tmp_path).set_index("schema_version")
     assert pd.isna(df.loc["5", "learning_rate"]) and df.loc[SCHEMA_VERSION, "learning_rate"] == 0.01
+
+
+def test_ignoring_steps_ignores_the_length_however_given_and_no_training_every_training_axis() -> None:
+    from harness.scenarios.base import unused_axes
+
+    class Fixed:
+        ignores_axes = ("steps",)
+
+    class Once:
+        trains = False
+
+    assert unused_axes(Fixed) == {"steps", "epochs"}
+    assert unused_axes(Once) == set(axes.TRAINING) >= {"batch_size", "clip_value", "steps", "epochs", "learning_rate"}

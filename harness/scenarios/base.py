@@ -197,7 +197,10 @@ def unused_axes(cls: type) -> frozenset[str]:
     if bad:
         raise ScenarioError(f"{cls.__name__}.ignores_axes names {bad[0]!r}; it may name only "
                             f"{', '.join(TRAINING_AXES)}")
-    return frozenset(ignored) | (frozenset(TRAINING_AXES) if not getattr(cls, "trains", True) else frozenset())
+    out = frozenset(ignored) | (frozenset(TRAINING_AXES) if not getattr(cls, "trains", True) else frozenset())
+    if out & set(axes_table.SCHEDULE):  # steps or epochs: the run's length, however the sweep gives it
+        out |= frozenset(axes_table.SCHEDULE)
+    return out
 
 
 class ParamError(ScenarioError):
