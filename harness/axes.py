@@ -17,6 +17,7 @@ itself), without Ray: the driver imports this module, so no TensorFlow and no Ra
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,10 +32,12 @@ SUMMARY_PLACES: tuple[str, ...] = ("row", "column", "pooled", "replicate")
 
 def show(value: Any) -> str:
     """A value as the harness prints it: ``none`` for unset, whole floats without ``.0``, others ``%g``."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None:
         return "none"
-    if isinstance(value, float) or type(value).__name__.startswith("float"):
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):  # float, numpy's floats
         v = float(value)
+        if math.isnan(v):  # a null read from a float column
+            return "none"
         return f"{int(v)}" if v.is_integer() and abs(v) < 1e15 else f"{v:g}"
     return str(value)
 

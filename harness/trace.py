@@ -240,12 +240,7 @@ def scalars(table: Any, side: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, 
     return out
 
 
-def _label_value(v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "none"
-    if isinstance(v, (float, np.floating)):
-        return f"{int(v)}" if float(v).is_integer() and abs(v) < 1e15 else f"{float(v):g}"
-    return str(v)
+_label_value = axis_table.show  # a value in a run's label, as the harness prints it
 
 
 def run_label(run: Mapping[str, Any], varying: Sequence[str] = ()) -> str:
