@@ -7,8 +7,9 @@ whether an unset value enters the run id, and how a value prints. Everything tha
 reads this table: the config (``sweep.NAME``), the grid (the product, the run id), the results
 schema and rows, the analysis frame, the summary, the adaptive plan, replay, trace and the
 report. Adding an axis is one entry here (and its test); a scenario reads its value as
-``ctx.axis(NAME)``, and an axis with ``optimizer_arg`` reaches the run's optimizer through
-``ctx.optimizer`` with no scenario code at all (a Keras scenario's compile arguments included).
+``ctx.axis(NAME)``, and an axis with ``optimizer`` changes the run's optimizer in
+``ctx.optimizer`` with no scenario code at all (a Keras scenario's compile optimizer included):
+``optimizer`` (the class, by Keras name) and ``learning_rate`` are such axes.
 
 Modelled on Ray Tune's ``search/sample.py`` (each axis a Domain that validates, casts and prints
 itself), without Ray: the driver imports this module, so no TensorFlow and no Ray here.
@@ -51,8 +52,9 @@ class Axis:
     scenario that trains uses it; the grid collapses it to null for the others (one run, not
     repeated ones). ``hashed_unset``: an unset (null) value enters the run id; the axes that
     existed when run ids were first stored do, an axis added later does not, so a sweep that does
-    not set it keeps its run ids. ``optimizer_arg``: the keyword of a Keras optimizer that the
-    value replaces in ``ctx.optimizer`` (null: the scenario's own)."""
+    not set it keeps its run ids. ``optimizer(value, cls, kwargs) -> (cls, kwargs)``: how a set
+    value changes the Keras optimizer the scenario builds with ``ctx.optimizer`` (its class and
+    arguments; the axes apply in the table's order; null: the scenario's own)."""
 
     name: str
     type: type
@@ -65,7 +67,7 @@ class Axis:
     default: tuple[Any, ...] | None = None
     training: bool = False
     hashed_unset: bool = True
-    optimizer_arg: str | None = None
+    optimizer: Callable[[Any, type, dict[str, Any]], tuple[type, dict[str, Any]]] | None = None
     nullable: bool = False  # null is a value of the axis (no clipping); else null means unset
 
     def __post_init__(self) -> None:
@@ -100,6 +102,37 @@ def _precision(key: str, value: Any) -> str:
     return value
 
 
+# Keras optimizers by the names keras.optimizers.get knows (Muon is left out: it needs to be told
+# which variables it may orthogonalize)
+OPTIMIZERS: tuple[str, ...] = ("adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "ftrl", "lion",
+                               "nadam", "rmsprop", "sgd")
+
+
+def _optimizer_name(key: str, value: Any) -> str:
+    if not isinstance(value, str) or value.lower() not in OPTIMIZERS:
+        from harness.suggest import did_you_mean
+
+        raise ConfigError(key, f"unknown optimizer {value!r} (known: {', '.join(OPTIMIZERS)})"
+                          + (did_you_mean(value.lower(), OPTIMIZERS) if isinstance(value, str) else ""))
+    return value.lower()
+
+
+def _other_optimizer(value: str, cls: type, kwargs: dict[str, Any]) -> tuple[type, dict[str, Any]]:
+    """The Keras optimizer named ``value``, keeping the scenario's arguments that it also takes
+    (learning rate, weight decay, ...; not SGD's momentum for Adam, nor the old class's name)."""
+    import inspect
+
+    import keras
+
+    new = type(keras.optimizers.get(value))
+    takes = set(inspect.signature(new.__init__).parameters) - {"self", "name"}
+    return new, {k: v for k, v in kwargs.items() if k in takes}
+
+
+def _learning_rate(value: float, cls: type, kwargs: dict[str, Any]) -> tuple[type, dict[str, Any]]:
+    return cls, {**kwargs, "learning_rate": value}  # a schedule of the scenario's included
+
+
 def _positive_int(key: str, value: Any) -> int:
     return integer(key, value, "a positive integer", at_least=1)
 
@@ -127,9 +160,12 @@ AXES: tuple[Axis, ...] = (
          "scenario does not train)", _positive_int, training=True),
     Axis("epochs", float, "float64", "epochs", 4, "passes over the data (null for a steps schedule)",
          _positive_number, training=True),
-    Axis("learning_rate", float, "float64", "learning rate", 8, "the optimizer's learning rate; null: the "
+    Axis("optimizer", str, "string", "optimizer", 8, "the optimizer's class by its Keras name (sgd, adam, ...), "
+         "with the scenario's arguments it takes; null: the scenario's own", _optimizer_name, summary="row",
+         default=(None,), training=True, hashed_unset=False, optimizer=_other_optimizer),
+    Axis("learning_rate", float, "float64", "learning rate", 9, "the optimizer's learning rate; null: the "
          "scenario's own", _positive_number, summary="row", default=(None,), training=True, hashed_unset=False,
-         optimizer_arg="learning_rate"),
+         optimizer=_learning_rate),
 )
 BY_NAME: Mapping[str, Axis] = {a.name: a for a in AXES}
 NAMES: tuple[str, ...] = tuple(BY_NAME)
@@ -161,10 +197,13 @@ def identity(values: Mapping[str, Any]) -> dict[str, Any]:
     return {a.name: values.get(a.name) for a in AXES if a.hashed_unset or values.get(a.name) is not None}
 
 
-def optimizer_kwargs(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The optimizer keywords the run's axes set (``optimizer_arg``), e.g. ``{"learning_rate": 0.001}``."""
-    return {a.optimizer_arg: values[a.name] for a in AXES
-            if a.optimizer_arg and values.get(a.name) is not None}
+def optimizer(values: Mapping[str, Any], cls: type, kwargs: dict[str, Any]) -> tuple[type, dict[str, Any]]:
+    """The optimizer class and arguments of a run: the scenario's ``cls`` and ``kwargs`` changed by
+    each set axis that has an ``optimizer``, in the table's order (``{"learning_rate": 0.001}``)."""
+    for a in AXES:
+        if a.optimizer is not None and values.get(a.name) is not None:
+            cls, kwargs = a.optimizer(values[a.name], cls, kwargs)
+    return cls, kwargs
 
 
 def label(names: Sequence[str], values: Mapping[str, Any]) -> str:

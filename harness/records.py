@@ -27,8 +27,8 @@ from harness import axes
 #    kernels give other numbers than Eigen's, see docs/engine.md); earlier part files read it null.
 # 5: each check row records ``on``, the steps it judges (all, or applied: not skipped by fp16's
 #    dynamic loss scaling, see checks.Check); earlier part files read it null (every step judged).
-# 6: the run-level columns are the axes of harness.axes (a column per axis): ``learning_rate`` is
-#    new; earlier part files read it null (the scenario's own learning rate, as it was).
+# 6: the run-level columns are the axes of harness.axes (a column per axis): ``optimizer`` and
+#    ``learning_rate`` are new; earlier part files read them null (the scenario's own, as it was).
 SCHEMA_VERSION = "6"
 
 

@@ -23,8 +23,8 @@ def test_one_row_per_run_and_every_value_of_the_long_frame() -> None:
     w = A.wide(df, fields)
     assert len(w) == df["run_id"].nunique() and w["run_id"].is_unique
     assert list(w["run_id"]) == list(dict.fromkeys(df["run_id"]))  # in the frame's order
-    axes = ["scenario", "data_size", "batch_size", "steps", "epochs", "schedule", "seed", "precision", "clip_value", "learning_rate",
-            "params", "variant"]
+    axes = ["scenario", "data_size", "batch_size", "steps", "epochs", "schedule", "seed", "precision", "clip_value",
+            "optimizer", "learning_rate", "params", "variant"]
     assert list(w.columns[:len(axes) + 3]) == [*axes, "run_id", "status", "passed"]
     checks = [f"{c}/{f}" for c in CHECKS for f in fields]
     assert list(w.columns[-len(checks):]) == checks  # grouped by check, in the frame's order

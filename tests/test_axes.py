@@ -123,3 +123,12 @@ def test_ignoring_steps_ignores_the_length_however_given_and_no_training_every_t
 
     assert unused_axes(Fixed) == {"steps", "epochs"}
     assert unused_axes(Once) == set(axes.TRAINING) >= {"batch_size", "clip_value", "steps", "epochs", "learning_rate"}
+
+
+def test_an_unknown_optimizer_is_one_line_with_the_known_ones_and_a_guess() -> None:
+    with pytest.raises(ConfigError) as e:
+        cfg(optimizer=["adma"])
+    assert str(e.value).startswith("sweep.optimizer: unknown optimizer 'adma' (known: adadelta, ") and "adam" in \
+        str(e.value).split(")", 1)[1]
+    runs = expand(cfg(scenario=["loss_bound"], optimizer=["SGD", None]))
+    assert {s.axis("optimizer") for s in runs} == {"sgd", None}

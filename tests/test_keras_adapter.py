@@ -131,3 +131,21 @@ def test_a_learning_rate_axis_replaces_the_compiled_optimizers_rate_and_schedule
         s.build(RunContext(_spec(more=more)))
         opt = s.keras_model.optimizer
         assert float(opt.learning_rate) == pytest.approx(rate) and float(opt.momentum) == 0.5
+
+
+def test_an_optimizer_axis_replaces_the_class_and_keeps_the_arguments_it_takes(tf_worker: None) -> None:
+    """``sweep.optimizer=[adam]``: the compile optimizer's class changes, its learning rate stays (or the
+    learning_rate axis sets it), SGD's momentum, which Adam does not take, is dropped; clipping still applies."""
+    import keras
+
+    from harness.engine.context import RunContext
+
+    class Sgd(Probe):
+        compile_args = {"loss": "mse", "optimizer": keras.optimizers.SGD(learning_rate=0.05, momentum=0.5)}
+
+    for more, rate in (({"optimizer": "adam"}, 0.05), ({"optimizer": "adam", "learning_rate": 0.002}, 0.002)):
+        s = Sgd()
+        s.build(RunContext(_spec(clip_value=0.25, more=more)))
+        opt = s.keras_model.optimizer
+        assert isinstance(opt, keras.optimizers.Adam) and float(opt.learning_rate) == pytest.approx(rate)
+        assert opt.clipvalue == 0.25

@@ -42,14 +42,14 @@ class RunContext:
     def optimizer(self, cls: Callable[..., Any], variables: Sequence[Any], **kwargs: Any) -> Any:
         """Build a Keras optimizer for ``variables`` with the run's gradient clipping (by
         value) and, under fp16, wrapped in Keras' LossScaleOptimizer (dynamic loss scaling).
-        The run's axes that set an optimizer argument (``learning_rate``, harness.axes) replace
-        the scenario's own value (a schedule included) when the sweep sets them.
+        The run's optimizer axes (harness.axes: ``optimizer``, ``learning_rate``) replace the
+        scenario's own class and learning rate (a schedule included) when the sweep sets them.
         It is built here, eagerly, so the compiled loop creates no variables."""
         import keras
 
         from harness import axes
 
-        kwargs.update(axes.optimizer_kwargs(axes.axis_values(self.spec)))
+        cls, kwargs = axes.optimizer(axes.axis_values(self.spec), cls, kwargs)
         if self.clip_value is not None:
             kwargs["clipvalue"] = self.clip_value
         opt = cls(**kwargs)
