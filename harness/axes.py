@@ -1,9 +1,9 @@
-"""The axes of a sweep, declared once: ``AXES``, in display order.
+"""The axes of a sweep, declared once: ``AXES``, in the grid's order, each with its display order.
 
 Each ``Axis`` says how a value is read from config (``parse``, which raises the one-line
 ``ConfigError(key, message)``), its column's type in the results (a column of the axis's name),
 its label, whether a scenario that does not train uses it, where the closing summary shows it,
-whether an unset value enters the run id, and how a value prints. Everything that names axes
+whether an unset value enters the run id; ``show`` prints a value of any of them. Everything that names axes
 reads this table: the config (``sweep.NAME``), the grid (the product, the run id), the results
 schema and rows, the analysis frame, the summary, the adaptive plan, replay, trace and the
 report. Adding an axis is one entry here (and its test); a scenario reads its value as
@@ -79,7 +79,7 @@ class Axis:
         ``sweep.NAME: ...`` for a missing required axis or a bad value."""
         key = f"sweep.{self.name}"
         if raw is None:
-            if self.default is None and not self.nullable and self.name not in SCHEDULE:
+            if self.default is None and self.name not in SCHEDULE:  # (steps/epochs: harness.config checks one is set)
                 raise ConfigError(key, "missing axis")
             return self.default
         out = []
@@ -87,9 +87,6 @@ class Axis:
             null = v is None or (isinstance(v, str) and v.strip().lower() in ("null", "none"))
             out.append(None if null and (self.nullable or self.default == (None,)) else self.parse(key, v))
         return tuple(out)
-
-    def print(self, value: Any) -> str:
-        return show(value)
 
 
 def _scenario(key: str, value: Any) -> Any:
