@@ -24,7 +24,7 @@ def loading_rows(runs: int) -> Any:
     import numpy as np
     import pyarrow as pa
 
-    from harness.analysis.synthetic import synthetic_results
+    from synthetic import synthetic_results
     from harness.records import CORE_SCHEMA
 
     per_seed = 4 * 3 * 3 * 2  # data sizes x batch sizes x precisions x clip values

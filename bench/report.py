@@ -19,7 +19,7 @@ def measure(opts: argparse.Namespace, want: set[str]) -> list[Figure]:
     """A seed_article-shaped frame (2 checks per run, NaN runs, errored runs) of ``--report-rows`` rows."""
     import numpy as np
 
-    from harness.analysis.synthetic import synthetic_results, write_results
+    from synthetic import synthetic_results, write_results
 
     def rate(d: Any) -> Any:
         return np.where(d.precision == "fp16", 3e-5, np.where(d.precision == "bf16", 1e-5, 2e-6)) * \

@@ -21,16 +21,20 @@ from __future__ import annotations
 import os
 import re
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness import axes
 from harness.overrides import UsageError, split, unparsable
 from harness.suggest import did_you_mean
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_CLUSTER, EXIT_STORE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 4, 130, 143
 
-USAGE = """usage: python -m harness [sweep] sweep=NAME [KEY=VALUE ...] [--dry-run] [--cfg] [--config-dir DIR]
+# every axis of the table (harness.axes), wrapped under the usage's second column
+_AXES = f"\n{' ' * 31}".join(textwrap.wrap(", ".join(axes.NAMES[:-1]) + f" or {axes.NAMES[-1]})", 48))
+USAGE = f"""usage: python -m harness [sweep] sweep=NAME [KEY=VALUE ...] [--dry-run] [--cfg] [--config-dir DIR]
        python -m harness report RESULTS_DIR [--fresh DIR] [--outcome CHECK] [...]   (python -m harness.report)
        python -m harness replay RESULTS_DIR run_id=ID[,ID...] | worst=cell [check=NAME] [--trace] [target=...]
        python -m harness compare BEFORE AFTER [--fail-on worse] [--margin M] [--out DIR]
@@ -45,8 +49,9 @@ Runs every run of a sweep on Ray and stores the finished runs as Parquet part fi
 <store.root>/<sweep.name>/. Runs already stored are skipped (rerun to resume).
 
   sweep=NAME                   a file of conf/sweep/ (or of --config-dir DIR/sweep/)
-  sweep.precision=[fp16,bf16]  set an axis (scenario, data_size, batch_size,
-                               precision, seed, clip_value, steps or epochs)
+  sweep.precision=[fp16,bf16]  set an axis ({_AXES}
+  sweep.learning_rate=[1e-3,1e-2]  the optimizer's learning rate swept (default null:
+                               the scenario's own)
   scenarios.loss_bound.bound=0.5   set a scenario parameter
   adaptive=width               add seeds per cell until each check's failure-rate interval
                                is at most adaptive.width wide (default 0.2)

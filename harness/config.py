@@ -7,35 +7,19 @@ message is one line naming the key and the bad value. No I/O, no TF, no Ray.
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness import axes as table
 from harness.suggest import did_you_mean
+from harness.validate import RANGE, ConfigError, as_list, integer, nonfinite, number, refuse
 
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")
-AXES: tuple[str, ...] = (
-    "scenario",
-    "data_size",
-    "batch_size",
-    "precision",
-    "seed",
-    "clip_value",
-    "steps",
-    "epochs",
-)
+__all__ = ["AXES", "PRECISIONS", "RANGE", "ConfigError", "integer", "number", "sweep_config_from_dict"]
 
-
-class ConfigError(ValueError):
-    """A bad configuration value: ``key: message`` on one line."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-        self.key = key
+PRECISIONS: tuple[str, ...] = table.PRECISIONS
+AXES: tuple[str, ...] = table.NAMES  # the sweep's axes (harness.axes.AXES), by name
 
 
 @dataclass(frozen=True)
@@ -51,14 +35,18 @@ class ScenarioConfig:
 
 @dataclass(frozen=True)
 class Axes:
-    scenario: tuple[str, ...]
-    data_size: tuple[int, ...]
-    batch_size: tuple[int, ...]
-    precision: tuple[str, ...]
-    seed: tuple[int, ...]
-    clip_value: tuple[float | None, ...]
-    steps: tuple[int, ...] | None  # exactly one of steps / epochs is set
-    epochs: tuple[float, ...] | None
+    """The sweep's values of every axis of ``harness.axes.AXES``, by name (``axes.seed``); None for
+    the schedule axis the sweep does not use (exactly one of steps and epochs is set)."""
+
+    values: Mapping[str, tuple[Any, ...] | None]
+
+    def __getattr__(self, name: str) -> tuple[Any, ...] | None:
+        if name.startswith("_") or name == "values":  # (pickle and copy look for dunders before values is set)
+            raise AttributeError(name)
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(f"no axis {name!r}") from None
 
 
 @dataclass(frozen=True)
@@ -131,46 +119,6 @@ class SweepConfig:
 # --------------------------------------------------------------------------- helpers
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-
-def _nonfinite(v: Any) -> bool:
-    """A float NaN or infinity (an int is always finite, however large)."""
-    return _is_number(v) and not _is_int(v) and not math.isfinite(v)
-
-
-def _refuse(key: str, value: Any, what: str) -> ConfigError:
-    why = " (NaN and infinity are refused)" if _nonfinite(value) else ""
-    return ConfigError(key, f"{value!r} is not {what}{why}")
-
-
-def number(key: str, value: Any, what: str, *, above: float | None = None, at_least: float | None = None,
-           below: float | None = None) -> float:
-    """The one rule for every real number read from config: a number (not a bool or a string), finite,
-    and in range; else ConfigError ``KEY: VALUE is not WHAT``. Finite because NaN compares false
-    with every limit (``timeout_s=nan`` passed ``<= 0`` and silently disabled the timeout) and no
-    setting of the harness means infinity."""
-    if (not _is_number(value) or _nonfinite(value) or (above is not None and not value > above)
-            or (at_least is not None and not value >= at_least) or (below is not None and not value < below)):
-        raise _refuse(key, value, what)
-    return float(value)
-
-
-def integer(key: str, value: Any, what: str, *, at_least: int) -> int:
-    """The same rule for a count: a whole number at least ``at_least`` (a whole float such as 1e6,
-    which YAML may read as a float, is fine; NaN and infinity are not whole)."""
-    if _is_number(value) and not _is_int(value) and not _nonfinite(value) and float(value).is_integer():
-        value = int(value)
-    if not _is_int(value) or value < at_least:
-        raise _refuse(key, value, what)
-    return int(value)
-
-
 NAME_MAX = 255  # bytes in one path component (Linux, macOS; most file systems)
 # the sweep's directory has siblings named after it: <name>_report (the report), <name>_traces (replay --trace)
 SIBLING_SUFFIX = len("_report")
@@ -209,35 +157,6 @@ def store_root(root: Any) -> str:
     return root
 
 
-# an axis given as range(start, stop[, step]), Python's semantics (the CLI keeps Hydra's range(...) this way)
-RANGE = re.compile(r"^range\(\s*(-?\d+)\s*,\s*(-?\d+)\s*(?:,\s*(-?\d+)\s*)?\)$")
-
-
-def _as_list(key: str, value: Any) -> list[Any]:
-    m = RANGE.match(value.strip()) if isinstance(value, str) else None
-    if m:
-        start, stop, step = int(m.group(1)), int(m.group(2)), int(m.group(3) or 1)
-        if step == 0:
-            raise ConfigError(key, f"{value!r}: a range step must not be 0")
-        value = range(start, stop, step)
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        value = [value]
-    values = list(value)
-    if not values:
-        raise ConfigError(key, "empty axis; give at least one value")
-    if len(set(map(repr, values))) != len(values):
-        raise ConfigError(key, f"{values!r} has repeated values")
-    return values
-
-
-def _positive_ints(key: str, value: Any) -> tuple[int, ...]:
-    return tuple(integer(key, v, "a positive integer", at_least=1) for v in _as_list(key, value))
-
-
-def _positive_numbers(key: str, value: Any) -> tuple[float, ...]:
-    return tuple(number(key, v, "a positive number", above=0) for v in _as_list(key, value))
-
-
 def _known(key: str, mapping: Mapping[str, Any], allowed: Sequence[str]) -> None:
     for k in mapping:
         if k not in allowed:
@@ -264,48 +183,22 @@ def _scenarios(raw: Any) -> dict[str, ScenarioConfig]:
             raise ConfigError(f"{key}._axes_", f"{axes_raw!r} is not a mapping of parameter -> values")
         param_axes = {}
         for p, values in axes_raw.items():  # any constructor parameter (the grid checks the name against the class)
-            param_axes[p] = tuple(_as_list(f"{key}._axes_.{p}", values))
+            param_axes[p] = tuple(as_list(f"{key}._axes_.{p}", values))
         out[name] = ScenarioConfig(name=name, target=target, params=params, param_axes=param_axes)
     return out
 
 
 def _axes(raw: Mapping[str, Any], scenarios: Mapping[str, ScenarioConfig]) -> Axes:
-    def get(axis: str) -> Any:
-        if axis not in raw or raw[axis] is None:
-            raise ConfigError(f"sweep.{axis}", "missing axis")
-        return raw[axis]
-
-    names = _as_list("sweep.scenario", get("scenario"))
-    for n in names:
+    """Every axis of the table read from ``sweep``; the scenarios named must be configured, and
+    exactly one of steps and epochs set."""
+    values = {a.name: a.values(raw.get(a.name)) for a in table.AXES}
+    for n in values["scenario"]:
         if not isinstance(n, str) or n not in scenarios:
             raise ConfigError("sweep.scenario", f"unknown scenario {n!r} (known: {', '.join(sorted(scenarios))})"
                               + (did_you_mean(n, scenarios) if isinstance(n, str) else ""))
-    precisions = _as_list("sweep.precision", get("precision"))
-    for p in precisions:
-        if p not in PRECISIONS:
-            raise ConfigError("sweep.precision", f"unknown precision {p!r} (known: {', '.join(PRECISIONS)})")
-    seeds = [integer("sweep.seed", s, "a non-negative integer", at_least=0)
-             for s in _as_list("sweep.seed", get("seed"))]
-    clips: list[float | None] = []
-    for c in _as_list("sweep.clip_value", raw.get("clip_value", [None])):
-        if c is None or (isinstance(c, str) and c.lower() in ("null", "none")):
-            clips.append(None)
-        else:
-            clips.append(number("sweep.clip_value", c, "a positive number or null", above=0))
-    steps = raw.get("steps")
-    epochs = raw.get("epochs")
-    if (steps is None) == (epochs is None):
+    if (values["steps"] is None) == (values["epochs"] is None):
         raise ConfigError("sweep.steps", "set exactly one of sweep.steps or sweep.epochs (the other null)")
-    return Axes(
-        scenario=tuple(names),
-        data_size=_positive_ints("sweep.data_size", get("data_size")),
-        batch_size=_positive_ints("sweep.batch_size", get("batch_size")),
-        precision=tuple(precisions),
-        seed=tuple(seeds),
-        clip_value=tuple(clips),
-        steps=_positive_ints("sweep.steps", steps) if steps is not None else None,
-        epochs=_positive_numbers("sweep.epochs", epochs) if epochs is not None else None,
-    )
+    return Axes(values)
 
 
 def _exclude(raw: Any, axes: Axes) -> tuple[Mapping[str, tuple[Any, ...]], ...]:
@@ -318,12 +211,12 @@ def _exclude(raw: Any, axes: Axes) -> tuple[Mapping[str, tuple[Any, ...]], ...]:
         key = f"sweep.exclude[{i}]"
         if not isinstance(rule, Mapping) or not rule:
             raise ConfigError(key, f"{rule!r} is not a mapping of axis -> value(s)")
-        _known(key, rule, [a for a in AXES if getattr(axes, a) is not None])
-        values = {k: tuple(_as_list(f"{key}.{k}", v)) for k, v in rule.items()}
+        _known(key, rule, [a for a in AXES if axes.values[a] is not None])
+        values = {k: tuple(as_list(f"{key}.{k}", v)) for k, v in rule.items()}
         for k, vs in values.items():
             for v in vs:  # NaN equals nothing: a rule naming it would silently exclude nothing
-                if _nonfinite(v):
-                    raise _refuse(f"{key}.{k}", v, "a value of the axis")
+                if nonfinite(v):
+                    raise refuse(f"{key}.{k}", v, "a value of the axis")
         rules.append(values)
     return tuple(rules)
 

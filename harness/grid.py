@@ -14,9 +14,10 @@ import itertools
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from harness import axes as table
 from harness.config import ConfigError, SweepConfig
 from harness.scenarios.base import ParamError, ScenarioError, definition, load_class, typed_params, unused_axes
 
@@ -43,29 +44,32 @@ class RunSpec:
     definition: str = ""  # digest of the scenario's declared checks and code (scenarios.base.definition)
     run_id: str = field(default="", compare=False)
     variant: str = field(default="", compare=False)  # the swept scenario parameters, "key=value, ..."
+    # the values of the table's axes that have no field above (harness.axes.AXES, e.g. learning_rate),
+    # only those set: an axis added to the table needs no new field
+    more: Mapping[str, Any] = field(default_factory=dict)
+
+    def axis(self, name: str) -> Any:
+        """The run's value of the axis ``name`` (null: unset, or collapsed for this scenario)."""
+        if name not in table.BY_NAME:
+            raise KeyError(f"no axis {name!r} (axes: {', '.join(table.NAMES)})")
+        return getattr(self, name) if name in _FIELDS else self.more.get(name)
 
     def identity(self) -> dict[str, Any]:
-        """Everything that defines the run (the sweep's name does not)."""
-        return {
-            "v": RUN_ID_VERSION,
-            "scenario": self.scenario,
-            "target": self.target,
-            "params": dict(self.params),
-            "data_size": self.data_size,
-            "batch_size": self.batch_size,
-            "steps": self.steps,
-            "epochs": self.epochs,
-            "seed": self.seed,
-            "precision": self.precision,
-            "clip_value": self.clip_value,
-            "definition": self.definition,
-        }
+        """Everything that defines the run (the sweep's name does not): every axis's value (an axis
+        added after run ids were stored only when set, harness.axes.identity), the scenario's class,
+        parameters and definition."""
+        return {"v": RUN_ID_VERSION, "target": self.target, "params": dict(self.params),
+                "definition": self.definition, **table.identity(table.axis_values(self))}
 
     def structure(self) -> tuple[Any, ...]:
         """What the traced training loop of a run depends on besides its data and seed: runs
         with equal structures can share one trace (see harness.engine.reuse)."""
         params = json.dumps(dict(self.params), sort_keys=True, default=str)
-        return (self.target, params, self.precision, self.clip_value, self.batch_size)
+        more = json.dumps(dict(self.more), sort_keys=True, default=str)
+        return (self.target, params, self.precision, self.clip_value, self.batch_size, more)
+
+
+_FIELDS = frozenset(f.name for f in fields(RunSpec))
 
 
 def make_run_id(spec: RunSpec) -> str:
@@ -90,9 +94,10 @@ def variant_label(params: Mapping[str, Any], swept: Sequence[str]) -> str:
 def expand(cfg: SweepConfig) -> list[RunSpec]:
     """All runs of a sweep, in a stable order, minus those an exclude rule matches.
 
-    Axes a scenario does not use (``harness.scenarios.base.unused_axes``: batch size, clip
-    value and steps of a scenario that does not train) collapse: one run per remaining point,
-    recorded with batch_size and clip_value null and steps 0, so no run is repeated.
+    The axes are those of ``harness.axes.AXES``, in its order (the last varies fastest). Axes a
+    scenario does not use (``harness.scenarios.base.unused_axes``: the training axes of a scenario
+    that does not train) collapse: one run per remaining point, recorded with those axes null and
+    steps 0, so no run is repeated.
 
     Raises ConfigError for a run that cannot exist (batch_size > data_size) and
     for a grid that is empty after exclusion; ScenarioError ``NAME: ...`` for a scenario that
@@ -112,64 +117,19 @@ def expand(cfg: SweepConfig) -> list[RunSpec]:
 
 def _scenario_runs(cfg: SweepConfig, scenario: str, seen: set[str]) -> list[RunSpec]:
     """The runs of one scenario of the sweep (see expand); ``seen`` collects the run ids."""
-    a = cfg.axes
-    schedule = ("steps", a.steps) if a.steps is not None else ("epochs", a.epochs)
-    runs: list[RunSpec] = []
     sc = cfg.scenarios[scenario]
     cls = load_class(sc.target)
-    unused = unused_axes(cls)
+    swept = _swept_axes(cfg, unused_axes(cls))
     pnames = sorted(sc.param_axes)
-    batch_sizes = (None,) if "batch_size" in unused else a.batch_size
-    clips = (None,) if "clip_value" in unused else a.clip_value
-    lengths = (None,) if "steps" in unused else schedule[1]
+    runs: list[RunSpec] = []
     for pvalues in itertools.product(*(sc.param_axes[p] for p in pnames)):
-        try:
-            params = typed_params(cls, {**sc.params, **dict(zip(pnames, pvalues))})
-        except ParamError as exc:
-            where = f"_axes_.{exc.param}" if exc.param in sc.param_axes else exc.param
-            raise ConfigError(f"scenarios.{scenario}.{where}", str(exc).split(": ", 1)[1]) from exc
+        params = _params(cls, scenario, sc.params, dict(zip(pnames, pvalues)), sc.param_axes)
         digest = definition(sc.target, params)
-        for data_size, batch_size, precision, seed, clip, length in itertools.product(
-            a.data_size, batch_sizes, a.precision, a.seed, clips, lengths
-        ):
-            point = {
-                "scenario": scenario,
-                "data_size": data_size,
-                "batch_size": batch_size,
-                "precision": precision,
-                "seed": seed,
-                "clip_value": clip,
-                schedule[0]: length,
-            }
+        for values in itertools.product(*swept.values()):
+            point = {"scenario": scenario, **dict(zip(swept, values))}
             if _excluded(point, cfg.exclude):
                 continue
-            if batch_size is not None and batch_size > data_size:
-                raise ConfigError(
-                    "sweep.batch_size",
-                    f"{batch_size} > data_size {data_size}; exclude the pair with "
-                    f"sweep.exclude=[{{data_size:{data_size},batch_size:{batch_size}}}]",
-                )
-            epochs = float(length) if schedule[0] == "epochs" and length is not None else None
-            if length is None:
-                steps = 0
-            elif epochs is not None:
-                steps = steps_for(data_size, batch_size or data_size, epochs)
-            else:
-                steps = int(length)
-            spec = RunSpec(
-                sweep=cfg.name,
-                scenario=scenario,
-                target=sc.target,
-                params=params,
-                data_size=data_size,
-                batch_size=batch_size,
-                steps=steps,
-                epochs=epochs,
-                seed=seed,
-                precision=precision,
-                clip_value=clip,
-                definition=digest,
-            )
+            spec = run_spec(cfg.name, sc.target, params, digest, point)
             run_id = make_run_id(spec)
             if run_id in seen:
                 continue
@@ -177,3 +137,42 @@ def _scenario_runs(cfg: SweepConfig, scenario: str, seen: set[str]) -> list[RunS
             runs.append(replace(spec, run_id=run_id, variant=variant_label(params, pnames)))
     return runs
 
+
+def _swept_axes(cfg: SweepConfig, unused: frozenset[str]) -> dict[str, tuple[Any, ...]]:
+    """Each axis's values for one scenario, in the table's order: the schedule the sweep set (steps
+    or epochs, not the other), and the axes the scenario does not use collapsed to null."""
+    out = {}
+    for a in table.AXES:
+        values = cfg.axes.values[a.name]
+        if a.name == "scenario" or values is None:
+            continue
+        out[a.name] = (None,) if a.name in unused else values
+    return out
+
+
+def _params(cls: type, scenario: str, fixed: Mapping[str, Any], swept: Mapping[str, Any],
+            param_axes: Mapping[str, Any]) -> dict[str, Any]:
+    """The scenario's parameters of one point, typed from its constructor; ConfigError naming the
+    key (``scenarios.NAME.PARAM`` or ``scenarios.NAME._axes_.PARAM``) for a value that does not convert."""
+    try:
+        return typed_params(cls, {**fixed, **swept})
+    except ParamError as exc:
+        where = f"_axes_.{exc.param}" if exc.param in param_axes else exc.param
+        raise ConfigError(f"scenarios.{scenario}.{where}", str(exc).split(": ", 1)[1]) from exc
+
+
+def run_spec(sweep: str, target: str, params: Mapping[str, Any], digest: str, point: Mapping[str, Any]) -> RunSpec:
+    """The RunSpec of one point of the grid: the schedule resolved to steps (0 for a scenario that
+    does not train), each axis in its field or in ``more``. ConfigError for a batch larger than the data."""
+    data_size, batch_size, epochs = point["data_size"], point.get("batch_size"), point.get("epochs")
+    if batch_size is not None and batch_size > data_size:
+        raise ConfigError("sweep.batch_size", f"{batch_size} > data_size {data_size}; exclude the pair with "
+                                              f"sweep.exclude=[{{data_size:{data_size},batch_size:{batch_size}}}]")
+    if epochs is not None:
+        steps = steps_for(data_size, batch_size or data_size, epochs)
+    else:
+        steps = int(point.get("steps") or 0)
+    known = {**point, "steps": steps, "epochs": None if epochs is None else float(epochs)}
+    more = {k: v for k, v in known.items() if k not in _FIELDS and v is not None}
+    return RunSpec(sweep=sweep, target=target, params=params, definition=digest, more=more,
+                   **{k: known.get(k) for k in table.NAMES if k in _FIELDS})

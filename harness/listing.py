@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from harness import axes
 from harness.config import SweepConfig
 from harness.grid import RunSpec
 
@@ -157,7 +158,7 @@ def main(argv: list[str]) -> int:
 
 def print_plan(cfg: SweepConfig, specs: list[RunSpec]) -> None:
     """The runs a command would start: their number and the grid, per scenario."""
-    cells = {(s.scenario, s.variant, s.data_size, s.batch_size, s.precision, s.clip_value, s.steps) for s in specs}
+    cells = {(s.variant, *(s.axis(a) for a in axes.NAMES if a != "seed")) for s in specs}
     seeds = len(cfg.axes.seed)
     more = ""
     if cfg.adaptive.adaptive:
@@ -168,12 +169,14 @@ def print_plan(cfg: SweepConfig, specs: list[RunSpec]) -> None:
         mine = [s for s in specs if s.scenario == scenario]
 
         def values(attr: str) -> str:
-            vs = sorted({getattr(s, attr) for s in mine}, key=lambda v: (v is None, str(v) if v is None else v))
+            vs = sorted({s.axis(attr) for s in mine}, key=lambda v: (v is None, str(v) if v is None else v))
             return ", ".join("none" if v is None else f"{v:,}" if isinstance(v, int) else str(v) for v in vs)
 
         variants = sorted({s.variant for s in mine if s.variant})
-        print(f"  {scenario}: {n:,} runs; data_size {values('data_size')}; batch_size {values('batch_size')}; "
-              f"precision {values('precision')}; clip_value {values('clip_value')}; steps {values('steps')}"
+        # the axes in the grid's order (epochs resolved into steps; a later axis where the sweep sets it)
+        shown = [a.name for a in axes.AXES if a.name not in ("scenario", "seed", "epochs")
+                 and (a.hashed_unset or any(s.axis(a.name) is not None for s in mine))]
+        print(f"  {scenario}: {n:,} runs; " + "; ".join(f"{a} {values(a)}" for a in shown)
               + (f"; variants {'; '.join(variants)}" if variants else ""))
     directory = Path(cfg.results_root) / cfg.name
     for line in cost_lines(cfg, specs, directory):

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from harness import axes
 from harness.config import AdaptiveConfig
 from harness.grid import RunSpec, make_run_id
 
@@ -189,8 +190,8 @@ class Planner:
         for c in self.cells.values():
             t = c.template
             out.append({
-                "cell": c.key, "scenario": t.scenario, "variant": t.variant, "data_size": t.data_size,
-                "batch_size": t.batch_size, "steps": t.steps, "precision": t.precision, "clip_value": t.clip_value,
+                "cell": c.key, "scenario": t.scenario, "variant": t.variant,
+                **{a: t.axis(a) for a in axes.DISPLAY if a not in ("scenario", "seed")},  # the cell's axes
                 "rule": self.rule.rule, "rounds": c.rounds, "seeds": c.issued,
                 "completed": sum(o.completed for o in c.outcomes.values()),
                 "stop": c.reason.value, "detail": c.detail,

@@ -16,6 +16,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from harness import axes
+
 # 2: each check row records its op, compare mode, when, schedule (every, after, judge), the bound
 #    as compared, the measured dtype and the run's scenario variant. Version 1 part files read
 #    with those columns null.
@@ -25,7 +27,9 @@ import pyarrow as pa
 #    kernels give other numbers than Eigen's, see docs/engine.md); earlier part files read it null.
 # 5: each check row records ``on``, the steps it judges (all, or applied: not skipped by fp16's
 #    dynamic loss scaling, see checks.Check); earlier part files read it null (every step judged).
-SCHEMA_VERSION = "5"
+# 6: the run-level columns are the axes of harness.axes (a column per axis): ``optimizer`` and
+#    ``learning_rate`` are new; earlier part files read them null (the scenario's own, as it was).
+SCHEMA_VERSION = "6"
 
 
 class Status(str, enum.Enum):
@@ -109,20 +113,13 @@ class RunResult:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+_TYPES = {"float64": pa.float64(), "int64": pa.int64(), "string": pa.string(), "bool": pa.bool_()}
 # Columns every part file has, in order. Scenario extras follow them.
 CORE_SCHEMA = pa.schema(
     [
         ("sweep", pa.string()),
         ("run_id", pa.string()),
-        ("scenario", pa.string()),
-        ("data_size", pa.int64()),
-        ("batch_size", pa.int64()),
-        ("steps", pa.int64()),
-        ("epochs", pa.float64()),
-        ("schedule", pa.string()),
-        ("seed", pa.int64()),
-        ("precision", pa.string()),
-        ("clip_value", pa.float64()),
+        *((c, _TYPES[t]) for c, t in axes.COLUMN_TYPES.items()),  # a column per axis, and schedule
         ("params", pa.string()),
         ("variant", pa.string()),
         ("check", pa.string()),
@@ -169,8 +166,7 @@ RESULT_COLUMNS: tuple[str, ...] = ("bound_compared", "value_dtype", "n_evaluated
 
 
 # The types a scenario may declare for its run-level extra columns (``extra_columns()``), by name.
-EXTRA_TYPES: dict[str, pa.DataType] = {"float64": pa.float64(), "int64": pa.int64(), "string": pa.string(),
-                                       "bool": pa.bool_()}
+EXTRA_TYPES: dict[str, pa.DataType] = _TYPES
 # The extra columns the engine adds to every run of a scenario that trains.
 TRAINING_EXTRAS: dict[str, str] = {"grad_norm_max": "float64", "clip_active_steps": "int64"}
 
@@ -205,15 +201,9 @@ def result_rows(spec: Any, result: RunResult, harness_version: str) -> pa.Table:
     run_level = {
         "sweep": spec.sweep,
         "run_id": spec.run_id,
-        "scenario": spec.scenario,
-        "data_size": spec.data_size,
-        "batch_size": spec.batch_size,
+        **axes.axis_values(spec),
         "steps": result.steps if result.steps is not None else spec.steps,
-        "epochs": spec.epochs,
         "schedule": "epochs" if spec.epochs is not None else "steps",
-        "seed": spec.seed,
-        "precision": spec.precision,
-        "clip_value": spec.clip_value,
         "params": json.dumps(dict(spec.params), sort_keys=True),
         "variant": getattr(spec, "variant", ""),
         "status": result.status.value,

@@ -189,7 +189,8 @@ def _sweep_doc(directory: Path) -> dict[str, Any]:
 
 def rebuild_spec(row: dict[str, Any], doc: dict[str, Any], target: str | None = None) -> Any:
     """The RunSpec of a stored row, verified against its run_id (ReplayError if it cannot be)."""
-    from harness.grid import RunSpec, make_run_id, steps_for
+    from harness import axes as table
+    from harness.grid import make_run_id, run_spec
     from harness.scenarios.base import ScenarioError, definition
 
     config = doc.get("config") or {}
@@ -203,9 +204,10 @@ def rebuild_spec(row: dict[str, Any], doc: dict[str, Any], target: str | None = 
         params = json.loads(row["params"] or "{}")
     except ValueError as exc:
         raise ReplayError(f"params: not JSON: {exc}") from exc
-    epochs = row["epochs"]
-    steps = [steps_for(row["data_size"], row["batch_size"], epochs)] if epochs is not None else [row["steps"]]
-    axes = config.get("sweep") or config.get("axes") or {}  # composed config, or asdict(SweepConfig)
+    point = {a.name: _typed(row.get(a.name), a.type) for a in table.AXES}  # every axis of the table (null: unset)
+    steps = [point["steps"]]
+    # the composed config, or asdict(SweepConfig)
+    axes = config.get("sweep") or (config.get("axes") or {}).get("values") or {}
     sweep_steps = axes.get("steps") or []
     sweep_steps = sweep_steps if isinstance(sweep_steps, (list, tuple)) else [sweep_steps]
     steps += [s for s in sweep_steps if isinstance(s, int) and s not in steps]
@@ -214,15 +216,19 @@ def rebuild_spec(row: dict[str, Any], doc: dict[str, Any], target: str | None = 
     except ScenarioError as exc:
         raise ReplayError(f"scenario {row['scenario']!r}: {exc}") from exc
     for n in steps:  # a scenario that does not train stores steps=0; its spec had the sweep's steps
-        spec = RunSpec(sweep=row["sweep"], scenario=row["scenario"], target=target, params=params,
-                       data_size=row["data_size"], batch_size=row["batch_size"], steps=int(n), epochs=epochs,
-                       seed=row["seed"], precision=row["precision"], clip_value=row["clip_value"],
-                       definition=digest)
+        spec = run_spec(row["sweep"], target, params, digest, {**point, "steps": n})
         if make_run_id(spec) == row["run_id"]:
             return replace(spec, run_id=row["run_id"])
     raise ReplayError(f"run_id={row['run_id']}: the stored row with target {target} does not hash to its run_id "
                       f"(the scenario's code or checks, or the engine version, changed since it was stored?); "
                       f"nothing was run")
+
+
+def _typed(value: Any, kind: type) -> Any:
+    """A stored axis value as the axis's type (a column with nulls reads whole numbers as floats); None for null."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return kind(value)
 
 
 def _threads(doc: dict[str, Any], opts: dict[str, str]) -> int:

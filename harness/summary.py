@@ -2,7 +2,8 @@
 precision and data size (seeds pooled as replicates), where failures start, NaN/Inf runs,
 and the command for the full report.
 
-The rows are check x precision (x the scenario's swept variant); the columns are the data
+The rows are check x precision (x the scenario's swept variant, x every other axis of
+harness.axes shown as a row, such as learning_rate, where it varies); the columns are the data
 sizes. Axes that vary but are not shown (batch size, clip value, steps) are pooled and named
 under the table, so nothing is hidden silently.
 """
@@ -20,18 +21,27 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from harness import axes
 from harness.analysis.frame import check_labels, failed_mask, label, nonfinite_mask, ok_mask, pct, with_variant
 
-POOLED = ("batch_size", "clip_value", "steps", "epochs")
+# the axes beside precision in a row, where they vary (the scenario is in the check's label)
+ROWS = tuple(a for a in axes.in_summary("row") if a not in ("scenario", "precision"))
+POOLED = axes.in_summary("pooled")
+
+
+def row_axes(df: pd.DataFrame) -> list[str]:
+    """The axes of ROWS that take more than one value in ``df`` (null counts as a value: the scenario's own)."""
+    return [a for a in ROWS if a in df.columns and df[a].nunique(dropna=False) > 1]
 
 
 def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per check x precision x data size over completed runs: runs, failed, rate,
+    """One row per check x precision (x the varying row_axes) x data size over completed runs: runs, failed, rate,
     nonfinite (runs that saw NaN/Inf), first_step (the earliest first failing step among failing
     runs), when (step or final), evaluated and failed_evaluations (summed over the runs),
     worst (the median worst value) and bound (as declared)."""
     ok = with_variant(df[ok_mask(df)])
-    columns = ["name", "precision", "data_size", "runs", "failed", "rate", "nonfinite", "first_step", "when",
+    rows = row_axes(ok)
+    columns = ["name", "precision", *rows, "data_size", "runs", "failed", "rate", "nonfinite", "first_step", "when",
                "evaluated", "failed_evaluations", "worst", "bound"]
     if ok.empty:
         return pd.DataFrame(columns=columns)
@@ -40,7 +50,7 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
                    _nonfinite=nonfinite_mask(ok).to_numpy(), _when=when.fillna("step").astype(str),
                    _first=ok["first_failure_step"].astype(float), _n=ok["n_evaluated"].astype(float),
                    _k=ok["n_failed"].astype(float), _worst=ok["worst_value"].astype(float))
-    g = ok.groupby(["name", "precision", "data_size"], dropna=False, sort=True)
+    g = ok.groupby(["name", "precision", *rows, "data_size"], dropna=False, sort=True)
     out = g.agg(runs=("_failed", "size"), failed=("_failed", "sum"), nonfinite=("_nonfinite", "sum"),
                 first_step=("_first", "min"), when=("_when", "first"), evaluated=("_n", "sum"),
                 failed_evaluations=("_k", "sum"), worst=("_worst", "median"), bound=("bound", "first")).reset_index()
@@ -48,7 +58,7 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out[columns]
 
 
-def _rate_table(sizes: list, rows: list[tuple[str, ...]], *, compact: bool) -> Table:
+def _rate_table(sizes: list, rows: list[tuple[str, ...]], *, compact: bool, by: list[str] = ()) -> Table:
     """The failure-rate table; ``compact``: no borders, shared padding and short headers (the title
     says the size columns are rows), which fits 80 columns for the built-in checks' names."""
     title = "Run-level failure rate: runs with a failing check / completed runs (seeds pooled)"
@@ -59,6 +69,8 @@ def _rate_table(sizes: list, rows: list[tuple[str, ...]], *, compact: bool) -> T
         t = Table(title=title, show_lines=False)
     t.add_column("check", no_wrap=True)
     t.add_column("precision", no_wrap=True)
+    for a in by:  # the other row axes (row_axes)
+        t.add_column(a if compact else axes.BY_NAME[a].label, justify="right", no_wrap=True)
     for s in sizes:
         t.add_column(label(s) if compact else f"{label(s)} rows", justify="right", no_wrap=True)
     t.add_column("first fails" if compact else "first fails at step", justify="right", no_wrap=True)
@@ -208,20 +220,22 @@ def print_summary(console: Console, df: pd.DataFrame, path: str, elapsed_s: floa
     if len(frame):
         sizes = sorted(frame["data_size"].dropna().unique())
         table_rows = []
-        for (name, precision), part in frame.groupby(["name", "precision"], sort=True):
+        rows = [a for a in ROWS if a in frame.columns]
+        for key, part in frame.groupby(["name", "precision", *rows], sort=True, dropna=False):
             by = part.set_index("data_size")
             cells = [_cell(by.loc[s]) if s in by.index else "–" for s in sizes]
-            table_rows.append((escape(str(name)), str(precision), *cells, _first(part)))
-        t = _rate_table(sizes, table_rows, compact=False)
+            table_rows.append((escape(str(key[0])), *(axes.show(v) for v in key[1:]), *cells, _first(part)))
+        t = _rate_table(sizes, table_rows, compact=False, by=rows)
         if console.measure(t, options=console.options.update(max_width=10_000)).maximum > console.width:  # e.g. 80 columns
-            t = _rate_table(sizes, table_rows, compact=True)
+            t = _rate_table(sizes, table_rows, compact=True, by=rows)
         console.print(t)
         by_scenario = df.groupby("scenario") if "scenario" in df.columns else [("", df)]
         pooled = sorted({a for _, part in by_scenario for a in POOLED
                          if a in part.columns and part[a].nunique(dropna=False) > 1}, key=POOLED.index)
         if pooled:
             values = [f"{a} ({', '.join(label(v) for v in sorted(df[a].dropna().unique()))}"
-                      + (", none" if df.loc[df["status"] == "ok", a].isna().any() and a == "clip_value" else "") + ")"
+                      + (", none" if df.loc[df["status"] == "ok", a].isna().any() and axes.BY_NAME[a].nullable
+                         else "") + ")"
                       for a in pooled]
             console.print(f"pooled over {'; '.join(values)}: the report's 'Which axis moves the failure rate "
                           "most?' compares them", highlight=False)

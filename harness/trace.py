@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from harness import axes as axis_table
 from harness.engine.loop import NUMERIC_FIELDS
 
 _FLAGS = ("grads_finite", "skipped", "clip_active")
@@ -173,9 +174,8 @@ def build_trace(spec: Any, result: Any, series: Any, checks: Sequence[Any], *, v
         col = rows[:, i]
         arrays[f] = pa.array(col > 0) if f in _FLAGS else pa.array(col, pa.float32())
     side = {
-        "run_id": spec.run_id, "scenario": spec.scenario, "target": spec.target, "params": dict(spec.params),
-        "data_size": spec.data_size, "batch_size": spec.batch_size, "steps": n, "epochs": spec.epochs,
-        "seed": spec.seed, "precision": spec.precision, "clip_value": spec.clip_value,
+        "run_id": spec.run_id, "target": spec.target, "params": dict(spec.params),
+        **axis_table.axis_values(spec), "steps": n,  # every axis of the run (harness.axes), steps as run
         "status": result.status.value, "verified": bool(verified), "columns": list(arrays), "checks": side_checks,
     }
     table = pa.table(arrays).replace_schema_metadata({"harness.trace": json.dumps(side, sort_keys=True)})
@@ -240,12 +240,7 @@ def scalars(table: Any, side: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, 
     return out
 
 
-def _label_value(v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "none"
-    if isinstance(v, (float, np.floating)):
-        return f"{int(v)}" if float(v).is_integer() and abs(v) < 1e15 else f"{float(v):g}"
-    return str(v)
+_label_value = axis_table.show  # a value in a run's label, as the harness prints it
 
 
 def run_label(run: Mapping[str, Any], varying: Sequence[str] = ()) -> str:
@@ -458,10 +453,12 @@ def plot_trace(table: Any, side: Mapping[str, Any], checks: Sequence[Any], path:
     height = header + (0.3 + len(panels) * axis_h + (len(panels) - 1) * gap + bottom if panels else 0.1)
     fig = Figure(figsize=(10, height))
     verified = "replay matches the stored run" if side["verified"] else "replay DIFFERS from the stored run"
-    fig.suptitle(f"run {side['run_id']}: {side['scenario']} data_size={side['data_size']} "
-                 f"batch_size={side['batch_size']} {n} steps seed={side['seed']} {side['precision']} "
-                 f"clip={side['clip_value']} ({verified})", fontsize=9, y=1 - 0.1 / height, x=0.01, ha="left",
-                 va="top")
+    # the run's other axes: those set, and those whose null is a value (no clipping)
+    shown = [a for a in axis_table.DISPLAY if a not in ("scenario", "steps", "precision")
+             and (side.get(a) is not None or axis_table.BY_NAME[a].nullable)]
+    fig.suptitle(f"run {side['run_id']}: {side['scenario']} {n} steps {side['precision']} "
+                 f"{axis_table.label(shown, side).replace(', ', ' ')} ({verified})", fontsize=9, y=1 - 0.1 / height,
+                 x=0.01, ha="left", va="top")
     if box:
         text = "\n".join([*head, *(["final checks:", *(f"  {ln}" for ln in lines)] if final else [])])
         fig.text(0.01, 1 - 0.4 / height, text, fontsize=8, va="top", ha="left", family="monospace",

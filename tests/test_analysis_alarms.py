@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 from harness.analysis import AlarmVerdict, false_alarms, match_outcome
-from harness.analysis.synthetic import results_frame, synthetic_results
+from synthetic import results_frame, synthetic_results
 from harness.report import prepare
 
 OUTCOME = "accuracy_at_least"
@@ -368,7 +368,7 @@ def test_the_section_says_in_one_line_what_it_grouped_by_and_pooled():
 
 
 def test_report_cli_by_option(tmp_path):
-    from harness.analysis.synthetic import write_results
+    from synthetic import write_results
     from harness.report import main
 
     root = tmp_path / "bugfix"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.analysis import attribute_factors
-from harness.analysis.synthetic import results_frame, synthetic_results
+from synthetic import results_frame, synthetic_results
 
 
 def test_the_axis_that_drives_failures_ranks_first():

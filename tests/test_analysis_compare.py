@@ -12,7 +12,7 @@ from scipy import stats
 
 from harness.analysis.compare import compare
 from harness.analysis.paired import paired_difference, paired_shift
-from harness.analysis.synthetic import results_frame, write_results
+from synthetic import results_frame, write_results
 from harness.analysis.verdicts import CompareVerdict
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from harness.analysis import decompose, explain_rise, wilson_interval
-from harness.analysis.synthetic import results_frame, synthetic_results
+from synthetic import results_frame, synthetic_results
 
 SIZES = (1000, 10_000, 100_000)
 

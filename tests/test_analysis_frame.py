@@ -7,7 +7,7 @@ import pandas as pd
 
 from harness.analysis import directions, factor_axes, incomplete_runs
 from harness.analysis.frame import label, pct, scores
-from harness.analysis.synthetic import results_frame, synthetic_results
+from synthetic import results_frame, synthetic_results
 
 
 def test_directions_are_read_from_the_recorded_op_never_inferred():

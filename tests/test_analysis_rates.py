@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from harness.analysis import cluster_interval, failure_rates, wilson_interval
-from harness.analysis.synthetic import results_frame
+from synthetic import results_frame
 
 # Wilson 95% interval of 3/10, from the closed form (z = 1.959964): 0.10779 .. 0.60322
 WILSON_3_OF_10 = (0.107789, 0.603222)
@@ -185,7 +185,7 @@ def test_null_axis_values_form_their_own_group():
 
 
 def test_a_sweep_still_running_counts_finished_part_files_only(tmp_path):
-    from harness.analysis.synthetic import synthetic_results, write_results
+    from synthetic import synthetic_results, write_results
     from harness.store import load_results
 
     df = synthetic_results(seeds=range(6), eval_rate=0.0)

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from harness.analysis import calibrate_tolerance, pot_quantile, split_seeds
-from harness.analysis.synthetic import results_frame, synthetic_results
+from synthetic import results_frame, synthetic_results
 from harness.analysis.verdicts import BoundVerdict, ValidationVerdict
 
 STEPS, RATE, SCALE = 50, 0.01, 0.1

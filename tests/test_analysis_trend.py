@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from harness.analysis import trend
-from harness.analysis.synthetic import results_frame, synthetic_results
+from synthetic import results_frame, synthetic_results
 
 SIZES = (100, 1000, 10_000, 100_000)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.analysis.synthetic import results_frame
+from synthetic import results_frame
 from harness.analysis.where import failure_pattern
 
 

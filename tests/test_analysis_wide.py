@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from harness import analysis as A
-from harness.analysis.synthetic import synthetic_results
+from synthetic import synthetic_results
 
 CHECKS = {"loss_below": ("below", 1.0), "grad.finite": ("above", 0.0)}  # a dot in a name stays in the name
 
@@ -24,7 +24,7 @@ def test_one_row_per_run_and_every_value_of_the_long_frame() -> None:
     assert len(w) == df["run_id"].nunique() and w["run_id"].is_unique
     assert list(w["run_id"]) == list(dict.fromkeys(df["run_id"]))  # in the frame's order
     axes = ["scenario", "data_size", "batch_size", "steps", "epochs", "schedule", "seed", "precision", "clip_value",
-            "params", "variant"]
+            "optimizer", "learning_rate", "params", "variant"]
     assert list(w.columns[:len(axes) + 3]) == [*axes, "run_id", "status", "passed"]
     checks = [f"{c}/{f}" for c in CHECKS for f in fields]
     assert list(w.columns[-len(checks):]) == checks  # grouped by check, in the frame's order

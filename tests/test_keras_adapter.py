@@ -112,3 +112,40 @@ def test_a_shared_object_a_reused_trace_captures_is_named_with_its_fix(tf_worker
     assert r.status is Status.ERROR
     assert "captures the variable 'total' of SharedMetric.compile_args['metrics'][0] (BinaryAccuracy)" in r.error
     assert "make it in compile_kwargs()" in r.error and "a new BinaryAccuracy(...)" in r.error
+
+
+def test_a_learning_rate_axis_replaces_the_compiled_optimizers_rate_and_schedule(tf_worker: None) -> None:
+    """``sweep.learning_rate`` (harness.axes) reaches a Keras scenario's compile optimizer through ctx.optimizer,
+    a schedule included; unset, the scenario's own rate stays."""
+    import keras
+
+    from harness.engine.context import RunContext
+
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.05, decay_steps=10, decay_rate=0.5)
+
+    class Sgd(Probe):
+        compile_args = {"loss": "mse", "optimizer": keras.optimizers.SGD(learning_rate=schedule, momentum=0.5)}
+
+    for more, rate in (({"learning_rate": 0.002}, 0.002), ({}, 0.05)):
+        s = Sgd()
+        s.build(RunContext(_spec(more=more)))
+        opt = s.keras_model.optimizer
+        assert float(opt.learning_rate) == pytest.approx(rate) and float(opt.momentum) == 0.5
+
+
+def test_an_optimizer_axis_replaces_the_class_and_keeps_the_arguments_it_takes(tf_worker: None) -> None:
+    """``sweep.optimizer=[adam]``: the compile optimizer's class changes, its learning rate stays (or the
+    learning_rate axis sets it), SGD's momentum, which Adam does not take, is dropped; clipping still applies."""
+    import keras
+
+    from harness.engine.context import RunContext
+
+    class Sgd(Probe):
+        compile_args = {"loss": "mse", "optimizer": keras.optimizers.SGD(learning_rate=0.05, momentum=0.5)}
+
+    for more, rate in (({"optimizer": "adam"}, 0.05), ({"optimizer": "adam", "learning_rate": 0.002}, 0.002)):
+        s = Sgd()
+        s.build(RunContext(_spec(clip_value=0.25, more=more)))
+        opt = s.keras_model.optimizer
+        assert isinstance(opt, keras.optimizers.Adam) and float(opt.learning_rate) == pytest.approx(rate)
+        assert opt.clipvalue == 0.25

@@ -2,7 +2,7 @@
 in a working directory where the results they read exist. Also: every code block says what it is (only
 ``python`` blocks are Python, and every one of them runs), and the README's and docs/' links resolve.
 
-The results are a synthetic stand-in for the smoke sweep's (``harness.analysis.synthetic``, written with the
+The results are a synthetic stand-in for the smoke sweep's (``tests/synthetic.py``, written with the
 store's own part writer into ``results/smoke``): the same scenarios, checks and axes, so the blocks' column
 and check names are the smoke sweep's, without starting Ray or TensorFlow. ``tests/test_e2e.py`` runs the
 real smoke sweep and checks what the README says it shows."""
@@ -33,7 +33,7 @@ def smoke_like() -> pd.DataFrame:
     and normalization (final checks only; no batch size or clipping), 2 precisions x 2 sizes x 2 seeds.
     The failures follow what the smoke sweep shows: loss_below fails everywhere, its warmed twin nowhere,
     normalization only in fp16 at 100,000 rows."""
-    from harness.analysis.synthetic import synthetic_results
+    from synthetic import synthetic_results
 
     axes = dict(data_sizes=(1000, 100000), precisions=("fp32", "fp16"), seeds=(0, 1), sweep="smoke")
 
@@ -53,7 +53,7 @@ def smoke_like() -> pd.DataFrame:
 
 @pytest.fixture()
 def smoke_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from harness.analysis.synthetic import write_results
+    from synthetic import write_results
 
     write_results(smoke_like(), str(tmp_path / "results" / "smoke"), parts=2)
     monkeypatch.chdir(tmp_path)

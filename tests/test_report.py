@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.analysis.synthetic import synthetic_results, write_results
+from synthetic import synthetic_results, write_results
 from harness.report import build_report, headline, main
 
 SECTIONS = ("Summary", "Overview: failure rate per check", "What bound would hold", "Key findings",

@@ -155,7 +155,7 @@ def test_a_schema_4_part_file_reads_with_the_steps_judged_null(tmp_path: Path) -
     write_part(tmp_path, "old", old)
     write_part(tmp_path, spec.run_id, result_rows(spec, ok_result(spec), "0.1.0"))
     df = load_results(tmp_path).set_index("schema_version")
-    assert pd.isna(df.loc["4", "on"]) and df.loc[SCHEMA_VERSION, "on"] == "all" and SCHEMA_VERSION == "5"
+    assert pd.isna(df.loc["4", "on"]) and df.loc[SCHEMA_VERSION, "on"] == "all" and SCHEMA_VERSION == "6"
 
 
 def _with_column(table: pa.Table, name: str, array: pa.Array) -> pa.Table:

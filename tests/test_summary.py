@@ -7,7 +7,7 @@ import io
 import pytest
 from rich.console import Console
 
-from harness.analysis.synthetic import synthetic_results
+from synthetic import synthetic_results
 from harness.summary import print_summary
 
 
@@ -57,7 +57,7 @@ def test_an_adaptive_bound_sweep_ends_with_each_checks_bound_and_guarantee_or_wh
     import pandas as pd
     from rich.console import Console
 
-    from harness.analysis.synthetic import synthetic_results
+    from synthetic import synthetic_results
     from harness.analysis.tolerance import calibrate_tolerance
     from harness.summary import print_bounds
 
@@ -76,7 +76,7 @@ def test_an_adaptive_bound_sweep_ends_with_each_checks_bound_and_guarantee_or_wh
 def _frame(runs: list[dict]) -> "pd.DataFrame":
     import pandas as pd
 
-    from harness.analysis.synthetic import results_frame
+    from synthetic import results_frame
 
     return results_frame(runs)
 

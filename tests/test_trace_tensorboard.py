@@ -154,7 +154,7 @@ def test_the_tensorboard_line_says_how_to_install_it_where_it_is_missing(monkeyp
 
 
 def test_worst_of_cells_takes_nan_inf_first_and_splits_by_what_varies() -> None:
-    from harness.analysis.synthetic import results_frame
+    from synthetic import results_frame
     from harness.replay import worst_of_cells
 
     rows = [{"seed": s, "precision": p, "worst_margin": m} for s, p, m in

@@ -65,13 +65,16 @@ from math import comb
 import numpy as np
 import pandas as pd
 
+from harness import axes as axis_table
 from harness.analysis.frame import derived_steps, failed_mask, group_keys, label, ok_mask, pct, pformat, require
 from harness.analysis.rates import wilson_interval
 from harness.analysis.verdicts import AlarmVerdict
 
 AUTO = "auto"  # by="auto": precision, and data size where the runs allow it (module docstring)
-# The axes a row can pool over (besides those it is grouped by), in the order they are named.
-POOLABLE = ("variant", "data_size", "batch_size", "steps", "epochs", "clip_value", "precision", "seed")
+# The axes a row can pool over (besides those it is grouped by), in the order they are named: the
+# configuration's (harness.axes), then precision and the seeds.
+POOLABLE = ("variant", *(a for a in axis_table.DISPLAY if a not in ("scenario", "precision", "seed")),
+            "precision", "seed")
 
 COLUMNS = ("outcome", "pooled", "runs", "incomplete", "unknown", "outcome_passed", "outcome_failed", "fired",
            "fired_when_healthy", "false_alarm_rate", "false_alarm_ci_low", "false_alarm_ci_high",

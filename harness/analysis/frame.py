@@ -14,9 +14,11 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-# Run-level axes of a sweep, in display order. ``seed`` is the replicate axis.
-AXES: tuple[str, ...] = ("scenario", "data_size", "batch_size", "steps", "epochs", "schedule", "seed",
-                         "precision", "clip_value", "params")
+from harness import axes as table
+
+# Run-level axes of a sweep, in display order (harness.axes), and the scenario's parameters.
+# ``seed`` is the replicate axis.
+AXES: tuple[str, ...] = (*table.COLUMNS, "params")
 # The axes that define a configuration (everything but the seed).
 CONFIG_AXES: tuple[str, ...] = tuple(a for a in AXES if a != "seed")
 REQUIRED: tuple[str, ...] = ("run_id", "check", "op", "status", "passed", "bound", "n_evaluated", "n_failed",
@@ -235,8 +237,7 @@ def wide(df: pd.DataFrame, fields: Sequence[str] = WIDE_FIELDS, *, sep: str = "/
         w[w.status == "ok"].groupby("precision").passed.mean()              # runs that passed every check
         A.wide(df, ["passed", "worst_value", "first_failure_step"])         # other fields of each check
 
-    Columns: the axes (scenario, data_size, batch_size, steps, epochs, schedule, seed, precision,
-    clip_value, params, variant), ``run_id``, ``status``, ``passed`` (the run passed every check it
+    Columns: the axes (``AXES``: scenario, data_size, ..., params, then variant), ``run_id``, ``status``, ``passed`` (the run passed every check it
     declared; null for a run that did not complete), then the frame's other run-level columns
     (error, wall_s, worker, final_loss, scenario extras, ...), then for each check, in the order
     the frame first names them, ``<check>/<field>`` for each of ``fields`` (any per-check column:

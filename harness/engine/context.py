@@ -13,7 +13,8 @@ class RunContext:
     """The run's axes plus ``optimizer`` and ``minimize`` that honour precision and clipping.
 
     Attributes: data_size, batch_size, steps, seed, clip_value, precision (fp32/fp16/bf16),
-    policy (Keras dtype policy name for layers), compute_dtype, params (scenario params).
+    policy (Keras dtype policy name for layers), compute_dtype, params (scenario params);
+    ``axis(NAME)`` reads any axis of harness.axes (e.g. learning_rate).
     """
 
     def __init__(self, spec: RunSpec) -> None:
@@ -30,6 +31,10 @@ class RunContext:
         self.compute_dtype = self._precision.compute_dtype
         self._optimizer: Any = None
 
+    def axis(self, name: str) -> Any:
+        """The run's value of the axis ``name`` (harness.axes; null: unset or unused by this scenario)."""
+        return self.spec.axis(name)
+
     def data_seed(self, k: int = 0) -> tuple[int, int]:
         """A stateless-RNG seed for generating data stream ``k`` of this run."""
         return (self.seed, 1_000_003 * (k + 1))
@@ -37,9 +42,14 @@ class RunContext:
     def optimizer(self, cls: Callable[..., Any], variables: Sequence[Any], **kwargs: Any) -> Any:
         """Build a Keras optimizer for ``variables`` with the run's gradient clipping (by
         value) and, under fp16, wrapped in Keras' LossScaleOptimizer (dynamic loss scaling).
+        The run's optimizer axes (harness.axes: ``optimizer``, ``learning_rate``) replace the
+        scenario's own class and learning rate (a schedule included) when the sweep sets them.
         It is built here, eagerly, so the compiled loop creates no variables."""
         import keras
 
+        from harness import axes
+
+        cls, kwargs = axes.optimizer(axes.axis_values(self.spec), cls, kwargs)
         if self.clip_value is not None:
             kwargs["clipvalue"] = self.clip_value
         opt = cls(**kwargs)

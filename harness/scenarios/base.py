@@ -25,11 +25,12 @@ and optionally:
     trains = False        -> a class attribute for a scenario that does not train
                              (e.g. a preprocessing check): no loop runs, steps is
                              recorded as 0, every check must be when="final" and
-                             train_step may be omitted; the axes it cannot use
-                             (batch_size, clip_value, steps/epochs) collapse in the grid:
-                             one run per remaining point, those axes recorded as null
+                             train_step may be omitted; the axes it cannot use (the
+                             training axes of harness.axes: batch_size, clip_value,
+                             steps/epochs, learning_rate) collapse in the grid: one run
+                             per remaining point, those axes recorded as null
     ignores_axes = (...)  -> a class attribute naming further axes the scenario does not
-                             read (any of batch_size, clip_value, steps); they collapse too
+                             read (any training axis); they collapse too
     autograph = False     -> a class attribute for code with no Python control flow on
                              tensors: TF then skips AutoGraph's source conversion, which
                              makes every run's tracing faster (default True, TF's default)
@@ -77,6 +78,7 @@ import typing
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from harness import axes as axes_table
 from harness.checks import Check
 
 REQUIRED = ("checks", "build", "train_step")
@@ -182,7 +184,8 @@ def load_class(target: str) -> type:
     return cls
 
 
-TRAINING_AXES: tuple[str, ...] = ("batch_size", "clip_value", "steps")
+# the axes a scenario that does not train cannot use (harness.axes: those marked training)
+TRAINING_AXES: tuple[str, ...] = axes_table.TRAINING
 
 
 def unused_axes(cls: type) -> frozenset[str]:
@@ -194,7 +197,10 @@ def unused_axes(cls: type) -> frozenset[str]:
     if bad:
         raise ScenarioError(f"{cls.__name__}.ignores_axes names {bad[0]!r}; it may name only "
                             f"{', '.join(TRAINING_AXES)}")
-    return frozenset(ignored) | (frozenset(TRAINING_AXES) if not getattr(cls, "trains", True) else frozenset())
+    out = frozenset(ignored) | (frozenset(TRAINING_AXES) if not getattr(cls, "trains", True) else frozenset())
+    if out & set(axes_table.SCHEDULE):  # steps or epochs: the run's length, however the sweep gives it
+        out |= frozenset(axes_table.SCHEDULE)
+    return out
 
 
 class ParamError(ScenarioError):

@@ -7,6 +7,7 @@ import html
 
 import pandas as pd
 
+from harness import axes
 from harness.report.base import Section
 from harness.report.cells import axis_column
 from harness.report.html import paragraph, table
@@ -26,8 +27,8 @@ def body(bad: pd.DataFrame, total_runs: int) -> str:
     ccols = [("status", lambda r: str(r.status), "l"), ("runs", lambda r: f"{r.runs:,}", "r"),
              ("error", lambda r: str(r.error), "l")]
     rcols = [("run", lambda r: str(r.run_id), "l"), ("status", lambda r: str(r.status), "l"),
-             *[axis_column(a, "r") for a in ("data_size", "batch_size", "precision", "seed", "clip_value")
-               if a in bad.columns],
+             *[axis_column(a, "r") for a in axes.DISPLAY  # every axis the sweep set (the scenario is above)
+               if a != "scenario" and a in bad.columns and bad[a].notna().any()],
              ("error", lambda r: (str(r.error) if isinstance(r.error, str) else "")[:200], "l")]
     return (paragraph(html.escape(text)) + table(counts, ccols, max_rows=30)
             + table(bad, rcols, max_rows=50, csv="tables/incomplete_runs.csv"))

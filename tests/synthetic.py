@@ -1,7 +1,6 @@
 """Test fixtures, not an analysis: synthetic results frames with known answers, used by
 the tests (``tests/test_analysis_*.py``, ``tests/test_report.py``) and by
-``scripts/bench.py``. Nothing in ``harness`` itself imports this module; it lives in the
-package (not under ``tests/``) only so that the benchmark script can build its frames.
+``scripts/bench.py`` (which puts ``tests/`` on its path). Nothing in ``harness`` imports it.
 
 Each run evaluates each check ``n_evaluated`` times; every evaluation independently
 fails with probability ``p`` (a function of the run's axes), so the run-level failure
@@ -9,8 +8,8 @@ probability is exactly 1 - (1 - p)^n. The value behind an evaluation is
 ``bound + scale * (Z - z_p)`` with Z standard normal and z_p its (1 - p) quantile
 (mirrored for a lower-bound check). The worst value and the failure count are drawn
 exactly from their joint law: n_failed ~ Binomial(n, p), then the maximum of the
-failing (or, with no failure, of the passing) evaluations by inverse CDF. No loop over
-runs: a million rows take about a second.
+failing (or, with no failure, of the passing) evaluations by inverse CDF, with no loop over
+runs.
 """
 
 from __future__ import annotations
