@@ -105,63 +105,72 @@ def _value(v: Any) -> str:
     return label(v) if not isinstance(v, str) else v
 
 
-def _cell_text(row: Any, cells: Sequence[str]) -> str:
-    parts = [f"{label(getattr(row, c))}" if c in ("scenario", "precision", "cell_variant")
-             else f"{c} {label(getattr(row, c))}" for c in cells if str(getattr(row, c)) != ""]
-    return " ".join(parts) + f" / {row.check}"
-
-
 def _pct(x: float) -> str:
     return f"{100 * x:+.0f}" if x == x else "n/a"
 
 
 def lines(result: pd.DataFrame, before: str, after: str, changed: list[str], same: list[str]) -> list[str]:
     """The terminal output, worse cells first."""
-    cells = result.attrs.get("cells", [])
+    result = result.assign(where=result["where"] + " / " + result["check"].astype(str)) if not result.empty \
+        else result.assign(where="")
     out = [f"compare {before} -> {after}: {len(result)} cell x check rows"]
     out.append("changed: " + ("; ".join(changed) if changed else "nothing recorded differs (same versions and config)"))
     if same:
         out.append("same: " + ", ".join(same))
-    order = [CompareVerdict.WORSE, CompareVerdict.BETTER, CompareVerdict.NOT_ENOUGH_DATA, CompareVerdict.SAME,
-             CompareVerdict.IDENTICAL, CompareVerdict.ONLY_BEFORE, CompareVerdict.ONLY_AFTER]
-    for verdict in order:
-        part = result[result["status"] == verdict] if not result.empty else result
-        if part.empty:
-            continue
-        name = verdict.value.replace("_", " ")
-        if verdict in (CompareVerdict.IDENTICAL, CompareVerdict.SAME):
-            what = "every paired run recorded the same values" if verdict is CompareVerdict.IDENTICAL else \
-                f"the difference is within +/-{result.attrs['margin']:g} (equivalence test)"
-            where = "; ".join(_cell_text(r, cells) for r in part.itertuples(index=False)) if len(part) <= 6 else ""
-            out.append(f"{name} ({len(part)}): {what}" + (f": {where}" if where else ""))
-            continue
-        out.append(f"{name} ({len(part)}):")
-        for row in part.itertuples(index=False):
-            out.append("  " + _row_line(row, cells, verdict))
+    for verdict in (CompareVerdict.WORSE, CompareVerdict.BETTER):
+        part = result[result["status"] == verdict]
+        if len(part):
+            out.append(f"{verdict.value} ({len(part)}):")
+            out += ["  " + _row_line(row) for row in part.itertuples(index=False)]
+    unsure = result[result["status"] == CompareVerdict.NOT_ENOUGH_DATA]
+    flipped = unsure[unsure["flipped_to_fail"].fillna(0) + unsure["flipped_to_pass"].fillna(0) > 0] \
+        if len(unsure) else unsure
+    if len(flipped):
+        out.append(f"not enough data ({len(flipped)}): some runs changed their outcome, too few to tell")
+        out += ["  " + _row_line(row) for row in flipped.itertuples(index=False)]
+    moved = unsure.drop(flipped.index)
+    if len(moved):
+        out.append(f"values moved, no run changed its outcome ({len(moved)}): {_grouped(moved)}; "
+                   "--margin M says whether the change stays within M")
+    for verdict, what in ((CompareVerdict.SAME, f"the difference is within +/-{result.attrs.get('margin')} "
+                                                  "(equivalence test)"),
+                          (CompareVerdict.IDENTICAL, "every paired run recorded the same values"),
+                          (CompareVerdict.ONLY_BEFORE, "in the first sweep only"),
+                          (CompareVerdict.ONLY_AFTER, "in the second sweep only")):
+        part = result[result["status"] == verdict] if len(result) else result
+        if len(part):
+            out.append(f"{verdict.value.replace('_', ' ')} ({len(part)}): {what}: {_grouped(part)}")
     unpaired = result.attrs.get("unpaired")
     if unpaired is not None and not unpaired.empty:
         out.append(f"seeds on one side only: {int(unpaired['only_before'].max())} at most in a cell before, "
                    f"{int(unpaired['only_after'].max())} after (compared unpaired where no seed matches)")
     tests = int(result["tested"].sum()) if "tested" in result.columns else 0
-    out.append(f"method: runs paired by seed (exact McNemar test, Tango's score interval), else independent "
-               f"(Fisher's exact test, Newcombe interval); Holm over the {tests} rows with enough flips to be significant at alpha {result.attrs['alpha']:g} "
-               "controls the chance of any false worse/better verdict")
+    holm = (f"Holm over the {tests} rows with enough flipped runs to be significant keeps the chance of any false "
+            f"worse/better verdict at alpha {result.attrs['alpha']:g}") if tests else \
+        "no row had enough flipped runs (6) to be significant, so none can be worse or better"
+    out.append("method: runs paired by seed (exact McNemar test, Tango's score interval), else independent "
+               f"(Fisher's exact test, Newcombe interval); {holm}")
     return out
 
 
-def _row_line(row: Any, cells: Sequence[str], verdict: CompareVerdict) -> str:
-    where = _cell_text(row, cells)
-    if verdict in (CompareVerdict.ONLY_BEFORE, CompareVerdict.ONLY_AFTER):
-        return where
+def _grouped(part: pd.DataFrame, limit: int = 6) -> str:
+    """The rows' places, listed when few, else counted per scenario."""
+    if len(part) <= limit:
+        return "; ".join(part["where"])
+    counts = part["scenario"].astype(str).value_counts(sort=False) if "scenario" in part.columns else {}
+    return ", ".join(f"{name} {n}" for name, n in counts.items()) + " (every row: --out DIR, compare.csv)"
+
+
+def _row_line(row: Any) -> str:
     counts = f"{row.before_failed}/{row.before_runs} -> {row.after_failed}/{row.after_runs} runs failed"
     diff = f"{_pct(row.diff)} points (95% CI {_pct(row.diff_low)} to {_pct(row.diff_high)})"
     pairs = f"{row.pairs} paired, {row.flipped_to_fail} now fail, {row.flipped_to_pass} now pass" if row.pairs \
         else "no seed in common"
-    text = f"{where}: {counts}, {diff}, {pairs}, Holm p={row.p_adjusted:.2g}"
-    if verdict is CompareVerdict.NOT_ENOUGH_DATA:
+    text = f"{row.where}: {counts}, {diff}, {pairs}, Holm p={row.p_adjusted:.2g}"
+    if row.status is CompareVerdict.NOT_ENOUGH_DATA:
         more = row.more_seeds
         text += (f"; about {int(more)} more seeds would detect a change of this size with 80% power"
-                 if more == more and more < float("inf") else "; no change seen to size more seeds on")
+                 if more == more and more < float("inf") else "")
     return text
 
 

@@ -69,10 +69,31 @@ def compare(before: pd.DataFrame, after: pd.DataFrame, *, by: Sequence[str] | No
                       .reset_index(drop=True), margin, alpha)
     out.attrs["changed"] = changed + _changed_bounds(sides)
     out.attrs["unpaired"] = _unpaired_seeds(runs, keys)
-    out.attrs["flips"] = pd.DataFrame(flips, columns=[*keys, "seed", "flip", "before_run_id", "after_run_id",
-                                                      "before_worst_value", "after_worst_value"])
     out.attrs["cells"] = cells
+    out["where"] = cell_labels(out) if not out.empty else pd.Series(dtype=object)
+    flips_frame = pd.DataFrame(flips, columns=[*keys, "seed", "flip", "before_run_id", "after_run_id",
+                                               "before_worst_value", "after_worst_value"])
+    places = {tuple(r[:-1]): r[-1] for r in out[[*keys, "where"]].itertuples(index=False)} if not out.empty else {}
+    flips_frame["where"] = [places.get(tuple(r)) for r in flips_frame[keys].itertuples(index=False)]
+    out.attrs["flips"] = flips_frame
     out.attrs["alpha"], out.attrs["margin"] = alpha, margin
+    return out
+
+
+def cell_labels(result: pd.DataFrame) -> pd.Series:
+    """Each row's cell as people read it: the scenario, its swept variant, and the axes that vary
+    among that scenario's rows (an axis a scenario collapses, e.g. batch size where it does not
+    train, is left out), e.g. ``normalization fp16 data_size 100,000``."""
+    cells = [c for c in result.attrs.get("cells", []) if c in result.columns]
+    out = pd.Series("", index=result.index, dtype=object)
+    for _, part in result.groupby("scenario", sort=False) if "scenario" in result.columns else [(None, result)]:
+        shown = [c for c in cells if c not in ("scenario", "cell_variant") and part[c].map(label).nunique() > 1]
+        for i, row in part.iterrows():
+            words = [str(row["scenario"])] if "scenario" in part.columns else []
+            if str(row.get("cell_variant", "") or ""):
+                words.append(f"[{row['cell_variant']}]")
+            words += [label(row[c]) if c == "precision" else f"{c} {label(row[c])}" for c in shown]
+            out[i] = " ".join(words)
     return out
 
 

@@ -19,11 +19,6 @@ from harness.report.html import Raw, code, details, page, paragraph, section, ta
 SHADE = {"bad": "255,80,80", "good": "60,170,90"}
 
 
-def _where(row: Any, cells: Sequence[str]) -> str:
-    return ", ".join(label(getattr(row, c)) if c in ("scenario", "precision", "cell_variant")
-                     else f"{c} {label(getattr(row, c))}" for c in cells if str(getattr(row, c)) != "")
-
-
 def _heat(result: pd.DataFrame, cells: Sequence[str]) -> str:
     """Rows: scenario/check; columns: the other cell axes; each cell the difference in points,
     shaded by the verdict's tone and the size of the difference."""
@@ -62,7 +57,7 @@ def _rows_table(result: pd.DataFrame, cells: Sequence[str]) -> str:
         return fmt.format(v) if v == v else ""
 
     columns = [
-        ("cell", lambda r: _where(r, cells), "l"), ("check", lambda r: r.check, "l"),
+        ("cell", lambda r: r.where, "l"), ("check", lambda r: r.check, "l"),
         ("before", lambda r: f"{r.before_failed}/{r.before_runs}", "r"),
         ("after", lambda r: f"{r.after_failed}/{r.after_runs}", "r"),
         ("difference (95% CI)", lambda r: "" if getattr(r, "diff", None) != getattr(r, "diff", None) else
@@ -71,7 +66,7 @@ def _rows_table(result: pd.DataFrame, cells: Sequence[str]) -> str:
          f"{int(r.flipped_to_fail)} to fail, {int(r.flipped_to_pass)} to pass" if r.pairs == r.pairs else "", "l"),
         ("Holm p", lambda r: num(r.p_adjusted, "{:.2g}"), "r"),
         ("worst-margin shift", lambda r: num(getattr(r, "shift_median", float("nan")), "{:.3g}"), "r"),
-        ("verdict", lambda r: r.status.value + (f": about {int(r.more_seeds)} more seeds" if
+        ("verdict", lambda r: r.status.value.replace("_", " ") + (f": about {int(r.more_seeds)} more seeds" if
                                                  r.more_seeds == r.more_seeds and r.more_seeds < float("inf") else ""),
          "l"),
     ]
@@ -84,7 +79,7 @@ def _flips(flips: pd.DataFrame, cells: Sequence[str], before: str, after: str) -
     if flips.empty:
         return paragraph("No paired run changed its outcome.")
     columns = [
-        ("cell", lambda r: _where(r, cells), "l"), ("check", lambda r: r.check, "l"), ("seed", lambda r: r.seed, "r"),
+        ("cell", lambda r: r.where, "l"), ("check", lambda r: r.check, "l"), ("seed", lambda r: r.seed, "r"),
         ("now", lambda r: "fails" if r.flip == "to_fail" else "passes", "l"),
         ("worst value before -> after", lambda r: f"{r.before_worst_value:.4g} -> {r.after_worst_value:.4g}", "r"),
         ("replay both sides", lambda r: Raw(code(f"python -m harness replay {before} run_id={r.before_run_id} --trace")
