@@ -20,6 +20,7 @@ from test_store import ok_result
 
 from harness import store
 from harness.records import CORE_COLUMNS, CheckMeaning, RunResult, Status, result_rows
+from harness.store import damage, layout, scan
 from harness.store import (QUARANTINE, Compaction, CorruptPartWarning, FutureSchemaWarning, compact, load_results,
                            load_table, part_files, run_files, stored_run_ids, write_batch, write_part)
 
@@ -29,7 +30,7 @@ from harness.store import (QUARANTINE, Compaction, CorruptPartWarning, FutureSch
 def _no_settle_window(monkeypatch: pytest.MonkeyPatch) -> None:
     """The files these tests damage were not written a moment ago by a copy still in progress: a damaged
     file is quarantined at once here (test_a_damaged_file_written_a_moment_ago_is_not_moved tests the window)."""
-    monkeypatch.setattr(store, "SETTLE_S", 0.0)
+    monkeypatch.setattr(damage, "SETTLE_S", 0.0)
 
 def run_rows(seed: int, checks: int = 3, worst: float = 1.5, status: Status = Status.OK, **extras) -> pa.Table:
     """One run's rows: ``checks`` checks (c0, c1, ...; worst values worst, worst + 1, ...)."""
