@@ -357,6 +357,14 @@ def test_columns_and_filter(tmp_path: Path) -> None:
         load_results(tmp_path, columns=["colour"])
     with pytest.raises(ValueError, match="no column 'colour'"):
         load_results(tmp_path, filter={"colour": "red"})
+    for expr in (pc.field("colour") == "red", (pc.field("seed") > 1) & pc.field("colour").is_null()):
+        with pytest.raises(ValueError, match=r"^filter .*: no column 'colour' in the results \(columns: sweep, run_id, ") as e:
+            load_results(tmp_path, filter=expr)
+        assert "\n" not in str(e.value)  # one line
+    with pytest.raises(TypeError, match="not booleans"):
+        load_results(tmp_path, filter=pc.field("seed") + 1)
+    with pytest.raises(TypeError, match=r"^filter .*: Function 'greater' has no kernel"):
+        load_results(tmp_path, filter=pc.field("precision") > 1)
 
 
 def test_a_corrupt_batched_file_is_named_skipped_and_its_runs_recomputed(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from harness.store.damage import settle
-from harness.store.layout import StoreWriteError, batched_name, file_time, is_per_run, part_files, sweep_dirs
+from harness.store.layout import StoreWriteError, batched_name, file_time, is_per_run, part_files
 from harness.store.scan import Loaded, retrying, scan
 from harness.store.write import atomic_write, write_parquet
 
@@ -114,25 +114,36 @@ def _rewrite(root: Path, loaded: Loaded, replace: list[int], max_rows: int) -> t
     return len(written), runs, table.num_rows
 
 
-def convert_per_run(root: Path) -> None:
-    """Compact each sweep directory under ``root`` that holds more than PER_RUN_FILES per-run part
-    files, once, so that it is read from a few files from then on. Silent when it works (the files
-    it cannot use are left where they are, for the read that follows to name); where the directory
-    cannot be written, one LegacyLayoutWarning says how to convert it, and it is read as it is."""
-    for directory in sweep_dirs(root):
-        count = sum(is_per_run(p) for p in part_files(directory))
-        if count <= PER_RUN_FILES:
-            continue
-        how = (f"{directory} holds {count} part files of one run each (an earlier version's layout), read one by "
-               f"one (slower); `python -m harness compact {directory}` converts it once")
-        if not os.access(directory, os.W_OK | os.X_OK):
-            warnings.warn(f"{how} (it is not writable here)", LegacyLayoutWarning, stacklevel=4)
-            continue
-        try:
-            loaded = retrying(directory, scan, part_files)
-            replace = _replaceable(loaded)
-            written, runs, _ = _rewrite(directory, loaded, replace, 1_000_000) if len(replace) > 1 else (0, 0, 0)
-        except StoreWriteError as exc:
-            warnings.warn(f"{how} ({exc})", LegacyLayoutWarning, stacklevel=4)
-            continue
-        log.info("converted %s: %d per-run part files compacted into %d (%d runs)", directory, count, written, runs)
+def convert_per_run(files: list[Path]) -> bool:
+    """Compact each sweep directory of ``files`` (a listing) that holds more than PER_RUN_FILES
+    per-run part files, once, so that it is read from a few files from then on; whether any was.
+    Silent when it works (the files it cannot use are left where they are, for the read that
+    follows to name); where the directory cannot be written, one LegacyLayoutWarning says how to
+    convert it, and it is read as it is."""
+    counts: dict[Path, int] = {}
+    for p in files:
+        if is_per_run(p):
+            counts[p.parent] = counts.get(p.parent, 0) + 1
+    converted = False
+    for directory, count in sorted(counts.items()):
+        if count > PER_RUN_FILES:
+            converted |= _convert(directory, count)
+    return converted
+
+
+def _convert(directory: Path, count: int) -> bool:
+    """Compact ``directory`` (``count`` per-run part files), or warn that it is read as it is."""
+    how = (f"{directory} holds {count} part files of one run each (an earlier version's layout), read one by "
+           f"one (slower); `python -m harness compact {directory}` converts it once")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        warnings.warn(f"{how} (it is not writable here)", LegacyLayoutWarning, stacklevel=5)
+        return False
+    try:
+        loaded = retrying(directory, scan, part_files)
+        replace = _replaceable(loaded)
+        written, runs, _ = _rewrite(directory, loaded, replace, 1_000_000) if len(replace) > 1 else (0, 0, 0)
+    except StoreWriteError as exc:
+        warnings.warn(f"{how} ({exc})", LegacyLayoutWarning, stacklevel=5)
+        return False
+    log.info("converted %s: %d per-run part files compacted into %d (%d runs)", directory, count, written, runs)
+    return True

@@ -52,14 +52,6 @@ def part_files(directory: Path) -> list[Path]:
     return [directory / n for n in sorted(n for n in names if n.endswith(PART_SUFFIX) and not n.startswith((".", "_")))]
 
 
-def sweep_dirs(root: Path) -> list[Path]:
-    """The sweep directories under ``root``: itself when it holds part files, else each
-    subdirectory that does (a root of several sweeps)."""
-    if part_files(root) or not root.is_dir():
-        return [root]
-    return [d for d in sorted(root.iterdir()) if d.is_dir() and part_files(d)]
-
-
 def listing(root: Path) -> list[Path]:
     """The part files of a sweep directory, or of every sweep directory under a root of several."""
     files = part_files(root)

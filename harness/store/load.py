@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from harness.store.compaction import convert_per_run
 from harness.store.damage import settle
-from harness.store.layout import part_files
+from harness.store.layout import listing, part_files
 from harness.store.scan import retrying, scan
 
 
@@ -41,9 +41,10 @@ def load_table(path: str | os.PathLike[str], *, columns: Sequence[str] | None = 
     root = Path(path)
     if not root.exists():
         raise FileNotFoundError(f"no results at {root}")
-    convert_per_run(root)
+    files = listing(root)
     check = quarantine if verify is None else verify
-    loaded = retrying(root, lambda files: scan(files, columns, filter, check))
+    loaded = retrying(root, lambda files: scan(files, columns, filter, check),
+                      listed=None if convert_per_run(files) else files)
     settle(loaded, quarantine)
     return loaded.table
 
@@ -69,9 +70,8 @@ def stored_run_ids(directory: Path, *, complete_only: bool = False, quarantine: 
     load_table). With complete_only, a run counts only if its rows in its newest file all have
     status ok (runs stored as error, crashed or timeout are recomputed)."""
     directory = Path(directory)
-    if directory.is_dir():
-        convert_per_run(directory)
-    loaded = retrying(directory, scan, part_files)
+    files = part_files(directory)
+    loaded = retrying(directory, scan, part_files, listed=None if convert_per_run(files) else files)
     settle(loaded, quarantine)
     table = loaded.table
     ids = set(pc.unique(table["run_id"]).drop_null().to_pylist())
@@ -98,12 +98,11 @@ def run_files(directory: Path) -> dict[str, Path]:
     """For every run_id stored in the sweep directory ``directory``, the part file that holds its
     rows (its newest, when stored twice)."""
     directory = Path(directory)
-    if directory.is_dir():
-        convert_per_run(directory)
+    files = part_files(directory)
 
     def read(files: list[Path]) -> dict[str, Path]:
         loaded = scan(files, columns=["run_id"], verify=False)
         ids = loaded.table["run_id"].to_pylist()
         return {rid: files[i] for rid, i in zip(ids, loaded.fidx.tolist()) if rid is not None}
 
-    return retrying(directory, read, part_files)
+    return retrying(directory, read, part_files, listed=None if convert_per_run(files) else files)

@@ -72,12 +72,13 @@ _ATTEMPTS = 8
 
 
 def retrying(root: Path, read: Callable[[list[Path]], Any],
-             list_files: Callable[[Path], list[Path]] = listing) -> Any:
-    """``read(files)`` of the part files under ``root``, listed and read again while a compaction
-    replaces them: when one was removed before it was read, or a compacted file appeared while
-    they were read (the files it replaces may have been removed before the listing reached them)."""
-    for _ in range(_ATTEMPTS):
-        files = list_files(root)
+             list_files: Callable[[Path], list[Path]] = listing, listed: list[Path] | None = None) -> Any:
+    """``read(files)`` of the part files under ``root`` (first those ``listed``, when the caller
+    has just listed them), listed and read again while a compaction replaces them: when one was
+    removed before it was read, or a compacted file appeared while they were read (the files it
+    replaces may have been removed before the listing reached them)."""
+    for attempt in range(_ATTEMPTS):
+        files = listed if attempt == 0 and listed is not None else list_files(root)
         try:
             out = read(files)
         except Vanished:
@@ -102,20 +103,19 @@ _FORMATS: dict[bool, ds.ParquetFileFormat] = {}
 
 def parquet_format(verify: bool) -> ds.ParquetFileFormat:
     """Parquet as the store reads it: with ``verify``, every page checked against the CRC it was
-    written with; no pre-buffering (it coalesces reads for object stores, a local file gains nothing)."""
+    written with."""
     if verify not in _FORMATS:
         _FORMATS[verify] = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(
-            pre_buffer=False, page_checksum_verification=verify))
+            page_checksum_verification=verify))
     return _FORMATS[verify]
 
 
-def footer(fmt: ds.ParquetFileFormat, path: Path) -> ds.Fragment | Exception:
-    """The fragment of one part file with its footer read (the scan reuses it), or the exception
-    reading it raised (returned: the caller decides what a failure means)."""
+def footer(fragment: ds.Fragment) -> pa.Schema | Exception:
+    """The schema in a part file's footer (read once: the fragment keeps it, and a scan of the
+    fragment reuses it), or the exception reading it raised (returned: the caller decides what a
+    failure means)."""
     try:
-        fragment = fmt.make_fragment(os.fspath(path), filesystem=_FS)
-        fragment.physical_schema  # reads and keeps the footer
-        return fragment
+        return fragment.physical_schema
     except Exception as exc:
         return exc
 
@@ -190,9 +190,12 @@ def merge_extras(extras: dict[str, pa.Field], schema: pa.Schema) -> tuple[dict[s
     return out, clash
 
 
+_CORE_TYPES = {f.name: f.type for f in CORE_SCHEMA}
+
+
 def _odd(schema: pa.Schema) -> bool:
     """Has ``schema`` a core column of another type than the core one (to be checked and cast alone)?"""
-    return any(schema.field(f.name).type != f.type for f in CORE_SCHEMA if f.name in schema.names)
+    return any(f.name in _CORE_TYPES and f.type != _CORE_TYPES[f.name] for f in schema)
 
 
 @dataclass
@@ -205,19 +208,32 @@ class _Plan:
     alone: dict[int, tuple[pa.Table | None, list[str]]]
 
 
-def _plan(fragments: dict[int, ds.Fragment], loaded: Loaded) -> _Plan:
-    """Group the files by their footers' schemas, in file order: a file without run_id is left
-    out; one with a core column of another type is read whole, checked and cast; the extra columns
-    of the others join the unified schema (a clash leaves that column out of the file's rows)."""
+def _by_schema(schemas: Iterable[tuple[int, pa.Schema]]) -> list[tuple[pa.Schema, list[int]]]:
+    """The files grouped by schema, in the order each schema first appears."""
     groups: list[tuple[pa.Schema, list[int]]] = []  # Schema.equals: hashing one is slow
-    for i, fragment in fragments.items():
-        schema = fragment.physical_schema.remove_metadata()
+    for i, schema in schemas:
         for known, members in reversed(groups):
-            if known.equals(schema):
+            if known.equals(schema, check_metadata=False):
                 members.append(i)
                 break
         else:
             groups.append((schema, [i]))
+    return groups
+
+
+def _plan(fragments: dict[int, ds.Fragment], loaded: Loaded) -> _Plan:
+    """Group the files by their footers' schemas, in file order: a file whose footer does not read
+    or without run_id is left out; one with a core column of another type is read whole, checked
+    and cast; the extra columns of the others join the unified schema (a clash leaves that column
+    out of the file's rows)."""
+    schemas = []
+    for i, fragment in fragments.items():
+        got = footer(fragment)
+        if isinstance(got, Exception):
+            loaded.failed(i, got)
+        else:
+            schemas.append((i, got))
+    groups = _by_schema(schemas)
     extras: dict[str, pa.Field] = {}
     together: list[int] = []
     alone: dict[int, tuple[pa.Table | None, list[str]]] = {}
@@ -297,35 +313,39 @@ def _read_alone(i: int, fragment: ds.Fragment, table: pa.Table | None, leave_out
     return [(rows, np.full(rows.num_rows, i, np.int64))]
 
 
+def _scan(fragments: Sequence[ds.Fragment], indices: Sequence[int], target: pa.Schema,
+          project: dict[str, Any]) -> list[Piece]:
+    """``fragments`` (the files ``indices``) as one dataset of the unified schema, projected; raises
+    what the scan raised."""
+    index_of = {f.path: i for f, i in zip(fragments, indices)}
+    batches, fidx = [], []
+    for tagged in ds.FileSystemDataset(fragments, target, fragments[0].format, _FS).scanner(
+            columns=project).scan_batches():
+        batches.append(tagged.record_batch)
+        fidx.append(np.full(tagged.record_batch.num_rows, index_of[tagged.fragment.path], np.int64))
+    return [(pa.Table.from_batches(batches), np.concatenate(fidx))] if batches else []
+
+
 def _read_together(indices: list[int], fragments: dict[int, ds.Fragment], target: pa.Schema,
                    project: dict[str, Any], loaded: Loaded) -> list[Piece]:
     """The files that fit the unified schema as one dataset scan; when the scan fails (a damaged
     page: Arrow names no file), each file read alone to find the ones that do not read."""
     if not indices:
         return []
-    files = [fragments[i] for i in indices]
-    index_of = {f.path: i for f, i in zip(files, indices)}
-    fmt = files[0].format
     try:
-        batches, fidx = [], []
-        for tagged in ds.FileSystemDataset(files, target, fmt, _FS).scanner(columns=project).scan_batches():
-            batches.append(tagged.record_batch)
-            fidx.append(np.full(tagged.record_batch.num_rows, index_of[tagged.fragment.path], np.int64))
+        return _scan([fragments[i] for i in indices], indices, target, project)
     except Exception:
         for i in indices:
             if not loaded.files[i].exists():
                 raise Vanished(str(loaded.files[i])) from None
         return [piece for i in indices for piece in _read_alone(i, fragments[i], None, (), target, project, loaded)]
-    if not batches:
-        return []
-    return [(pa.Table.from_batches(batches), np.concatenate(fidx))]
 
 
-def _assemble(pieces: list[Piece], schema: pa.Schema) -> Piece:
-    """The pieces as one table, its rows in file order."""
+def _assemble(pieces: list[Piece], target: pa.Schema, project: dict[str, Any]) -> Piece:
+    """The pieces as one table, its rows in file order (no rows: the projection of an empty table)."""
     pieces = [(t, f) for t, f in pieces if t.num_rows]
     if not pieces:
-        return schema.empty_table(), np.zeros(0, np.int64)
+        return ds.dataset(target.empty_table()).to_table(columns=project), np.zeros(0, np.int64)
     if len(pieces) == 1:
         table, fidx = pieces[0]
     else:
@@ -403,6 +423,41 @@ def _projection(target: pa.Schema, columns: Sequence[str] | None, filter_columns
     return want, project
 
 
+def _unified(schemas: Iterable[pa.Schema]) -> pa.Schema | None:
+    """The unified schema of files of these schemas, or None when one of them is to be read alone
+    or left out (no run_id, a core column of another type, an extra column whose type clashes)."""
+    extras: dict[str, pa.Field] = {}
+    for schema, _ in _by_schema(enumerate(schemas)):
+        if "run_id" not in schema.names or _odd(schema):
+            return None
+        extras, clash = merge_extras(extras, schema)
+        if clash:
+            return None
+    return pa.schema([*CORE_SCHEMA, *sorted(extras.values(), key=lambda f: f.name)])
+
+
+def _read_as_guessed(fragments: list[ds.Fragment], columns: Sequence[str] | None, filter_columns: Sequence[str],
+                     expr: Any) -> tuple[pa.Schema, list[str], dict[str, Any], list[Piece]] | None:
+    """The usual case, one scan after reading one footer: the driver writes every part file with
+    the sweep's schema (each column declared or met so far), so the newest file's is the unified
+    one. The scan reads every file's footer; they confirm the guess (the same unified schema, every
+    file read together), or None: the files are planned from their footers and read again."""
+    guess = footer(fragments[-1])
+    target = None if isinstance(guess, Exception) else _unified([guess])
+    if target is None:
+        return None
+    try:
+        want, project = _projection(target, columns, filter_columns, expr)
+        pieces = _scan(fragments, range(len(fragments)), target, project)
+    except Exception:  # an unknown column, a damaged file, a type that does not cast: said by the planned read
+        return None
+    schemas = [footer(f) for f in fragments]  # kept by the scan: no file is read again
+    if any(isinstance(s, Exception) for s in schemas):
+        return None
+    confirmed = _unified(schemas)
+    return (target, want, project, pieces) if confirmed is not None and confirmed.equals(target) else None
+
+
 def scan(files: list[Path], columns: Sequence[str] | None = None, filter: Any = None,
          verify: bool = True) -> Loaded:
     """Every usable part file of ``files`` read over the unified schema, newest wins and then
@@ -411,20 +466,17 @@ def scan(files: list[Path], columns: Sequence[str] | None = None, filter: Any = 
     expr, filter_columns = expression(filter)
     fmt = parquet_format(verify)
     loaded = Loaded(pa.table({}), np.zeros(0, np.int64), list(files))
-    fragments: dict[int, ds.Fragment] = {}
-    for i, path in enumerate(files):
-        got = footer(fmt, path)
-        if isinstance(got, Exception):
-            loaded.failed(i, got)
-        else:
-            fragments[i] = got
-    plan = _plan(fragments, loaded)
-    want, project = _projection(plan.target, columns, filter_columns, expr)
-    pieces = _read_together(plan.together, fragments, plan.target, project, loaded)
-    for i, (table, leave_out) in plan.alone.items():
-        pieces += _read_alone(i, fragments[i], table, leave_out, plan.target, project, loaded)
-    layout = ds.dataset(plan.target.empty_table()).scanner(columns=project).projected_schema
-    table, fidx = _assemble(pieces, layout)
+    fragments = [fmt.make_fragment(os.fspath(p), filesystem=_FS) for p in files]
+    read = _read_as_guessed(fragments, columns, filter_columns, expr) if fragments else None
+    if read is None:
+        plan = _plan(dict(enumerate(fragments)), loaded)
+        want, project = _projection(plan.target, columns, filter_columns, expr)
+        pieces = _read_together(plan.together, dict(enumerate(fragments)), plan.target, project, loaded)
+        for i, (table, leave_out) in plan.alone.items():
+            pieces += _read_alone(i, fragments[i], table, leave_out, plan.target, project, loaded)
+        read = plan.target, want, project, pieces
+    target, want, project, pieces = read
+    table, fidx = _assemble(pieces, target, project)
     hit = None
     if HIT in project:
         hit = pc.fill_null(table[HIT], False).to_numpy(zero_copy_only=False).astype(bool, copy=False)
