@@ -358,7 +358,8 @@ def test_columns_and_filter(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no column 'colour'"):
         load_results(tmp_path, filter={"colour": "red"})
     for expr in (pc.field("colour") == "red", (pc.field("seed") > 1) & pc.field("colour").is_null()):
-        with pytest.raises(ValueError, match=r"^filter .*: no column 'colour' in the results \(columns: sweep, run_id, ") as e:
+        unknown = r"^filter .*: no column 'colour' in the results \(columns: sweep, run_id, "
+        with pytest.raises(ValueError, match=unknown) as e:
             load_results(tmp_path, filter=expr)
         assert "\n" not in str(e.value)  # one line
     with pytest.raises(TypeError, match="not booleans"):

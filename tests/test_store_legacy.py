@@ -22,8 +22,8 @@ from test_store import ok_result
 from harness.records import CORE_COLUMNS, CheckMeaning, RunResult, Status, result_rows
 from harness.store import damage, layout, scan
 from harness.store import (PER_RUN_FILES, QUARANTINE, Compaction, CorruptPartWarning, FutureSchemaWarning,
-                           LegacyLayoutWarning, compact, load_results, load_table, part_files, run_files, stored_run_ids,
-                           write_batch, write_part)
+                           LegacyLayoutWarning, compact, load_results, load_table, part_files, run_files,
+                           stored_run_ids, write_batch, write_part)
 
 
 

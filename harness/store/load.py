@@ -6,19 +6,22 @@ once (``compaction.convert_per_run``)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pyarrow.compute as pc
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from harness.store.compaction import convert_per_run
 from harness.store.damage import settle
 from harness.store.layout import listing, part_files
 from harness.store.scan import retrying, scan
+
+log = logging.getLogger(__name__)
 
 
 def load_table(path: str | os.PathLike[str], *, columns: Sequence[str] | None = None, filter: Any = None,
@@ -102,6 +105,8 @@ def run_files(directory: Path) -> dict[str, Path]:
 
     def read(files: list[Path]) -> dict[str, Path]:
         loaded = scan(files, columns=["run_id"], verify=False)
+        for i, why in sorted(loaded.skipped.items()):
+            log.warning("part file %s left out (%s): its runs are not found", files[i], why)
         ids = loaded.table["run_id"].to_pylist()
         return {rid: files[i] for rid, i in zip(ids, loaded.fidx.tolist()) if rid is not None}
 

@@ -1,15 +1,17 @@
 """Reading part files: one pyarrow.dataset scan over the sweep's unified schema, then newest wins.
 
-Each part file's footer gives its schema; the unified schema is the core columns, then every
-extra column any file has (types promoted where they differ: an integer in one file, a float in
-another). The files whose schema fits it are scanned together as one dataset (Arrow casts and
-fills the columns a file lacks with nulls, reads only the columns the projection and the filter
-use, and checks every page's CRC when asked). A file that does not fit is read alone: one with a
-core column of another type (cast, or left out when it does not convert), one whose extra column
+The unified schema is the core columns, then every extra column any file has (types promoted
+where they differ: an integer in one file, a float in another). The driver writes every part
+file with the sweep's schema, so the newest file's footer gives it: the files are scanned
+together as one dataset of that schema (Arrow casts and fills the columns a file lacks with
+nulls, reads only the columns the projection and the filter use, and checks every page's CRC
+when asked), and the footers the scan read confirm it. Otherwise the files are planned from
+their footers: those that fit are scanned together, the others read alone: one with a core
+column of another type (cast, or left out when it does not convert), one whose extra column
 clashes with the type earlier files gave it (that column left out of its rows), and every file
-when the joint scan failed (a damaged page: the scan names no file, reading each alone finds it).
-Nothing here warns or moves a file: ``Loaded`` says what was left out and why, and the caller
-(``damage.settle``) names each file once."""
+when the joint scan failed (a damaged page: the scan names no file, reading each alone finds
+it). Nothing here warns or moves a file: ``Loaded`` says what was left out and why, and the
+caller (``damage.settle``) names each file once."""
 
 from __future__ import annotations
 
