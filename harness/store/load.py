@@ -59,9 +59,9 @@ def load_results(path: str | os.PathLike[str], *, columns: Sequence[str] | None 
     compacted: only finished part files are read, and a run stored twice counts once (its newest
     rows). Unreadable part files are skipped with a CorruptPartWarning naming the file."""
     table = load_table(path, columns=columns, filter=filter, quarantine=quarantine, verify=verify)
-    if table.num_columns and table.num_rows < 64 * table.column(0).num_chunks:  # tiny chunks convert slowly
-        table = table.combine_chunks()
-    return table.to_pandas()
+    # one chunk per column, one block per column: pandas takes the numeric columns without copying
+    # them again into 2-D blocks of a dtype each (it joins blocks later only where an operation needs it)
+    return table.combine_chunks().to_pandas(split_blocks=True)
 
 
 def stored_run_ids(directory: Path, *, complete_only: bool = False, quarantine: bool = False) -> set[str]:

@@ -294,7 +294,7 @@ Piece = tuple[pa.Table, np.ndarray]  # rows, and for each row the index of the f
 
 
 def _read_alone(i: int, fragment: ds.Fragment, table: pa.Table | None, leave_out: Sequence[str],
-                target: pa.Schema, project: dict[str, Any], loaded: Loaded) -> list[Piece]:
+                target: pa.Schema, project: dict[str, Any] | None, loaded: Loaded) -> list[Piece]:
     """File ``i`` read by itself, aligned to the unified schema and projected (the filter's
     verdict included); [] when it cannot be read or does not cast (noted in ``loaded``)."""
     if table is None:
@@ -316,20 +316,19 @@ def _read_alone(i: int, fragment: ds.Fragment, table: pa.Table | None, leave_out
 
 
 def _scan(fragments: Sequence[ds.Fragment], indices: Sequence[int], target: pa.Schema,
-          project: dict[str, Any]) -> list[Piece]:
+          project: dict[str, Any] | None) -> list[Piece]:
     """``fragments`` (the files ``indices``) as one dataset of the unified schema, projected; raises
-    what the scan raised."""
-    index_of = {f.path: i for f, i in zip(fragments, indices)}
-    batches, fidx = [], []
-    for tagged in ds.FileSystemDataset(fragments, target, fragments[0].format, _FS).scanner(
-            columns=project).scan_batches():
-        batches.append(tagged.record_batch)
-        fidx.append(np.full(tagged.record_batch.num_rows, index_of[tagged.fragment.path], np.int64))
-    return [(pa.Table.from_batches(batches), np.concatenate(fidx))] if batches else []
+    what the scan raised. The table keeps the fragments' order, and each file's row count is in
+    the footer the scan read: the rows' files are known without handing each batch to Python."""
+    table = ds.FileSystemDataset(fragments, target, fragments[0].format, _FS).to_table(columns=project)
+    counts = [f.metadata.num_rows for f in fragments]
+    if sum(counts) != table.num_rows:
+        raise StoreError(f"the scan read {table.num_rows} rows, the footers count {sum(counts)}")
+    return [(table, np.repeat(np.asarray(indices, np.int64), counts))] if table.num_rows else []
 
 
 def _read_together(indices: list[int], fragments: dict[int, ds.Fragment], target: pa.Schema,
-                   project: dict[str, Any], loaded: Loaded) -> list[Piece]:
+                   project: dict[str, Any] | None, loaded: Loaded) -> list[Piece]:
     """The files that fit the unified schema as one dataset scan; when the scan fails (a damaged
     page: Arrow names no file), each file read alone to find the ones that do not read."""
     if not indices:
@@ -343,7 +342,7 @@ def _read_together(indices: list[int], fragments: dict[int, ds.Fragment], target
         return [piece for i in indices for piece in _read_alone(i, fragments[i], None, (), target, project, loaded)]
 
 
-def _assemble(pieces: list[Piece], target: pa.Schema, project: dict[str, Any]) -> Piece:
+def _assemble(pieces: list[Piece], target: pa.Schema, project: dict[str, Any] | None) -> Piece:
     """The pieces as one table, its rows in file order (no rows: the projection of an empty table)."""
     pieces = [(t, f) for t, f in pieces if t.num_rows]
     if not pieces:
@@ -400,17 +399,22 @@ def _future(versions: Any, fidx: np.ndarray) -> dict[int, list[str]]:
 
 
 def _projection(target: pa.Schema, columns: Sequence[str] | None, filter_columns: Sequence[str],
-                expr: Any) -> tuple[list[str], dict[str, Any]]:
-    """(the columns wanted, the scan's projection: those, the helpers and the filter's verdict).
+                expr: Any) -> tuple[list[str], dict[str, Any] | None]:
+    """(the columns wanted, the scan's projection: those, the helpers and the filter's verdict;
+    None: every column of ``target``, in its order).
     The filter is bound to the unified schema here, before anything is read: an unknown column
     is a ValueError naming it, an expression that does not give booleans a TypeError."""
-    want = list(target.names) if columns is None else list(columns)
+    names = target.names  # a new list each time it is asked for
+    known = set(names)
+    want = list(names) if columns is None else list(columns)
     for name in [*want, *filter_columns]:
-        if name not in target.names:
-            raise ValueError(f"no column {name!r} in the results (columns: {', '.join(target.names)})")
-    project: dict[str, Any] = {n: ds.field(n) for n in [*want, *(h for h in _HELPERS if h not in want)]}
+        if name not in known:
+            raise ValueError(f"no column {name!r} in the results (columns: {', '.join(names)})")
+    read = [*want, *(h for h in _HELPERS if h not in want)]
+    project: dict[str, Any] | None = None if read == names else {n: ds.field(n) for n in read}
     if expr is None:
         return want, project
+    project = project or {n: ds.field(n) for n in read}
     try:
         bound = ds.dataset(target.empty_table()).scanner(columns={HIT: expr}).projected_schema.field(HIT).type
     except pa.ArrowInvalid as exc:
@@ -439,7 +443,7 @@ def _unified(schemas: Iterable[pa.Schema]) -> pa.Schema | None:
 
 
 def _read_as_guessed(fragments: list[ds.Fragment], columns: Sequence[str] | None, filter_columns: Sequence[str],
-                     expr: Any) -> tuple[pa.Schema, list[str], dict[str, Any], list[Piece]] | None:
+                     expr: Any) -> tuple[pa.Schema, list[str], dict[str, Any] | None, list[Piece]] | None:
     """The usual case, one scan after reading one footer: the driver writes every part file with
     the sweep's schema (each column declared or met so far), so the newest file's is the unified
     one. The scan reads every file's footer; they confirm the guess (the same unified schema, every
@@ -456,6 +460,8 @@ def _read_as_guessed(fragments: list[ds.Fragment], columns: Sequence[str] | None
     schemas = [footer(f) for f in fragments]  # kept by the scan: no file is read again
     if any(isinstance(s, Exception) for s in schemas):
         return None
+    if all(s.equals(guess, check_metadata=False) for s in schemas):  # one writer, one schema: the usual case
+        return target, want, project, pieces
     confirmed = _unified(schemas)
     return (target, want, project, pieces) if confirmed is not None and confirmed.equals(target) else None
 
@@ -480,7 +486,7 @@ def scan(files: list[Path], columns: Sequence[str] | None = None, filter: Any = 
     target, want, project, pieces = read
     table, fidx = _assemble(pieces, target, project)
     hit = None
-    if HIT in project:
+    if project is not None and HIT in project:
         hit = pc.fill_null(table[HIT], False).to_numpy(zero_copy_only=False).astype(bool, copy=False)
     versions = table["schema_version"]
     loaded.future = _future(versions, fidx) if hit is None else _future(versions.filter(pa.array(hit)), fidx[hit])
