@@ -24,6 +24,7 @@ from conftest import ROOT, make_spec
 
 from harness import store
 from harness.records import CORE_COLUMNS, SCHEMA_VERSION, CheckMeaning, CheckResult, RunResult, Status, result_rows
+from harness.store import damage, layout, scan
 from harness.store import (CorruptPartWarning, FutureSchemaWarning, PartBuffer, StoreError, StoreWriteError,
                            check_writable, compact, load_results, load_table, part_files, run_files, stored_run_ids,
                            write_batch, write_part)
@@ -34,7 +35,7 @@ from harness.store import (CorruptPartWarning, FutureSchemaWarning, PartBuffer, 
 def _no_settle_window(monkeypatch: pytest.MonkeyPatch) -> None:
     """The files these tests damage were not written a moment ago by a copy still in progress: a damaged
     file is quarantined at once here (test_a_damaged_file_written_a_moment_ago_is_not_moved tests the window)."""
-    monkeypatch.setattr(store, "SETTLE_S", 0.0)
+    monkeypatch.setattr(damage, "SETTLE_S", 0.0)
 
 def ok_result(spec, **extras) -> RunResult:
     c = CheckResult("loss_below", 1.0, 10, 2, 0, 3, 1.5, -0.5, 1.0, "float32")
@@ -221,7 +222,7 @@ def test_the_buffer_writes_one_part_file_per_flush_runs(tmp_path: Path) -> None:
         assert len(part_files(tmp_path)) == 1
     files = part_files(tmp_path)
     assert len(files) == 2 and [pq.read_metadata(p).num_rows for p in files] == [3, 2]
-    assert all(store._BATCHED.fullmatch(p.name) for p in files)  # part-<ns>-<hex>.parquet: read by every reader
+    assert all(layout.BATCHED.fullmatch(p.name) for p in files)  # part-<ns>-<hex>.parquet: read by every reader
     assert stored_run_ids(tmp_path) == {r for r, _ in runs} == set(load_results(tmp_path)["run_id"])
 
 
@@ -258,13 +259,13 @@ def test_a_failed_write_leaves_nothing_visible_and_keeps_the_runs_buffered(tmp_p
         where.write(b"PAR1 half a file")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store.pq, "write_table", half_then_full_disk)
+    monkeypatch.setattr(pq, "write_table", half_then_full_disk)
     buffer = PartBuffer(tmp_path, flush_runs=2, flush_seconds=60)
     buffer.add(*rows(1))
     with pytest.raises(StoreWriteError, match="No space left on device"):
         buffer.add(*rows(2))
     assert list(tmp_path.iterdir()) == [] and len(buffer) == 2  # no part file, no temporary; nothing lost
-    monkeypatch.setattr(store.pq, "write_table", real)
+    monkeypatch.setattr(pq, "write_table", real)
     buffer.close()
     assert len(stored_run_ids(tmp_path)) == 2
 
@@ -356,6 +357,15 @@ def test_columns_and_filter(tmp_path: Path) -> None:
         load_results(tmp_path, columns=["colour"])
     with pytest.raises(ValueError, match="no column 'colour'"):
         load_results(tmp_path, filter={"colour": "red"})
+    for expr in (pc.field("colour") == "red", (pc.field("seed") > 1) & pc.field("colour").is_null()):
+        unknown = r"^filter .*: no column 'colour' in the results \(columns: sweep, run_id, "
+        with pytest.raises(ValueError, match=unknown) as e:
+            load_results(tmp_path, filter=expr)
+        assert "\n" not in str(e.value)  # one line
+    with pytest.raises(TypeError, match="not booleans"):
+        load_results(tmp_path, filter=pc.field("seed") + 1)
+    with pytest.raises(TypeError, match=r"^filter .*: Function 'greater' has no kernel"):
+        load_results(tmp_path, filter=pc.field("precision") > 1)
 
 
 def test_a_corrupt_batched_file_is_named_skipped_and_its_runs_recomputed(tmp_path: Path) -> None:
@@ -448,7 +458,7 @@ def test_a_quarantine_that_cannot_move_the_file_still_counts_its_runs_as_not_sto
     def refuse(src, dst):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(store.os, "replace", refuse)
+    monkeypatch.setattr(os, "replace", refuse)
     with pytest.warns(CorruptPartWarning, match="not stored.*Permission denied"):
         assert stored_run_ids(tmp_path, quarantine=True) == set()
     assert bad.exists() and not list((tmp_path / store.QUARANTINE).iterdir())
@@ -466,7 +476,7 @@ def test_compaction_keeps_every_run_and_its_content(tmp_path: Path) -> None:
     c = compact(tmp_path, max_rows=20)
     assert (c.replaced, c.runs, c.rows, c.left) == (15, 34, 34, 0) and c.written == 2
     files = part_files(tmp_path)
-    assert len(files) == 2 and all(store._is_compacted(p) for p in files)
+    assert len(files) == 2 and all(layout.is_compacted(p) for p in files)
     after = by_run(load_results(tmp_path))
     pd.testing.assert_frame_equal(after, before)
     assert after.set_index("seed").loc[31, "worst_value"] == 9.0
@@ -509,7 +519,7 @@ def test_a_reader_that_listed_before_a_compaction_reads_again(tmp_path: Path) ->
     stale = part_files(tmp_path)
     compact(tmp_path)
     listings = iter([stale])
-    loaded = store._retrying(tmp_path, store._load, lambda d: next(listings, None) or part_files(d))
+    loaded = scan.retrying(tmp_path, scan.scan, lambda d: next(listings, None) or part_files(d))
     assert loaded.table.num_rows == 6  # the old files were gone: listed again
 
 
@@ -591,8 +601,8 @@ def test_compact_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_a_forked_child_reads_with_threads_of_its_own(tmp_path: Path) -> None:
-    """The reader threads are kept between loads; a forked child (whose copy of the pool names
-    threads that do not exist there) makes its own instead of waiting on them for ever."""
+    """Arrow's thread pool is started by the parent's load; a forked child (whose copy of the pool
+    names threads that do not exist there) reads with threads of its own instead of waiting for ever."""
     for seed in range(6):
         write_batch(tmp_path, [rows(seed)[1]])  # six part files: read on several threads
     assert len(part_files(tmp_path)) == 6 and len(store.load_results(tmp_path)) == 6  # the parent's pool exists
@@ -612,7 +622,6 @@ def test_a_forked_child_reads_with_threads_of_its_own(tmp_path: Path) -> None:
             os.kill(pid, signal.SIGKILL)
             pytest.fail("the forked child's load_results did not finish")
     assert os.read(read, 100) == b"6"
-    assert store._pool is not None and store._pool[0] == os.getpid()
 
 
 def test_every_part_file_carries_the_sweeps_full_schema(tmp_path: Path) -> None:
@@ -638,7 +647,7 @@ def test_every_part_file_carries_the_sweeps_full_schema(tmp_path: Path) -> None:
 def test_a_damaged_file_written_a_moment_ago_is_not_moved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A file a copy is still writing reads as truncated: named, its runs not counted, but not moved; the
     same file left alone for the settle window is moved."""
-    monkeypatch.setattr(store, "SETTLE_S", 2.0)
+    monkeypatch.setattr(damage, "SETTLE_S", 2.0)
     [bad] = write_batch(tmp_path, [rows(1)[1]])
     bad.write_bytes(bad.read_bytes()[:50])
     with pytest.warns(CorruptPartWarning, match="not moved: it was modified a moment ago"):

@@ -1,6 +1,7 @@
 """Sweeps written by earlier versions (one part file per run, ``<run_id>.parquet``) read like
-batched ones: each file opened once, several at once, the same rows as reading every file
-alone; and compaction's quarantine of part files that cannot be read."""
+batched ones, the same rows as reading every file alone: a directory of many is compacted by its
+first read (read as it is, with one warning, where it cannot be); and compaction's quarantine of
+part files that cannot be read."""
 
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ import pytest
 from conftest import make_spec
 from test_store import ok_result
 
-from harness import store
 from harness.records import CORE_COLUMNS, CheckMeaning, RunResult, Status, result_rows
-from harness.store import (QUARANTINE, Compaction, CorruptPartWarning, FutureSchemaWarning, compact, load_results,
-                           load_table, part_files, run_files, stored_run_ids, write_batch, write_part)
+from harness.store import damage, layout, scan
+from harness.store import (PER_RUN_FILES, QUARANTINE, Compaction, CorruptPartWarning, FutureSchemaWarning,
+                           LegacyLayoutWarning, compact, load_results, load_table, part_files, run_files,
+                           stored_run_ids, write_batch, write_part)
 
 
 
@@ -29,7 +31,7 @@ from harness.store import (QUARANTINE, Compaction, CorruptPartWarning, FutureSch
 def _no_settle_window(monkeypatch: pytest.MonkeyPatch) -> None:
     """The files these tests damage were not written a moment ago by a copy still in progress: a damaged
     file is quarantined at once here (test_a_damaged_file_written_a_moment_ago_is_not_moved tests the window)."""
-    monkeypatch.setattr(store, "SETTLE_S", 0.0)
+    monkeypatch.setattr(damage, "SETTLE_S", 0.0)
 
 def run_rows(seed: int, checks: int = 3, worst: float = 1.5, status: Status = Status.OK, **extras) -> pa.Table:
     """One run's rows: ``checks`` checks (c0, c1, ...; worst values worst, worst + 1, ...)."""
@@ -64,22 +66,62 @@ def same(got: pd.DataFrame, expected: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(got, expected, check_dtype=False)
 
 
-def test_a_sweep_of_per_run_files_reads_as_every_file_read_alone(tmp_path: Path) -> None:
+def test_a_sweep_of_per_run_files_is_compacted_by_its_first_read_and_reads_as_every_file_read_alone(
+        tmp_path: Path) -> None:
     legacy(tmp_path, range(0, 150))
     legacy(tmp_path, range(150, 170), grad_norm_max=2.5)  # an extra column some runs have
     legacy(tmp_path, range(170, 180), clip_active_steps=7)  # int64 here ...
     legacy(tmp_path, range(180, 190), clip_active_steps=7.5)  # ... float64 there: promoted
+    expected, order = each_file_alone(tmp_path), [p.stem for p in part_files(tmp_path) for _ in range(3)]
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # nothing skipped, nothing warned
+        warnings.simplefilter("error")  # nothing skipped, nothing warned: the conversion is silent
         df = load_results(tmp_path)
-    assert len(part_files(tmp_path)) == 190 and len(df) == 190 * 3
+    [compacted] = part_files(tmp_path)  # converted once: the per-run files are gone
+    assert layout.is_compacted(compacted) and len(df) == 190 * 3
     assert list(df.columns[: len(CORE_COLUMNS)]) == list(CORE_COLUMNS)
     assert list(df.columns[len(CORE_COLUMNS):]) == ["clip_active_steps", "grad_norm_max"]
-    assert list(df["run_id"]) == [p.stem for p in part_files(tmp_path) for _ in range(3)]  # file order
+    assert list(df["run_id"]) == order  # the per-run files' order, kept by the compaction
     assert df["clip_active_steps"].dtype == "float64" and df["clip_active_steps"].notna().sum() == 20 * 3
-    same(df, each_file_alone(tmp_path))
+    same(df, expected)
+    same(load_results(tmp_path), expected)  # read again: the compacted file, the same rows
     assert stored_run_ids(tmp_path) == {run_id(s) for s in range(190)}
-    assert run_files(tmp_path)[run_id(7)] == tmp_path / f"{run_id(7)}.parquet"
+    assert run_files(tmp_path)[run_id(7)] == compacted
+
+
+def test_a_few_per_run_files_are_read_as_they_are(tmp_path: Path) -> None:
+    files = legacy(tmp_path, range(PER_RUN_FILES))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        same(load_results(tmp_path), each_file_alone(tmp_path))
+    assert part_files(tmp_path) == sorted(files)
+
+
+def test_per_run_files_that_cannot_be_converted_are_read_as_they_are_with_one_warning_saying_how(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = legacy(tmp_path, range(PER_RUN_FILES + 1))
+    expected = each_file_alone(tmp_path)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path else real_access(p, mode))
+    with pytest.warns(LegacyLayoutWarning) as caught:
+        df = load_results(tmp_path)
+    assert len(caught) == 1 and "not writable" in str(caught[0].message)
+    assert f"python -m harness compact {tmp_path}" in str(caught[0].message)
+    same(df, expected)
+    assert part_files(tmp_path) == sorted(files)  # nothing written, nothing removed
+    monkeypatch.undo()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", full_disk)  # writable, but the compacted file cannot be written
+    with pytest.warns(LegacyLayoutWarning, match="No space left on device"):
+        same(load_results(tmp_path), expected)
+    assert part_files(tmp_path) == sorted(files) and not list(tmp_path.glob(".*"))
+    monkeypatch.undo()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        same(load_results(tmp_path), expected)  # the disk has room again: converted
+    assert len(part_files(tmp_path)) == 1
 
 
 def test_columns_and_filters_on_per_run_files_select_as_the_whole_load_does(tmp_path: Path) -> None:
@@ -118,38 +160,6 @@ def test_newest_wins_over_many_per_run_files(tmp_path: Path) -> None:
     # a filter on the stale values finds nothing: newest wins first, the filter after
     assert load_results(tmp_path, filter=pc.field("worst_value") == 1.5, columns=["seed"])["seed"].nunique() == 97
     assert run_files(tmp_path)[run_id(50)] == part_files(tmp_path)[-1]
-
-
-def test_a_load_opens_each_part_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No footer pass before the read: each part file's footer is parsed once, by the read itself."""
-    legacy(tmp_path, range(40))
-    write_batch(tmp_path, [run_rows(s) for s in range(40, 50)])
-    opened: list[str] = []
-
-    class Counting(pq.ParquetFile):
-        def __init__(self, source, *args, **kwargs) -> None:
-            opened.append(getattr(source, "path", None) or str(source))
-            super().__init__(source, *args, **kwargs)
-
-    real_osfile = pa.OSFile
-
-    def osfile(path, *args, **kwargs):  # to know which file a ParquetFile parses
-        f = real_osfile(path, *args, **kwargs)
-        opened.append(os.fspath(path))
-        return f
-
-    import pyarrow.parquet.core as core
-
-    monkeypatch.setattr(pq, "ParquetFile", Counting)
-    monkeypatch.setattr(core, "ParquetFile", Counting)
-    monkeypatch.setattr(pa, "OSFile", osfile)
-    for read in (lambda: load_results(tmp_path), lambda: load_results(tmp_path, columns=["seed"]),
-                 lambda: stored_run_ids(tmp_path)):
-        opened.clear()
-        read()
-        paths = sorted(p for p in opened if p.endswith(".parquet"))
-        assert paths == sorted(str(p) for p in part_files(tmp_path)), "each part file opened once"
-        assert len([p for p in opened if not p.endswith(".parquet")]) == len(paths), "one footer parse per open"
 
 
 def test_a_corrupt_per_run_file_among_many_is_named_and_the_rest_read(tmp_path: Path) -> None:
@@ -241,14 +251,14 @@ def test_a_read_that_failed_on_the_system_quarantines_nothing(tmp_path: Path, mo
     write_batch(tmp_path, [run_rows(s) for s in range(2)])
     write_batch(tmp_path, [run_rows(s) for s in range(2, 4)])
     locked = write_part(tmp_path, run_id(4), run_rows(4))
-    real = store._read_part
+    real = scan.footer
 
-    def denied(path: Path, pick=None, verify=True):
-        if path == locked:
-            return PermissionError(errno.EACCES, "Permission denied", str(path))
-        return real(path, pick)
+    def denied(fragment):
+        if fragment.path == str(locked):
+            return PermissionError(errno.EACCES, "Permission denied", fragment.path)
+        return real(fragment)
 
-    monkeypatch.setattr(store, "_read_part", denied)
+    monkeypatch.setattr(scan, "footer", denied)
     with pytest.warns(CorruptPartWarning, match="PermissionError"):
         c = compact(tmp_path)
     assert (c.replaced, c.left, c.quarantined) == (2, 1, 0) and locked.exists()
