@@ -244,6 +244,7 @@ def test_ray_malloc_jemalloc_is_the_copy_rays_wheel_ships() -> None:
 
 
 @pytest.mark.skipif(_jemalloc() is None, reason="no libjemalloc in Ray's wheel or on this machine")
+@pytest.mark.slow  # a long real sweep or pool; `pytest -m slow` runs it (the default run stays near 10 minutes)
 def test_ray_malloc_jemalloc_reaches_the_workers_and_gives_the_same_results(tmp_path: Path) -> None:
     """ray.malloc=jemalloc preloads it into an embedded Ray's processes (a worker maps it) and leaves the
     driver's environment as it was; a sweep's results are the same as with the system's allocator."""

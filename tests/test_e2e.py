@@ -74,6 +74,7 @@ def test_faults_become_records_and_never_stop_the_sweep(tmp_path: Path) -> None:
     assert (failed["check"] != "").sum() >= 1  # the error run still names its declared check
 
 
+@pytest.mark.slow  # a long real sweep or pool; `pytest -m slow` runs it (the default run stays near 10 minutes)
 def test_driver_killed_with_sigkill_then_rerun_completes_once(tmp_path: Path) -> None:
     out = tmp_path / "smoke"
     proc = subprocess.Popen([sys.executable, "-m", "harness", *gated_sweep(tmp_path, free=2)], cwd=tmp_path,

@@ -280,7 +280,8 @@ def test_the_built_in_reuse_cases_cover_every_built_in_scenario() -> None:
     assert set(BUILTIN_REUSE) == {p.stem for p in (ROOT / "conf" / "scenario").glob("*.yaml")}
 
 
-@pytest.mark.parametrize("name", sorted(BUILTIN_REUSE))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "circles" else n
+                                  for n in sorted(BUILTIN_REUSE)])  # circles: the longest; slow
 def test_a_reused_run_of_a_built_in_scenario_is_bit_identical_to_the_run_alone(tf_worker: None, name: str) -> None:
     from harness.engine import reuse
 
@@ -592,6 +593,7 @@ XLA_PROBE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a long real sweep or pool; `pytest -m slow` runs it (the default run stays near 10 minutes)
 def test_with_xla_auto_clustering_a_hot_loop_stays_single_steps_and_replays_bit_for_bit() -> None:
     """With TF_XLA_FLAGS turning auto-clustering on, XLA would fuse across the steps of an unrolled
     body and give other bits (measured on circles in fp32); so the structure stays a loop of single

@@ -94,6 +94,7 @@ def test_a_rerun_exits_1_while_stored_runs_are_still_incomplete(tmp_path: Path) 
     assert again.returncode == 1, again.stdout
 
 
+@pytest.mark.slow  # a long real sweep or pool; `pytest -m slow` runs it (the default run stays near 10 minutes)
 def test_runs_of_a_damaged_part_file_are_recomputed_and_the_file_quarantined(tmp_path: Path) -> None:
     """A damaged page of a column the resume index does not need (worst_value), then a seed column
     rewritten as text: each time the rerun counts those runs as not stored, moves the file into

@@ -172,6 +172,7 @@ def _replaced(p: Pool, name: str, old: int) -> dict[str, int | None]:
     return wait_for(f"{name} (pid {old}) to be replaced", replaced)
 
 
+@pytest.mark.slow  # a long real sweep or pool; `pytest -m slow` runs it (the default run stays near 10 minutes)
 def test_an_actor_killed_from_outside_and_one_whose_driver_was_killed_are_replaced_by_the_daemon(warm: Pool) -> None:
     actors = warm.actors()
     assert sorted(actors) == ["worker-0", "worker-1"] and all(actors.values())
