@@ -81,6 +81,7 @@ def what_changed(before_dir: Path, after_dir: Path, before: pd.DataFrame,
         a = ra.get(name, versions_a.get(name))
         if b is None and a is None:
             continue
+        b, a = ("(unset)" if v is None else v for v in (b, a))
         (same.append(f"{name} {b}") if b == a else changed.append(f"{name}: {b} -> {a}"))
     defs_b, defs_a = db.get("definitions") or {}, da.get("definitions") or {}
     for scenario in sorted(set(defs_b) & set(defs_a)):
@@ -123,12 +124,13 @@ def lines(result: pd.DataFrame, before: str, after: str, changed: list[str], sam
             out.append(f"{verdict.value} ({len(part)}):")
             out += ["  " + _row_line(row) for row in part.itertuples(index=False)]
     unsure = result[result["status"] == CompareVerdict.NOT_ENOUGH_DATA]
-    flipped = unsure[unsure["flipped_to_fail"].fillna(0) + unsure["flipped_to_pass"].fillna(0) > 0] \
-        if len(unsure) else unsure
-    if len(flipped):
-        out.append(f"not enough data ({len(flipped)}): some runs changed their outcome, too few to tell")
-        out += ["  " + _row_line(row) for row in flipped.itertuples(index=False)]
-    moved = unsure.drop(flipped.index)
+    still = (unsure["method"] == "paired") & (unsure["flipped_to_fail"].fillna(0) + unsure["flipped_to_pass"].fillna(0)
+                                              == 0) if len(unsure) else unsure.index == unsure.index
+    listed = unsure[~still]
+    if len(listed):
+        out.append(f"not enough data ({len(listed)}): too few runs to tell a change from chance")
+        out += ["  " + _row_line(row) for row in listed.itertuples(index=False)]
+    moved = unsure[still]
     if len(moved):
         out.append(f"values moved, no run changed its outcome ({len(moved)}): {_grouped(moved)}; "
                    "--margin M says whether the change stays within M")
@@ -144,10 +146,14 @@ def lines(result: pd.DataFrame, before: str, after: str, changed: list[str], sam
     if unpaired is not None and not unpaired.empty:
         out.append(f"seeds on one side only: {int(unpaired['only_before'].max())} at most in a cell before, "
                    f"{int(unpaired['only_after'].max())} after (compared unpaired where no seed matches)")
+    from harness.analysis.paired import min_flips
+
+    alpha = result.attrs["alpha"]
     tests = int(result["tested"].sum()) if "tested" in result.columns else 0
-    holm = (f"Holm over the {tests} rows with enough flipped runs to be significant keeps the chance of any false "
-            f"worse/better verdict at alpha {result.attrs['alpha']:g}") if tests else \
-        "no row had enough flipped runs (6) to be significant, so none can be worse or better"
+    holm = (f"Holm over the {tests} rows that can reach significance keeps the chance of any false worse/better "
+            f"verdict at alpha {alpha:g}") if tests else \
+        (f"no row can reach significance at alpha {alpha:g} (a paired row needs {min_flips(alpha)} flipped runs), "
+         "so none is worse or better")
     out.append("method: runs paired by seed (exact McNemar test, Tango's score interval), else independent "
                f"(Fisher's exact test, Newcombe interval); {holm}")
     return out
@@ -162,11 +168,19 @@ def _grouped(part: pd.DataFrame, limit: int = 6) -> str:
 
 
 def _row_line(row: Any) -> str:
-    counts = f"{row.before_failed}/{row.before_runs} -> {row.after_failed}/{row.after_runs} runs failed"
-    diff = f"{_pct(row.diff)} points (95% CI {_pct(row.diff_low)} to {_pct(row.diff_high)})"
-    pairs = f"{row.pairs} paired, {row.flipped_to_fail} now fail, {row.flipped_to_pass} now pass" if row.pairs \
-        else "no seed in common"
-    text = f"{row.where}: {counts}, {diff}, {pairs}, Holm p={row.p_adjusted:.2g}"
+    incomplete = (f" ({row.before_incomplete} -> {row.after_incomplete} did not complete)"
+                  if row.before_incomplete or row.after_incomplete else "")
+    if row.method == "paired":
+        extra = row.before_runs + row.after_runs - 2 * row.pairs
+        counts = (f"{row.paired_before_failed}/{row.pairs} -> {row.paired_after_failed}/{row.pairs} runs failed on "
+                  f"the seeds both ran{incomplete}, {row.flipped_to_fail} now fail, {row.flipped_to_pass} now pass"
+                  + (f" ({extra} runs of one side only not compared)" if extra else ""))
+    else:
+        counts = (f"{row.before_failed}/{row.before_runs} -> {row.after_failed}/{row.after_runs} runs failed"
+                  f"{incomplete}, compared as independent samples ({row.pairs} seeds in common)")
+    diff = f"{_pct(row.diff)} points (95% CI {_pct(row.diff_low)} to {_pct(row.diff_high)}, unadjusted)"
+    holm = f"Holm p={row.p_adjusted:.2g}" if row.tested else "not tested (too few flips to be significant)"
+    text = f"{row.where}: {counts}, {diff}, {holm}"
     if row.status is CompareVerdict.NOT_ENOUGH_DATA:
         more = row.more_seeds
         text += (f"; about {int(more)} more seeds would detect a change of this size with 80% power"
@@ -195,7 +209,7 @@ def _load(path: str, which: str) -> pd.DataFrame:
 
     directory = Path(path)
     if not directory.is_dir():
-        raise ValueError(f"{which}: {path}: no such directory")
+        raise ValueError(f"{which}: {path}: " + ("not a directory" if directory.exists() else "no such directory"))
     df = load_results(directory)
     if df.empty:
         raise ValueError(f"{which}: {path}: no stored runs")
@@ -211,8 +225,13 @@ def run(args: argparse.Namespace) -> int:
         before, after = _load(args.before, "before"), _load(args.after, "after")
         result = compare(before, after, by=args.by, margin=args.margin, alpha=args.alpha)
     except (ValueError, KeyError) as exc:
-        print(f"error: {str(exc).strip(chr(34) + chr(39))}", file=sys.stderr)
+        text = exc.args[0] if exc.args else str(exc)
+        print(f"error: {text}", file=sys.stderr)
         return EXIT_USAGE
+    for which, df in (("before", before), ("after", after)):
+        if "sweep" in df.columns and df["sweep"].nunique() > 1:
+            print(f"note: {which} holds {df['sweep'].nunique()} sweeps ({', '.join(sorted(map(str, df['sweep'].unique())))}); "
+                  "their runs are compared together", file=sys.stderr)
     changed, same = what_changed(Path(args.before), Path(args.after), before, after)
     result.attrs["changed_settings"] = changed
     changed = [*changed, *(c for c in result.attrs["changed"] if not any(c.split(":")[0] in x for x in changed))]
@@ -221,7 +240,11 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         from harness.report.compare_page import write_page
 
-        page = write_page(result, Path(args.out), before=args.before, after=args.after, changed=changed, same=same)
+        try:
+            page = write_page(result, Path(args.out), before=args.before, after=args.after, changed=changed, same=same)
+        except OSError as exc:
+            print(f"error: --out: {args.out}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_USAGE
         print(f"page: {page}")
     worse = bool((result["status"] == CompareVerdict.WORSE).any()) if not result.empty else False
     return EXIT_WORSE if args.fail_on == "worse" and worse else EXIT_OK

@@ -176,7 +176,7 @@ def test_the_gate_exits_1_on_worse_and_0_on_same(tmp_path: Path, capsys: pytest.
 @pytest.mark.parametrize("args, message", [
     (["nowhere", "nowhere2"], "before: nowhere: no such directory"),
     (["B", "B", "--margin", "2"], "margin: 2.0 is not a rate difference strictly between 0 and 1"),
-    (["B", "B", "--by", "colour"], "--by: colour is not a column of the results"),
+    (["B", "B", "--by", "colour"], "--by: colour is not an axis a cell can be made of"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
@@ -187,3 +187,62 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, tmp_pat
     assert main(["compare", *argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
+
+
+def test_an_axis_that_is_the_change_pairs_its_runs() -> None:
+    """clip_value none -> 1.0 (or fp32 -> fp16) is the change: the runs pair across it, not two one-sided cells."""
+    b = _sweep({("fp32", 1000): [False] * 10})
+    a = _sweep({("fp32", 1000): [i < 8 for i in range(10)]})
+    a["clip_value"] = 1.0
+    out = compare(b, a)
+    assert out.attrs["changed"][0] == "clip_value: none -> 1" and len(out) == 1
+    assert out.iloc[0]["pairs"] == 10 and out.iloc[0]["status"] is CompareVerdict.WORSE
+
+
+def test_runs_that_no_longer_complete_count_as_failing() -> None:
+    """A change that makes every run error is worse, not 'only before'; 8 of 10 erroring is worse too."""
+    b = _sweep({("fp32", 1000): [False] * 10})
+    for errored in (10, 8):
+        a = _sweep({("fp32", 1000): [False] * 10})
+        a = a.astype({"passed": object, "n_failed": object})
+        lost = a["seed"] < errored
+        a.loc[lost, "status"] = "error"
+        a.loc[lost, ["passed", "n_failed"]] = None
+        a.loc[lost, ["worst_value", "worst_margin"]] = np.nan
+        row = compare(b, a).iloc[0]
+        assert row["status"] is CompareVerdict.WORSE and row["after_incomplete"] == errored, row
+
+
+def test_a_partial_overlap_of_seeds_is_compared_as_independent_samples() -> None:
+    """One shared seed must not stand for a hundred unpaired runs."""
+    b = _sweep({("fp32", 1000): [i < 10 for i in range(100)]}, seeds=list(range(100)))
+    a = _sweep({("fp32", 1000): [i < 90 for i in range(100)]}, seeds=list(range(99, 199)))
+    row = compare(b, a).iloc[0]
+    assert row["method"] == "independent" and row["status"] is CompareVerdict.WORSE
+
+
+def test_a_key_numeric_on_one_side_and_null_on_the_other_does_not_break_the_match() -> None:
+    b = _sweep({("fp32", 1000): [False] * 6})
+    a = pd.concat([_sweep({("fp32", 1000): [False] * 6}),
+                   _sweep({("fp16", 1000): [False] * 6}).assign(scenario="other", batch_size=np.nan)])
+    out = compare(b, a)
+    assert set(out["status"]) == {CompareVerdict.IDENTICAL, CompareVerdict.ONLY_AFTER}
+
+
+def test_by_names_only_axes_and_margin_needs_alpha_below_one_half() -> None:
+    b = _sweep({("fp32", 1000): [False] * 6})
+    for by in (["check"], ["seed"], ["precision", "precision"]):
+        with pytest.raises(KeyError, match="--by"):
+            compare(b, b, by=by)
+    with pytest.raises(ValueError, match="--alpha"):
+        compare(b, b, margin=0.1, alpha=0.6)
+
+
+def test_an_out_that_is_a_file_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    b = _write(_sweep({("fp32", 1000): [False] * 3}), tmp_path / "b")
+    (tmp_path / "taken").write_text("")
+    assert main(["compare", b, b, "--out", str(tmp_path / "taken")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out:") and err.count("\n") == 1

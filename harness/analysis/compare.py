@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.frame import CONFIG_AXES, failed_mask, label, ok_mask, present, require, with_variant
-from harness.analysis.paired import (holm_family, independent_difference, mcnemar_min_p, paired_difference,
+from harness.analysis.paired import (fisher_min_p, holm_family, independent_difference, mcnemar_min_p,
+                                     paired_difference,
                                      paired_shift, runs_needed_independent, runs_needed_paired)
 from harness.analysis.rates import wilson_interval
 from harness.analysis.verdicts import CompareVerdict
@@ -55,9 +56,12 @@ def compare(before: pd.DataFrame, after: pd.DataFrame, *, by: Sequence[str] | No
         require(df, ("run_id", "check", "op", "status", "passed", "seed", "scenario", *IDENTITY_VALUES,
                      "worst_margin"))
     if margin is not None and not (0 < margin < 1):
-        raise ValueError(f"margin: {margin!r} is not a rate difference strictly between 0 and 1")
-    sides, changed = _matchable(with_variant(before), with_variant(after))
-    cells = _cell_axes(sides, by)
+        raise ValueError(f"--margin: {margin!r} is not a rate difference strictly between 0 and 1")
+    if margin is not None and not alpha < 0.5:
+        raise ValueError(f"--alpha: {alpha!r} with --margin: the equivalence test's interval is 1 - 2 alpha, "
+                         "so alpha must be below 0.5")
+    sides, changed, changed_axes = _matchable(with_variant(before), with_variant(after))
+    cells = _cell_axes(sides, by, changed_axes)
     keys = [*cells, "check", "op"]
     runs = _paired_runs(sides, keys)
     flips: list[dict[str, Any]] = []
@@ -105,9 +109,9 @@ def _params(df: pd.DataFrame) -> pd.Series:
         pd.Series([{}] * len(df), index=df.index)
 
 
-def _matchable(before: pd.DataFrame, after: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], list[str]]:
+def _matchable(before: pd.DataFrame, after: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], list[str], list[str]]:
     """Both frames with a ``match`` column (the run's axes and parameters less the settings that are
-    the change) and the list of those settings as "name: before -> after"."""
+    the change), the list of those settings as "name: before -> after", and the axes among them."""
     changed: list[str] = []
     drop_axes = []
     for axis in present(before, RUN_AXES):
@@ -138,7 +142,7 @@ def _matchable(before: pd.DataFrame, after: pd.DataFrame) -> tuple[dict[str, pd.
             match = match + "|" + a + "=" + part
         variant = _variant_without(df, drop_params)
         out[side] = df.assign(match=match, cell_variant=variant)
-    return out, changed
+    return out, changed, drop_axes
 
 
 def _variant_without(df: pd.DataFrame, drop: dict[str, set[str]]) -> pd.Series:
@@ -150,47 +154,62 @@ def _variant_without(df: pd.DataFrame, drop: dict[str, set[str]]) -> pd.Series:
     return pd.Series([strip(v, s) for v, s in zip(df["variant"], df["scenario"])], index=df.index, dtype=object)
 
 
-def _cell_axes(sides: dict[str, pd.DataFrame], by: Sequence[str] | None) -> list[str]:
+def _cell_axes(sides: dict[str, pd.DataFrame], by: Sequence[str] | None, changed: Sequence[str] = ()) -> list[str]:
+    """The axes a cell is made of: ``by`` (validated), else every axis that varies, scenario first;
+    never an axis that is the change being compared (its two values are the two sides)."""
     both = pd.concat([sides["before"], sides["after"]], ignore_index=True)
+    allowed = [a for a in (*present(both, RUN_AXES), "cell_variant") if a not in changed and a != "schedule"]
     if by is not None:
-        unknown = [a for a in by if a not in both.columns]
-        if unknown:
-            raise KeyError(f"--by: {', '.join(unknown)} is not a column of the results "
-                           f"(axes: {', '.join(present(both, (*RUN_AXES, 'cell_variant')))})")
+        wrong = [a for a in by if a not in allowed]
+        if wrong or len(set(by)) != len(by):
+            what = f"{wrong[0]} is not an axis a cell can be made of" if wrong else "an axis is named twice"
+            raise KeyError(f"--by: {what} (axes: {', '.join(allowed)})")
         return list(by)
-    axes = ["scenario", *[a for a in present(both, RUN_AXES) if a != "scenario"
-                          and both[a].map(label).nunique() > 1 and a not in ("schedule",)]]
+    axes = ["scenario", *[a for a in allowed if a not in ("scenario", "cell_variant")
+                          and both[a].map(label).nunique() > 1]]
     if both["cell_variant"].nunique() > 1:
         axes.insert(1, "cell_variant")
     return axes
 
 
-RUN_COLUMNS: tuple[str, ...] = ("run_id", "failed", *IDENTITY_VALUES, "worst_margin")
+RUN_COLUMNS: tuple[str, ...] = ("run_id", "failed", "incomplete", *IDENTITY_VALUES, "worst_margin")
 
 
 def _paired_runs(sides: dict[str, pd.DataFrame], keys: list[str]) -> pd.DataFrame:
-    """One row per (cell, check, run key, seed) of either side: the completed runs' values with
-    suffixes ``_before``/``_after`` (null where that side did not complete the run or lacks it),
-    and the incomplete runs counted per side (``incomplete_before``/``_after``)."""
-    frames = []
+    """One row per (cell, check, run key, seed) of either side, with each side's values suffixed
+    ``_before``/``_after`` (null where that side lacks the run). A run that did not complete (error,
+    crash, timeout) is a run that did not hold the check: ``failed`` and ``incomplete`` are true for
+    it, so a change that makes runs error is compared as one that makes them fail. Rows of a run that
+    ended before declaring its checks (check "") are not a check's rows: ``attrs["undeclared"]``
+    counts those runs per side."""
+    textual = {k for k in keys for df in sides.values() if df[k].dtype.kind in "fO" or df[k].isna().any()
+               or str(df[k].dtype) in ("str", "string")}
+    frames, undeclared = [], {}
     for side, df in sides.items():
-        df = df.assign(failed=failed_mask(df).to_numpy(), complete=ok_mask(df).to_numpy())
+        blank = df["check"].fillna("").astype(str) == ""
+        undeclared[side] = int(df.loc[blank, "run_id"].nunique())
+        df = df[~blank]
+        done = ok_mask(df).to_numpy()
+        df = df.assign(failed=failed_mask(df).to_numpy() | ~done, incomplete=~done)
         for k in keys:  # one spelling of a key on both sides (none for a null clip_value, 1000 for 1000.0)
-            df[k] = df[k].map(label) if df[k].dtype.kind == "f" or df[k].isna().any() else df[k]
-        done = df[df["complete"]].drop_duplicates([*keys, "match", "seed"])
-        part = done[[*keys, "match", "seed", *RUN_COLUMNS]].rename(columns={c: f"{c}_{side}" for c in RUN_COLUMNS})
-        part[f"incomplete_{side}"] = 0
-        lost = df[~df["complete"]].drop_duplicates([*keys, "match", "seed"])[[*keys, "match", "seed"]]
-        frames.append((part, lost.assign(**{f"incomplete_{side}": 1})))
-    (b, lost_b), (a, lost_a) = frames
-    runs = b.merge(a.drop(columns="incomplete_after"), on=[*keys, "match", "seed"], how="outer")
-    runs["incomplete_after"] = 0
-    lost = pd.concat([lost_b, lost_a], ignore_index=True).fillna(0)
-    return pd.concat([runs, lost], ignore_index=True)
+            df[k] = df[k].map(label) if k in textual else df[k]
+        kept = df.drop_duplicates([*keys, "match", "seed"], keep="last")
+        frames.append(kept[[*keys, "match", "seed", *RUN_COLUMNS]]
+                      .rename(columns={c: f"{c}_{side}" for c in RUN_COLUMNS}))
+    runs = frames[0].merge(frames[1], on=[*keys, "match", "seed"], how="outer")
+    runs.attrs["undeclared"] = undeclared
+    return runs
 
 
 def _sort_key(key: tuple) -> tuple:
-    return tuple((0, k) if isinstance(k, (int, float, np.integer, np.floating)) else (1, str(k)) for k in key)
+    def one(k: Any) -> tuple:
+        if isinstance(k, (int, float, np.integer, np.floating)):
+            return (0, float(k), "")
+        try:  # a label such as "100,000"
+            return (0, float(str(k).replace(",", "")), "")
+        except ValueError:
+            return (1, 0.0, str(k))
+    return tuple(one(k) for k in key)
 
 
 # --------------------------------------------------------------------------- per row
@@ -213,6 +232,10 @@ def _side(part: pd.DataFrame, side: str) -> pd.DataFrame:
 
 def _row(key: tuple, keys: list[str], part: pd.DataFrame, margin: float | None, alpha: float,
          flips: list[dict[str, Any]]) -> dict[str, Any]:
+    """One cell and check. Paired by seed when every run of the side with fewer runs has its seed on
+    the other side (the usual case, and the one where the other side only added seeds); else the two
+    sides' runs are compared as independent samples (a partial overlap of seeds would let a few
+    pairs stand for many unpaired runs)."""
     row: dict[str, Any] = dict(zip(keys, key))
     b, a = _side(part, "before"), _side(part, "after")
     for side, runs in (("before", b), ("after", a)):
@@ -220,36 +243,39 @@ def _row(key: tuple, keys: list[str], part: pd.DataFrame, margin: float | None, 
         low, high = wilson_interval(failed, n, alpha)
         row.update({f"{side}_runs": n, f"{side}_failed": failed, f"{side}_rate": failed / n if n else math.nan,
                     f"{side}_low": float(low[0]), f"{side}_high": float(high[0]),
-                    f"{side}_incomplete": int(part[f"incomplete_{side}"].fillna(0).sum())})
+                    f"{side}_incomplete": int(runs[f"incomplete_{side}"].astype(bool).sum())})
     if not len(b) or not len(a):
         row["status"] = CompareVerdict.ONLY_BEFORE if not len(a) else CompareVerdict.ONLY_AFTER
         return row
     both = part[part["run_id_before"].notna() & part["run_id_after"].notna()]
     fb, fa = both["failed_before"].astype(bool).to_numpy(), both["failed_after"].astype(bool).to_numpy()
     worse, better = int((~fb & fa).sum()), int((fb & ~fa).sum())
-    row.update(pairs=len(both), identical=int(_identical(both).sum()), flipped_to_fail=worse, flipped_to_pass=better)
+    paired = len(both) > 0 and len(both) == min(len(b), len(a))
+    row.update(pairs=len(both), identical=int(_identical(both).sum()), flipped_to_fail=worse, flipped_to_pass=better,
+               paired_before_failed=int(fb.sum()), paired_after_failed=int(fa.sum()))
     for i in np.flatnonzero(fb != fa):
         r = both.iloc[i]
         flips.append({**dict(zip(keys, key)), "seed": r["seed"], "flip": "to_fail" if fa[i] else "to_pass",
                       "before_run_id": r["run_id_before"], "after_run_id": r["run_id_after"],
                       "before_worst_value": r["worst_value_before"], "after_worst_value": r["worst_value_after"]})
     if len(both):
-        d = paired_difference(worse, better, len(both), alpha)
-        d_eq = paired_difference(worse, better, len(both), 2 * alpha) if margin is not None else None
         shift = paired_shift(both["worst_margin_before"].to_numpy(float), both["worst_margin_after"].to_numpy(float),
                              alpha)
         row.update(shift_median=shift.median, shift_low=shift.low, shift_high=shift.high, shift_p=shift.p,
                    shift_pairs=shift.n)
+    if paired:
+        d = paired_difference(worse, better, len(both), alpha)
+        d_eq = paired_difference(worse, better, len(both), 2 * alpha) if margin is not None else None
+        row["min_p"] = mcnemar_min_p(worse + better)
     else:
-        d = independent_difference(row["before_failed"], len(b), row["after_failed"], len(a), alpha)
-        d_eq = independent_difference(row["before_failed"], len(b), row["after_failed"], len(a), 2 * alpha) \
-            if margin is not None else None
+        counts = (row["before_failed"], len(b), row["after_failed"], len(a))
+        d = independent_difference(*counts, alpha)
+        d_eq = independent_difference(*counts, 2 * alpha) if margin is not None else None
+        row["min_p"] = fisher_min_p(*counts)
     row.update(diff=d.diff, diff_low=d.low, diff_high=d.high, p=d.p, method=d.method)
     if d_eq is not None:
         row.update(equivalent=bool(d_eq.low > -margin and d_eq.high < margin))
-    row["_discordant"] = (worse + better + 1) / (len(both) + 2) if len(both) else math.nan
-    # McNemar's smallest attainable p-value with these flips (all one way); Fisher's is not bounded here
-    row["min_p"] = mcnemar_min_p(worse + better) if len(both) else 0.0
+    row["_discordant"] = (worse + better + 1) / (len(both) + 2) if paired else math.nan
     return row
 
 
@@ -260,6 +286,8 @@ def _decide(out: pd.DataFrame, margin: float | None, alpha: float) -> pd.DataFra
     for col in ("p", "diff", "pairs", "identical", "equivalent", "_discordant"):
         if col not in out.columns:
             out[col] = np.nan
+    if "method" not in out.columns:
+        out["method"] = None
     if "min_p" not in out.columns:
         out["min_p"] = np.nan
     tested, adjusted = holm_family(out["p"].to_numpy(float), out["min_p"].to_numpy(float), alpha)
@@ -299,7 +327,7 @@ def _more_seeds(r: pd.Series, margin: float | None, alpha: float, power: float =
     effect = margin if margin is not None else abs(r["diff"]) if r["diff"] == r["diff"] else math.nan
     if not effect > 0:
         return math.nan
-    if r["pairs"] > 0:
+    if r["method"] == "paired":
         total = runs_needed_paired(effect, max(r["_discordant"], effect), alpha, power)
         return max(total - r["pairs"], 0.0)
     base = r["before_rate"] if r["before_rate"] == r["before_rate"] else 0.0

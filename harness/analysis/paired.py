@@ -162,6 +162,22 @@ def mcnemar_min_p(flips: int) -> float:
     return min(1.0, 2 * 0.5 ** flips)
 
 
+def fisher_min_p(failed_before: int, runs_before: int, failed_after: int, runs_after: int) -> float:
+    """The smallest p-value Fisher's exact test can give with these margins (every failure on one side)."""
+    from scipy.stats import fisher_exact
+
+    k, n1, n2 = failed_before + failed_after, runs_before, runs_after
+    if k == 0 or k == n1 + n2:
+        return 1.0
+    extremes = [min(k, n2), max(0, k - n1)]  # failures after: as many as can be, as few as can be
+    return min(float(fisher_exact([[x, n2 - x], [k - x, n1 - k + x]]).pvalue) for x in extremes)
+
+
+def min_flips(alpha: float) -> int:
+    """The fewest flipped pairs with which McNemar's exact test can reach ``alpha``."""
+    return next(d for d in range(1, 64) if mcnemar_min_p(d) <= alpha)
+
+
 def holm_family(p: np.ndarray, min_p: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
     """(tested, Holm-adjusted p) over the tests that can reject at ``alpha``: a test whose smallest
     attainable p-value exceeds alpha cannot reject at any level Holm uses, so it leaves the family

@@ -6,6 +6,7 @@ sides. Colour comes from the verdict's tone only (harness.analysis.verdicts)."""
 from __future__ import annotations
 
 import html
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ def _heat(result: pd.DataFrame, cells: Sequence[str]) -> str:
         body.append(f"<tr><th class='check'>{html.escape(name)}</th>{''.join(tds)}</tr>")
     legend = paragraph("Each cell: the change of the run-level failure rate, after - before, in percentage points; "
                        "= where every paired run recorded the same values; red: significantly worse, green: "
-                       "significantly better (Holm over every cell and check).", "note")
+                       "significantly better (Holm over the rows that can reach significance).", "note")
     return legend + (f"<div class='scroll'><table class='heat'><thead><tr><th></th>{head}</tr></thead>"
                      f"<tbody>{''.join(body)}</tbody></table></div>")
 
@@ -82,8 +83,9 @@ def _flips(flips: pd.DataFrame, cells: Sequence[str], before: str, after: str) -
         ("cell", lambda r: r.where, "l"), ("check", lambda r: r.check, "l"), ("seed", lambda r: r.seed, "r"),
         ("now", lambda r: "fails" if r.flip == "to_fail" else "passes", "l"),
         ("worst value before -> after", lambda r: f"{r.before_worst_value:.4g} -> {r.after_worst_value:.4g}", "r"),
-        ("replay both sides", lambda r: Raw(code(f"python -m harness replay {before} run_id={r.before_run_id} --trace")
-                                            + "<br>" + code(f"python -m harness replay {after} "
+        ("replay both sides", lambda r: Raw(code(f"python -m harness replay {shlex.quote(before)} "
+                                                 f"run_id={r.before_run_id} --trace")
+                                            + "<br>" + code(f"python -m harness replay {shlex.quote(after)} "
                                                             f"run_id={r.after_run_id} --trace")), "l"),
     ]
     ranked = flips.sort_values("flip", ascending=False, kind="stable")  # to_fail first
@@ -106,10 +108,11 @@ def write_page(result: pd.DataFrame, out: Path, *, before: str, after: str, chan
         section("Differences", _heat(result, cells)),
         section("Every cell and check", _rows_table(result, cells),
                 details("How the verdicts are computed", paragraph(
-                    "Runs are paired by seed where both sweeps ran it: the exact McNemar test on the runs whose "
-                    "outcome flipped, with Tango's score interval of the difference; with no seed in common, "
-                    "Fisher's exact test and Newcombe's interval. Holm's method over every row keeps the chance of "
-                    "any false worse or better verdict at alpha. 'same' is an equivalence test (the 1 - 2 alpha "
+                    "Runs are paired by seed when every run of the side with fewer runs has its seed on the other: "
+                    "the exact McNemar test on the runs whose outcome flipped, with Tango's score interval of the "
+                    "difference (unadjusted); otherwise Fisher's exact test and Newcombe's interval. A run that did "
+                    "not complete counts as failing. Holm's method over the rows that can reach significance keeps "
+                    "the chance of any false worse or better verdict at alpha. 'same' is an equivalence test (the 1 - 2 alpha "
                     "interval inside the margin); 'not enough data' says how many more seeds would detect a change "
                     "of the margin, or of the difference seen, with 80% power. The worst-margin shift is the median "
                     "of after - before on paired runs (a negative shift is less headroom)."))),
