@@ -9,6 +9,7 @@
 
     python scripts/compare_demos.py              # run them in a temporary directory, print the outputs
     python scripts/compare_demos.py --readme     # and rewrite the compare-demos block of README.md
+    python scripts/compare_demos.py --keep DIR   # keep the sweeps in DIR/results (a rerun resumes them)
 
 Each sweep runs as ``python -m harness ... ray.warm=false`` in its own embedded Ray (so an
 environment variable reaches its actors); the outputs show the results root as ``results/``.
@@ -58,9 +59,10 @@ def onednn_default() -> bool:
     return out.stdout.strip().endswith("True")
 
 
-def demos() -> str:
+def demos(keep: Path | None = None) -> str:
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "results"
+        root = (keep if keep is not None else Path(tmp)) / "results"
+        root.parent.mkdir(parents=True, exist_ok=True)
         on = onednn_default()
         base = sweep(root, "default", GRID)
         other = sweep(root, "onednn_off" if on else "onednn_on", GRID, {"TF_ENABLE_ONEDNN_OPTS": "0" if on else "1"})
@@ -82,8 +84,9 @@ def demos() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readme", action="store_true", help="rewrite the compare-demos block of README.md")
+    parser.add_argument("--keep", type=Path, help="store the sweeps under KEEP/results (a rerun resumes them)")
     args = parser.parse_args()
-    body = "Produced by `python scripts/compare_demos.py --readme`:\n\n" + demos()
+    body = "Produced by `python scripts/compare_demos.py --readme`:\n\n" + demos(args.keep)
     print(body)
     if args.readme:
         write_block(ROOT / "README.md", "compare-demos", body)
