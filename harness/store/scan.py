@@ -26,11 +26,23 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from harness.records import CORE_COLUMNS, CORE_SCHEMA, SCHEMA_VERSION
 from harness.store.layout import StoreError, file_time, is_compacted, listing
+
+
+class _Dataset:
+    """pyarrow.dataset, imported at its first use: its import pulls in pandas, which a driver that
+    reads no results (a new sweep, a dry run) would otherwise pay at its start."""
+
+    def __getattr__(self, name: str) -> Any:
+        import pyarrow.dataset
+
+        return getattr(pyarrow.dataset, name)
+
+
+ds = _Dataset()
 
 # every version up to this harness's (numbered 1, 2, 3, ...): each one's part files read with the columns they lack null
 KNOWN_SCHEMA_VERSIONS: tuple[str, ...] = tuple(str(v) for v in range(1, int(SCHEMA_VERSION) + 1)) \
