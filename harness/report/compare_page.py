@@ -65,7 +65,7 @@ def _rows_table(result: pd.DataFrame, cells: Sequence[str]) -> str:
          f"{100 * r.diff:+.0f} ({100 * r.diff_low:+.0f} to {100 * r.diff_high:+.0f}) points", "r"),
         ("paired / identical / flips", lambda r: f"{int(r.pairs)} / {int(r.identical)} / "
          f"{int(r.flipped_to_fail)} to fail, {int(r.flipped_to_pass)} to pass" if r.pairs == r.pairs else "", "l"),
-        ("Holm p", lambda r: num(r.p_adjusted, "{:.2g}"), "r"),
+        ("Holm p", lambda r: num(r.p_adjusted, "{:.2g}") if getattr(r, "tested", True) is True else "not tested", "r"),
         ("worst-margin shift", lambda r: num(getattr(r, "shift_median", float("nan")), "{:.3g}"), "r"),
         ("verdict", lambda r: r.status.value.replace("_", " ") + (f": about {int(r.more_seeds)} more seeds" if
                                                  r.more_seeds == r.more_seeds and r.more_seeds < float("inf") else ""),
