@@ -33,17 +33,6 @@ ROW_SETTINGS: dict[str, str] = {"harness_version": "harness", "tf_version": "ten
 NOT_A_CHANGE: tuple[str, ...] = ("sweep.name", "store.root")
 
 
-def _sweep_doc(directory: Path) -> dict[str, Any]:
-    import yaml
-
-    path = directory / "_sweep.yaml"
-    try:
-        doc = yaml.safe_load(path.read_text()) if path.is_file() else {}
-    except (OSError, yaml.YAMLError):
-        doc = {}
-    return doc if isinstance(doc, dict) else {}
-
-
 def _flat(doc: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(doc, dict):
         out: dict[str, Any] = {}
@@ -72,7 +61,9 @@ def what_changed(before_dir: Path, after_dir: Path, before: pd.DataFrame,
     """(changes as "what: before -> after", settings that are the same on both sides as "what value"),
     from both sweeps' ``_sweep.yaml`` (versions, the scenarios' code digests, every config value)
     and rows (harness and TensorFlow versions, oneDNN, device)."""
-    db, da = _sweep_doc(before_dir), _sweep_doc(after_dir)
+    from harness.store import read_sweep_doc
+
+    db, da = read_sweep_doc(before_dir), read_sweep_doc(after_dir)
     changed, same = [], []
     rb, ra = _row_settings(before), _row_settings(after)
     versions_b, versions_a = db.get("versions") or {}, da.get("versions") or {}

@@ -177,16 +177,6 @@ def read_rows(part: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _sweep_doc(directory: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        doc = yaml.safe_load((directory / "_sweep.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
 def rebuild_spec(row: dict[str, Any], doc: dict[str, Any], target: str | None = None) -> Any:
     """The RunSpec of a stored row, verified against its run_id (ReplayError if it cannot be)."""
     from harness import axes as table
@@ -369,6 +359,8 @@ def _plan(directory: Path, opts: dict[str, str]) -> tuple[list[Any], Any, str | 
     """Every run found, read and rebuilt before any is replayed: [(rows, spec)]; the stored runs
     (for worst= and the run labels; None when neither needs them); the line saying how the runs
     were chosen; the oneDNN note; the sweep's _sweep.yaml."""
+    from harness.store import read_sweep_doc
+
     where = _run_files(directory)  # a bad path or an empty directory says so first
     runs = stored_runs(directory) if "worst" in opts else None
     ids, chose = _choose(directory, opts, runs, where)
@@ -376,7 +368,7 @@ def _plan(directory: Path, opts: dict[str, str]) -> tuple[list[Any], Any, str | 
     if opts.get("trace") and runs is None:
         runs = stored_runs(directory)
     note = match_onednn(rows[0][0].get("onednn"))  # before rebuild_spec: it imports the scenario's module, which
-    doc = _sweep_doc(directory)  # may import TF
+    doc = read_sweep_doc(directory)  # may import TF
     from harness.scenarios.base import counting_interrupts
 
     with counting_interrupts():  # a KeyboardInterrupt the scenario's code raises is bad data, Ctrl-C is not

@@ -46,17 +46,6 @@ def print_headline(console: Console, head: pd.DataFrame, out: Path | None = None
         console.print(f"report: {out / 'index.html'}", highlight=False)
 
 
-def _sweep_meta(results: Path) -> dict:
-    """The sweep's ``_sweep.yaml`` (planned runs, the command that ran it), or {}."""
-    try:
-        import yaml
-
-        meta = yaml.safe_load((results / "_sweep.yaml").read_text())
-        return meta if isinstance(meta, dict) else {}
-    except Exception:  # no or unreadable metadata: the header just omits the plan
-        return {}
-
-
 def sweep_guarantee(meta: dict) -> tuple[float, float] | None:
     """(target, confidence) an ``adaptive=bound`` sweep ran for, from its ``_sweep.yaml``; None for
     another rule (or metadata that does not say)."""
@@ -70,13 +59,15 @@ def sweep_guarantee(meta: dict) -> tuple[float, float] | None:
     return (target, confidence) if 0 < target < 1 and 0 < confidence < 1 else None
 
 
-def _planned_runs(results: Path) -> int | None:
+def _planned_runs(results: Path, meta: dict) -> int | None:
+    """The runs the sweep planned: its plan file (with adaptive seeds, the rounds planned so far),
+    else ``runs`` of its ``_sweep.yaml`` (``meta``: the first plan)."""
     from harness.store import read_plan
 
-    plan = read_plan(results)  # with adaptive seeds, the rounds planned (the yaml has the first plan)
+    plan = read_plan(results)
     if plan is not None:
         return len(plan)
-    value = _sweep_meta(results).get("runs")
+    value = meta.get("runs")
     return int(value) if isinstance(value, (int, float)) else None
 
 
@@ -129,8 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "every data-size cell has enough healthy and unhealthy runs to test, pooling the "
                              "variants (a bug and its fix) and seeds; 'none': pool every run")
     args = parser.parse_args(argv)
+    from harness.store import read_sweep_doc
+
     results = Path(args.results)
-    ran_for = sweep_guarantee(_sweep_meta(results))  # the report answers the question the sweep ran for
+    meta = read_sweep_doc(results)  # the sweep's config, command and plan; {} for a root of several sweeps
+    ran_for = sweep_guarantee(meta)  # the report answers the question the sweep ran for
     alpha = 0.05 if ran_for is None else 1 - ran_for[1]  # the sweep's confidence, also with another --target
     if args.target is None:
         args.target = ran_for[0] if ran_for is not None else 0.01
@@ -187,9 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sweeps = sorted(df["sweep"].dropna().unique()) if "sweep" in df.columns else []
     title = ", ".join(sweeps) or results.name
     rep = build_report(df, out, title=title, target=args.target, holdout=args.holdout, fresh=fresh, gof=args.gof,
-                       planned_runs=_planned_runs(results), command=_sweep_meta(results).get("command"),
+                       planned_runs=_planned_runs(results, meta), command=meta.get("command"),
                        outcome=args.outcome, results_path=str(results), alpha=alpha, sections=sections,
-                       fixes=_sweep_meta(results).get("float32_params") or {})
+                       fixes=meta.get("float32_params") or {})
     if ran_for is not None:
         from harness.analysis.tolerance import share
 

@@ -21,13 +21,13 @@ from harness.store.damage import ColumnClashWarning, CorruptPartWarning, FutureS
 from harness.store.layout import PART_SUFFIX, PLAN, QUARANTINE, StoreError, StoreWriteError, part_files
 from harness.store.load import RunPath, load_results, load_table, run_files, stored_run_ids
 from harness.store.scan import KNOWN_SCHEMA_VERSIONS
-from harness.store.write import (PartBuffer, check_writable, make_sweep_dir, pid_alive, read_plan, remove_if_empty,
-                                 remove_stale_temporaries, sweep_dir, write_batch, write_part, write_plan, write_text)
+from harness.store.write import (PartBuffer, check_writable, make_sweep_dir, pid_alive, read_plan, read_sweep_doc,
+                                 remove_if_empty, remove_stale_temporaries, sweep_dir, write_batch, write_part, write_plan, write_text)
 
 __all__ = [
     "KNOWN_SCHEMA_VERSIONS", "PART_SUFFIX", "PER_RUN_FILES", "PLAN", "QUARANTINE", "ColumnClashWarning", "Compaction",
     "CorruptPartWarning", "FutureSchemaWarning", "LegacyLayoutWarning", "PartBuffer", "RunPath", "StoreError",
     "StoreWriteError", "check_writable", "compact", "load_results", "load_table", "make_sweep_dir", "part_files",
-    "pid_alive", "read_plan", "remove_if_empty", "remove_stale_temporaries", "run_files", "stored_run_ids",
+    "pid_alive", "read_plan", "read_sweep_doc", "remove_if_empty", "remove_stale_temporaries", "run_files", "stored_run_ids",
     "sweep_dir", "write_batch", "write_part", "write_plan", "write_text",
 ]

@@ -146,6 +146,18 @@ def write_plan(directory: Path, run_ids: Iterable[str]) -> None:
     write_text(directory / PLAN, json.dumps({"run_ids": sorted(set(run_ids))}, separators=(",", ":")))
 
 
+def read_sweep_doc(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """The sweep directory's ``_sweep.yaml`` (its config, command, planned runs, versions, ...) as a
+    dict; {} where there is none or it cannot be read (a root of several sweeps, an older version)."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load((Path(directory) / "_sweep.yaml").read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
 def read_plan(directory: str | os.PathLike[str]) -> set[str] | None:
     """The run ids ``write_plan`` recorded for the sweep directory, or None (none recorded: a sweep of
     an earlier version, or a root of several sweeps)."""
