@@ -224,7 +224,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: {which} holds {df['sweep'].nunique()} sweeps ({', '.join(sorted(map(str, df['sweep'].unique())))}); "
                   "their runs are compared together", file=sys.stderr)
     changed, same = what_changed(Path(args.before), Path(args.after), before, after)
-    result.attrs["changed_settings"] = changed
     changed = [*changed, *(c for c in result.attrs["changed"] if not any(c.split(":")[0] in x for x in changed))]
     for line in lines(result, args.before, args.after, changed, same):
         print(line)

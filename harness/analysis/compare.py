@@ -65,12 +65,10 @@ def compare(before: pd.DataFrame, after: pd.DataFrame, *, by: Sequence[str] | No
     keys = [*cells, "check", "op"]
     runs = _paired_runs(sides, keys)
     flips: list[dict[str, Any]] = []
-    rows = [_row(key, keys, part, margin, alpha, flips)
-            for key, part in runs.groupby(keys, dropna=False, sort=False)]
-    out = pd.DataFrame(rows)
+    groups = sorted(runs.groupby(keys, dropna=False, sort=False), key=lambda group: _sort_key(group[0]))
+    out = pd.DataFrame([_row(key, keys, part, margin, alpha, flips) for key, part in groups])
     if not out.empty:
-        out = _decide(out.iloc[sorted(range(len(out)), key=lambda i: _sort_key(tuple(out.iloc[i][keys])))]
-                      .reset_index(drop=True), margin, alpha)
+        out = _decide(out, margin, alpha)
     out.attrs["changed"] = changed + _changed_bounds(sides)
     out.attrs["unpaired"] = _unpaired_seeds(runs, keys)
     out.attrs["cells"] = cells
